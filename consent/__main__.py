@@ -1,0 +1,3 @@
+from consent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""The Litestar application: wiring only (routes, lifespan, errors, OpenAPI)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Final
+
+import structlog
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from consent.config import Settings
+from consent.crypto.keys import KeyRing, load_keyring
+from consent.db.database import Database
+from consent.db.migrate import apply_migrations, default_migrations_dir, discover
+from consent.errors import exception_handlers
+from consent.health.api import live, ready
+from consent.middleware import RequestIdMiddleware
+from consent.problems import problem_page
+from consent.tenancy.api import TenancyController
+
+__all__ = ["create_app"]
+
+MAX_BODY_BYTES: Final = 1_048_576
+_log = structlog.get_logger(__name__)
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="consent",
+        version="0.1.0",
+        description=(
+            "Privacy-first consent and preference service. Authenticate with "
+            "`Authorization: Bearer <API key>`; errors are RFC 9457 problem details."
+        ),
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "apiKey": SecurityScheme(
+                    type="http", scheme="bearer", description="An API key: csk_<id>_<secret>"
+                )
+            }
+        ),
+    )
+
+
+def create_app(
+    settings: Settings, *, db: Database | None = None, keyring: KeyRing | None = None
+) -> Litestar:
+    """Build the app. A given `db`/`keyring` is used as is and not closed on shutdown."""
+    migrations_dir = default_migrations_dir()
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.migrations = discover(migrations_dir)
+        app.state.keyring = keyring or load_keyring(
+            settings.resolved_keys_dir,
+            kek=settings.kek,
+            create=settings.environment == "development",
+        )
+        own_db = db is None
+        app.state.db = db or await Database.from_settings(settings)
+        try:
+            if own_db and settings.migrate_on_start:
+                async with app.state.db.pool.acquire() as conn:
+                    applied = await apply_migrations(conn, migrations_dir)
+                if applied:
+                    _log.info("migrations.applied", versions=[m.version for m in applied])
+            _log.info("service.started")
+            yield
+        finally:
+            if own_db:
+                await app.state.db.close()
+            _log.info("service.stopped")
+
+    return Litestar(
+        route_handlers=[live, ready, problem_page, TenancyController],
+        lifespan=[lifespan],
+        middleware=[RequestIdMiddleware],
+        exception_handlers=exception_handlers(),
+        openapi_config=_openapi(),
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=False,
+    )

@@ -1,0 +1,13 @@
+"""ASGI entry point for servers: `consent.asgi:app` (settings from the environment)."""
+
+from __future__ import annotations
+
+from consent.app import create_app
+from consent.config import load_settings
+from consent.logging import configure_logging
+
+__all__ = ["app"]
+
+_settings = load_settings()
+configure_logging(_settings.log_level, json=_settings.log_json)
+app = create_app(_settings)

@@ -1,0 +1,212 @@
+"""The `consent` command (also `python -m consent`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from consent.config import ConfigError, Settings, load_settings
+from consent.logging import configure_logging
+
+__all__ = ["main"]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"consent: {exc}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
+
+
+def _run(coro: Coroutine[Any, Any, int]) -> int:
+    return asyncio.run(coro)
+
+
+def _progress(label: str) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        end = "\n" if done >= total else ""
+        print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)  # noqa: T201
+
+    return show
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings()
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"consent: serving on http://{host}:{port} (docs: /schema)", file=sys.stderr)  # noqa: T201
+    Server(
+        "consent.asgi:app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=args.workers or settings.workers,
+        loop=Loops.uvloop,
+        log_enabled=False,
+        workers_kill_timeout=int(settings.shutdown_grace_seconds),
+    ).serve()
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from consent.db.database import Database
+    from consent.db.migrate import apply_migrations, default_migrations_dir
+
+    db = await Database.from_settings(settings)
+    try:
+        async with db.pool.acquire() as conn:
+            applied = await apply_migrations(conn, default_migrations_dir())
+    finally:
+        await db.close()
+    for m in applied:
+        print(f"applied {m.version:04d}_{m.name}")  # noqa: T201
+    if not applied:
+        print("database is up to date")  # noqa: T201
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from consent.db.migrate import MigrationError
+
+    try:
+        return _run(_migrate(_settings()))
+    except MigrationError as exc:
+        print(f"consent migrate: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+
+
+async def _tenant_create(settings: Settings, name: str) -> int:
+    from consent.db.database import Database
+    from consent.db.migrate import apply_migrations, default_migrations_dir
+    from consent.tenancy.service import create_tenant_with_admin_key
+
+    db = await Database.from_settings(settings)
+    try:
+        async with db.pool.acquire() as conn:
+            await apply_migrations(conn, default_migrations_dir())
+        tenant, key = await create_tenant_with_admin_key(db, name)
+    finally:
+        await db.close()
+    print(f"tenant {tenant.id} created ({tenant.name})")  # noqa: T201
+    print("admin API key (shown once, store it now):")  # noqa: T201
+    print(key)  # noqa: T201
+    return 0
+
+
+def cmd_tenant_create(args: argparse.Namespace) -> int:
+    from consent.errors import ValidationFailed
+
+    try:
+        return _run(_tenant_create(_settings(), args.name))
+    except ValidationFailed as exc:
+        print(f"consent tenant create: {exc.detail}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+async def _keys_rotate(settings: Settings, batch_size: int) -> int:
+    from consent.crypto.keys import load_keyring, rotate_kek
+
+    if settings.kek is not None:
+        print(  # noqa: T201
+            "consent keys rotate: CONSENT_KEK is set; to rotate, set the new key in CONSENT_KEK "
+            "and keep the old one in the keys directory, then run this command again "
+            "with --rewrap-only",
+            file=sys.stderr,
+        )
+        return 2
+    keys_dir = settings.resolved_keys_dir
+    load_keyring(keys_dir, create=settings.environment == "development")
+    new_id = rotate_kek(keys_dir)
+    print(f"new key-encryption key {new_id} is current", file=sys.stderr)  # noqa: T201
+    return await _rewrap(settings, batch_size)
+
+
+async def _rewrap(settings: Settings, batch_size: int) -> int:
+    from consent.crypto.datakeys import rewrap_all
+    from consent.crypto.keys import load_keyring
+    from consent.db.database import Database
+
+    ring = load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
+    db = await Database.from_settings(settings)
+    try:
+        count = await rewrap_all(db, ring, batch_size=batch_size, progress=_progress("re-wrapped"))
+    finally:
+        await db.close()
+    print(f"{count} data keys re-wrapped under {ring.current_kek_id}", file=sys.stderr)  # noqa: T201
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.rewrap_only:
+        return _run(_rewrap(settings, args.batch_size))
+    return _run(_keys_rotate(settings, args.batch_size))
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="consent",
+        description="Consent and preference service. Configuration: CONSENT_* variables "
+        "(see README); with none, an embedded PostgreSQL and keys under ./.consent/.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the HTTP service", description="Run the service.")
+    serve.add_argument("--host", help="listen address (CONSENT_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (CONSENT_PORT, default 8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (CONSENT_WORKERS)")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser(
+        "migrate", help="apply pending database migrations", description="Apply migrations."
+    )
+    migrate.set_defaults(func=cmd_migrate)
+
+    tenant = sub.add_parser("tenant", help="manage tenants", description="Manage tenants.")
+    tenant_sub = tenant.add_subparsers(dest="tenant_command", required=True, metavar="ACTION")
+    create = tenant_sub.add_parser(
+        "create",
+        help="create a tenant and print its first admin API key",
+        description="Create a tenant and print its first admin API key (shown once).",
+    )
+    create.add_argument("name", help="the tenant's display name")
+    create.set_defaults(func=cmd_tenant_create)
+
+    keys = sub.add_parser("keys", help="manage keys", description="Manage encryption keys.")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    rotate = keys_sub.add_parser(
+        "rotate",
+        help="new key-encryption key; re-wrap all data keys (no downtime)",
+        description="Generate a new key-encryption key, make it current and re-wrap every "
+        "subject data key under it while the service keeps running. Old KEKs stay in the "
+        "keys directory so nothing becomes unreadable.",
+    )
+    rotate.add_argument("--batch-size", type=int, default=1000, help="keys per transaction")
+    rotate.add_argument(
+        "--rewrap-only",
+        action="store_true",
+        help="do not generate a KEK; re-wrap under the current one (e.g. set by CONSENT_KEK)",
+    )
+    rotate.set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings_for_logs = _settings()
+    configure_logging(settings_for_logs.log_level, json=settings_for_logs.log_json)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,183 @@
+"""Settings: every `CONSENT_*` environment variable, read once into one frozen object.
+
+No configuration at all is a valid configuration: an embedded PostgreSQL and generated keys under
+`./.consent/`, the in-process OPA engine and the service on 127.0.0.1:8000. Secrets may be given
+as `NAME_FILE` (a path whose content is the value) instead of `NAME`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Final, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+_PREFIX: Final = "CONSENT_"
+_LOG_LEVELS: Final = frozenset({"debug", "info", "warning", "error"})
+_T = TypeVar("_T")
+
+
+class ConfigError(Exception):
+    """Raised with every configuration problem found, never just the first."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """The whole configuration of one process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: Path = Path(".consent")
+    # None: start an embedded PostgreSQL in `data_dir/pgdata`.
+    database_url: str | None = None
+    db_pool_min: int = 2
+    db_pool_max: int = 16
+    migrate_on_start: bool = True
+    keys_dir: Path | None = None  # default: data_dir / "keys"
+    # A key-encryption key given directly (base64, 32 bytes); it becomes the current KEK.
+    kek: str | None = None
+    opa_url: str | None = None
+    log_level: str = "info"
+    log_json: bool = True
+    shutdown_grace_seconds: float = 20.0
+    environment: str = "development"
+    audit_origin: str = "consent.local/audit"
+
+    @property
+    def resolved_keys_dir(self) -> Path:
+        return self.keys_dir if self.keys_dir is not None else self.data_dir / "keys"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+
+def _read(env: Mapping[str, str], name: str, problems: list[str]) -> str | None:
+    """Value of CONSENT_<name>, or of the file named by CONSENT_<name>_FILE."""
+    key = _PREFIX + name
+    file_key = key + "_FILE"
+    if key in env and file_key in env:
+        problems.append(f"{key} and {file_key} are both set; set only one")
+        return None
+    if file_key in env:
+        try:
+            return Path(env[file_key]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            problems.append(f"{file_key}: cannot read the file ({exc.strerror})")
+            return None
+    return env.get(key)
+
+
+def _parse(
+    env: Mapping[str, str],
+    name: str,
+    parse: Callable[[str], _T],
+    default: _T,
+    problems: list[str],
+    expected: str,
+) -> _T:
+    raw = _read(env, name, problems)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except ValueError:
+        problems.append(f"{_PREFIX}{name}: expected {expected}, got {raw!r}")
+        return default
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(raw)
+
+
+def _check_database_url(url: str | None, problems: list[str]) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        problems.append("CONSENT_DATABASE_URL: expected a postgresql:// URL")
+
+
+def _check_opa_url(url: str | None, problems: list[str]) -> None:
+    if url is None:
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        problems.append("CONSENT_OPA_URL: expected an http(s):// URL of an OPA server")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from `env` (default: the process environment).
+
+    Raises ConfigError listing every problem found.
+    """
+    source: Mapping[str, str] = os.environ if env is None else env
+    problems: list[str] = []
+    d = Settings()
+
+    port = _parse(source, "PORT", int, d.port, problems, "an integer port")
+    if not 0 < port < 65536:  # noqa: PLR2004
+        problems.append(f"CONSENT_PORT: {port} is not a TCP port (1-65535)")
+    workers = _parse(source, "WORKERS", int, d.workers, problems, "an integer")
+    if workers < 1:
+        problems.append("CONSENT_WORKERS: must be at least 1")
+    pool_min = _parse(source, "DB_POOL_MIN", int, d.db_pool_min, problems, "an integer")
+    pool_max = _parse(source, "DB_POOL_MAX", int, d.db_pool_max, problems, "an integer")
+    if pool_min < 0 or pool_max < 1 or pool_min > pool_max:
+        problems.append("CONSENT_DB_POOL_MIN/MAX: need 0 <= min <= max and max >= 1")
+    log_level = (_read(source, "LOG_LEVEL", problems) or d.log_level).lower()
+    if log_level not in _LOG_LEVELS:
+        problems.append(f"CONSENT_LOG_LEVEL: expected one of {sorted(_LOG_LEVELS)}")
+    grace = _parse(
+        source, "SHUTDOWN_GRACE_SECONDS", float, d.shutdown_grace_seconds, problems, "seconds"
+    )
+    database_url = _read(source, "DATABASE_URL", problems) or None
+    _check_database_url(database_url, problems)
+    opa_url = _read(source, "OPA_URL", problems) or None
+    _check_opa_url(opa_url, problems)
+    kek = _read(source, "KEK", problems) or None
+    if kek is not None:
+        from consent.crypto.keys import parse_kek  # local: keeps config import-light
+
+        try:
+            parse_kek(kek)
+        except ValueError as exc:
+            problems.append(f"CONSENT_KEK: {exc}")
+    keys_dir_raw = _read(source, "KEYS_DIR", problems)
+    migrate = _parse(source, "MIGRATE_ON_START", _bool, d.migrate_on_start, problems, "true/false")
+    log_json = _parse(source, "LOG_JSON", _bool, d.log_json, problems, "true/false")
+
+    if problems:
+        raise ConfigError(problems)
+    return Settings(
+        host=_read(source, "HOST", problems) or d.host,
+        port=port,
+        workers=workers,
+        data_dir=Path(_read(source, "DATA_DIR", problems) or d.data_dir),
+        database_url=database_url,
+        db_pool_min=pool_min,
+        db_pool_max=pool_max,
+        migrate_on_start=migrate,
+        keys_dir=Path(keys_dir_raw) if keys_dir_raw else None,
+        kek=kek,
+        opa_url=opa_url,
+        log_level=log_level,
+        log_json=log_json,
+        shutdown_grace_seconds=grace,
+        environment=_read(source, "ENVIRONMENT", problems) or d.environment,
+        audit_origin=_read(source, "AUDIT_ORIGIN", problems) or d.audit_origin,
+    )

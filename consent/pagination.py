@@ -1,0 +1,45 @@
+"""Keyset pagination: opaque cursors over (created_at, id), newest first."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from uuid import UUID
+
+import msgspec
+
+from consent.errors import ValidationFailed
+
+__all__ = ["Cursor", "decode_cursor", "encode_cursor"]
+
+MAX_LIMIT = 200
+
+
+class Cursor(msgspec.Struct, frozen=True, array_like=True):
+    at: datetime
+    id: UUID
+
+
+_enc = msgspec.json.Encoder()
+_dec = msgspec.json.Decoder(Cursor)
+
+
+def encode_cursor(at: datetime, id_: UUID) -> str:
+    return base64.urlsafe_b64encode(_enc.encode(Cursor(at, id_))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> Cursor | None:
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return _dec.decode(raw)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise ValidationFailed.field("cursor", "not a cursor returned by this API") from None
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed.field("limit", f"must be between 1 and {MAX_LIMIT}")
+    return limit

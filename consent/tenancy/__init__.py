@@ -1,0 +1,1 @@
+"""Tenants, properties, API keys, authentication and scopes."""

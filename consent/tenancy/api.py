@@ -1,0 +1,91 @@
+"""HTTP: the tenant's properties and API keys (admin), and who am I."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, delete, get, post
+from litestar.params import Parameter
+
+from consent.tenancy.auth import principal, requires
+from consent.tenancy.schemas import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPage,
+    Property,
+    PropertyCreate,
+    PropertyPage,
+    Tenant,
+)
+from consent.tenancy.service import TenancyService
+
+__all__ = ["TenancyController"]
+
+Limit = Annotated[int, Parameter(ge=1, le=200, description="Page size (1-200).")]
+CursorParam = Annotated[
+    str | None, Parameter(description="`next_cursor` of the previous page.", max_length=200)
+]
+IdemKey = Annotated[
+    str | None,
+    Parameter(
+        header="Idempotency-Key",
+        description="Retry-safe key: the same key with the same body returns the first result.",
+        max_length=200,
+    ),
+]
+
+
+def _service(request: Request[Any, Any, Any]) -> TenancyService:
+    return TenancyService(request.app.state.db, principal(request).tenant_id)
+
+
+class TenancyController(Controller):
+    path = "/v1"
+    tags = ["tenancy"]
+    security = [{"apiKey": []}]
+
+    @get("/tenant", guards=[requires("read")], summary="The caller's tenant")
+    async def get_tenant(self, request: Request[Any, Any, Any]) -> Tenant:
+        """The tenant the API key belongs to."""
+        return await _service(request).tenant()
+
+    @post("/properties", guards=[requires("admin")], summary="Create a property")
+    async def create_property(
+        self, request: Request[Any, Any, Any], data: PropertyCreate, idempotency_key: IdemKey
+    ) -> Property:
+        """A website, app or channel of the tenant. Names are unique per tenant."""
+        return await _service(request).create_property(data, idempotency_key)
+
+    @get("/properties", guards=[requires("read")], summary="List properties")
+    async def list_properties(
+        self, request: Request[Any, Any, Any], cursor: CursorParam = None, limit: Limit = 50
+    ) -> PropertyPage:
+        """Newest first; follow `next_cursor` for the next page."""
+        return await _service(request).list_properties(cursor, limit)
+
+    @post("/api-keys", guards=[requires("admin")], summary="Create an API key")
+    async def create_api_key(
+        self, request: Request[Any, Any, Any], data: ApiKeyCreate
+    ) -> ApiKeyCreated:
+        """The secret is returned once and stored only as a hash. Keys with `allowed_origins`
+        are banner keys, usable only from those browser origins."""
+        return await _service(request).create_api_key(data)
+
+    @get("/api-keys", guards=[requires("admin")], summary="List API keys")
+    async def list_api_keys(
+        self, request: Request[Any, Any, Any], cursor: CursorParam = None, limit: Limit = 50
+    ) -> ApiKeyPage:
+        """Newest first, without secrets."""
+        return await _service(request).list_api_keys(cursor, limit)
+
+    @delete(
+        "/api-keys/{api_key_id:uuid}",
+        guards=[requires("admin")],
+        summary="Revoke an API key",
+        status_code=200,
+    )
+    async def revoke_api_key(self, request: Request[Any, Any, Any], api_key_id: UUID) -> ApiKey:
+        """Revocation takes effect on the next request; revoking twice is harmless."""
+        return await _service(request).revoke_api_key(api_key_id)

@@ -1,0 +1,86 @@
+"""Authentication by API key and authorisation by scope, as Litestar guards.
+
+`requires("write")` on a route authenticates the `Authorization: Bearer csk_…` key (401 when
+missing, unknown, malformed or revoked), checks that it has the scope (403 otherwise; `admin`
+holds every scope) and, for keys restricted to browser origins, that the request's `Origin`
+is one of them. The principal is stored on the connection for the handler (`principal()`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+from uuid import UUID
+
+import msgspec
+import structlog
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from consent.db.database import Database
+from consent.errors import Forbidden, Unauthorized
+from consent.tenancy.keys import parse_api_key, secret_matches
+from consent.tenancy.repository import TenancyRepository
+
+__all__ = ["Principal", "authenticate", "principal", "requires"]
+
+_SCOPE_KEY: Final = "consent.principal"
+_UNAUTHORIZED: Final = "A valid API key is required (Authorization: Bearer <key>)."
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    tenant_id: UUID
+    key_id: str
+    scopes: frozenset[str]
+    property_id: UUID | None
+    allowed_origins: tuple[str, ...]
+
+    def has(self, scope: str) -> bool:
+        return "admin" in self.scopes or scope in self.scopes
+
+
+async def authenticate(db: Database, authorization: str | None) -> Principal:
+    if not authorization or not authorization.startswith("Bearer "):
+        raise Unauthorized(_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    parsed = parse_api_key(authorization.removeprefix("Bearer ").strip())
+    if parsed is None:
+        raise Unauthorized(_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    key_id, secret = parsed
+    async with db.pool.acquire() as conn:
+        row = await TenancyRepository(conn).find_api_key(key_id)
+    if (
+        row is None
+        or row["revoked_at"] is not None
+        or not secret_matches(secret, row["secret_sha256"])
+    ):
+        raise Unauthorized(_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
+    return Principal(
+        tenant_id=row["tenant_id"],
+        key_id=key_id,
+        scopes=frozenset(row["scopes"]),
+        property_id=row["property_id"],
+        allowed_origins=tuple(row["allowed_origins"]),
+    )
+
+
+def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Any]:
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        db: Database = connection.app.state.db
+        who = await authenticate(db, connection.headers.get("authorization"))
+        if not who.has(scope):
+            raise Forbidden(f"This API key lacks the '{scope}' scope.")
+        if who.allowed_origins and connection.headers.get("origin") not in who.allowed_origins:
+            raise Forbidden("This API key may only be used from its allowed origins.")
+        connection.state[_SCOPE_KEY] = who
+        structlog.contextvars.bind_contextvars(tenant_id=str(who.tenant_id))
+
+    guard.__name__ = f"requires_{scope}"
+    return guard
+
+
+def principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    """The authenticated caller (set by a `requires(...)` guard on the route)."""
+    who = connection.state.get(_SCOPE_KEY)
+    if not isinstance(who, Principal):
+        raise Unauthorized(_UNAUTHORIZED)
+    return who

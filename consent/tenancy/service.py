@@ -1,0 +1,116 @@
+"""Tenancy operations: create tenants (operators), properties and API keys (tenant admins)."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from consent.db.database import Database
+from consent.errors import Conflict, NotFound, ValidationFailed
+from consent.idempotency import run_idempotent
+from consent.pagination import check_limit, decode_cursor, encode_cursor
+from consent.tenancy.keys import generate_api_key
+from consent.tenancy.repository import TenancyRepository
+from consent.tenancy.schemas import (
+    ApiKey,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyPage,
+    Property,
+    PropertyCreate,
+    PropertyPage,
+    Tenant,
+)
+
+__all__ = ["TenancyService", "create_tenant_with_admin_key"]
+
+_enc = msgspec.json.Encoder()
+
+
+async def create_tenant_with_admin_key(db: Database, name: str) -> tuple[Tenant, str]:
+    """Operator action (CLI): a new tenant and its first admin key (returned once)."""
+    name = name.strip()
+    if not 1 <= len(name) <= 200:  # noqa: PLR2004
+        raise ValidationFailed.field("name", "must be 1-200 characters")
+    async with db.system() as conn:
+        repo = TenancyRepository(conn)
+        tenant = await repo.insert_tenant(name)
+        full, key_id, digest = generate_api_key()
+        await repo.insert_api_key(tenant.id, None, key_id, digest, "initial admin", ["admin"], [])
+    return tenant, full
+
+
+class TenancyService:
+    def __init__(self, db: Database, tenant_id: UUID) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+
+    async def tenant(self) -> Tenant:
+        async with self.db.tenant(self.tenant_id) as conn:
+            tenant = await TenancyRepository(conn).get_tenant(self.tenant_id)
+        if tenant is None:
+            raise NotFound("Tenant not found.")
+        return tenant
+
+    async def create_property(self, data: PropertyCreate, idem_key: str | None) -> Property:
+        async with self.db.tenant(self.tenant_id) as conn:
+            repo = TenancyRepository(conn)
+
+            async def produce() -> Property:
+                try:
+                    async with conn.transaction():
+                        return await repo.insert_property(
+                            self.tenant_id, data.name, data.kind, data.allowed_origins
+                        )
+                except asyncpg.UniqueViolationError:
+                    raise Conflict("A property with this name exists.") from None
+
+            result, _ = await run_idempotent(
+                conn, self.tenant_id, idem_key, _enc.encode(data), Property, produce
+            )
+            return result
+
+    async def list_properties(self, cursor: str | None, limit: int) -> PropertyPage:
+        check_limit(limit)
+        async with self.db.tenant(self.tenant_id) as conn:
+            items = await TenancyRepository(conn).list_properties(decode_cursor(cursor), limit)
+        last = items[-1] if len(items) == limit else None
+        return PropertyPage(
+            items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None
+        )
+
+    async def create_api_key(self, data: ApiKeyCreate) -> ApiKeyCreated:
+        # Not idempotent on purpose: a stored response would keep the secret in the database.
+        async with self.db.tenant(self.tenant_id) as conn:
+            repo = TenancyRepository(conn)
+            if data.property_id and await repo.get_property(data.property_id) is None:
+                raise ValidationFailed.field("property_id", "no such property")
+            full, key_id, digest = generate_api_key()
+            key = await repo.insert_api_key(
+                self.tenant_id,
+                data.property_id,
+                key_id,
+                digest,
+                data.name,
+                sorted(set(data.scopes)),
+                data.allowed_origins,
+            )
+        return ApiKeyCreated(key=key, secret=full)
+
+    async def list_api_keys(self, cursor: str | None, limit: int) -> ApiKeyPage:
+        check_limit(limit)
+        async with self.db.tenant(self.tenant_id) as conn:
+            items = await TenancyRepository(conn).list_api_keys(decode_cursor(cursor), limit)
+        last = items[-1] if len(items) == limit else None
+        return ApiKeyPage(
+            items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None
+        )
+
+    async def revoke_api_key(self, api_key_id: UUID) -> ApiKey:
+        async with self.db.tenant(self.tenant_id) as conn:
+            key = await TenancyRepository(conn).revoke_api_key(api_key_id)
+        if key is None:
+            raise NotFound("No such API key.")
+        return key
