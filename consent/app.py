@@ -37,6 +37,7 @@ def _openapi() -> OpenAPIConfig:
             "`Authorization: Bearer <API key>`; errors are RFC 9457 problem details."
         ),
         path="/schema",
+        use_handler_docstrings=True,
         render_plugins=[SwaggerRenderPlugin()],
         components=Components(
             security_schemes={

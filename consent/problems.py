@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 
 from litestar import MediaType, get
+from litestar.params import FromPath
 
 from consent.errors import PROBLEM_TYPES, NotFound
 
@@ -12,7 +13,7 @@ __all__ = ["problem_page"]
 
 
 @get("/problems/{slug:str}", media_type=MediaType.HTML, tags=["meta"], summary="Problem type")
-async def problem_page(slug: str) -> str:
+async def problem_page(slug: FromPath[str]) -> str:
     """A human-readable page for each RFC 9457 problem `type` this API returns."""
     if slug not in PROBLEM_TYPES:
         raise NotFound("No such problem type.")

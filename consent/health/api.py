@@ -12,7 +12,7 @@ from consent.db.migrate import MigrationError, pending_migrations
 __all__ = ["live", "ready"]
 
 
-class Health(msgspec.Struct, frozen=True, kw_only=True):
+class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     status: str
     database: bool | None = None
     migrations_current: bool | None = None

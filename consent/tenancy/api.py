@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from consent.tenancy.auth import principal, requires
 from consent.tenancy.schemas import (
@@ -23,14 +23,15 @@ from consent.tenancy.service import TenancyService
 
 __all__ = ["TenancyController"]
 
-Limit = Annotated[int, Parameter(ge=1, le=200, description="Page size (1-200).")]
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
 CursorParam = Annotated[
-    str | None, Parameter(description="`next_cursor` of the previous page.", max_length=200)
+    str | None,
+    QueryParameter(description="`next_cursor` of the previous page.", max_length=200),
 ]
 IdemKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         description="Retry-safe key: the same key with the same body returns the first result.",
         max_length=200,
     ),
@@ -53,7 +54,10 @@ class TenancyController(Controller):
 
     @post("/properties", guards=[requires("admin")], summary="Create a property")
     async def create_property(
-        self, request: Request[Any, Any, Any], data: PropertyCreate, idempotency_key: IdemKey
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PropertyCreate],
+        idempotency_key: IdemKey,
     ) -> Property:
         """A website, app or channel of the tenant. Names are unique per tenant."""
         return await _service(request).create_property(data, idempotency_key)
@@ -67,7 +71,7 @@ class TenancyController(Controller):
 
     @post("/api-keys", guards=[requires("admin")], summary="Create an API key")
     async def create_api_key(
-        self, request: Request[Any, Any, Any], data: ApiKeyCreate
+        self, request: Request[Any, Any, Any], data: JSONBody[ApiKeyCreate]
     ) -> ApiKeyCreated:
         """The secret is returned once and stored only as a hash. Keys with `allowed_origins`
         are banner keys, usable only from those browser origins."""
@@ -86,6 +90,8 @@ class TenancyController(Controller):
         summary="Revoke an API key",
         status_code=200,
     )
-    async def revoke_api_key(self, request: Request[Any, Any, Any], api_key_id: UUID) -> ApiKey:
+    async def revoke_api_key(
+        self, request: Request[Any, Any, Any], api_key_id: FromPath[UUID]
+    ) -> ApiKey:
         """Revocation takes effect on the next request; revoking twice is harmless."""
         return await _service(request).revoke_api_key(api_key_id)

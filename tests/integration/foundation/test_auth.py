@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import Tenant
+
+pytestmark = pytest.mark.integration
+
+
+def _is_problem(response: Any, status: int, slug: str) -> None:
+    assert response.status_code == status
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"] == f"/problems/{slug}"
+    assert body["title"]
+
+
+async def _make_key(client: Any, tenant: Tenant, **body: Any) -> dict[str, Any]:
+    response = await client.post("/v1/api-keys", json=body, headers=tenant.headers)
+    assert response.status_code == 201, response.text
+    created: dict[str, Any] = response.json()
+    return created
+
+
+async def test_missing_malformed_unknown_keys_get_401(client: Any, tenant: Tenant) -> None:
+    _is_problem(await client.get("/v1/tenant"), 401, "unauthorized")
+    _is_problem(
+        await client.get("/v1/tenant", headers={"Authorization": "Bearer nope"}),
+        401,
+        "unauthorized",
+    )
+    forged = tenant.key[:-4] + ("AAAA" if not tenant.key.endswith("AAAA") else "BBBB")
+    _is_problem(
+        await client.get("/v1/tenant", headers={"Authorization": f"Bearer {forged}"}),
+        401,
+        "unauthorized",
+    )
+    response = await client.get(
+        "/v1/tenant", headers={"Authorization": "Bearer " + "csk_" + "0" * 16 + "_" + "A" * 43}
+    )
+    _is_problem(response, 401, "unauthorized")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_revoked_key_gets_401(client: Any, tenant: Tenant) -> None:
+    created = await _make_key(client, tenant, name="reader", scopes=["read"])
+    headers = {"Authorization": f"Bearer {created['secret']}"}
+    assert (await client.get("/v1/tenant", headers=headers)).status_code == 200
+    revoked = await client.delete(f"/v1/api-keys/{created['key']['id']}", headers=tenant.headers)
+    assert revoked.status_code == 200
+    assert revoked.json()["revoked_at"] is not None
+    _is_problem(await client.get("/v1/tenant", headers=headers), 401, "unauthorized")
+
+
+async def test_key_without_scope_gets_403(client: Any, tenant: Tenant) -> None:
+    reader = await _make_key(client, tenant, name="reader", scopes=["read"])
+    headers = {"Authorization": f"Bearer {reader['secret']}"}
+    assert (await client.get("/v1/properties", headers=headers)).status_code == 200
+    response = await client.post(
+        "/v1/properties", json={"name": "web", "kind": "website"}, headers=headers
+    )
+    _is_problem(response, 403, "forbidden")
+    assert "admin" in response.json()["detail"]
+    _is_problem(await client.get("/v1/api-keys", headers=headers), 403, "forbidden")
+
+
+async def test_banner_key_only_from_its_origins(client: Any, tenant: Tenant) -> None:
+    banner = await _make_key(
+        client, tenant, name="banner", scopes=["read"], allowed_origins=["https://shop.example"]
+    )
+    auth = {"Authorization": f"Bearer {banner['secret']}"}
+    ok = await client.get("/v1/tenant", headers={**auth, "Origin": "https://shop.example"})
+    assert ok.status_code == 200
+    _is_problem(
+        await client.get("/v1/tenant", headers={**auth, "Origin": "https://evil.example"}),
+        403,
+        "forbidden",
+    )
+    _is_problem(await client.get("/v1/tenant", headers=auth), 403, "forbidden")
+
+
+async def test_secret_is_shown_once_and_never_listed(client: Any, tenant: Tenant) -> None:
+    created = await _make_key(client, tenant, name="ci", scopes=["write", "read"])
+    assert created["secret"].startswith("csk_" + created["key"]["key_id"] + "_")
+    listing = await client.get("/v1/api-keys", headers=tenant.headers)
+    assert listing.status_code == 200
+    assert created["secret"] not in listing.text
+    secret_part = created["secret"].rsplit("_", 1)[1]
+    assert secret_part not in listing.text
+    assert {k["name"] for k in listing.json()["items"]} == {"initial admin", "ci"}
+
+
+async def test_other_tenant_cannot_revoke_or_see_keys(
+    client: Any, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    created = await _make_key(client, tenant, name="mine", scopes=["read"])
+    response = await client.delete(
+        f"/v1/api-keys/{created['key']['id']}", headers=other_tenant.headers
+    )
+    _is_problem(response, 404, "not-found")
+    listing = await client.get("/v1/api-keys", headers=other_tenant.headers)
+    assert created["key"]["key_id"] not in listing.text
+    me = await client.get("/v1/tenant", headers=other_tenant.headers)
+    assert me.json()["id"] == other_tenant.id

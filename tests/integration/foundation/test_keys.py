@@ -1,0 +1,113 @@
+"""Key hierarchy: generated once, data keys wrapped by the KEK, rotation keeps data readable."""
+
+from __future__ import annotations
+
+import base64
+import stat
+import uuid
+from pathlib import Path
+
+import pytest
+
+from consent.crypto.aead import DecryptionError
+from consent.crypto.datakeys import DataKeys, EncryptedForErasedSubject, rewrap_all
+from consent.crypto.keys import KeyError_, load_keyring, rotate_kek
+from consent.db.database import Database
+from tests.conftest import Tenant
+
+pytestmark = pytest.mark.integration
+
+
+def test_keys_are_generated_once_with_private_permissions(tmp_path: Path) -> None:
+    ring = load_keyring(tmp_path / "keys")
+    again = load_keyring(tmp_path / "keys")
+    assert ring.current_kek_id == again.current_kek_id
+    assert ring.lookup_root == again.lookup_root
+    files = [p for p in (tmp_path / "keys").rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"lookup.key", "signing.ed25519", "current"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
+    assert stat.S_IMODE((tmp_path / "keys").stat().st_mode) == 0o700
+    assert "lookup" not in repr(ring)
+    assert base64.b64encode(ring.lookup_root).decode() not in repr(ring)
+
+
+def test_production_refuses_to_invent_keys(tmp_path: Path) -> None:
+    with pytest.raises(KeyError_):
+        load_keyring(tmp_path / "absent", create=False)
+
+
+def test_lookup_digests_are_per_tenant(tmp_path: Path) -> None:
+    ring = load_keyring(tmp_path / "keys")
+    a = ring.lookup_digest("tenant-a", "email", "ann@example.com")
+    assert a == ring.lookup_digest("tenant-a", "email", "ann@example.com")
+    assert a != ring.lookup_digest("tenant-b", "email", "ann@example.com")
+    assert a != ring.lookup_digest("tenant-a", "phone", "ann@example.com")
+
+
+async def test_rotation_rewraps_and_old_data_still_decrypts(
+    db: Database, tenant: Tenant, tmp_path: Path
+) -> None:
+    keys_dir = tmp_path / "keys"
+    ring = load_keyring(keys_dir)
+    old_kek = ring.current_kek_id
+    datakeys = DataKeys(ring)
+    tid = uuid.UUID(tenant.id)
+    subjects = [uuid.uuid4() for _ in range(25)]
+    sealed: dict[uuid.UUID, bytes] = {}
+    async with db.tenant(tid) as conn:
+        for sid in subjects:
+            dek = await datakeys.ensure(conn, tid, sid)
+            sealed[sid] = DataKeys.encrypt(dek, tid, sid, f"secret-{sid}".encode(), b"profile")
+
+    new_kek = rotate_kek(keys_dir)
+    assert new_kek != old_kek
+    # The running service's ring notices the rotation without a restart.
+    ring.refresh(force=True)
+    assert ring.current_kek_id == new_kek
+    progress: list[tuple[int, int]] = []
+    count = await rewrap_all(db, ring, batch_size=10, progress=lambda d, t: progress.append((d, t)))
+    assert count == 25
+    assert progress[-1] == (25, 25)
+    assert len(progress) == 3
+
+    async with db.system() as conn:
+        kek_ids = {r["kek_id"] for r in await conn.fetch("select kek_id from subject_key")}
+    assert kek_ids == {new_kek}
+
+    # A fresh process (new ring from disk) still decrypts everything written before rotation.
+    fresh = DataKeys(load_keyring(keys_dir, create=False))
+    async with db.tenant(tid) as conn:
+        for sid in subjects:
+            dek = await fresh.get(conn, tid, sid)
+            plain = DataKeys.decrypt(dek, tid, sid, sealed[sid], b"profile")
+            assert plain == f"secret-{sid}".encode()
+    # Rotating again with nothing left to do is harmless.
+    assert await rewrap_all(db, ring) == 0
+
+
+async def test_data_is_bound_to_its_subject_and_dies_with_its_key(
+    db: Database, tenant: Tenant, tmp_path: Path
+) -> None:
+    ring = load_keyring(tmp_path / "keys")
+    datakeys = DataKeys(ring)
+    tid, a, b = uuid.UUID(tenant.id), uuid.uuid4(), uuid.uuid4()
+    async with db.tenant(tid) as conn:
+        dek_a = await datakeys.ensure(conn, tid, a)
+        blob = DataKeys.encrypt(dek_a, tid, a, b"ann", b"email")
+        with pytest.raises(DecryptionError):
+            DataKeys.decrypt(dek_a, tid, b, blob, b"email")
+        with pytest.raises(DecryptionError):
+            DataKeys.decrypt(dek_a, tid, a, blob, b"phone")
+        # A wrapped key copied onto another subject's row does not unwrap there.
+        await conn.execute(
+            "insert into subject_key (tenant_id, subject_id, kek_id, dek_wrapped) "
+            "select tenant_id, $2, kek_id, dek_wrapped from subject_key where subject_id = $1",
+            a,
+            b,
+        )
+        with pytest.raises(KeyError_):
+            await datakeys.get(conn, tid, b)
+        await datakeys.destroy(conn, tid, a)
+        with pytest.raises(EncryptedForErasedSubject):
+            await datakeys.get(conn, tid, a)

@@ -1,0 +1,157 @@
+"""The service as a new user runs it: real processes, real signals, real logs."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")}
+    return {**keep, **extra}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _consent(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consent", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _key_material(keys_dir: Path) -> list[str]:
+    """Every secret in the keys directory, as it could appear in text (base64, hex, PEM)."""
+    found: list[str] = []
+    for path in keys_dir.rglob("*"):
+        if not path.is_file() or path.name == "current":
+            continue
+        text = path.read_text().strip()
+        if text.startswith("-----BEGIN"):
+            body = "".join(line for line in text.splitlines() if not line.startswith("-----"))
+            found.append(body[:40])
+            raw = base64.b64decode(body)
+        else:
+            found.append(text)
+            raw = base64.b64decode(text)
+        found += [raw.hex()[:32], base64.urlsafe_b64encode(raw).decode()[:40]]
+    return found
+
+
+def test_no_key_material_in_logs(database_dsn: str, tmp_path: Path) -> None:
+    env = _env(
+        CONSENT_DATABASE_URL=database_dsn,
+        CONSENT_DATA_DIR=str(tmp_path),
+        CONSENT_LOG_LEVEL="debug",
+    )
+    created = _consent("tenant", "create", "Log Check", env=env)
+    assert created.returncode == 0, created.stderr
+    admin_key = created.stdout.strip().splitlines()[-1]
+    assert admin_key.startswith("csk_")
+    rotated = _consent("keys", "rotate", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    secrets = _key_material(tmp_path / "keys")
+    assert len(secrets) >= 9  # two KEKs, the lookup key and the signing key
+    logs = created.stderr + rotated.stdout + rotated.stderr
+    for secret in secrets:
+        assert secret not in logs
+    log_lines = [line for line in created.stdout.splitlines() if line.startswith("{")]
+    assert all(admin_key not in line for line in log_lines)
+    assert created.stdout.count(admin_key) == 1
+
+
+def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def _wait_ready(base: str, proc: subprocess.Popen[bytes], seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the service exited during start-up"
+        try:
+            if _get(base + "/health/ready")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    pytest.fail("the service did not become ready")
+
+
+def test_zero_config_serve_and_graceful_shutdown(tmp_path: Path) -> None:
+    """`consent serve` with no configuration: embedded PostgreSQL, keys, migrations; SIGTERM
+    lets an in-flight request finish and stops the embedded database."""
+    port = _free_port()
+    env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port))
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consent", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait_ready(base, proc)
+        assert (tmp_path / "data" / "keys" / "signing.ed25519").exists()
+        assert (tmp_path / "data" / "pgdata" / "PG_VERSION").exists()
+        created = _consent("tenant", "create", "Shop", env=env)
+        assert created.returncode == 0, created.stderr
+        key = created.stdout.strip().splitlines()[-1]
+        status, _ = _get(base + "/v1/tenant", {"Authorization": f"Bearer {key}"})
+        assert status == 200
+
+        body = b'{"name": "in-flight", "kind": "website"}'
+        head = (
+            "POST /v1/properties HTTP/1.1\r\nHost: localhost\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(head + body[:10])
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+            sock.sendall(body[10:])
+            response = b""
+            while chunk := sock.recv(65536):
+                response += chunk
+        assert response.startswith(b"HTTP/1.1 201"), response[:200]
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.stdout is not None
+    with proc.stdout:
+        output = proc.stdout.read().decode()
+    assert "service.stopped" in output
+    postmaster = tmp_path / "data" / "pgdata" / "postmaster.pid"
+    assert not postmaster.exists(), "the embedded PostgreSQL should be stopped"

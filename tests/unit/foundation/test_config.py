@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from consent.config import ConfigError, Settings, load_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_no_configuration_gives_development_defaults() -> None:
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.embedded_database
+    assert settings.resolved_keys_dir == Path(".consent/keys")
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(
+            {
+                "CONSENT_PORT": "eighty",
+                "CONSENT_WORKERS": "0",
+                "CONSENT_DATABASE_URL": "mysql://x",
+                "CONSENT_LOG_LEVEL": "loud",
+                "CONSENT_MIGRATE_ON_START": "maybe",
+                "CONSENT_OPA_URL": "ftp://opa",
+                "CONSENT_KEK": "not-base64!",
+            }
+        )
+    problems = info.value.problems
+    joined = "\n".join(problems)
+    for name in (
+        "CONSENT_PORT",
+        "CONSENT_WORKERS",
+        "CONSENT_DATABASE_URL",
+        "CONSENT_LOG_LEVEL",
+        "CONSENT_MIGRATE_ON_START",
+        "CONSENT_OPA_URL",
+        "CONSENT_KEK",
+    ):
+        assert name in joined
+    assert len(problems) == 7
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    secret = tmp_path / "db-url"
+    secret.write_text("postgresql://u@db.internal/consent\n")
+    settings = load_settings({"CONSENT_DATABASE_URL_FILE": str(secret)})
+    assert settings.database_url == "postgresql://u@db.internal/consent"
+    assert not settings.embedded_database
+
+
+def test_value_and_file_together_is_a_problem(tmp_path: Path) -> None:
+    secret = tmp_path / "kek"
+    secret.write_text("x")
+    with pytest.raises(ConfigError, match="both set"):
+        load_settings({"CONSENT_KEK": "x", "CONSENT_KEK_FILE": str(secret)})
+
+
+def test_missing_secret_file_is_a_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="CONSENT_KEK_FILE"):
+        load_settings({"CONSENT_KEK_FILE": str(tmp_path / "absent")})
+
+
+def test_cli_exits_with_one_message_listing_every_problem() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "consent", "migrate"],
+        env={"CONSENT_PORT": "0", "CONSENT_LOG_LEVEL": "loud", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "CONSENT_PORT" in result.stderr
+    assert "CONSENT_LOG_LEVEL" in result.stderr
+    assert "Traceback" not in result.stderr
