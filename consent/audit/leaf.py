@@ -1,0 +1,189 @@
+# Copyright 2026 The consent authors
+# SPDX-License-Identifier: Apache-2.0
+"""Canonical audit leaf encoding: one frozen msgspec Struct per event kind, sorted-key JSON.
+
+Every leaf is a member of the tagged union ``Leaf`` (tag field ``kind``) and carries ``v``, the
+schema version of its kind, plus the common envelope ``event_uuid``, ``occurred_at`` (UTC) and
+``log`` (the tenant log origin). Fields are limited to ``str``, ``int`` (``|x| < 2**53``),
+``bool``, ``None``, ``UUID``, UTC ``datetime``, tuples (JSON arrays) and nested Structs: no
+floats and no dicts. Inside these limits msgspec's ``order="sorted"`` output equals RFC 8785
+(JCS), so any JCS library can rebuild the bytes (property-tested).
+
+The bytes from ``encode_leaf`` are stored verbatim in ``audit.event.leaf_bytes`` and hashed once;
+never re-serialize a leaf from ``jsonb`` or a dict. ``decode_leaf`` rejects non-canonical bytes.
+
+Adding a kind: subclass ``_LeafBase`` with ``tag="<kind>"``, add it to ``Leaf`` and freeze its
+golden bytes under ``tests/vectors/audit/``. Changing a kind's fields (adding, renaming, changing
+a default) changes its bytes: bump ``v`` and keep decoding the old version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Final, Literal
+
+import msgspec
+
+__all__ = [
+    "KINDS",
+    "MAX_SAFE_INT",
+    "AdminChanged",
+    "ConsentRecorded",
+    "DecisionMade",
+    "Leaf",
+    "LeafError",
+    "PreferenceChoice",
+    "PreferenceRecorded",
+    "PurposeChoice",
+    "SubjectErased",
+    "SubjectLinked",
+    "decode_leaf",
+    "encode_leaf",
+]
+
+MAX_SAFE_INT: Final = 2**53 - 1
+
+Digest = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+"""Lowercase hex SHA-256."""
+SubjectToken = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{43}$")]
+"""Unpadded base64url of 32 random bytes."""
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Version = Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INT)]
+UtcDatetime = Annotated[dt.datetime, msgspec.Meta(tz=True)]
+
+
+class LeafError(ValueError):
+    """A leaf cannot be encoded canonically, or bytes are not a canonical leaf."""
+
+
+class _Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base for every Struct that appears inside a leaf."""
+
+
+class _LeafBase(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
+    v: Version = 1
+    event_uuid: uuid.UUID
+    occurred_at: UtcDatetime
+    log: Key
+
+
+class PurposeChoice(_Struct, frozen=True):
+    purpose: Key
+    granted: bool
+
+
+class PreferenceChoice(_Struct, frozen=True):
+    key: Key
+    value: str
+
+
+class ConsentRecorded(_LeafBase, frozen=True, tag="consent.recorded"):
+    subject_token: SubjectToken
+    choices: tuple[PurposeChoice, ...]
+    notice_version_id: Key
+    notice_hash: Digest
+    evidence_digest: Digest
+
+
+class PreferenceRecorded(_LeafBase, frozen=True, tag="preference.recorded"):
+    subject_token: SubjectToken
+    preferences: tuple[PreferenceChoice, ...]
+    evidence_digest: Digest
+
+
+class DecisionMade(_LeafBase, frozen=True, tag="decision.made"):
+    decision_id: uuid.UUID
+    subject_token: SubjectToken
+    requester: Key
+    action: Key
+    allow: bool
+    reasons: tuple[str, ...]
+    policy_revision: Key
+    state_digest: Digest
+
+
+class SubjectLinked(_LeafBase, frozen=True, tag="subject.linked"):
+    subject_token: SubjectToken
+    linked_subject_token: SubjectToken
+
+
+class SubjectErased(_LeafBase, frozen=True, tag="subject.erased"):
+    subject_token: SubjectToken
+
+
+class AdminChanged(_LeafBase, frozen=True, tag="admin.changed"):
+    actor_ref: Key
+    entity: Key
+    entity_id: Key
+    operation: Literal["create", "update", "delete"]
+    change_digest: Digest
+
+
+Leaf = (
+    ConsentRecorded
+    | PreferenceRecorded
+    | DecisionMade
+    | SubjectLinked
+    | SubjectErased
+    | AdminChanged
+)
+KINDS: Final[dict[str, type[_LeafBase]]] = {
+    str(cls.__struct_config__.tag): cls
+    for cls in (
+        ConsentRecorded,
+        PreferenceRecorded,
+        DecisionMade,
+        SubjectLinked,
+        SubjectErased,
+        AdminChanged,
+    )
+}
+
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_DECODER: Final[msgspec.json.Decoder[Leaf]] = msgspec.json.Decoder(Leaf)
+
+
+def _check_value(value: object, path: str) -> None:
+    """Reject what would make the bytes differ from RFC 8785 or depend on the local zone."""
+    if isinstance(value, msgspec.Struct):
+        for field in value.__struct_fields__:
+            _check_value(getattr(value, field), f"{path}.{field}")
+    elif isinstance(value, list | tuple):
+        for position, item in enumerate(value):
+            _check_value(item, f"{path}[{position}]")
+    elif isinstance(value, bool | str | uuid.UUID) or value is None:
+        return
+    elif isinstance(value, int):
+        if abs(value) > MAX_SAFE_INT:
+            raise LeafError(f"{path}: integer outside the I-JSON range")
+    elif isinstance(value, dt.datetime):
+        if value.utcoffset() != dt.timedelta(0):
+            raise LeafError(f"{path}: datetimes must be timezone-aware UTC")
+    else:
+        raise LeafError(f"{path}: {type(value).__name__} is not allowed in a leaf")
+
+
+def encode_leaf(leaf: Leaf) -> bytes:
+    """Canonical bytes of a leaf; validates types and constraints by decoding them back."""
+    _check_value(leaf, "leaf")
+    data = _ENCODER.encode(leaf)
+    try:
+        decoded = _DECODER.decode(data)
+    except msgspec.ValidationError as exc:
+        raise LeafError(f"leaf does not match its schema: {exc}") from exc
+    if decoded != leaf:
+        raise LeafError("leaf field types do not match its schema")
+    return data
+
+
+def decode_leaf(data: bytes) -> Leaf:
+    """Decode and validate canonical leaf bytes (re-encoding must give the same bytes)."""
+    try:
+        leaf = _DECODER.decode(data)
+    except msgspec.DecodeError as exc:
+        raise LeafError(f"not a valid leaf: {exc}") from exc
+    _check_value(leaf, "leaf")
+    if _ENCODER.encode(leaf) != data:
+        raise LeafError("leaf bytes are not canonical")
+    return leaf
