@@ -12,7 +12,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from consent.catalog.api import CatalogController
 from consent.config import Settings
+from consent.consents.api import ConsentController
 from consent.crypto.keys import KeyRing, load_keyring
 from consent.db.database import Database
 from consent.db.migrate import apply_migrations, default_migrations_dir, discover
@@ -80,7 +82,14 @@ def create_app(
             _log.info("service.stopped")
 
     return Litestar(
-        route_handlers=[live, ready, problem_page, TenancyController],
+        route_handlers=[
+            live,
+            ready,
+            problem_page,
+            TenancyController,
+            CatalogController,
+            ConsentController,
+        ],
         lifespan=[lifespan],
         middleware=[RequestIdMiddleware],
         exception_handlers=exception_handlers(),

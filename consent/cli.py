@@ -147,10 +147,16 @@ async def _rewrap(settings: Settings, batch_size: int) -> int:
 
 
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from consent.crypto.keys import KeyError_
+
     settings = _settings()
-    if args.rewrap_only:
-        return _run(_rewrap(settings, args.batch_size))
-    return _run(_keys_rotate(settings, args.batch_size))
+    try:
+        if args.rewrap_only:
+            return _run(_rewrap(settings, args.batch_size))
+        return _run(_keys_rotate(settings, args.batch_size))
+    except KeyError_ as exc:
+        print(f"consent keys rotate: {exc}; nothing after this key was re-wrapped", file=sys.stderr)  # noqa: T201
+        return 1
 
 
 # -- parser -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ also serves as a human-readable page. `detail` never carries SQL, stack traces o
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 import asyncpg
@@ -176,6 +177,10 @@ def problem_response(
     return Response(problem, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+_UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]{1,100})`")
+_AT_PATH: Final = re.compile(r" - at `\$\.?([^`]{0,200})`$")
+
+
 def _validation_errors(extra: Any) -> list[FieldError]:
     """Litestar/msgspec validation details -> [{field, message}] (never echoing values)."""
     errors: list[FieldError] = []
@@ -184,6 +189,13 @@ def _validation_errors(extra: Any) -> list[FieldError]:
         if isinstance(item, dict):
             key = str(item.get("key") or item.get("source") or "body")
             message = str(item.get("message", "invalid value"))
+            path = _AT_PATH.search(message)
+            if path:
+                message = message[: path.start()]
+                key = path.group(1) or key
+            unknown = _UNKNOWN_FIELD.search(message)
+            if unknown and key in {"data", "body"}:
+                key = unknown.group(1)
             errors.append(FieldError(key, message))
     return errors
 

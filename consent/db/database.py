@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from uuid import UUID
 
 import asyncpg
+import msgspec
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
@@ -35,6 +36,20 @@ _SET_TENANT: Final = (
     "select set_config('role', 'consent_app', true), set_config('app.tenant_id', $1, true)"
 )
 _log = structlog.get_logger(__name__)
+
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def _encode_json(value: object) -> str:
+    return _json_encoder.encode(value).decode()
+
+
+async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """jsonb <-> Python values through msgspec on every connection."""
+    await conn.set_type_codec(
+        "jsonb", encoder=_encode_json, decoder=msgspec.json.decode, schema="pg_catalog"
+    )
 
 
 class DatabaseUnavailable(Exception):
@@ -97,6 +112,7 @@ class Database:
                 timeout=timeout,
                 command_timeout=30,
                 server_settings={"application_name": "consent"},
+                init=init_connection,
             )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise DatabaseUnavailable(type(exc).__name__) from exc

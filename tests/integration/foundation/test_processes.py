@@ -61,7 +61,7 @@ def _key_material(keys_dir: Path) -> list[str]:
     return found
 
 
-def test_no_key_material_in_logs(database_dsn: str, tmp_path: Path) -> None:
+def test_no_key_material_in_logs(database_dsn: str, db: object, tmp_path: Path) -> None:
     env = _env(
         CONSENT_DATABASE_URL=database_dsn,
         CONSENT_DATA_DIR=str(tmp_path),

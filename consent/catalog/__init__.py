@@ -1,0 +1,1 @@
+"""What a tenant asks consent for: purposes, versioned notices, vendors, identifier types."""

@@ -1,0 +1,123 @@
+"""HTTP: purposes, notices and their versions, vendors, identifier types (admin writes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, JSONBody
+
+from consent.catalog.schemas import (
+    IdentifierType,
+    IdentifierTypeCreate,
+    Notice,
+    NoticeCreate,
+    NoticeVersion,
+    NoticeVersionCreate,
+    Purpose,
+    PurposeCreate,
+    Vendor,
+    VendorCreate,
+)
+from consent.catalog.service import CatalogService
+from consent.tenancy.auth import principal, requires
+
+__all__ = ["CatalogController"]
+
+
+def _service(request: Request[Any, Any, Any]) -> CatalogService:
+    return CatalogService(request.app.state.db, principal(request).tenant_id)
+
+
+class CatalogController(Controller):
+    path = "/v1"
+    tags = ["catalog"]
+    security = [{"apiKey": []}]
+
+    @post("/purposes", guards=[requires("admin")], summary="Create a purpose")
+    async def create_purpose(
+        self, request: Request[Any, Any, Any], data: JSONBody[PurposeCreate]
+    ) -> Purpose:
+        """A reason for processing, with its legal basis and the maximum age of a consent
+        (e.g. 395 days = 13 months). Strictly necessary purposes never need consent."""
+        return await _service(request).create_purpose(data)
+
+    @get("/purposes", guards=[requires("read")], summary="List purposes")
+    async def list_purposes(self, request: Request[Any, Any, Any]) -> list[Purpose]:
+        """All purposes of the tenant, by key (a catalogue, bounded in size: not paginated)."""
+        return await _service(request).list_purposes()
+
+    @get("/purposes/{key:str}", guards=[requires("read")], summary="Get a purpose")
+    async def get_purpose(self, request: Request[Any, Any, Any], key: FromPath[str]) -> Purpose:
+        """One purpose by key."""
+        return await _service(request).get_purpose(key)
+
+    @post("/notices", guards=[requires("admin")], summary="Create a notice")
+    async def create_notice(
+        self, request: Request[Any, Any, Any], data: JSONBody[NoticeCreate]
+    ) -> Notice:
+        """A notice asks about one or more purposes; its texts live in versions."""
+        return await _service(request).create_notice(data)
+
+    @get("/notices", guards=[requires("read")], summary="List notices")
+    async def list_notices(self, request: Request[Any, Any, Any]) -> list[Notice]:
+        """All notices of the tenant, by key."""
+        return await _service(request).list_notices()
+
+    @post(
+        "/notices/{key:str}/versions",
+        guards=[requires("admin")],
+        summary="Draft a notice version",
+    )
+    async def add_version(
+        self,
+        request: Request[Any, Any, Any],
+        key: FromPath[str],
+        data: JSONBody[NoticeVersionCreate],
+    ) -> NoticeVersion:
+        """A new draft version with its text per language. `material` changes make earlier
+        consents stale once published; `editorial` ones do not. Version 1 is always material."""
+        return await _service(request).add_version(key, data)
+
+    @post(
+        "/notices/{key:str}/versions/{version:int}/publish",
+        guards=[requires("admin")],
+        summary="Publish a notice version",
+        status_code=200,
+    )
+    async def publish(
+        self, request: Request[Any, Any, Any], key: FromPath[str], version: FromPath[int]
+    ) -> NoticeVersion:
+        """Publishing makes the version usable as proof in consents and immutable forever."""
+        return await _service(request).publish(key, version)
+
+    @get("/notices/{key:str}/versions", guards=[requires("read")], summary="List versions")
+    async def versions(
+        self, request: Request[Any, Any, Any], key: FromPath[str]
+    ) -> list[NoticeVersion]:
+        """Every version of a notice, newest first, with texts and content hashes."""
+        return await _service(request).versions(key)
+
+    @post("/vendors", guards=[requires("admin")], summary="Create a vendor")
+    async def create_vendor(
+        self, request: Request[Any, Any, Any], data: JSONBody[VendorCreate]
+    ) -> Vendor:
+        """A third party that processes data for some purposes (optionally its TCF id)."""
+        return await _service(request).create_vendor(data)
+
+    @get("/vendors", guards=[requires("read")], summary="List vendors")
+    async def list_vendors(self, request: Request[Any, Any, Any]) -> list[Vendor]:
+        """All vendors of the tenant, by name."""
+        return await _service(request).list_vendors()
+
+    @post("/identifier-types", guards=[requires("admin")], summary="Define an identifier type")
+    async def create_identifier_type(
+        self, request: Request[Any, Any, Any], data: JSONBody[IdentifierTypeCreate]
+    ) -> IdentifierType:
+        """A custom identifier type (beyond device, email, customer_id, loyalty_card, phone)."""
+        return await _service(request).create_identifier_type(data)
+
+    @get("/identifier-types", guards=[requires("read")], summary="List identifier types")
+    async def list_identifier_types(self, request: Request[Any, Any, Any]) -> list[IdentifierType]:
+        """Built-in and custom identifier types."""
+        return await _service(request).list_identifier_types()

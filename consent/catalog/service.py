@@ -1,0 +1,203 @@
+"""Catalog operations. Published notice versions are immutable; only a draft can be published."""
+
+from __future__ import annotations
+
+import hashlib
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from consent.catalog.schemas import (
+    IdentifierType,
+    IdentifierTypeCreate,
+    Notice,
+    NoticeCreate,
+    NoticeText,
+    NoticeVersion,
+    NoticeVersionCreate,
+    Purpose,
+    PurposeCreate,
+    Vendor,
+    VendorCreate,
+)
+from consent.db.database import Conn, Database
+from consent.db.sql import SqlFile
+from consent.errors import Conflict, NotFound, ValidationFailed
+from consent.subjects.identifiers import BUILTIN_TYPES
+
+__all__ = ["CatalogService", "content_hash", "missing_purposes"]
+
+Q = SqlFile.beside(__file__)
+_sorted = msgspec.json.Encoder(order="sorted")
+
+
+def content_hash(texts: dict[str, NoticeText]) -> bytes:
+    """SHA-256 of the canonical (sorted-key) JSON of a notice version's texts."""
+    return hashlib.sha256(_sorted.encode(texts)).digest()
+
+
+async def missing_purposes(conn: Conn, keys: list[str]) -> list[str]:
+    found = {r["key"] for r in await conn.fetch(Q.existing_purpose_keys, keys)}
+    return sorted(set(keys) - found)
+
+
+def _row(row: asyncpg.Record | None) -> dict[str, object]:
+    if row is None:
+        raise RuntimeError("expected a row")
+    return dict(row)
+
+
+class CatalogService:
+    def __init__(self, db: Database, tenant_id: UUID) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+
+    # -- purposes ------------------------------------------------------------------------------
+    async def create_purpose(self, data: PurposeCreate) -> Purpose:
+        if data.strictly_necessary and data.legal_basis == "consent":
+            raise ValidationFailed.field(
+                "legal_basis", "a strictly necessary purpose does not rest on consent"
+            )
+        async with self.db.tenant(self.tenant_id) as conn:
+            try:
+                row = await conn.fetchrow(
+                    Q.insert_purpose,
+                    self.tenant_id,
+                    data.key,
+                    data.name,
+                    data.description,
+                    data.legal_basis,
+                    data.max_age_days,
+                    data.strictly_necessary,
+                    data.sensitive,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"Purpose '{data.key}' exists.") from None
+        return msgspec.convert(_row(row), Purpose)
+
+    async def list_purposes(self) -> list[Purpose]:
+        async with self.db.tenant(self.tenant_id) as conn:
+            rows = await conn.fetch(Q.list_purposes)
+        return [msgspec.convert(dict(r), Purpose) for r in rows]
+
+    async def get_purpose(self, key: str) -> Purpose:
+        async with self.db.tenant(self.tenant_id) as conn:
+            row = await conn.fetchrow(Q.get_purpose, key)
+        if row is None:
+            raise NotFound(f"No purpose '{key}'.")
+        return msgspec.convert(dict(row), Purpose)
+
+    # -- notices -------------------------------------------------------------------------------
+    async def create_notice(self, data: NoticeCreate) -> Notice:
+        if len(set(data.purposes)) != len(data.purposes):
+            raise ValidationFailed.field("purposes", "a purpose is listed twice")
+        async with self.db.tenant(self.tenant_id) as conn:
+            missing = await missing_purposes(conn, data.purposes)
+            if missing:
+                raise ValidationFailed.field("purposes", f"unknown purposes: {', '.join(missing)}")
+            try:
+                row = await conn.fetchrow(Q.insert_notice, self.tenant_id, data.key, data.purposes)
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"Notice '{data.key}' exists.") from None
+        return msgspec.convert(_row(row), Notice)
+
+    async def list_notices(self) -> list[Notice]:
+        async with self.db.tenant(self.tenant_id) as conn:
+            rows = await conn.fetch(Q.list_notices)
+        return [msgspec.convert(dict(r), Notice) for r in rows]
+
+    async def add_version(self, notice_key: str, data: NoticeVersionCreate) -> NoticeVersion:
+        async with self.db.tenant(self.tenant_id) as conn:
+            notice_id = await conn.fetchval(Q.lock_notice, notice_key)
+            if notice_id is None:
+                raise NotFound(f"No notice '{notice_key}'.")
+            latest = await conn.fetchrow(Q.latest_version, notice_id)
+            if latest is not None and latest["published_at"] is None:
+                raise Conflict(
+                    f"Version {latest['version']} is an unpublished draft; publish it first."
+                )
+            version = 1 if latest is None else latest["version"] + 1
+            texts = msgspec.to_builtins(data.texts)
+            await conn.execute(
+                Q.insert_notice_version,
+                self.tenant_id,
+                notice_id,
+                version,
+                texts,
+                content_hash(data.texts),
+                "material" if version == 1 else data.change_kind,
+            )
+            return await self._version(conn, notice_key, version)
+
+    async def publish(self, notice_key: str, version: int) -> NoticeVersion:
+        async with self.db.tenant(self.tenant_id) as conn:
+            notice_id = await conn.fetchval(Q.lock_notice, notice_key)
+            if notice_id is None:
+                raise NotFound(f"No notice '{notice_key}'.")
+            current = await self._version(conn, notice_key, version)
+            if current.published_at is not None:
+                raise Conflict(f"Version {version} is already published.")
+            material = int(await conn.fetchval(Q.latest_published_material, notice_id))
+            if current.change_kind == "material":
+                material += 1
+            await conn.execute(Q.publish_version, notice_id, version, material)
+            return await self._version(conn, notice_key, version)
+
+    async def versions(self, notice_key: str) -> list[NoticeVersion]:
+        async with self.db.tenant(self.tenant_id) as conn:
+            rows = await conn.fetch(Q.notice_versions, notice_key)
+            if not rows and await conn.fetchrow(Q.get_notice, notice_key) is None:
+                raise NotFound(f"No notice '{notice_key}'.")
+        return [msgspec.convert(dict(r), NoticeVersion) for r in rows]
+
+    async def _version(self, conn: Conn, notice_key: str, version: int) -> NoticeVersion:
+        row = await conn.fetchrow(Q.get_version, notice_key, version)
+        if row is None:
+            raise NotFound(f"Notice '{notice_key}' has no version {version}.")
+        return msgspec.convert(dict(row), NoticeVersion)
+
+    # -- vendors and identifier types ----------------------------------------------------------
+    async def create_vendor(self, data: VendorCreate) -> Vendor:
+        async with self.db.tenant(self.tenant_id) as conn:
+            missing = await missing_purposes(conn, data.purposes)
+            if missing:
+                raise ValidationFailed.field("purposes", f"unknown purposes: {', '.join(missing)}")
+            try:
+                row = await conn.fetchrow(
+                    Q.insert_vendor,
+                    self.tenant_id,
+                    data.name,
+                    data.purposes,
+                    data.url,
+                    data.tcf_vendor_id,
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"Vendor '{data.name}' exists.") from None
+        return msgspec.convert(_row(row), Vendor)
+
+    async def list_vendors(self) -> list[Vendor]:
+        async with self.db.tenant(self.tenant_id) as conn:
+            rows = await conn.fetch(Q.list_vendors)
+        return [msgspec.convert(dict(r), Vendor) for r in rows]
+
+    async def create_identifier_type(self, data: IdentifierTypeCreate) -> IdentifierType:
+        if data.key in BUILTIN_TYPES:
+            raise Conflict(f"'{data.key}' is a built-in identifier type.")
+        async with self.db.tenant(self.tenant_id) as conn:
+            try:
+                row = await conn.fetchrow(
+                    Q.insert_identifier_type, self.tenant_id, data.key, data.description
+                )
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"Identifier type '{data.key}' exists.") from None
+        return msgspec.convert(_row(row), IdentifierType)
+
+    async def list_identifier_types(self) -> list[IdentifierType]:
+        builtin = [
+            IdentifierType(key=k, description="built-in", builtin=True) for k in BUILTIN_TYPES
+        ]
+        async with self.db.tenant(self.tenant_id) as conn:
+            rows = await conn.fetch(Q.list_identifier_types)
+        custom = [msgspec.convert(dict(r), IdentifierType) for r in rows]
+        return sorted(builtin, key=lambda t: t.key) + custom

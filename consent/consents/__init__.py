@@ -1,0 +1,1 @@
+"""Consent events (append-only), current state, history."""

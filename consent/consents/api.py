@@ -1,0 +1,133 @@
+"""HTTP: record consent, read a subject's state and history, look up by identifier, link."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+
+from consent.consents.evidence import NetworkEvidence
+from consent.consents.schemas import (
+    ConsentCreate,
+    ConsentHistoryPage,
+    ConsentRecorded,
+    SubjectConsents,
+)
+from consent.consents.service import ConsentService
+from consent.db.database import Database
+from consent.subjects.resolver import SubjectResolver
+from consent.subjects.schemas import LinkRequest, LinkResult, SubjectRef
+from consent.tenancy.auth import principal, requires
+
+__all__ = ["ConsentController"]
+
+IdemKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="Retry-safe key: the same key with the same body records the event once.",
+        max_length=200,
+    ),
+]
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
+CursorParam = Annotated[
+    str | None,
+    QueryParameter(description="`next_cursor` of the previous page.", max_length=200),
+]
+
+
+class LookupRequest(SubjectRef, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Find a subject by identifier (in the body, so it never lands in URLs or access logs)."""
+
+
+def _service(request: Request[Any, Any, Any]) -> ConsentService:
+    return ConsentService(
+        request.app.state.db, request.app.state.keyring, principal(request).tenant_id
+    )
+
+
+class ConsentController(Controller):
+    path = "/v1"
+    tags = ["consents"]
+    security = [{"apiKey": []}]
+
+    @post("/consents", guards=[requires("write")], summary="Record a consent event")
+    async def record(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ConsentCreate],
+        idempotency_key: IdemKey,
+    ) -> ConsentRecorded:
+        """Append one event with choices for one or more purposes and its proof (the notice
+        version shown and its hash, language, surface, channel, method). The subject is given
+        by id or identifier; an unknown identifier creates a subject. The current state is
+        updated in the same transaction. Truncated IP and user agent are kept, encrypted,
+        only when the tenant enables `store_network_evidence`."""
+        evidence = NetworkEvidence.from_request(
+            request.client.host if request.client else None, request.headers.get("user-agent")
+        )
+        return await _service(request).record(
+            data, idempotency_key=idempotency_key, evidence=evidence
+        )
+
+    @get(
+        "/subjects/{subject_id:uuid}/consents",
+        guards=[requires("read")],
+        summary="A subject's consent state",
+    )
+    async def state(
+        self, request: Request[Any, Any, Any], subject_id: FromPath[UUID]
+    ) -> SubjectConsents:
+        """Current choice per purpose. `expired`: older than the purpose's maximum age;
+        `stale`: the notice changed materially since; `effective`: granted and neither."""
+        return await _service(request).state(SubjectRef(subject_id=subject_id))
+
+    @post(
+        "/subjects/lookup",
+        guards=[requires("read")],
+        summary="Find a subject's consents by identifier",
+        status_code=200,
+    )
+    async def lookup(
+        self, request: Request[Any, Any, Any], data: JSONBody[LookupRequest]
+    ) -> SubjectConsents:
+        """Same answer as the state endpoint, for a subject found by any linked identifier."""
+        if data.identifier is None:
+            return await _service(request).state(data)
+        return await _service(request).lookup(data.identifier)
+
+    @get(
+        "/subjects/{subject_id:uuid}/consents/history",
+        guards=[requires("read")],
+        summary="A subject's consent history",
+    )
+    async def history(
+        self,
+        request: Request[Any, Any, Any],
+        subject_id: FromPath[UUID],
+        cursor: CursorParam = None,
+        limit: Limit = 50,
+    ) -> ConsentHistoryPage:
+        """Every event with its proof, newest first, including those of linked subjects."""
+        return await _service(request).history(subject_id, cursor, limit)
+
+    @post(
+        "/subjects/link",
+        guards=[requires("write")],
+        summary="Link identities of one person",
+        status_code=200,
+    )
+    async def link(
+        self, request: Request[Any, Any, Any], data: JSONBody[LinkRequest]
+    ) -> LinkResult:
+        """Merge subjects known to be the same person (a device at login, a loyalty card at
+        the till). The oldest subject survives; per purpose the latest choice wins; no event
+        is lost. Linking again, or in another order, gives the same result."""
+        db: Database = request.app.state.db
+        tenant_id = principal(request).tenant_id
+        async with db.tenant(tenant_id) as conn:
+            return await SubjectResolver(request.app.state.keyring).link(
+                conn, tenant_id, data.subjects
+            )

@@ -1,0 +1,69 @@
+-- name: write_context
+-- What a consent write is checked against: the purposes it names, the notice version shown,
+-- and whether the tenant keeps network evidence.
+select
+    (select coalesce(jsonb_agg(key), '[]'::jsonb) from purpose where key = any($1::text[]))
+        as known_purposes,
+    v.id as version_id,
+    v.published_at is not null as published,
+    encode(v.content_hash, 'hex') as content_hash,
+    v.material_version,
+    v.texts,
+    n.purpose_keys as notice_purposes,
+    coalesce((select (settings ->> 'store_network_evidence')::boolean from tenant
+              where id = app_tenant_id()), false) as keep_evidence
+from (select 1) as one
+left join notice_version as v on v.id = $2
+left join notice as n on n.id = v.notice_id;
+
+-- name: insert_consent_event
+with ev as (
+    insert into consent_event (tenant_id, subject_id, occurred_at, choices, notice_version_id,
+                               notice_hash, language, surface, channel, method, agent_id,
+                               property_id, evidence_enc)
+    values ($1, $2, coalesce($3, now()), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    returning id, seq, occurred_at, recorded_at
+), state as (
+    insert into consent_state as s (tenant_id, subject_id, purpose_key, choice, event_id,
+                                    occurred_at, event_seq, notice_version_id, material_version)
+    select $1, $2, c.purpose, c.choice, ev.id, ev.occurred_at, ev.seq, $5, $14
+    from ev, unnest($15::text[], $16::text[]) as c (purpose, choice)
+    on conflict (tenant_id, subject_id, purpose_key) do update
+        set choice = excluded.choice,
+            event_id = excluded.event_id,
+            occurred_at = excluded.occurred_at,
+            event_seq = excluded.event_seq,
+            notice_version_id = excluded.notice_version_id,
+            material_version = excluded.material_version
+        where (s.occurred_at, s.event_seq) < (excluded.occurred_at, excluded.event_seq)
+)
+select id, occurred_at, recorded_at from ev;
+
+-- name: subject_state
+select s.purpose_key as purpose, s.choice, s.occurred_at, s.event_id, s.notice_version_id,
+       coalesce(p.max_age_days is not null
+                and s.occurred_at + make_interval(days => p.max_age_days) < now(), false)
+           as expired,
+       coalesce(s.material_version < (
+           select max(v2.material_version)
+           from notice_version as v1
+           join notice_version as v2 on v2.notice_id = v1.notice_id
+           where v1.id = s.notice_version_id and v2.published_at is not null
+       ), false) as stale
+from consent_state as s
+left join purpose as p on p.tenant_id = s.tenant_id and p.key = s.purpose_key
+where s.subject_id = $1
+order by s.purpose_key;
+
+-- name: subject_history
+select e.id as event_id, e.subject_id, e.occurred_at, e.recorded_at, e.choices,
+       e.notice_version_id, encode(e.notice_hash, 'hex') as notice_hash, e.language, e.surface,
+       e.channel, e.method, e.agent_id, e.property_id, e.seq
+from consent_event as e
+where e.subject_id = any($1::uuid[])
+  and ($2::bigint is null or e.seq < $2)
+order by e.seq desc
+limit $3;
+
+-- name: property_exists
+select exists (select 1 from property where id = $1);

@@ -1,0 +1,211 @@
+"""Record consent events and read state and history.
+
+A write is one transaction: resolve (or create) the subject, check the purposes and the notice
+version shown, append the event and update the state projection in the same statement.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+
+from consent.consents.evidence import NetworkEvidence
+from consent.consents.schemas import (
+    ConsentCreate,
+    ConsentEvent,
+    ConsentHistoryPage,
+    ConsentRecorded,
+    ConsentState,
+    SubjectConsents,
+)
+from consent.crypto.datakeys import DataKeys
+from consent.crypto.keys import KeyRing
+from consent.db.database import Conn, Database
+from consent.db.sql import SqlFile
+from consent.errors import FieldError, NotFound, ValidationFailed
+from consent.idempotency import run_idempotent
+from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
+from consent.subjects.resolver import SubjectResolver
+from consent.subjects.schemas import IdentifierIn, SubjectRef
+
+__all__ = ["ConsentService", "validate_shape"]
+
+Q = SqlFile.beside(__file__)
+_CLOCK_SKEW = timedelta(minutes=5)
+_enc = msgspec.json.Encoder()
+_EVIDENCE_CONTEXT = b"consent-evidence"
+
+
+def validate_shape(data: ConsentCreate, now: datetime) -> None:
+    """Checks that need no database (raises ValidationFailed listing every problem)."""
+    errors: list[FieldError] = []
+    purposes = [c.purpose for c in data.choices]
+    if len(set(purposes)) != len(purposes):
+        errors.append(FieldError("choices", "a purpose appears more than once in one event"))
+    if (data.subject_id is None) == (data.identifier is None):
+        errors.append(FieldError("subject_id", "give exactly one of subject_id or identifier"))
+    if data.method == "agent" and data.agent_id is None:
+        errors.append(FieldError("agent_id", "required when method is 'agent'"))
+    if data.occurred_at is not None:
+        if data.occurred_at.tzinfo is None:
+            errors.append(FieldError("occurred_at", "must include a time zone"))
+        elif data.occurred_at > now + _CLOCK_SKEW:
+            errors.append(FieldError("occurred_at", "is in the future"))
+    if data.notice_version_id is None and data.method not in {"gpc", "import"}:
+        errors.append(FieldError("notice_version_id", "required: the notice version shown"))
+    if errors:
+        raise ValidationFailed(
+            errors[0].message if len(errors) == 1 else "Invalid consent.", errors=errors
+        )
+
+
+def _check_context(data: ConsentCreate, ctx: dict[str, Any]) -> None:
+    errors: list[FieldError] = []
+    known = set(ctx["known_purposes"])
+    for i, choice in enumerate(data.choices):
+        if choice.purpose not in known:
+            errors.append(
+                FieldError(f"choices[{i}].purpose", f"unknown purpose '{choice.purpose}'")
+            )
+    if data.notice_version_id is not None:
+        if ctx["version_id"] is None:
+            errors.append(FieldError("notice_version_id", "no such notice version"))
+        elif not ctx["published"]:
+            errors.append(FieldError("notice_version_id", "this notice version is not published"))
+        else:
+            covered = set(ctx["notice_purposes"])
+            for i, choice in enumerate(data.choices):
+                if choice.purpose in known and choice.purpose not in covered:
+                    errors.append(
+                        FieldError(f"choices[{i}].purpose", "not asked by the notice shown")
+                    )
+            if data.notice_hash is not None and data.notice_hash != ctx["content_hash"]:
+                errors.append(FieldError("notice_hash", "does not match the notice version"))
+            if data.language is not None and data.language not in ctx["texts"]:
+                errors.append(FieldError("language", "the notice version has no text in it"))
+    if errors:
+        raise ValidationFailed(
+            errors[0].message if len(errors) == 1 else "Invalid consent.", errors=errors
+        )
+
+
+class ConsentService:
+    def __init__(self, db: Database, keyring: KeyRing, tenant_id: UUID) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+        self.subjects = SubjectResolver(keyring)
+        self.datakeys = DataKeys(keyring)
+
+    async def record(
+        self,
+        data: ConsentCreate,
+        *,
+        idempotency_key: str | None = None,
+        evidence: NetworkEvidence | None = None,
+    ) -> ConsentRecorded:
+        validate_shape(data, datetime.now(UTC))
+        async with self.db.tenant(self.tenant_id) as conn:
+
+            async def produce() -> ConsentRecorded:
+                return await self.record_in(conn, data, evidence)
+
+            result, _ = await run_idempotent(
+                conn, self.tenant_id, idempotency_key, _enc.encode(data), ConsentRecorded, produce
+            )
+            return result
+
+    async def record_in(
+        self, conn: Conn, data: ConsentCreate, evidence: NetworkEvidence | None
+    ) -> ConsentRecorded:
+        """Record inside the caller's transaction (also used by bulk import)."""
+        purposes = [c.purpose for c in data.choices]
+        row = await conn.fetchrow(Q.write_context, purposes, data.notice_version_id)
+        ctx = dict(row) if row is not None else {}
+        _check_context(data, ctx)
+        if data.property_id is not None and not await conn.fetchval(
+            Q.property_exists, data.property_id
+        ):
+            raise ValidationFailed.field("property_id", "no such property")
+        ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
+        subject_id = await self.subjects.resolve(conn, self.tenant_id, ref, create=True)
+        assert subject_id is not None  # noqa: S101 - create=True always yields a subject
+        evidence_enc = None
+        if evidence is not None and ctx.get("keep_evidence"):
+            dek = await self.datakeys.ensure(conn, self.tenant_id, subject_id)
+            evidence_enc = DataKeys.encrypt(
+                dek, self.tenant_id, subject_id, _enc.encode(evidence), _EVIDENCE_CONTEXT
+            )
+        notice_hash = bytes.fromhex(ctx["content_hash"]) if ctx.get("content_hash") else None
+        inserted = await conn.fetchrow(
+            Q.insert_consent_event,
+            self.tenant_id,
+            subject_id,
+            data.occurred_at,
+            msgspec.to_builtins(data.choices),
+            data.notice_version_id,
+            notice_hash,
+            data.language,
+            data.surface,
+            data.channel,
+            data.method,
+            data.agent_id,
+            data.property_id,
+            evidence_enc,
+            ctx.get("material_version"),
+            purposes,
+            [c.choice for c in data.choices],
+        )
+        if inserted is None:
+            raise RuntimeError("the event insert returned no row")
+        return ConsentRecorded(
+            event_id=inserted["id"],
+            subject_id=subject_id,
+            occurred_at=inserted["occurred_at"],
+            recorded_at=inserted["recorded_at"],
+            notice_hash=ctx.get("content_hash"),
+        )
+
+    async def state(self, ref: SubjectRef) -> SubjectConsents:
+        async with self.db.tenant(self.tenant_id) as conn:
+            subject_id = await self.subjects.resolve(conn, self.tenant_id, ref, create=False)
+            if subject_id is None:
+                raise NotFound("No subject with this identifier.")
+            rows = await conn.fetch(Q.subject_state, subject_id)
+        return SubjectConsents(
+            subject_id=subject_id,
+            consents=[
+                ConsentState(
+                    purpose=r["purpose"],
+                    choice=r["choice"],
+                    effective=r["choice"] == "granted" and not r["expired"] and not r["stale"],
+                    expired=r["expired"],
+                    stale=r["stale"],
+                    occurred_at=r["occurred_at"],
+                    event_id=r["event_id"],
+                    notice_version_id=r["notice_version_id"],
+                )
+                for r in rows
+            ],
+        )
+
+    async def lookup(self, identifier: IdentifierIn) -> SubjectConsents:
+        return await self.state(SubjectRef(identifier=identifier))
+
+    async def history(self, subject_id: UUID, cursor: str | None, limit: int) -> ConsentHistoryPage:
+        check_limit(limit)
+        before = decode_seq_cursor(cursor)
+        async with self.db.tenant(self.tenant_id) as conn:
+            survivor = await self.subjects.resolve(
+                conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
+            )
+            assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
+            members = await self.subjects.group(conn, survivor)
+            rows = await conn.fetch(Q.subject_history, members, before, limit)
+        items = [msgspec.convert(dict(r), ConsentEvent) for r in rows]
+        last = rows[-1]["seq"] if len(rows) == limit else None
+        return ConsentHistoryPage(
+            items=items, next_cursor=encode_seq_cursor(last) if last is not None else None
+        )

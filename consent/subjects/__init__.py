@@ -1,0 +1,1 @@
+"""Subjects (random ids), their identifiers (HMAC-indexed, encrypted) and identity linking."""

@@ -1,0 +1,90 @@
+-- name: find_by_identifier
+select subject_id from subject_identifier
+where tenant_id = $1 and id_type = $2 and lookup_hmac = $3;
+
+-- name: resolve_subject
+select coalesce(merged_into, id) as id, created_at from subject where id = $1;
+
+-- name: insert_subject
+insert into subject (tenant_id) values ($1) returning id, created_at;
+
+-- name: insert_identifier
+insert into subject_identifier (tenant_id, id_type, lookup_hmac, subject_id, value_enc)
+values ($1, $2, $3, $4, $5);
+
+-- name: lock_identifier
+select pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2 || '/' || encode($3, 'hex'), 0));
+
+-- name: subject_for_update
+select id, merged_into, created_at from subject where id = $1 for update;
+
+-- name: identifiers_of
+select id_type, lookup_hmac, value_enc from subject_identifier where subject_id = $1;
+
+-- name: repoint_identifiers
+update subject_identifier as i
+set subject_id = $2, value_enc = u.value_enc
+from unnest($3::text[], $4::bytea[], $5::bytea[]) as u (id_type, lookup_hmac, value_enc)
+where i.tenant_id = $1 and i.id_type = u.id_type and i.lookup_hmac = u.lookup_hmac;
+
+-- name: mark_merged
+update subject set merged_into = $2 where id = $1 or merged_into = $1;
+
+-- name: group_members
+select id from subject where id = $1 or merged_into = $1;
+
+-- name: group_choice_records
+select e.id as event_id, e.seq, e.occurred_at, e.notice_version_id,
+       c.purpose, c.choice
+from consent_event e,
+     jsonb_to_recordset(e.choices) as c (purpose text, choice text)
+where e.tenant_id = $1 and e.subject_id = any($2::uuid[]);
+
+-- name: group_preference_records
+select e.id as event_id, e.seq, e.occurred_at, i.kind, i.key, i.value
+from preference_event e,
+     jsonb_to_recordset(e.items) as i (kind text, key text, value text)
+where e.tenant_id = $1 and e.subject_id = any($2::uuid[]);
+
+-- name: delete_consent_state
+delete from consent_state where tenant_id = $1 and subject_id = any($2::uuid[]);
+
+-- name: delete_preference_state
+delete from preference_state where tenant_id = $1 and subject_id = any($2::uuid[]);
+
+-- name: material_of_versions
+select id, material_version from notice_version where id = any($1::uuid[]);
+
+-- name: insert_consent_state_rows
+insert into consent_state (tenant_id, subject_id, purpose_key, choice, event_id, occurred_at,
+                           event_seq, notice_version_id, material_version)
+select $1, $2, u.purpose, u.choice, u.event_id, u.occurred_at, u.seq, u.notice_version_id,
+       u.material_version
+from unnest($3::text[], $4::text[], $5::uuid[], $6::timestamptz[], $7::bigint[], $8::uuid[],
+            $9::int[])
+     as u (purpose, choice, event_id, occurred_at, seq, notice_version_id, material_version);
+
+-- name: insert_preference_state_rows
+insert into preference_state (tenant_id, subject_id, kind, key, value, event_id, occurred_at,
+                              event_seq)
+select $1, $2, u.kind, u.key, u.value, u.event_id, u.occurred_at, u.seq
+from unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::timestamptz[], $8::bigint[])
+     as u (kind, key, value, event_id, occurred_at, seq);
+
+-- name: resolve_identifier_locked
+select coalesce(s.merged_into, s.id) as id
+from subject as s
+where s.id = (
+    select subject_id from subject_identifier
+    where tenant_id = $1 and id_type = $2 and lookup_hmac = $3
+)
+for key share of s;
+
+-- name: resolve_subject_locked
+select coalesce(merged_into, id) as id from subject where id = $1 for key share;
+
+-- name: lock_tenant_links
+select pg_advisory_xact_lock(hashtextextended('consent/link/' || $1::text, 0));
+
+-- name: lock_subjects
+select id, created_at from subject where id = any($1::uuid[]) order by id for update;

@@ -1,0 +1,249 @@
+"""Resolve identifiers to subjects (creating them on first sight) and link identities.
+
+Concurrency: writes resolve their subject `for key share`; linking takes a per-tenant advisory
+lock and locks the subjects `for update`, so a write racing a link waits and then lands on the
+surviving subject. Identifier values are stored only as an HMAC (for lookup) and encrypted
+under the owning subject's data key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+import msgspec
+
+from consent.consents.rules import ChoiceRecord, PreferenceRecord, fold, latest_by
+from consent.crypto.datakeys import DataKeys
+from consent.crypto.keys import KeyRing
+from consent.db.database import Conn
+from consent.db.sql import SqlFile
+from consent.errors import NotFound, ValidationFailed
+from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
+from consent.subjects.schemas import IdentifierIn, LinkResult, SubjectRef
+
+__all__ = ["SubjectResolver"]
+
+Q = SqlFile.beside(__file__)
+
+
+def _id_context(id_type: str) -> bytes:
+    return b"identifier/" + id_type.encode()
+
+
+class _Normalized(msgspec.Struct, frozen=True):
+    type: str
+    value: str
+    digest: bytes
+
+
+class SubjectResolver:
+    """Subject lookups and linking, inside the caller's tenant transaction."""
+
+    def __init__(self, keyring: KeyRing) -> None:
+        self.keyring = keyring
+        self.datakeys = DataKeys(keyring)
+
+    async def _normalize(
+        self, conn: Conn, tenant_id: UUID, ident: IdentifierIn, field: str
+    ) -> _Normalized:
+        if ident.type not in BUILTIN_TYPES and not await conn.fetchval(
+            "select exists (select 1 from identifier_type where key = $1)", ident.type
+        ):
+            raise ValidationFailed.field(f"{field}.type", f"unknown identifier type '{ident.type}'")
+        try:
+            value = normalize(ident.type, ident.value)
+        except InvalidIdentifier as exc:
+            raise ValidationFailed.field(f"{field}.value", str(exc)) from None
+        digest = self.keyring.lookup_digest(str(tenant_id), ident.type, value)
+        return _Normalized(ident.type, value, digest)
+
+    async def _attach(
+        self, conn: Conn, tenant_id: UUID, subject_id: UUID, ident: _Normalized
+    ) -> None:
+        dek = await self.datakeys.ensure(conn, tenant_id, subject_id)
+        enc = DataKeys.encrypt(
+            dek, tenant_id, subject_id, ident.value.encode(), _id_context(ident.type)
+        )
+        await conn.execute(
+            Q.insert_identifier, tenant_id, ident.type, ident.digest, subject_id, enc
+        )
+
+    async def resolve(
+        self,
+        conn: Conn,
+        tenant_id: UUID,
+        ref: SubjectRef,
+        *,
+        create: bool,
+        field: str = "subject",
+    ) -> UUID | None:
+        """The surviving subject of `ref`, locked against a concurrent link."""
+        if (ref.subject_id is None) == (ref.identifier is None):
+            raise ValidationFailed.field(field, "give exactly one of subject_id or identifier")
+        if ref.subject_id is not None:
+            found = await conn.fetchval(Q.resolve_subject_locked, ref.subject_id)
+            if found is None:
+                raise NotFound("No such subject.")
+            return UUID(str(found))
+        assert ref.identifier is not None  # noqa: S101 - narrowed by the check above
+        ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
+        found = await conn.fetchval(
+            Q.resolve_identifier_locked, tenant_id, ident.type, ident.digest
+        )
+        if found is not None or not create:
+            return UUID(str(found)) if found is not None else None
+        # First sight of this identifier: serialise its creation, then re-check.
+        await conn.execute(Q.lock_identifier, str(tenant_id), ident.type, ident.digest)
+        found = await conn.fetchval(
+            Q.resolve_identifier_locked, tenant_id, ident.type, ident.digest
+        )
+        if found is not None:
+            return UUID(str(found))
+        subject_id = await self._new_subject(conn, tenant_id)
+        await self._attach(conn, tenant_id, subject_id, ident)
+        return subject_id
+
+    @staticmethod
+    async def _new_subject(conn: Conn, tenant_id: UUID) -> UUID:
+        return UUID(str(await conn.fetchval(Q.insert_subject, tenant_id)))
+
+    async def identifiers(
+        self, conn: Conn, tenant_id: UUID, subject_id: UUID
+    ) -> list[IdentifierIn]:
+        """The subject's identifiers, decrypted (for the subject's own access request)."""
+        out: list[IdentifierIn] = []
+        for member in await self.group(conn, subject_id):
+            rows = await conn.fetch(Q.identifiers_of, member)
+            if not rows:
+                continue
+            dek = await self.datakeys.get(conn, tenant_id, member)
+            for r in rows:
+                value = DataKeys.decrypt(
+                    dek, tenant_id, member, r["value_enc"], _id_context(r["id_type"])
+                )
+                out.append(IdentifierIn(type=r["id_type"], value=value.decode()))
+        return out
+
+    async def group(self, conn: Conn, subject_id: UUID) -> list[UUID]:
+        """The subject and every subject linked into it."""
+        return [UUID(str(r["id"])) for r in await conn.fetch(Q.group_members, subject_id)]
+
+    # -- linking -------------------------------------------------------------------------------
+    async def link(self, conn: Conn, tenant_id: UUID, refs: list[SubjectRef]) -> LinkResult:
+        await conn.execute(Q.lock_tenant_links, str(tenant_id))
+        existing: set[UUID] = set()
+        unknown: list[_Normalized] = []
+        for i, ref in enumerate(refs):
+            found = await self.resolve(conn, tenant_id, ref, create=False, field=f"subjects[{i}]")
+            if found is not None:
+                existing.add(found)
+            elif ref.identifier is not None:
+                unknown.append(
+                    await self._normalize(
+                        conn, tenant_id, ref.identifier, f"subjects[{i}].identifier"
+                    )
+                )
+        if not existing:
+            existing.add(await self._new_subject(conn, tenant_id))
+        locked = await conn.fetch(Q.lock_subjects, list(existing))
+        # The oldest subject survives, whatever the order of the request: linking commutes.
+        ordered = sorted(locked, key=lambda r: (r["created_at"], r["id"]))
+        survivor = UUID(str(ordered[0]["id"]))
+        losers = [UUID(str(r["id"])) for r in ordered[1:]]
+        for loser in losers:
+            await self._move_identifiers(conn, tenant_id, loser, survivor)
+            await conn.execute(Q.mark_merged, loser, survivor)
+        seen: set[bytes] = set()
+        for ident in unknown:
+            if ident.digest not in seen:
+                seen.add(ident.digest)
+                await self._attach(conn, tenant_id, survivor, ident)
+        if losers:
+            await self.rebuild_state(conn, tenant_id, survivor)
+        return LinkResult(subject_id=survivor, merged=losers, linked_at=datetime.now(UTC))
+
+    async def _move_identifiers(
+        self, conn: Conn, tenant_id: UUID, loser: UUID, survivor: UUID
+    ) -> None:
+        rows = await conn.fetch(Q.identifiers_of, loser)
+        if not rows:
+            return
+        old = await self.datakeys.get(conn, tenant_id, loser)
+        new = await self.datakeys.ensure(conn, tenant_id, survivor)
+        types, digests, values = [], [], []
+        for r in rows:
+            context = _id_context(r["id_type"])
+            plain = DataKeys.decrypt(old, tenant_id, loser, r["value_enc"], context)
+            types.append(r["id_type"])
+            digests.append(r["lookup_hmac"])
+            values.append(DataKeys.encrypt(new, tenant_id, survivor, plain, context))
+        await conn.execute(Q.repoint_identifiers, tenant_id, survivor, types, digests, values)
+
+    async def rebuild_state(self, conn: Conn, tenant_id: UUID, survivor: UUID) -> None:
+        """Recompute the survivor's consent and preference state from the group's history."""
+        members = await self.group(conn, survivor)
+        rows = await conn.fetch(Q.group_choice_records, tenant_id, members)
+        state = fold(
+            ChoiceRecord(
+                purpose=r["purpose"],
+                choice=r["choice"],
+                occurred_at=r["occurred_at"],
+                seq=r["seq"],
+                event_id=str(r["event_id"]),
+            )
+            for r in rows
+        )
+        notice_of = {str(r["event_id"]): r["notice_version_id"] for r in rows}
+        versions = [v for v in {notice_of[s.event_id] for s in state.values()} if v is not None]
+        material = {
+            r["id"]: r["material_version"]
+            for r in await conn.fetch(Q.material_of_versions, versions)
+        }
+        await conn.execute(Q.delete_consent_state, tenant_id, members)
+        records = list(state.values())
+        await conn.execute(
+            Q.insert_consent_state_rows,
+            tenant_id,
+            survivor,
+            [s.purpose for s in records],
+            [s.choice for s in records],
+            [UUID(s.event_id) for s in records],
+            [s.occurred_at for s in records],
+            [s.seq for s in records],
+            [notice_of[s.event_id] for s in records],
+            [material.get(notice_of[s.event_id]) for s in records],
+        )
+        await self._rebuild_preferences(conn, tenant_id, survivor, members)
+
+    async def _rebuild_preferences(
+        self, conn: Conn, tenant_id: UUID, survivor: UUID, members: list[UUID]
+    ) -> None:
+        rows = await conn.fetch(Q.group_preference_records, tenant_id, members)
+        latest = latest_by(
+            (
+                PreferenceRecord(
+                    kind=r["kind"],
+                    key=r["key"],
+                    value=r["value"],
+                    occurred_at=r["occurred_at"],
+                    seq=r["seq"],
+                    event_id=str(r["event_id"]),
+                )
+                for r in rows
+            ),
+            lambda p: (p.kind, p.key),
+        )
+        await conn.execute(Q.delete_preference_state, tenant_id, members)
+        chosen = list(latest.values())
+        await conn.execute(
+            Q.insert_preference_state_rows,
+            tenant_id,
+            survivor,
+            [p.kind for p in chosen],
+            [p.key for p in chosen],
+            [p.value for p in chosen],
+            [UUID(p.event_id) for p in chosen],
+            [p.occurred_at for p in chosen],
+            [p.seq for p in chosen],
+        )
