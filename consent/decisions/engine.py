@@ -1,0 +1,625 @@
+"""Policy decisions: load the Rego bundle, evaluate it in-process or on an OPA server, cache.
+
+Every failure to reach a decision raises `PolicyUnavailable`; callers must treat it as a denial.
+A bundle that does not compile, fails its own `*_test.rego` tests or does not deny an empty input
+raises `PolicyLoadError`, and the engine keeps serving the bundle it had.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import queue
+import re
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal, Protocol, Self, cast
+from urllib.parse import urlsplit
+
+import msgspec
+
+__all__ = [
+    "DECISION_DOCUMENT",
+    "OPA_URL_ENV",
+    "CachedPolicyEngine",
+    "CompiledPolicy",
+    "ConsentState",
+    "DecisionInput",
+    "DecisionResult",
+    "InProcessOpaEngine",
+    "ManagedPolicyEngine",
+    "OpaServerEngine",
+    "PolicyBundle",
+    "PolicyEngine",
+    "PolicyError",
+    "PolicyLoadError",
+    "PolicyUnavailable",
+    "PurposeDefinition",
+    "RegoTest",
+    "SubjectState",
+    "canonical_input",
+    "check_bundle",
+    "default_policy_root",
+    "open_engine",
+]
+
+DECISION_PACKAGE: Final = "consent.decision"
+DECISION_RULE: Final = "result"
+DECISION_DOCUMENT: Final = f"{DECISION_PACKAGE}.{DECISION_RULE}"
+OPA_URL_ENV: Final = "CONSENT_OPA_URL"
+
+_DATA_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+_PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
+_TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
+
+
+class PolicyError(Exception):
+    """Base class of the policy engine's errors."""
+
+
+class PolicyUnavailable(PolicyError):
+    """No decision could be made (engine error, timeout, undefined or malformed result): deny."""
+
+
+class PolicyLoadError(PolicyError):
+    """A policy bundle was refused; the previous bundle keeps serving."""
+
+
+# --- contract ------------------------------------------------------------------------------------
+
+
+class SubjectState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    known: bool
+    jurisdiction: str | None = None
+    age: int | None = None
+    parental_consent: bool = False
+    gpc: bool = False
+    limit_sensitive: bool = False
+    objections: tuple[str, ...] = ()
+
+
+class PurposeDefinition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    legal_basis: Literal["consent", "legitimate_interest", "contract", "legal_obligation"]
+    max_age_ns: int | None
+    strictly_necessary: bool
+    material_version: int
+
+
+class ConsentState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    status: Literal["granted", "denied", "withdrawn"]
+    recorded_at_ns: int
+    material_version: int
+
+
+class DecisionInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The policy input (policies/schemas/input.json); a mapping of the same shape works too."""
+
+    now_ns: int
+    action: str
+    subject: SubjectState
+    purposes: dict[str, PurposeDefinition]
+    consents: dict[str, ConsentState]
+
+
+class DecisionResult(msgspec.Struct, frozen=True, kw_only=True):
+    allow: bool
+    reasons: tuple[str, ...]
+    purposes: dict[str, str]
+    revision: str
+
+
+class _RawResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    allow: bool
+    reasons: tuple[str, ...]
+    purposes: dict[str, str]
+
+
+_ENCODER: Final = msgspec.json.Encoder(order="sorted")
+_DECODER: Final = msgspec.json.Decoder()
+
+
+def canonical_input(value: DecisionInput | Mapping[str, Any]) -> bytes:
+    """Canonical JSON of an input (sorted keys): the cache key and what every engine evaluates."""
+    try:
+        encoded = _ENCODER.encode(value)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(f"decision input is not JSON: {exc}") from exc
+    if not encoded.startswith(b"{"):
+        raise TypeError("decision input must be a JSON object")
+    return encoded
+
+
+def _to_result(value: Any, revision: str) -> DecisionResult:
+    """Validate an engine's result; anything unexpected is PolicyUnavailable, never an allow."""
+    try:
+        raw = msgspec.convert(value, _RawResult)
+    except msgspec.ValidationError as exc:
+        raise PolicyUnavailable(f"malformed decision: {exc}") from exc
+    if raw.allow and any(not code.startswith("allowed.") for code in raw.reasons):
+        raise PolicyUnavailable("malformed decision: allow with a denial reason")
+    return DecisionResult(
+        allow=raw.allow, reasons=raw.reasons, purposes=raw.purposes, revision=revision
+    )
+
+
+# --- bundle --------------------------------------------------------------------------------------
+
+
+class _DataFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    path: str
+    value: dict[str, Any]
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RegoTest:
+    package: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.package}.{self.name}"
+
+
+def default_policy_root() -> Path:
+    """`consent/_bundled/policies` in a wheel, else the source tree's `policies/`."""
+    package_dir = Path(__file__).resolve().parents[1]
+    bundled = package_dir / "_bundled" / "policies"
+    return bundled if bundled.is_dir() else package_dir.parent / "policies"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyBundle:
+    """Policies, their tests and data read from a policy root, with a content revision."""
+
+    root: Path
+    modules: dict[str, str]  # serving modules by relative path
+    test_modules: dict[str, str]  # *_test.rego by relative path
+    data: dict[str, dict[str, Any]]  # dotted data path -> document
+    revision: str
+
+    @classmethod
+    def load(cls, root: Path | None = None) -> PolicyBundle:
+        root = root or default_policy_root()
+        files: dict[str, bytes] = {}
+        for path in [*root.rglob("*.rego"), *(root / "data").glob("*.json")]:
+            files[path.relative_to(root).as_posix()] = path.read_bytes()
+        if not files:
+            raise PolicyLoadError(f"no policies under {root}")
+        modules: dict[str, str] = {}
+        tests: dict[str, str] = {}
+        data: dict[str, dict[str, Any]] = {}
+        for name, content in files.items():
+            if name.endswith(".json"):
+                doc = _read_data_file(name, content)
+                if doc.path in data:
+                    raise PolicyLoadError(f"{name}: data path {doc.path} is defined twice")
+                data[doc.path] = doc.value
+            else:
+                target = tests if name.endswith("_test.rego") else modules
+                target[name] = content.decode()
+        return cls(root, modules, tests, data, bundle_revision(files))
+
+    def rego_tests(self) -> list[RegoTest]:
+        """`test_*` rules of the test modules, in file order (no engine needed)."""
+        found: dict[str, RegoTest] = {}
+        for source in self.test_modules.values():
+            package = _PACKAGE.search(source)
+            if package is None:
+                continue
+            for name in _TEST_RULE.findall(source):
+                test = RegoTest(package.group(1), name)
+                found.setdefault(test.id, test)
+        return list(found.values())
+
+
+def _read_data_file(name: str, content: bytes) -> _DataFile:
+    try:
+        doc = msgspec.json.decode(content, type=_DataFile)
+    except msgspec.DecodeError as exc:
+        raise PolicyLoadError(f"{name}: {exc}") from exc
+    if not _DATA_PATH.fullmatch(doc.path):
+        raise PolicyLoadError(f"{name}: invalid data path {doc.path!r}")
+    return doc
+
+
+def bundle_revision(files: Mapping[str, bytes]) -> str:
+    """sha256 over the sorted (relative path, content) pairs, length-prefixed, as "sha256:<hex>"."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        content = files[name]
+        digest.update(f"{len(name)}:{name}:{len(content)}:".encode())
+        digest.update(content)
+    return f"sha256:{digest.hexdigest()}"
+
+
+# --- the real OPA, in-process ---------------------------------------------------------------------
+
+
+class CompiledPolicy:
+    """One `opa_bindings.OpaEngine` with a bundle loaded and compiled. Not shared across threads."""
+
+    def __init__(self, bundle: PolicyBundle, *, with_tests: bool = False) -> None:
+        from opa_bindings import OpaEngine, OpaError
+
+        self.revision = bundle.revision
+        self._engine: Any = OpaEngine()
+        modules = {**bundle.modules, **(bundle.test_modules if with_tests else {})}
+        try:
+            for name, source in sorted(modules.items()):
+                self._engine.add_policy(name, source)
+            for path, value in sorted(bundle.data.items()):
+                self._engine.add_data(value, path)
+            self._engine.eval_query("true")  # type-checks and compiles every module
+        except OpaError as exc:
+            self.close()
+            raise PolicyLoadError(str(exc)) from exc
+
+    def close(self) -> None:
+        self._engine.close()
+
+    def decide(self, input_doc: Mapping[str, Any]) -> DecisionResult:
+        from opa_bindings import OpaError
+
+        try:
+            value = self._engine.eval_document(DECISION_DOCUMENT, input_doc)
+        except OpaError as exc:  # includes OpaUndefinedError
+            raise PolicyUnavailable(str(exc)) from exc
+        return _to_result(value, self.revision)
+
+    def query(self, query: str, input_doc: Any = None) -> list[dict[str, Any]]:
+        """Bindings of a Rego query; raises the engine's OpaError. Keep `query` a fixed set."""
+        return cast("list[dict[str, Any]]", self._engine.eval_query(query, input_doc))
+
+    def run_test(self, test: RegoTest) -> str | None:
+        """None if the `test_*` rule is true, else why not."""
+        from opa_bindings import OpaError
+
+        try:
+            rows = self.query(f"x := data.{test.id}")
+        except OpaError as exc:
+            return str(exc)
+        if not rows:
+            return "undefined (a condition failed)"
+        value = rows[0].get("x")
+        return None if value is True else f"evaluated to {value!r}"
+
+    def run_tests(self, tests: list[RegoTest]) -> dict[str, str | None]:
+        """`run_test` for many tests: one evaluation per package, single runs only to explain."""
+        from opa_bindings import OpaError
+
+        outcomes: dict[str, str | None] = {}
+        for package in sorted({test.package for test in tests}):
+            try:
+                rows = self.query(f"x := data.{package}")
+                values = rows[0].get("x") if rows else None
+            except OpaError:
+                values = None  # one test errors: run them one by one
+            for test in (t for t in tests if t.package == package):
+                passed = isinstance(values, dict) and values.get(test.name) is True
+                outcomes[test.id] = None if passed else self.run_test(test)
+        return outcomes
+
+    def list_tests(self, bundle: PolicyBundle) -> list[RegoTest]:
+        """The bundle's `test_*` rules: read from the sources (a failing test is undefined, so the
+        engine cannot list it) plus any the engine lists under `data.<package>` (e.g. generated)."""
+        tests = bundle.rego_tests()
+        known = {test.id for test in tests}
+        for package in sorted({test.package for test in tests}):
+            for row in self.query(f"data.{package}[name]"):
+                name = row.get("name")
+                if isinstance(name, str) and name.startswith("test_"):
+                    test = RegoTest(package, name)
+                    if test.id not in known:
+                        known.add(test.id)
+                        tests.append(test)
+        return tests
+
+
+def check_bundle(bundle: PolicyBundle) -> None:
+    """Compile with tests, run every `test_*` rule, check an empty input is denied."""
+    policy = CompiledPolicy(bundle, with_tests=True)
+    try:
+        outcomes = policy.run_tests(policy.list_tests(bundle))
+        failures = [f"{name}: {why}" for name, why in outcomes.items() if why is not None]
+        if failures:
+            raise PolicyLoadError("policy tests failed: " + "; ".join(failures))
+        try:
+            empty = policy.decide({})
+        except PolicyUnavailable as exc:
+            raise PolicyLoadError(f"no decision for an empty input: {exc}") from exc
+        if empty.allow:
+            raise PolicyLoadError("an empty input is allowed; the policy must fail closed")
+    finally:
+        policy.close()
+
+
+class _Pool:
+    """N compiled engines for one bundle; a worker thread borrows one per evaluation."""
+
+    def __init__(self, bundle: PolicyBundle, size: int) -> None:
+        self.revision = bundle.revision
+        self._idle: queue.SimpleQueue[CompiledPolicy] = queue.SimpleQueue()
+        for _ in range(size):
+            self._idle.put(CompiledPolicy(bundle))
+
+    @contextlib.contextmanager
+    def borrow(self) -> Iterator[CompiledPolicy]:
+        policy = self._idle.get()
+        try:
+            yield policy
+        finally:
+            self._idle.put(policy)
+
+    def decide(self, input_doc: Mapping[str, Any]) -> DecisionResult:
+        with self.borrow() as policy:
+            return policy.decide(input_doc)
+
+
+class PolicyEngine(Protocol):
+    @property
+    def revision(self) -> str: ...
+
+    async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult: ...
+
+
+class ManagedPolicyEngine(PolicyEngine, Protocol):
+    async def reload(self, bundle: PolicyBundle | None = None) -> str: ...
+
+    async def aclose(self) -> None: ...
+
+
+class InProcessOpaEngine:
+    """OPA v1.20.2 in-process: a pool of `pool_size` engines on as many worker threads."""
+
+    def __init__(
+        self, bundle: PolicyBundle, *, pool_size: int = 2, timeout: float = 1.0, check: bool = True
+    ) -> None:
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if check:
+            check_bundle(bundle)
+        self._bundle = bundle
+        self._pool = _Pool(bundle, pool_size)
+        self._size = pool_size
+        self._timeout = timeout
+        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="opa")
+        self._reload_lock = asyncio.Lock()
+
+    @property
+    def revision(self) -> str:
+        return self._pool.revision
+
+    @property
+    def bundle(self) -> PolicyBundle:
+        return self._bundle
+
+    async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult:
+        input_doc = _DECODER.decode(canonical_input(input_value))
+        pool = self._pool
+        future = asyncio.get_running_loop().run_in_executor(self._executor, pool.decide, input_doc)
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await future
+        except TimeoutError as exc:
+            raise PolicyUnavailable(f"in-process OPA timed out after {self._timeout}s") from exc
+
+    async def reload(self, bundle: PolicyBundle | None = None) -> str:
+        """Compile and test a new bundle in fresh engines; swap only if that all succeeds."""
+        async with self._reload_lock:
+            new = bundle or await self._load_again()
+            await asyncio.to_thread(check_bundle, new)
+            pool = await asyncio.to_thread(_Pool, new, self._size)
+            # Old engines are released once in-flight evaluations return them.
+            self._bundle, self._pool = new, pool
+            return new.revision
+
+    async def _load_again(self) -> PolicyBundle:
+        return await asyncio.to_thread(PolicyBundle.load, self._bundle.root)
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# --- an OPA server over its REST API --------------------------------------------------------------
+
+
+@functools.cache
+def _client_errors() -> tuple[type[BaseException], ...]:
+    import aiohttp
+    from opa_client import errors
+
+    return (
+        aiohttp.ClientError,
+        TimeoutError,
+        OSError,
+        ValueError,
+        TypeError,
+        errors.ConnectionsError,
+        errors.RegoParseError,
+        errors.DeletePolicyError,
+        errors.DeleteDataError,
+    )
+
+
+class OpaServerEngine:
+    """An OPA server (`CONSENT_OPA_URL`) through `opa_client.AsyncOpaClient`.
+
+    `start()` pushes the bundle (PUT /v1/data/..., PUT /v1/policies/{path}) after checking it
+    in-process; evaluation is POST /v1/data/consent/decision/result.
+    """
+
+    def __init__(
+        self, url: str, bundle: PolicyBundle, *, timeout: float = 1.0, token: str | None = None
+    ) -> None:
+        from opa_client import AsyncOpaClient
+
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError(f"{OPA_URL_ENV} must be http(s)://host[:port], got {url!r}")
+        if parts.path not in {"", "/"}:
+            raise ValueError(f"{OPA_URL_ENV} must not have a path, got {url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        self._client: Any = AsyncOpaClient(
+            host=parts.hostname,
+            port=port,
+            version="v1",
+            ssl=parts.scheme == "https",
+            token=token,
+            retries=0,
+            timeout=timeout,
+        )
+        self._bundle = bundle
+        self._pushed: PolicyBundle | None = None
+        self._timeout = timeout
+        self._reload_lock = asyncio.Lock()
+
+    @property
+    def revision(self) -> str:
+        return self._bundle.revision
+
+    async def start(self) -> None:
+        """Open the HTTP session and push the bundle; raises PolicyLoadError (session closed)."""
+        await self._client.__aenter__()
+        try:
+            await self._install(self._bundle)
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.close_connection()
+
+    async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult:
+        input_doc = _DECODER.decode(canonical_input(input_value))
+        revision = self.revision
+        try:
+            async with asyncio.timeout(self._timeout):
+                body = await self._client.query_rule(input_doc, DECISION_PACKAGE, DECISION_RULE)
+        except _client_errors() as exc:
+            raise PolicyUnavailable(f"OPA server: {exc!r}") from exc
+        if not isinstance(body, dict) or "result" not in body:
+            raise PolicyUnavailable("OPA server: the decision is undefined")
+        return _to_result(body["result"], revision)
+
+    async def reload(self, bundle: PolicyBundle | None = None) -> str:
+        async with self._reload_lock:
+            new = bundle or await self._load_again()
+            await self._install(new)
+            return new.revision
+
+    async def _load_again(self) -> PolicyBundle:
+        return await asyncio.to_thread(PolicyBundle.load, self._bundle.root)
+
+    async def _install(self, bundle: PolicyBundle) -> None:
+        # The server cannot swap atomically across files; checking first keeps a broken bundle
+        # from ever reaching it. A network failure halfway can leave a mix: reload again.
+        await asyncio.to_thread(check_bundle, bundle)
+        old = self._pushed
+        try:
+            async with asyncio.timeout(
+                self._timeout * (2 + len(bundle.modules) + len(bundle.data))
+            ):
+                await self._push(bundle, old)
+        except _client_errors() as exc:
+            raise PolicyLoadError(f"OPA server refused the bundle: {exc}") from exc
+        self._bundle = self._pushed = bundle
+
+    async def _push(self, bundle: PolicyBundle, old: PolicyBundle | None) -> None:
+        for path, value in sorted(bundle.data.items()):
+            await self._client.update_or_create_data(value, path.replace(".", "/"))
+        for name, source in sorted(bundle.modules.items()):
+            await self._client.update_policy_from_string(source, name, rego_compat=False)
+        if old is not None:
+            for name in sorted(old.modules.keys() - bundle.modules.keys()):
+                await self._client.delete_policy(name)
+            for path in sorted(old.data.keys() - bundle.data.keys()):
+                await self._client.delete_data(path.replace(".", "/"))
+
+
+# --- result cache ---------------------------------------------------------------------------------
+
+
+class CachedPolicyEngine:
+    """Bounded LRU in front of an engine, keyed by (revision, canonical input JSON).
+
+    Decisions are a pure function of those two (time is `input.now_ns`), so a hit is exact.
+    Only decisions are cached, never failures.
+    """
+
+    def __init__(self, inner: ManagedPolicyEngine, *, maxsize: int = 4096) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.inner = inner
+        self.maxsize = maxsize
+        self.hits = 0
+        self.misses = 0
+        self._entries: OrderedDict[tuple[str, bytes], DecisionResult] = OrderedDict()
+
+    @property
+    def revision(self) -> str:
+        return self.inner.revision
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult:
+        key = (self.inner.revision, canonical_input(input_value))
+        cached = self._entries.get(key)
+        if cached is not None:
+            self.hits += 1
+            self._entries.move_to_end(key)
+            return cached
+        self.misses += 1
+        result = await self.inner.evaluate(input_value)
+        self._entries[(result.revision, key[1])] = result
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+        return result
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    async def reload(self, bundle: PolicyBundle | None = None) -> str:
+        revision = await self.inner.reload(bundle)
+        self.clear()  # old-revision entries can never hit again
+        return revision
+
+    async def aclose(self) -> None:
+        self.clear()
+        await self.inner.aclose()
+
+
+async def open_engine(
+    root: Path | None = None,
+    *,
+    opa_url: str | None = None,
+    pool_size: int = 2,
+    timeout: float = 1.0,
+    cache_size: int = 4096,
+) -> ManagedPolicyEngine:
+    """The service's engine: in-process OPA, or the OPA server at `opa_url` (`CONSENT_OPA_URL`),
+    behind a result cache unless `cache_size` is 0."""
+    bundle = await asyncio.to_thread(PolicyBundle.load, root)
+    engine: ManagedPolicyEngine
+    if opa_url:
+        server = OpaServerEngine(opa_url, bundle, timeout=timeout)
+        await server.start()
+        engine = server
+    else:
+        engine = await asyncio.to_thread(
+            lambda: InProcessOpaEngine(bundle, pool_size=pool_size, timeout=timeout)
+        )
+    return CachedPolicyEngine(engine, maxsize=cache_size) if cache_size > 0 else engine

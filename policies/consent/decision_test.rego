@@ -1,0 +1,358 @@
+# METADATA
+# title: Tests for consent.decision
+# description: One allow and one deny test per rule, each asserting the reasons.
+package consent.decision_test
+
+import data.consent.decision
+
+now := 1750000000000000000
+
+day := 86400000000000
+
+# A known adult in Germany who granted every consent purpose at version 2, a day ago.
+catalogue := {
+	"essential": {
+		"legal_basis": "legitimate_interest", "max_age_ns": null,
+		"strictly_necessary": true, "material_version": 1,
+	},
+	"analytics": consent_purpose,
+	"personalization": consent_purpose,
+	"advertising": consent_purpose,
+	"email_marketing": consent_purpose,
+	"sms_marketing": consent_purpose,
+	"data_sharing": consent_purpose,
+	"data_sale": consent_purpose,
+	"offline_join": consent_purpose,
+}
+
+consent_purpose := {
+	"legal_basis": "consent", "max_age_ns": null,
+	"strictly_necessary": false, "material_version": 2,
+}
+
+granted := {"status": "granted", "recorded_at_ns": now - day, "material_version": 2}
+
+base := {
+	"now_ns": now,
+	"action": "web.analytics",
+	"subject": {
+		"known": true, "jurisdiction": "DE", "age": 30, "parental_consent": false,
+		"gpc": false, "limit_sensitive": false, "objections": [],
+	},
+	"purposes": catalogue,
+	"consents": {key: granted | some key, _ in catalogue},
+}
+
+# The decision for base deep-merged with patch.
+decide(patch) := r if {
+	r := decision.result with input as object.union(base, patch)
+}
+
+# The decision for base deep-merged with patch, then with the JSON pointers in paths removed.
+decide_without(patch, paths) := r if {
+	r := decision.result with input as json.remove(object.union(base, patch), paths)
+}
+
+# The decision for one action with the subject deep-merged with subject_patch.
+personalise(subject_patch) := decide({
+	"action": "personalize.recommendations",
+	"subject": subject_patch,
+})
+
+sell(subject_patch) := decide({"action": "data.sell.partner", "subject": subject_patch})
+
+target(subject_patch) := decide({"action": "ads.targeted", "subject": subject_patch})
+
+allowed(r, reasons) if {
+	r.allow == true
+	r.reasons == reasons
+}
+
+denied(r, reasons) if {
+	r.allow == false
+	r.reasons == reasons
+}
+
+# --- fail closed -------------------------------------------------------------------------------
+
+test_empty_input_denies if {
+	r := decision.result with input as {}
+	denied(r, ["denied.unknown_action", "denied.unknown_subject"])
+	r.purposes == {}
+}
+
+test_mistyped_input_parts_deny if {
+	r := decide({"subject": {"objections": "analytics"}, "purposes": []})
+	denied(r, ["denied.unknown_purpose"])
+}
+
+# --- consent: granted, missing, refused, withdrawn ------------------------------------------
+
+test_consent_granted_allows if {
+	r := decide({})
+	allowed(r, ["allowed.consent"])
+	r.purposes == {"analytics": "allowed.consent"}
+}
+
+test_consent_missing_denies if {
+	r := decide_without({}, ["consents/analytics"])
+	denied(r, ["denied.no_consent"])
+	r.purposes == {"analytics": "denied.no_consent"}
+}
+
+test_consent_refused_denies if {
+	denied(decide({"consents": {"analytics": {"status": "denied"}}}), ["denied.no_consent"])
+}
+
+test_consent_unrecognised_status_denies if {
+	denied(decide({"consents": {"analytics": {"status": "maybe"}}}), ["denied.no_consent"])
+}
+
+test_consent_withdrawn_denies if {
+	denied(decide({"consents": {"analytics": {"status": "withdrawn"}}}), ["denied.withdrawn"])
+}
+
+test_every_needed_purpose_is_required if {
+	allowed(decide({"action": "ads.retarget"}), ["allowed.consent"])
+	r := decide({"action": "ads.retarget", "consents": {"data_sharing": {"status": "withdrawn"}}})
+	denied(r, ["denied.withdrawn"])
+	r.purposes == {"advertising": "allowed.consent", "data_sharing": "denied.withdrawn"}
+}
+
+# --- expiry: recorded_at_ns + max_age_ns < now_ns ---------------------------------------------
+
+test_consent_within_max_age_allows if {
+	allowed(decide({"purposes": {"analytics": {"max_age_ns": day}}}), ["allowed.consent"])
+}
+
+test_consent_expired_denies if {
+	r := decide({"purposes": {"analytics": {"max_age_ns": day - 1}}})
+	denied(r, ["denied.expired"])
+}
+
+test_missing_now_ns_counts_as_expired if {
+	r := decide_without({"purposes": {"analytics": {"max_age_ns": day}}}, ["now_ns"])
+	denied(r, ["denied.expired"])
+}
+
+test_no_max_age_never_expires if {
+	allowed(decide({"consents": {"analytics": {"recorded_at_ns": 0}}}), ["allowed.consent"])
+}
+
+# --- staleness: consent.material_version < purpose.material_version -------------------------
+
+test_consent_current_version_allows if {
+	allowed(decide({"consents": {"analytics": {"material_version": 3}}}), ["allowed.consent"])
+}
+
+test_consent_stale_denies if {
+	denied(decide({"purposes": {"analytics": {"material_version": 3}}}), ["denied.stale"])
+}
+
+test_mistyped_material_version_is_stale if {
+	denied(decide({"consents": {"analytics": {"material_version": "9"}}}), ["denied.stale"])
+}
+
+# --- other legal bases --------------------------------------------------------------------
+
+test_legitimate_interest_allows_without_consent if {
+	r := decide_without(
+		{"purposes": {"analytics": {"legal_basis": "legitimate_interest"}}},
+		["consents/analytics"],
+	)
+	allowed(r, ["allowed.legitimate_interest"])
+}
+
+test_legitimate_interest_objected_denies if {
+	r := decide({
+		"purposes": {"analytics": {"legal_basis": "legitimate_interest"}},
+		"subject": {"objections": ["analytics"]},
+	})
+	denied(r, ["denied.objected"])
+}
+
+test_objection_to_another_purpose_is_ignored if {
+	r := decide({
+		"purposes": {"analytics": {"legal_basis": "legitimate_interest"}},
+		"subject": {"objections": ["email_marketing"]},
+	})
+	allowed(r, ["allowed.legitimate_interest"])
+}
+
+test_contract_allows if {
+	r := decide({
+		"purposes": {"analytics": {"legal_basis": "contract"}},
+		"consents": {"analytics": {"status": "withdrawn"}},
+	})
+	allowed(r, ["allowed.contract"])
+}
+
+test_legal_obligation_allows if {
+	r := decide({"purposes": {"analytics": {"legal_basis": "legal_obligation"}}})
+	allowed(r, ["allowed.legal_obligation"])
+}
+
+test_unrecognised_legal_basis_denies if {
+	denied(decide({"purposes": {"analytics": {"legal_basis": "vibes"}}}), ["denied.unknown_purpose"])
+}
+
+test_strictly_necessary_always_allowed if {
+	r := decide({"action": "service.essential", "subject": {"objections": ["essential"]}})
+	allowed(r, ["allowed.strictly_necessary"])
+}
+
+test_not_strictly_necessary_needs_its_basis if {
+	r := decide({
+		"action": "service.essential",
+		"purposes": {"essential": {"strictly_necessary": false}},
+		"subject": {"objections": ["essential"]},
+	})
+	denied(r, ["denied.objected"])
+}
+
+# --- GPC ---------------------------------------------------------------------------------
+
+test_gpc_denies_sale_where_it_has_legal_effect if {
+	r := sell({"gpc": true, "jurisdiction": "US-CA"})
+	denied(r, ["denied.gpc"])
+	r.purposes == {"data_sale": "allowed.consent"}
+}
+
+test_gpc_denies_targeted_advertising if {
+	denied(target({"gpc": true, "jurisdiction": "US-CO"}), ["denied.gpc"])
+}
+
+test_gpc_without_legal_effect_allows if {
+	allowed(sell({"gpc": true, "jurisdiction": "US-VA"}), ["allowed.consent"])
+	allowed(sell({"gpc": true, "jurisdiction": "DE"}), ["allowed.consent"])
+}
+
+test_gpc_does_not_touch_first_party_uses if {
+	r := decide({"action": "web.analytics", "subject": {"gpc": true, "jurisdiction": "US-CA"}})
+	allowed(r, ["allowed.consent"])
+}
+
+test_no_gpc_signal_allows_sale if {
+	allowed(sell({"jurisdiction": "US-CA"}), ["allowed.consent"])
+}
+
+# --- children ----------------------------------------------------------------------------
+
+test_child_below_consent_age_is_not_personalised if {
+	r := personalise({"age": 15})
+	denied(r, ["denied.child"])
+}
+
+test_child_with_parental_consent_is_personalised if {
+	r := personalise({"age": 15, "parental_consent": true})
+	allowed(r, ["allowed.consent"])
+}
+
+test_child_is_not_targeted if {
+	denied(target({"age": 12, "jurisdiction": "US"}), ["denied.child"])
+}
+
+test_child_rule_leaves_other_actions_alone if {
+	allowed(decide({"action": "web.analytics", "subject": {"age": 10}}), ["allowed.consent"])
+}
+
+test_consent_age_per_country if {
+	denied(personalise({"age": 14, "jurisdiction": "FR"}), ["denied.child"])
+	allowed(personalise({"age": 15, "jurisdiction": "FR"}), ["allowed.consent"])
+	allowed(personalise({"age": 13, "jurisdiction": "GB"}), ["allowed.consent"])
+}
+
+test_consent_age_defaults_to_16 if {
+	denied(personalise({"age": 15, "jurisdiction": "XX"}), ["denied.child"])
+	denied(personalise({"age": 15, "jurisdiction": null}), ["denied.child"])
+	allowed(personalise({"age": 16, "jurisdiction": null}), ["allowed.consent"])
+}
+
+test_unknown_age_is_not_a_child if {
+	allowed(personalise({"age": null}), ["allowed.consent"])
+}
+
+test_subdivision_falls_back_to_country_age if {
+	allowed(personalise({"age": 13, "jurisdiction": "US-NY"}), ["allowed.consent"])
+	denied(personalise({"age": 12, "jurisdiction": "US-NY"}), ["denied.child"])
+}
+
+test_california_minor_needs_opt_in_for_sale if {
+	r := decide_without(
+		{
+			"action": "data.sell.partner", "subject": {"age": 15, "jurisdiction": "US-CA"},
+			"purposes": {"data_sale": {"legal_basis": "legitimate_interest"}},
+		},
+		["consents/data_sale"],
+	)
+	denied(r, ["denied.child"])
+	r.purposes == {"data_sale": "allowed.legitimate_interest"}
+}
+
+test_california_minor_who_opted_in_may_be_sold_to if {
+	allowed(sell({"age": 15, "jurisdiction": "US-CA"}), ["allowed.consent"])
+	r := decide_without(
+		{
+			"action": "data.sell.partner", "subject": {"age": 16, "jurisdiction": "US-CA"},
+			"purposes": {"data_sale": {"legal_basis": "legitimate_interest"}},
+		},
+		["consents/data_sale"],
+	)
+	allowed(r, ["allowed.legitimate_interest"])
+}
+
+test_california_under_13_also_needs_a_parent if {
+	denied(sell({"age": 12, "jurisdiction": "US-CA"}), ["denied.child"])
+	allowed(sell({"age": 12, "jurisdiction": "US-CA", "parental_consent": true}), ["allowed.consent"])
+}
+
+# --- sensitive personal information --------------------------------------------------------
+
+test_limit_sensitive_denies_sensitive_use if {
+	r := decide({"action": "profile.join_offline", "subject": {"limit_sensitive": true}})
+	denied(r, ["denied.sensitive_limited"])
+}
+
+test_sensitive_use_without_limit_allows if {
+	allowed(decide({"action": "profile.join_offline"}), ["allowed.consent"])
+}
+
+test_limit_sensitive_leaves_other_actions_alone if {
+	r := decide({"action": "email.marketing", "subject": {"limit_sensitive": true}})
+	allowed(r, ["allowed.consent"])
+}
+
+# --- unknown action, purpose, subject ------------------------------------------------------
+
+test_unknown_action_denies if {
+	r := decide({"action": "telepathy.scan"})
+	denied(r, ["denied.unknown_action"])
+	r.purposes == {}
+}
+
+test_unknown_purpose_denies if {
+	r := decide_without({"action": "sms.marketing"}, ["purposes/sms_marketing"])
+	denied(r, ["denied.unknown_purpose"])
+	r.purposes == {"sms_marketing": "denied.unknown_purpose"}
+}
+
+test_unknown_subject_denies if {
+	denied(decide({"subject": {"known": false}}), ["denied.unknown_subject"])
+	denied(decide_without({}, ["subject/known"]), ["denied.unknown_subject"])
+}
+
+# --- reasons -------------------------------------------------------------------------------
+
+test_all_denials_are_reported_sorted if {
+	r := decide({
+		"action": "ads.retarget",
+		"subject": {"known": false, "gpc": true, "jurisdiction": "US-CA", "age": 12},
+		"consents": {"advertising": {"status": "withdrawn"}},
+	})
+	denied(r, ["denied.child", "denied.gpc", "denied.unknown_subject", "denied.withdrawn"])
+}
+
+test_grants_are_reported_sorted if {
+	r := decide({"action": "ads.retarget", "purposes": {"data_sharing": {"legal_basis": "contract"}}})
+	allowed(r, ["allowed.consent", "allowed.contract"])
+}

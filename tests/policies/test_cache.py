@@ -1,0 +1,157 @@
+"""The result cache: keyed by (revision, canonical input), a bounded LRU, never caches failures."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+import pytest
+
+from consent.decisions.engine import (
+    CachedPolicyEngine,
+    DecisionInput,
+    DecisionResult,
+    InProcessOpaEngine,
+    PolicyBundle,
+    PolicyUnavailable,
+    canonical_input,
+)
+
+INPUT: dict[str, Any] = {
+    "now_ns": 1_750_000_000_000_000_000,
+    "action": "web.analytics",
+    "subject": {
+        "known": True,
+        "jurisdiction": "DE",
+        "age": 30,
+        "parental_consent": False,
+        "gpc": False,
+        "limit_sensitive": False,
+        "objections": [],
+    },
+    "purposes": {
+        "analytics": {
+            "legal_basis": "consent",
+            "max_age_ns": None,
+            "strictly_necessary": False,
+            "material_version": 1,
+        }
+    },
+    "consents": {"analytics": {"status": "granted", "recorded_at_ns": 1, "material_version": 1}},
+}
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.revision = "sha256:one"
+        self.calls = 0
+        self.fail = False
+
+    async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult:
+        self.calls += 1
+        if self.fail:
+            raise PolicyUnavailable("down")
+        return DecisionResult(
+            allow=True, reasons=("allowed.consent",), purposes={}, revision=self.revision
+        )
+
+    async def reload(self, bundle: PolicyBundle | None = None) -> str:
+        self.revision = "sha256:two"
+        return self.revision
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _at(now_ns: int) -> dict[str, Any]:
+    return {**INPUT, "now_ns": now_ns}
+
+
+@pytest.mark.unit
+async def test_identical_inputs_hit() -> None:
+    inner = FakeEngine()
+    cache = CachedPolicyEngine(inner, maxsize=8)
+    first = await cache.evaluate(INPUT)
+    reordered = dict(reversed(list(INPUT.items())))
+    assert await cache.evaluate(reordered) is first
+    assert await cache.evaluate(_as_struct()) is first
+    assert (inner.calls, cache.hits, cache.misses) == (1, 2, 1)
+
+
+def _as_struct() -> DecisionInput:
+    return msgspec.convert(INPUT, DecisionInput)
+
+
+@pytest.mark.unit
+async def test_time_is_part_of_the_key() -> None:
+    inner = FakeEngine()
+    cache = CachedPolicyEngine(inner)
+    await cache.evaluate(_at(1))
+    await cache.evaluate(_at(2))
+    assert inner.calls == 2
+
+
+@pytest.mark.unit
+async def test_lru_is_bounded() -> None:
+    inner = FakeEngine()
+    cache = CachedPolicyEngine(inner, maxsize=2)
+    for now in (1, 2, 1, 3):  # 2 is least recently used when 3 arrives
+        await cache.evaluate(_at(now))
+    assert len(cache) == 2
+    await cache.evaluate(_at(1))
+    assert inner.calls == 3
+    await cache.evaluate(_at(2))
+    assert inner.calls == 4
+
+
+@pytest.mark.unit
+async def test_revision_is_part_of_the_key_and_reload_clears() -> None:
+    inner = FakeEngine()
+    cache = CachedPolicyEngine(inner)
+    await cache.evaluate(INPUT)
+    inner.revision = "sha256:other"
+    assert (await cache.evaluate(INPUT)).revision == "sha256:other"
+    assert inner.calls == 2
+    assert await cache.reload() == "sha256:two"
+    assert len(cache) == 0
+    assert cache.revision == "sha256:two"
+
+
+@pytest.mark.unit
+async def test_failures_are_not_cached() -> None:
+    inner = FakeEngine()
+    cache = CachedPolicyEngine(inner)
+    inner.fail = True
+    with pytest.raises(PolicyUnavailable):
+        await cache.evaluate(INPUT)
+    inner.fail = False
+    assert (await cache.evaluate(INPUT)).allow
+    assert len(cache) == 1
+
+
+@pytest.mark.unit
+def test_canonical_input_sorts_keys_and_rejects_non_objects() -> None:
+    assert canonical_input({"b": 1, "a": {"d": 2, "c": 3}}) == b'{"a":{"c":3,"d":2},"b":1}'
+    assert canonical_input(_as_struct()) == canonical_input(INPUT)
+    with pytest.raises(TypeError):
+        canonical_input([1, 2])  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        canonical_input({1: object()})  # type: ignore[dict-item]
+
+
+@pytest.mark.policy
+async def test_cache_in_front_of_real_opa(bundle: PolicyBundle) -> None:
+    engine = InProcessOpaEngine(bundle, pool_size=1, check=False)
+    cache = CachedPolicyEngine(engine, maxsize=16)
+    try:
+        miss = await cache.evaluate(INPUT)
+        hit = await cache.evaluate(INPUT)
+        assert hit is miss
+        assert (miss.allow, miss.reasons, miss.revision) == (
+            True,
+            ("allowed.consent",),
+            bundle.revision,
+        )
+    finally:
+        await cache.aclose()
