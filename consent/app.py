@@ -21,6 +21,7 @@ from consent.db.migrate import apply_migrations, default_migrations_dir, discove
 from consent.errors import exception_handlers
 from consent.health.api import live, ready
 from consent.middleware import RequestIdMiddleware
+from consent.preferences.api import PreferenceController
 from consent.problems import problem_page
 from consent.tenancy.api import TenancyController
 
@@ -89,6 +90,7 @@ def create_app(
             TenancyController,
             CatalogController,
             ConsentController,
+            PreferenceController,
         ],
         lifespan=[lifespan],
         middleware=[RequestIdMiddleware],

@@ -1,0 +1,1 @@
+"""Preferences (not legal consent): channels, topics and frequency, with history."""

@@ -1,0 +1,82 @@
+"""HTTP: record and read preferences."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+
+from consent.preferences.schemas import (
+    PreferenceCreate,
+    PreferenceHistoryPage,
+    PreferenceRecorded,
+    SubjectPreferences,
+)
+from consent.preferences.service import PreferenceService
+from consent.tenancy.auth import principal, requires
+
+__all__ = ["PreferenceController"]
+
+IdemKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="Retry-safe key: the same key with the same body records the event once.",
+        max_length=200,
+    ),
+]
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
+CursorParam = Annotated[
+    str | None, QueryParameter(description="`next_cursor` of the previous page.", max_length=200)
+]
+
+
+def _service(request: Request[Any, Any, Any]) -> PreferenceService:
+    return PreferenceService(
+        request.app.state.db, request.app.state.keyring, principal(request).tenant_id
+    )
+
+
+class PreferenceController(Controller):
+    path = "/v1"
+    tags = ["preferences"]
+    security = [{"apiKey": []}]
+
+    @post("/preferences", guards=[requires("write")], summary="Record preferences")
+    async def record(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PreferenceCreate],
+        idempotency_key: IdemKey,
+    ) -> PreferenceRecorded:
+        """Channels (e-mail, SMS, push, post, phone), topics and frequency. Preferences are not
+        legal consent; they are kept with the same history and proof."""
+        return await _service(request).record(data, idempotency_key=idempotency_key)
+
+    @get(
+        "/subjects/{subject_id:uuid}/preferences",
+        guards=[requires("read")],
+        summary="A subject's preferences",
+    )
+    async def state(
+        self, request: Request[Any, Any, Any], subject_id: FromPath[UUID]
+    ) -> SubjectPreferences:
+        """Current value per channel, topic and frequency."""
+        return await _service(request).state(subject_id)
+
+    @get(
+        "/subjects/{subject_id:uuid}/preferences/history",
+        guards=[requires("read")],
+        summary="A subject's preference history",
+    )
+    async def history(
+        self,
+        request: Request[Any, Any, Any],
+        subject_id: FromPath[UUID],
+        cursor: CursorParam = None,
+        limit: Limit = 50,
+    ) -> PreferenceHistoryPage:
+        """Every preference event, newest first, including linked subjects."""
+        return await _service(request).history(subject_id, cursor, limit)

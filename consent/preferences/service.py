@@ -1,0 +1,146 @@
+"""Record preference events and read state and history (same rules as consents)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import msgspec
+
+from consent.crypto.keys import KeyRing
+from consent.db.database import Database
+from consent.db.sql import SqlFile
+from consent.errors import FieldError, NotFound, ValidationFailed
+from consent.idempotency import run_idempotent
+from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
+from consent.preferences.schemas import (
+    ALLOWED_VALUES,
+    CHANNELS,
+    PreferenceCreate,
+    PreferenceEvent,
+    PreferenceHistoryPage,
+    PreferenceRecorded,
+    PreferenceState,
+    SubjectPreferences,
+)
+from consent.subjects.resolver import SubjectResolver
+from consent.subjects.schemas import SubjectRef
+
+__all__ = ["PreferenceService", "validate_preferences"]
+
+Q = SqlFile.beside(__file__)
+_enc = msgspec.json.Encoder()
+_CLOCK_SKEW = timedelta(minutes=5)
+
+
+def validate_preferences(data: PreferenceCreate, now: datetime) -> None:
+    errors: list[FieldError] = []
+    seen: set[tuple[str, str]] = set()
+    for i, item in enumerate(data.items):
+        if (item.kind, item.key) in seen:
+            errors.append(FieldError(f"items[{i}]", "this preference appears twice"))
+        seen.add((item.kind, item.key))
+        if item.value not in ALLOWED_VALUES[item.kind]:
+            allowed = ", ".join(sorted(ALLOWED_VALUES[item.kind]))
+            errors.append(FieldError(f"items[{i}].value", f"must be one of: {allowed}"))
+        if item.kind == "channel" and item.key not in CHANNELS:
+            errors.append(
+                FieldError(f"items[{i}].key", f"channel must be one of: {', '.join(CHANNELS)}")
+            )
+        if item.kind == "frequency" and item.key not in (*CHANNELS, "default"):
+            errors.append(FieldError(f"items[{i}].key", "frequency is per channel or 'default'"))
+    if (data.subject_id is None) == (data.identifier is None):
+        errors.append(FieldError("subject_id", "give exactly one of subject_id or identifier"))
+    if data.method == "agent" and data.agent_id is None:
+        errors.append(FieldError("agent_id", "required when method is 'agent'"))
+    if data.occurred_at is not None and data.occurred_at > now + _CLOCK_SKEW:
+        errors.append(FieldError("occurred_at", "is in the future"))
+    if errors:
+        detail = errors[0].message if len(errors) == 1 else "Invalid preferences."
+        raise ValidationFailed(detail, errors=errors)
+
+
+class PreferenceService:
+    def __init__(self, db: Database, keyring: KeyRing, tenant_id: UUID) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+        self.subjects = SubjectResolver(keyring)
+
+    async def record(
+        self, data: PreferenceCreate, *, idempotency_key: str | None = None
+    ) -> PreferenceRecorded:
+        validate_preferences(data, datetime.now(UTC))
+        async with self.db.tenant(self.tenant_id) as conn:
+
+            async def produce() -> PreferenceRecorded:
+                ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
+                subject_id = await self.subjects.resolve(conn, self.tenant_id, ref, create=True)
+                if data.property_id is not None and not await conn.fetchval(
+                    "select exists (select 1 from property where id = $1)", data.property_id
+                ):
+                    raise ValidationFailed.field("property_id", "no such property")
+                row = await conn.fetchrow(
+                    Q.insert_preference_event,
+                    self.tenant_id,
+                    subject_id,
+                    data.occurred_at,
+                    msgspec.to_builtins(data.items),
+                    data.surface,
+                    data.channel,
+                    data.method,
+                    data.agent_id,
+                    data.property_id,
+                    [i.kind for i in data.items],
+                    [i.key for i in data.items],
+                    [i.value for i in data.items],
+                )
+                if row is None or subject_id is None:
+                    raise RuntimeError("the event insert returned no row")
+                return PreferenceRecorded(
+                    event_id=row["id"],
+                    subject_id=subject_id,
+                    occurred_at=row["occurred_at"],
+                    recorded_at=row["recorded_at"],
+                )
+
+            result, _ = await run_idempotent(
+                conn,
+                self.tenant_id,
+                idempotency_key,
+                b"preferences/" + _enc.encode(data),
+                PreferenceRecorded,
+                produce,
+            )
+            return result
+
+    async def state(self, subject_id: UUID) -> SubjectPreferences:
+        async with self.db.tenant(self.tenant_id) as conn:
+            survivor = await self.subjects.resolve(
+                conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
+            )
+            if survivor is None:
+                raise NotFound("No such subject.")
+            rows = await conn.fetch(Q.subject_preferences, survivor)
+        return SubjectPreferences(
+            subject_id=survivor,
+            preferences=[msgspec.convert(dict(r), PreferenceState) for r in rows],
+        )
+
+    async def history(
+        self, subject_id: UUID, cursor: str | None, limit: int
+    ) -> PreferenceHistoryPage:
+        check_limit(limit)
+        before = decode_seq_cursor(cursor)
+        async with self.db.tenant(self.tenant_id) as conn:
+            survivor = await self.subjects.resolve(
+                conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
+            )
+            if survivor is None:
+                raise NotFound("No such subject.")
+            members = await self.subjects.group(conn, survivor)
+            rows = await conn.fetch(Q.preference_history, members, before, limit)
+        last = rows[-1]["seq"] if len(rows) == limit else None
+        return PreferenceHistoryPage(
+            items=[msgspec.convert(dict(r), PreferenceEvent) for r in rows],
+            next_cursor=encode_seq_cursor(last) if last is not None else None,
+        )
