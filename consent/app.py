@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Final
@@ -12,6 +13,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
+from consent.audit.api import AuditController, audit_keys
+from consent.audit.checkpoint import NoteSigner
+from consent.audit.integrator import Integrator
+from consent.audit.outbox import AuditWriter
 from consent.catalog.api import CatalogController
 from consent.config import Settings
 from consent.consents.api import ConsentController
@@ -75,8 +80,21 @@ def create_app(
                     applied = await apply_migrations(conn, migrations_dir)
                 if applied:
                     _log.info("migrations.applied", versions=[m.version for m in applied])
+            app.state.audit = AuditWriter(settings.audit_origin)
+            app.state.audit_signer = NoteSigner(
+                settings.audit_origin, app.state.keyring.signing_key
+            )
+            stop = asyncio.Event()
+            background: list[asyncio.Task[None]] = []
+            if settings.audit_integrator:
+                integrator = Integrator(app.state.db, app.state.audit_signer)
+                background.append(asyncio.create_task(integrator.run(stop)))
             _log.info("service.started")
-            yield
+            try:
+                yield
+            finally:
+                stop.set()
+                await asyncio.gather(*background, return_exceptions=True)
         finally:
             if own_db:
                 await app.state.db.close()
@@ -91,6 +109,8 @@ def create_app(
             CatalogController,
             ConsentController,
             PreferenceController,
+            AuditController,
+            audit_keys,
         ],
         lifespan=[lifespan],
         middleware=[RequestIdMiddleware],

@@ -51,6 +51,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     shutdown_grace_seconds: float = 20.0
     environment: str = "development"
     audit_origin: str = "consent.local/audit"
+    # Run the audit integrator inside the service (one per replica is safe: they take turns).
+    audit_integrator: bool = True
 
     @property
     def resolved_keys_dir(self) -> Path:
@@ -160,6 +162,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     keys_dir_raw = _read(source, "KEYS_DIR", problems)
     migrate = _parse(source, "MIGRATE_ON_START", _bool, d.migrate_on_start, problems, "true/false")
     log_json = _parse(source, "LOG_JSON", _bool, d.log_json, problems, "true/false")
+    integrator = _parse(
+        source, "AUDIT_INTEGRATOR", _bool, d.audit_integrator, problems, "true/false"
+    )
 
     if problems:
         raise ConfigError(problems)
@@ -180,4 +185,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         shutdown_grace_seconds=grace,
         environment=_read(source, "ENVIRONMENT", problems) or d.environment,
         audit_origin=_read(source, "AUDIT_ORIGIN", problems) or d.audit_origin,
+        audit_integrator=integrator,
     )

@@ -70,10 +70,11 @@ class _LeafBase(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, 
 
 class PurposeChoice(_Struct, frozen=True):
     purpose: Key
-    granted: bool
+    choice: Literal["granted", "denied", "withdrawn"]
 
 
 class PreferenceChoice(_Struct, frozen=True):
+    kind: Literal["channel", "topic", "frequency"]
     key: Key
     value: str
 
@@ -81,8 +82,9 @@ class PreferenceChoice(_Struct, frozen=True):
 class ConsentRecorded(_LeafBase, frozen=True, tag="consent.recorded"):
     subject_token: SubjectToken
     choices: tuple[PurposeChoice, ...]
-    notice_version_id: Key
-    notice_hash: Digest
+    # None for signals and imports recorded without a notice (e.g. Global Privacy Control).
+    notice_version_id: Key | None
+    notice_hash: Digest | None
     evidence_digest: Digest
 
 

@@ -44,7 +44,10 @@ class LookupRequest(SubjectRef, frozen=True, kw_only=True, forbid_unknown_fields
 
 def _service(request: Request[Any, Any, Any]) -> ConsentService:
     return ConsentService(
-        request.app.state.db, request.app.state.keyring, principal(request).tenant_id
+        request.app.state.db,
+        request.app.state.keyring,
+        principal(request).tenant_id,
+        request.app.state.audit,
     )
 
 

@@ -18,10 +18,10 @@ left join notice as n on n.id = v.notice_id;
 
 -- name: insert_consent_event
 with ev as (
-    insert into consent_event (tenant_id, subject_id, occurred_at, choices, notice_version_id,
-                               notice_hash, language, surface, channel, method, agent_id,
-                               property_id, evidence_enc)
-    values ($1, $2, coalesce($3, now()), $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+    insert into consent_event (id, tenant_id, subject_id, occurred_at, choices,
+                               notice_version_id, notice_hash, language, surface, channel, method,
+                               agent_id, property_id, evidence_enc)
+    values ($17, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
     returning id, seq, occurred_at, recorded_at
 ), state as (
     insert into consent_state as s (tenant_id, subject_id, purpose_key, choice, event_id,

@@ -7,11 +7,14 @@ version shown, append the event and update the state projection in the same stat
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
-from uuid import UUID
+from typing import Any, Final
+from uuid import UUID, uuid4
 
 import msgspec
 
+from consent.audit.leaf import ConsentRecorded as ConsentLeaf
+from consent.audit.leaf import PurposeChoice
+from consent.audit.outbox import AuditWriter
 from consent.consents.evidence import NetworkEvidence
 from consent.consents.schemas import (
     ConsentCreate,
@@ -37,6 +40,7 @@ Q = SqlFile.beside(__file__)
 _CLOCK_SKEW = timedelta(minutes=5)
 _enc = msgspec.json.Encoder()
 _EVIDENCE_CONTEXT = b"consent-evidence"
+DEFAULT_AUDIT_ORIGIN: Final = "consent.local/audit"
 
 
 def validate_shape(data: ConsentCreate, now: datetime) -> None:
@@ -93,11 +97,18 @@ def _check_context(data: ConsentCreate, ctx: dict[str, Any]) -> None:
 
 
 class ConsentService:
-    def __init__(self, db: Database, keyring: KeyRing, tenant_id: UUID) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keyring: KeyRing,
+        tenant_id: UUID,
+        audit: AuditWriter | None = None,
+    ) -> None:
         self.db = db
         self.tenant_id = tenant_id
         self.subjects = SubjectResolver(keyring)
         self.datakeys = DataKeys(keyring)
+        self.audit = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
 
     async def record(
         self,
@@ -132,18 +143,39 @@ class ConsentService:
         ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
         subject_id = await self.subjects.resolve(conn, self.tenant_id, ref, create=True)
         assert subject_id is not None  # noqa: S101 - create=True always yields a subject
+        event_id = uuid4()
+        occurred_at = data.occurred_at or datetime.now(UTC)
+        dek = await self.datakeys.ensure(conn, self.tenant_id, subject_id)
+        kept = evidence if evidence is not None and ctx.get("keep_evidence") else None
         evidence_enc = None
-        if evidence is not None and ctx.get("keep_evidence"):
-            dek = await self.datakeys.ensure(conn, self.tenant_id, subject_id)
+        if kept is not None:
             evidence_enc = DataKeys.encrypt(
-                dek, self.tenant_id, subject_id, _enc.encode(evidence), _EVIDENCE_CONTEXT
+                dek, self.tenant_id, subject_id, _enc.encode(kept), _EVIDENCE_CONTEXT
             )
         notice_hash = bytes.fromhex(ctx["content_hash"]) if ctx.get("content_hash") else None
+        log_id, origin = await self.audit.log(conn, self.tenant_id)
+        sealed = AuditWriter.seal_evidence(
+            dek,
+            self.tenant_id,
+            subject_id,
+            event_id,
+            {"event": data, "network": kept},
+        )
+        leaf = ConsentLeaf(
+            event_uuid=event_id,
+            occurred_at=occurred_at.astimezone(UTC),
+            log=origin,
+            subject_token=await self.audit.subject_token(conn, self.tenant_id, subject_id),
+            choices=tuple(PurposeChoice(purpose=c.purpose, choice=c.choice) for c in data.choices),
+            notice_version_id=str(data.notice_version_id) if data.notice_version_id else None,
+            notice_hash=ctx.get("content_hash"),
+            evidence_digest=sealed.digest,
+        )
         inserted = await conn.fetchrow(
             Q.insert_consent_event,
             self.tenant_id,
             subject_id,
-            data.occurred_at,
+            occurred_at,
             msgspec.to_builtins(data.choices),
             data.notice_version_id,
             notice_hash,
@@ -157,9 +189,13 @@ class ConsentService:
             ctx.get("material_version"),
             purposes,
             [c.choice for c in data.choices],
+            event_id,
         )
         if inserted is None:
             raise RuntimeError("the event insert returned no row")
+        await self.audit.append(
+            conn, self.tenant_id, log_id, leaf, subject_id=subject_id, evidence=sealed
+        )
         return ConsentRecorded(
             event_id=inserted["id"],
             subject_id=subject_id,

@@ -58,8 +58,8 @@ EXAMPLES: list[Leaf] = [
         **ENVELOPE,
         subject_token=TOKEN,
         choices=(
-            PurposeChoice(purpose="analytics", granted=False),
-            PurposeChoice(purpose="marketing.email", granted=True),
+            PurposeChoice(purpose="analytics", choice="withdrawn"),
+            PurposeChoice(purpose="marketing.email", choice="granted"),
         ),
         notice_version_id="privacy-notice/v7/en",
         notice_hash=hashlib.sha256(b"notice").hexdigest(),
@@ -68,7 +68,7 @@ EXAMPLES: list[Leaf] = [
     PreferenceRecorded(
         **ENVELOPE,
         subject_token=TOKEN,
-        preferences=(PreferenceChoice(key="newsletter.frequency", value="weekly"),),
+        preferences=(PreferenceChoice(kind="frequency", key="email", value="weekly"),),
         evidence_digest=DIGEST,
     ),
     DecisionMade(
@@ -165,7 +165,13 @@ leaves = st.one_of(
         ConsentRecorded,
         **envelope,
         subject_token=tokens,
-        choices=st.lists(st.builds(PurposeChoice, purpose=keys, granted=st.booleans())).map(tuple),
+        choices=st.lists(
+            st.builds(
+                PurposeChoice,
+                purpose=keys,
+                choice=st.sampled_from(["granted", "denied", "withdrawn"]),
+            )
+        ).map(tuple),
         notice_version_id=keys,
         notice_hash=digests,
         evidence_digest=digests,

@@ -1,0 +1,158 @@
+"""HTTP: signed checkpoints, inclusion and consistency proofs, entries, activity, export."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, get
+from litestar.params import FromPath, QueryParameter
+
+from consent.audit.checkpoint import NoteSigner
+from consent.audit.schemas import ActivityPage, AuditEventInfo, EntriesPage, ExportFile
+from consent.audit.service import AuditReader
+from consent.subjects.resolver import SubjectResolver
+from consent.tenancy.auth import principal, requires
+
+__all__ = ["AuditController", "audit_keys", "signer_of"]
+
+TEXT = "text/plain; charset=utf-8"
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
+CursorParam = Annotated[
+    str | None, QueryParameter(description="`next_cursor` of the previous page.", max_length=200)
+]
+SizeParam = Annotated[
+    int | None,
+    QueryParameter(ge=1, description="A signed tree size; default: the latest checkpoint."),
+]
+
+
+def signer_of(request: Request[Any, Any, Any]) -> NoteSigner:
+    signer: NoteSigner = request.app.state.audit_signer
+    return signer
+
+
+def _reader(request: Request[Any, Any, Any]) -> AuditReader:
+    return AuditReader(request.app.state.db, principal(request).tenant_id, signer_of(request).vkey)
+
+
+@get(
+    "/.well-known/consent-audit-keys",
+    media_type=TEXT,
+    tags=["audit"],
+    summary="Audit verification keys",
+)
+async def audit_keys(request: Request[Any, Any, Any]) -> str:
+    """The note verifier keys (C2SP vkey format, one per line) that sign audit checkpoints.
+    Anyone can verify checkpoints and proofs offline with these and nothing else."""
+    return signer_of(request).vkey + "\n"
+
+
+class AuditController(Controller):
+    path = "/v1"
+    tags = ["audit"]
+    security = [{"apiKey": []}]
+
+    @get(
+        "/audit/checkpoint", guards=[requires("read")], media_type=TEXT, summary="Latest checkpoint"
+    )
+    async def checkpoint(self, request: Request[Any, Any, Any]) -> str:
+        """The latest signed checkpoint of the tenant's log (C2SP tlog-checkpoint signed note).
+        Keep it: a later checkpoint must be consistent with it."""
+        return await _reader(request).checkpoint()
+
+    @get(
+        "/audit/checkpoints/{size:int}",
+        guards=[requires("read")],
+        media_type=TEXT,
+        summary="Checkpoint of a size",
+    )
+    async def checkpoint_at(self, request: Request[Any, Any, Any], size: FromPath[int]) -> str:
+        """A historical signed checkpoint, for consistency checks."""
+        return await _reader(request).checkpoint(size)
+
+    @get("/audit/events/{event_uuid:uuid}", guards=[requires("read")], summary="An audit event")
+    async def event(
+        self, request: Request[Any, Any, Any], event_uuid: FromPath[UUID]
+    ) -> AuditEventInfo:
+        """The leaf of an event (consent, preference, decision, ...) with its index once
+        integrated. The event id of a consent is the id returned when it was recorded."""
+        return await _reader(request).event(event_uuid)
+
+    @get(
+        "/audit/events/{event_uuid:uuid}/proof",
+        guards=[requires("read")],
+        media_type=TEXT,
+        summary="Inclusion proof",
+    )
+    async def proof(
+        self, request: Request[Any, Any, Any], event_uuid: FromPath[UUID], size: SizeParam = None
+    ) -> str:
+        """c2sp.org/tlog-proof@v1: leaf index, audit path and the signed checkpoint. Verify it
+        offline with the leaf bytes and the key from /.well-known/consent-audit-keys.
+        409 `audit-pending` until the event is integrated (under a second)."""
+        return await _reader(request).inclusion_proof(event_uuid, size)
+
+    @get("/audit/consistency", guards=[requires("read")], summary="Consistency proof")
+    async def consistency(
+        self,
+        request: Request[Any, Any, Any],
+        first: Annotated[int, QueryParameter(name="from", ge=1, description="Older tree size.")],
+        second: Annotated[int, QueryParameter(name="to", ge=1, description="Newer tree size.")],
+    ) -> list[str]:
+        """RFC 6962 consistency proof (base64 hashes) that the tree of size `to` extends the
+        tree of size `from` without changing it."""
+        proof: list[str] = msgspec.json.decode(
+            await _reader(request).consistency_proof(first, second)
+        )
+        return proof
+
+    @get("/audit/entries", guards=[requires("admin")], summary="Log entries")
+    async def entries(
+        self,
+        request: Request[Any, Any, Any],
+        start: Annotated[int, QueryParameter(ge=0, description="First leaf index.")] = 0,
+        limit: Limit = 100,
+    ) -> EntriesPage:
+        """Leaves by index (auditors rebuild the tree from these); admin only."""
+        return await _reader(request).entries(start, limit)
+
+    @get("/audit/export", guards=[requires("admin")], summary="Export leaves with proofs")
+    async def export(
+        self,
+        request: Request[Any, Any, Any],
+        subject_id: Annotated[
+            UUID | None, QueryParameter(description="One subject's leaves.")
+        ] = None,
+        since: Annotated[datetime | None, QueryParameter(description="Period start.")] = None,
+        until: Annotated[datetime | None, QueryParameter(description="Period end.")] = None,
+    ) -> ExportFile:
+        """One file for a regulator: a subject's (or a period's) leaves, each with its inclusion
+        proof against one signed checkpoint, and the verification key (at most 10,000)."""
+        return await _reader(request).export(
+            SubjectResolver(request.app.state.keyring),
+            subject_id=subject_id,
+            since=since,
+            until=until,
+        )
+
+    @get(
+        "/subjects/{subject_id:uuid}/activity",
+        guards=[requires("read")],
+        summary="A subject's data activity",
+    )
+    async def activity(
+        self,
+        request: Request[Any, Any, Any],
+        subject_id: FromPath[UUID],
+        cursor: CursorParam = None,
+        limit: Limit = 50,
+    ) -> ActivityPage:
+        """Consent and preference changes and every use of the subject's data (which system,
+        which action, allowed or not, why, when), newest first, each with its leaf index so
+        the customer can check it against a signed checkpoint."""
+        return await _reader(request).activity(
+            SubjectResolver(request.app.state.keyring), subject_id, cursor, limit
+        )

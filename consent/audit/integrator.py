@@ -1,0 +1,140 @@
+"""The integrator: assigns gapless leaf indexes in batches, stores subtree hashes, signs.
+
+One transaction per batch: lock the log row, take up to `batch_size` pending leaves in arrival
+order, extend the frontier, store the completed perfect-subtree nodes, update the log state and
+sign a checkpoint. A crash rolls the whole batch back, so integration is idempotent. Two
+integrators cannot corrupt a tree: an advisory lock makes the second skip the log, and the
+`for update` on the log row would serialise them anyway.
+
+Before signing (n, root) the signer guard verifies a consistency proof from the last signed
+checkpoint (m, r): a log must never sign a checkpoint inconsistent with one it signed before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+import structlog
+
+from consent.audit import merkle
+from consent.audit.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from consent.audit.nodes import with_nodes
+from consent.db.database import Conn, Database
+from consent.db.sql import SqlFile
+
+__all__ = ["IntegrationResult", "Integrator", "SignerGuardError"]
+
+Q = SqlFile.beside(__file__, "queries.sql")
+DEFAULT_BATCH: Final = 5000
+_log = structlog.get_logger(__name__)
+
+
+class SignerGuardError(Exception):
+    """The tree is not consistent with a checkpoint signed before: refuse to sign."""
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationResult:
+    log_id: int
+    integrated: int
+    tree_size: int
+
+
+class Integrator:
+    def __init__(
+        self, db: Database, signer: NoteSigner, *, batch_size: int = DEFAULT_BATCH
+    ) -> None:
+        self.db = db
+        self.signer = signer
+        self.batch_size = batch_size
+
+    async def integrate_log(self, log_id: int) -> IntegrationResult:
+        """Integrate one batch of one log (no-op when another integrator holds it)."""
+        async with self.db.system() as conn:
+            if not await conn.fetchval(Q.try_lock_log, log_id):
+                return IntegrationResult(log_id, 0, -1)
+            state = await conn.fetchrow(Q.lock_log, log_id)
+            if state is None:
+                return IntegrationResult(log_id, 0, -1)
+            pending = await conn.fetch(Q.pending_events, log_id, self.batch_size)
+            size = int(state["tree_size"])
+            if not pending:
+                return IntegrationResult(log_id, 0, size)
+            frontier = merkle.Frontier(size, [bytes(h) for h in state["frontier"]])
+            nodes: list[merkle.Node] = []
+            for row in pending:
+                nodes.extend(frontier.append(bytes(row["leaf_hash"])))
+            await conn.execute(
+                Q.assign_indexes,
+                [r["event_id"] for r in pending],
+                list(range(size, size + len(pending))),
+            )
+            if nodes:
+                await conn.execute(
+                    Q.insert_nodes,
+                    log_id,
+                    [n.level for n in nodes],
+                    [n.idx for n in nodes],
+                    [n.hash for n in nodes],
+                )
+            root = frontier.root()
+            await conn.execute(Q.update_log, log_id, frontier.size, root, list(frontier.hashes))
+            await self._sign(conn, log_id, str(state["origin"]), frontier.size, root)
+            return IntegrationResult(log_id, len(pending), frontier.size)
+
+    async def _sign(self, conn: Conn, log_id: int, origin: str, size: int, root: bytes) -> None:
+        last = await conn.fetchrow(Q.last_checkpoint, log_id)
+        if last is not None:
+            old_size, old_root = int(last["tree_size"]), bytes(last["root_hash"])
+            if size < old_size:
+                raise SignerGuardError(f"tree size {size} is below signed size {old_size}")
+            if size == old_size:
+                if root != old_root:
+                    raise SignerGuardError("same size, different root: refusing to sign a fork")
+                return
+            proof = await with_nodes(
+                conn, log_id, lambda get: merkle.consistency_proof(get, old_size, size)
+            )
+            try:
+                merkle.verify_consistency(old_size, size, proof, old_root, root)
+            except merkle.ProofError as exc:
+                raise SignerGuardError(f"not consistent with checkpoint {old_size}") from exc
+        note = sign_checkpoint(Checkpoint(origin, size, root), [self.signer])
+        await conn.execute(Q.insert_checkpoint, log_id, size, root, note)
+
+    async def integrate_all(self) -> int:
+        """Integrate until nothing is pending; returns the number of leaves integrated."""
+        total = 0
+        while True:
+            async with self.db.pool.acquire() as conn:
+                logs = [int(r["log_id"]) for r in await conn.fetch(Q.pending_logs)]
+            if not logs:
+                return total
+            progressed = 0
+            for log_id in logs:
+                result = await self.integrate_log(log_id)
+                progressed += result.integrated
+            total += progressed
+            if progressed == 0:  # another integrator holds the pending logs
+                return total
+
+    async def run(self, stop: asyncio.Event, interval: float = 0.2) -> None:
+        """Integrate continuously until `stop` is set (the service runs this in the background)."""
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                count = await self.integrate_all()
+                if count:
+                    _log.debug("audit.integrated", leaves=count)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                _log.warning("audit.integrator_unavailable", error=type(exc).__name__)
+            except SignerGuardError:
+                _log.exception("audit.signer_guard_refused")
+            elapsed = time.monotonic() - started
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, interval - elapsed))

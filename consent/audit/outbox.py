@@ -1,0 +1,106 @@
+"""Append audit leaves inside the transaction of the change they record (the outbox).
+
+A leaf is inserted with no index; the integrator assigns it one later. Because the insert is in
+the same transaction as the change, no change can exist without its leaf, and no leaf without
+its change. Personal details go into `audit_evidence`, encrypted under the subject's data key;
+the leaf carries only the SHA-256 of that ciphertext and a random per-subject token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import uuid
+from typing import Final
+
+import msgspec
+
+from consent.audit import merkle
+from consent.audit.leaf import Leaf, encode_leaf
+from consent.crypto.datakeys import DataKeys
+from consent.db.database import Conn
+from consent.db.sql import SqlFile
+
+__all__ = ["AuditWriter", "EncryptedEvidence"]
+
+Q = SqlFile.beside(__file__, "queries.sql")
+_TOKEN_BYTES: Final = 32
+_enc = msgspec.json.Encoder(order="sorted")
+
+
+class EncryptedEvidence(msgspec.Struct, frozen=True):
+    ciphertext: bytes
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.ciphertext).hexdigest()
+
+
+class AuditWriter:
+    """Per-process helper; caches each tenant's log id (immutable once created)."""
+
+    def __init__(self, origin_prefix: str) -> None:
+        self.origin_prefix = origin_prefix.rstrip("/")
+        self._logs: dict[uuid.UUID, tuple[int, str]] = {}
+
+    async def log(self, conn: Conn, tenant_id: uuid.UUID) -> tuple[int, str]:
+        """(log id, origin) of the tenant's tree, created on first use."""
+        cached = self._logs.get(tenant_id)
+        if cached is not None:
+            return cached
+        row = await conn.fetchrow(Q.log_of_tenant, tenant_id)
+        if row is None:
+            await conn.execute(Q.ensure_log, tenant_id, f"{self.origin_prefix}/{tenant_id}")
+            row = await conn.fetchrow(Q.log_of_tenant, tenant_id)
+        if row is None:
+            raise RuntimeError("the tenant's audit log could not be created")
+        self._logs[tenant_id] = (int(row["log_id"]), str(row["origin"]))
+        return self._logs[tenant_id]
+
+    @staticmethod
+    async def subject_token(conn: Conn, tenant_id: uuid.UUID, subject_id: uuid.UUID) -> str:
+        """The subject's random token (base64url, 43 characters), created on first use."""
+        token = await conn.fetchval(
+            Q.subject_token, tenant_id, subject_id, os.urandom(_TOKEN_BYTES)
+        )
+        return base64.urlsafe_b64encode(bytes(token)).decode().rstrip("=")
+
+    @staticmethod
+    def seal_evidence(
+        dek: bytes,
+        tenant_id: uuid.UUID,
+        subject_id: uuid.UUID,
+        event_uuid: uuid.UUID,
+        details: object,
+    ) -> EncryptedEvidence:
+        plaintext = _enc.encode(details)
+        context = b"audit-evidence/" + event_uuid.bytes
+        return EncryptedEvidence(DataKeys.encrypt(dek, tenant_id, subject_id, plaintext, context))
+
+    async def append(
+        self,
+        conn: Conn,
+        tenant_id: uuid.UUID,
+        log_id: int,
+        leaf: Leaf,
+        *,
+        subject_id: uuid.UUID | None = None,
+        evidence: EncryptedEvidence | None = None,
+    ) -> bytes:
+        """Insert the leaf (pending) and its evidence; returns the leaf bytes."""
+        data = encode_leaf(leaf)
+        kind = str(type(leaf).__struct_config__.tag)
+        await conn.execute(
+            Q.insert_event,
+            leaf.event_uuid,
+            log_id,
+            tenant_id,
+            data,
+            merkle.leaf_hash(data),
+            kind,
+            subject_id,
+        )
+        if evidence is not None:
+            await conn.execute(Q.insert_evidence, leaf.event_uuid, tenant_id, evidence.ciphertext)
+        return data

@@ -1,0 +1,119 @@
+-- name: ensure_log
+insert into audit_log (tenant_id, origin) values ($1, $2)
+on conflict (tenant_id) do nothing;
+
+-- name: log_of_tenant
+select log_id, origin from audit_log where tenant_id = $1;
+
+-- name: subject_token
+with created as (
+    insert into audit_subject_token (tenant_id, subject_id, token) values ($1, $2, $3)
+    on conflict (tenant_id, subject_id) do nothing
+    returning token
+)
+select token from created
+union all
+select token from audit_subject_token where tenant_id = $1 and subject_id = $2
+limit 1;
+
+-- name: insert_event
+insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind, subject_id)
+values ($1, $2, $3, $4, $5, $6, $7);
+
+-- name: insert_evidence
+insert into audit_evidence (event_uuid, tenant_id, ciphertext) values ($1, $2, $3);
+
+-- name: pending_logs
+select distinct log_id from audit_event where leaf_index is null;
+
+-- name: try_lock_log
+select pg_try_advisory_xact_lock(1094996036, $1::int);
+
+-- name: lock_log
+select tree_size, frontier, origin, tenant_id from audit_log where log_id = $1 for update;
+
+-- name: pending_events
+select event_id, leaf_hash from audit_event
+where log_id = $1 and leaf_index is null
+order by event_id
+limit $2;
+
+-- name: assign_indexes
+update audit_event as e set leaf_index = u.leaf_index
+from unnest($1::bigint[], $2::bigint[]) as u (event_id, leaf_index)
+where e.event_id = u.event_id;
+
+-- name: insert_nodes
+insert into audit_node (log_id, level, idx, hash)
+select $1, u.level, u.idx, u.hash
+from unnest($2::smallint[], $3::bigint[], $4::bytea[]) as u (level, idx, hash);
+
+-- name: update_log
+update audit_log set tree_size = $2, root_hash = $3, frontier = $4, updated_at = now()
+where log_id = $1;
+
+-- name: last_checkpoint
+select tree_size, root_hash, note from audit_checkpoint
+where log_id = $1 order by tree_size desc limit 1;
+
+-- name: checkpoint_at
+select tree_size, root_hash, note from audit_checkpoint where log_id = $1 and tree_size = $2;
+
+-- name: insert_checkpoint
+insert into audit_checkpoint (log_id, tree_size, root_hash, note) values ($1, $2, $3, $4);
+
+-- name: leaf_hashes_at
+select leaf_index, leaf_hash from audit_event
+where log_id = $1 and leaf_index = any($2::bigint[]);
+
+-- name: nodes_at
+select level, idx, hash from audit_node
+where log_id = $1 and (level, idx) in (select * from unnest($2::smallint[], $3::bigint[]));
+
+-- name: latest_checkpoint_of_tenant
+select c.tree_size, c.note, l.log_id, l.origin
+from audit_log as l
+join audit_checkpoint as c on c.log_id = l.log_id
+where l.tenant_id = $1
+order by c.tree_size desc
+limit 1;
+
+-- name: tenant_log
+select log_id, origin, tree_size from audit_log where tenant_id = $1;
+
+-- name: event_by_uuid
+select e.leaf_index, e.leaf_bytes, e.kind, e.log_id, l.origin
+from audit_event as e join audit_log as l on l.log_id = e.log_id
+where e.event_uuid = $1;
+
+-- name: entries
+select leaf_index, leaf_bytes from audit_event
+where log_id = $1 and leaf_index >= $2 and leaf_index < $3
+order by leaf_index;
+
+-- name: subject_activity
+select e.event_id, e.event_uuid, e.kind, e.leaf_index, e.leaf_bytes, e.recorded_at,
+       c.surface as consent_surface, c.channel as consent_channel, c.method as consent_method,
+       p.surface as preference_surface, p.channel as preference_channel,
+       p.method as preference_method
+from audit_event as e
+left join consent_event as c on c.id = e.event_uuid
+left join preference_event as p on p.id = e.event_uuid
+where e.tenant_id = $1 and e.subject_id = any($2::uuid[])
+  and ($3::bigint is null or e.event_id < $3)
+order by e.event_id desc
+limit $4;
+
+-- name: export_subject
+select e.leaf_index, e.leaf_bytes from audit_event as e
+where e.log_id = $1 and e.subject_id = any($2::uuid[]) and e.leaf_index is not null
+  and e.leaf_index < $3
+order by e.leaf_index
+limit $4;
+
+-- name: export_period
+select e.leaf_index, e.leaf_bytes from audit_event as e
+where e.log_id = $1 and e.leaf_index is not null and e.leaf_index < $2
+  and e.recorded_at >= $3 and e.recorded_at < $4
+order by e.leaf_index
+limit $5;

@@ -1,0 +1,229 @@
+"""Read side of the audit log: checkpoints, proofs, entries, a subject's activity, exports."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from consent.audit import merkle
+from consent.audit.leaf import ConsentRecorded, DecisionMade, PreferenceRecorded, decode_leaf
+from consent.audit.nodes import with_nodes
+from consent.audit.proof_format import TlogProof, format_consistency_proof, format_tlog_proof
+from consent.audit.schemas import (
+    ActivityItem,
+    ActivityPage,
+    AuditEntry,
+    AuditEventInfo,
+    EntriesPage,
+    ExportEntry,
+    ExportFile,
+)
+from consent.db.database import Conn, Database
+from consent.db.sql import SqlFile
+from consent.errors import NotFound, ProblemError, ValidationFailed
+from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
+from consent.subjects.resolver import SubjectResolver
+from consent.subjects.schemas import SubjectRef
+
+__all__ = ["AuditPending", "AuditReader"]
+
+Q = SqlFile.beside(__file__, "queries.sql")
+MAX_EXPORT: Final = 10_000
+
+
+class AuditPending(ProblemError):
+    status, slug = 409, "audit-pending"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+class AuditReader:
+    def __init__(self, db: Database, tenant_id: UUID, vkey: str) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+        self.vkey = vkey
+
+    async def _log(self, conn: Conn) -> tuple[int, str, int]:
+        row = await conn.fetchrow(Q.tenant_log, self.tenant_id)
+        if row is None:
+            raise NotFound("This tenant has no audit log yet.")
+        return int(row["log_id"]), str(row["origin"]), int(row["tree_size"])
+
+    async def _note(self, conn: Conn, log_id: int, size: int | None) -> tuple[int, str]:
+        if size is None:
+            row = await conn.fetchrow(Q.last_checkpoint, log_id)
+        else:
+            row = await conn.fetchrow(Q.checkpoint_at, log_id, size)
+        if row is None:
+            raise NotFound("No signed checkpoint of that size.")
+        return int(row["tree_size"]), str(row["note"])
+
+    async def checkpoint(self, size: int | None = None) -> str:
+        async with self.db.tenant(self.tenant_id) as conn:
+            log_id, _, _ = await self._log(conn)
+            return (await self._note(conn, log_id, size))[1]
+
+    async def event(self, event_uuid: UUID) -> AuditEventInfo:
+        async with self.db.tenant(self.tenant_id) as conn:
+            row = await conn.fetchrow(Q.event_by_uuid, event_uuid)
+        if row is None:
+            raise NotFound("No audit event with this id.")
+        return AuditEventInfo(
+            event_uuid=event_uuid,
+            kind=row["kind"],
+            leaf_index=row["leaf_index"],
+            log=row["origin"],
+            leaf=_b64(bytes(row["leaf_bytes"])),
+        )
+
+    async def inclusion_proof(self, event_uuid: UUID, size: int | None = None) -> str:
+        """c2sp.org/tlog-proof@v1 text against the latest (or the given) signed checkpoint."""
+        async with self.db.tenant(self.tenant_id) as conn:
+            row = await conn.fetchrow(Q.event_by_uuid, event_uuid)
+            if row is None:
+                raise NotFound("No audit event with this id.")
+            if row["leaf_index"] is None:
+                raise AuditPending("The event is not yet integrated into the log; retry shortly.")
+            index, log_id = int(row["leaf_index"]), int(row["log_id"])
+            tree_size, note = await self._note(conn, log_id, size)
+            if index >= tree_size:
+                raise AuditPending("The event is newer than that checkpoint; retry shortly.")
+            proof = await with_nodes(
+                conn, log_id, lambda get: merkle.inclusion_proof(get, index, tree_size)
+            )
+        return format_tlog_proof(TlogProof(index=index, proof=tuple(proof), checkpoint=note))
+
+    async def consistency_proof(self, first: int, second: int) -> str:
+        async with self.db.tenant(self.tenant_id) as conn:
+            log_id, _, size = await self._log(conn)
+            if not 0 < first <= second <= size:
+                raise ValidationFailed.field("from", f"need 0 < from <= to <= {size}")
+            proof = await with_nodes(
+                conn, log_id, lambda get: merkle.consistency_proof(get, first, second)
+            )
+        return format_consistency_proof(proof)
+
+    async def entries(self, start: int, limit: int) -> EntriesPage:
+        check_limit(limit)
+        async with self.db.tenant(self.tenant_id) as conn:
+            log_id, _, size = await self._log(conn)
+            rows = await conn.fetch(Q.entries, log_id, start, min(start + limit, size))
+        items = [
+            AuditEntry(leaf_index=r["leaf_index"], leaf=_b64(bytes(r["leaf_bytes"]))) for r in rows
+        ]
+        end = start + len(items)
+        return EntriesPage(items=items, next_start=end if end < size and items else None)
+
+    async def activity(
+        self, resolver: SubjectResolver, subject_id: UUID, cursor: str | None, limit: int
+    ) -> ActivityPage:
+        check_limit(limit)
+        before = decode_seq_cursor(cursor)
+        async with self.db.tenant(self.tenant_id) as conn:
+            survivor = await resolver.resolve(
+                conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
+            )
+            assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
+            members = await resolver.group(conn, survivor)
+            rows = await conn.fetch(Q.subject_activity, self.tenant_id, members, before, limit)
+        items = [_activity_item(r) for r in rows]
+        last = rows[-1]["event_id"] if len(rows) == limit else None
+        return ActivityPage(
+            items=items, next_cursor=encode_seq_cursor(last) if last is not None else None
+        )
+
+    async def export(
+        self,
+        resolver: SubjectResolver,
+        *,
+        subject_id: UUID | None,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> ExportFile:
+        async with self.db.tenant(self.tenant_id) as conn:
+            log_id, _, _ = await self._log(conn)
+            tree_size, note = await self._note(conn, log_id, None)
+            if subject_id is not None:
+                survivor = await resolver.resolve(
+                    conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
+                )
+                assert survivor is not None  # noqa: S101
+                members = await resolver.group(conn, survivor)
+                rows = await conn.fetch(
+                    Q.export_subject, log_id, members, tree_size, MAX_EXPORT + 1
+                )
+            elif since is not None and until is not None:
+                rows = await conn.fetch(
+                    Q.export_period, log_id, tree_size, since, until, MAX_EXPORT + 1
+                )
+            else:
+                raise ValidationFailed.field("subject_id", "give a subject_id or since and until")
+            entries: list[ExportEntry] = []
+            for r in rows[:MAX_EXPORT]:
+                index = int(r["leaf_index"])
+                proof = await with_nodes(conn, log_id, _inclusion(index, tree_size))
+                entries.append(
+                    ExportEntry(
+                        leaf_index=index,
+                        leaf=_b64(bytes(r["leaf_bytes"])),
+                        inclusion_proof=[_b64(h) for h in proof],
+                    )
+                )
+        return ExportFile(
+            vkey=self.vkey,
+            checkpoint=note,
+            tree_size=tree_size,
+            entries=entries,
+            truncated=len(rows) > MAX_EXPORT,
+        )
+
+
+def _inclusion(index: int, size: int) -> Callable[[merkle.NodeGetter], list[bytes]]:
+    return lambda get: merkle.inclusion_proof(get, index, size)
+
+
+def _activity_item(row: asyncpg.Record) -> ActivityItem:
+    leaf_bytes = bytes(row["leaf_bytes"])
+    leaf = decode_leaf(leaf_bytes)
+    common = {
+        "event_uuid": row["event_uuid"],
+        "kind": row["kind"],
+        "leaf_index": row["leaf_index"],
+        "occurred_at": leaf.occurred_at,
+        "recorded_at": row["recorded_at"],
+        "leaf": _b64(leaf_bytes),
+    }
+    if isinstance(leaf, ConsentRecorded):
+        return ActivityItem(
+            **common,
+            choices=[msgspec.to_builtins(c) for c in leaf.choices],
+            surface=row["consent_surface"],
+            channel=row["consent_channel"],
+            method=row["consent_method"],
+        )
+    if isinstance(leaf, PreferenceRecorded):
+        return ActivityItem(
+            **common,
+            choices=[msgspec.to_builtins(c) for c in leaf.preferences],
+            surface=row["preference_surface"],
+            channel=row["preference_channel"],
+            method=row["preference_method"],
+        )
+    if isinstance(leaf, DecisionMade):
+        return ActivityItem(
+            **common,
+            requester=leaf.requester,
+            action=leaf.action,
+            allow=leaf.allow,
+            reasons=list(leaf.reasons),
+            policy_revision=leaf.policy_revision,
+        )
+    return ActivityItem(**common)
