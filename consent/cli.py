@@ -207,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not generate a KEK; re-wrap under the current one (e.g. set by CONSENT_KEK)",
     )
     rotate.set_defaults(func=cmd_keys_rotate)
+
+    from consent.audit import cli as audit_cli
+    from consent.consents import importer
+
+    importer.add_parser(sub)
+    audit_cli.add_parser(sub)
     return parser
 
 

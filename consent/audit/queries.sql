@@ -117,3 +117,20 @@ where e.log_id = $1 and e.leaf_index is not null and e.leaf_index < $2
   and e.recorded_at >= $3 and e.recorded_at < $4
 order by e.leaf_index
 limit $5;
+
+-- name: all_logs
+select log_id, tenant_id, origin, tree_size, root_hash, frontier from audit_log order by log_id;
+
+-- name: stream_leaves
+select leaf_index, event_uuid, leaf_bytes, leaf_hash from audit_event
+where log_id = $1 and leaf_index is not null
+order by leaf_index;
+
+-- name: stream_level1
+select idx, hash from audit_node where log_id = $1 and level = 1 order by idx;
+
+-- name: all_checkpoints
+select tree_size, root_hash, note from audit_checkpoint where log_id = $1 order by tree_size;
+
+-- name: node_count
+select count(*) from audit_node where log_id = $1;

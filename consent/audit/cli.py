@@ -1,0 +1,205 @@
+"""`consent audit …`: verify the stored log, integrate, monitor a service, export proofs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from consent.audit.checkpoint import NoteError, NoteSigner, VerifierKey, open_checkpoint
+from consent.audit.verify_offline import verify_consistency_notes
+
+__all__ = ["add_parser", "monitor_once"]
+
+
+def _out(text: str) -> None:
+    print(text, file=sys.stderr)  # noqa: T201
+
+
+async def _open(settings: Any) -> tuple[Any, Any]:
+    from consent.crypto.keys import load_keyring
+    from consent.db.database import Database
+
+    ring = load_keyring(
+        settings.resolved_keys_dir, kek=settings.kek, create=settings.environment == "development"
+    )
+    return ring, await Database.from_settings(settings)
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    from consent.audit.verify_db import verify_all
+    from consent.cli import _settings
+
+    settings = _settings()
+    ring, db = await _open(settings)
+    try:
+        vkey = (
+            VerifierKey.parse(args.vkey)
+            if args.vkey
+            else NoteSigner(settings.audit_origin, ring.signing_key).verifier
+        )
+        started = time.perf_counter()
+        reports = await verify_all(db, vkey, args.tenant)
+    finally:
+        await db.close()
+    failed = 0
+    for r in reports:
+        status = "ok" if r.ok else "FAILED"
+        _out(f"{status}: {r.origin}: {r.tree_size} leaves, {r.checkpoints} checkpoints")
+        for problem in r.problems:
+            _out(f"  - {problem}")
+        failed += not r.ok
+    _out(f"verified {len(reports)} logs in {time.perf_counter() - started:.2f} s")
+    return 1 if failed else 0
+
+
+async def _integrate(args: argparse.Namespace) -> int:
+    from consent.audit.integrator import Integrator
+    from consent.cli import _settings
+
+    settings = _settings()
+    ring, db = await _open(settings)
+    integrator = Integrator(db, NoteSigner(settings.audit_origin, ring.signing_key))
+    try:
+        if args.loop:
+            await integrator.run(asyncio.Event(), interval=args.interval)
+            return 0
+        count = await integrator.integrate_all()
+    finally:
+        await db.close()
+    _out(f"integrated {count} leaves")
+    return 0
+
+
+def _get(url: str, api_key: str) -> bytes:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("the service URL must be http(s)")
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {api_key}"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        body: bytes = response.read()
+        return body
+
+
+def monitor_once(base_url: str, api_key: str, vkey: str, state_file: Path) -> tuple[bool, str]:
+    """Fetch the latest checkpoint and prove it consistent with the one seen last time.
+
+    Returns (ok, message); the state file is updated only when the new checkpoint is verified.
+    """
+    base = base_url.rstrip("/")
+    note = _get(f"{base}/v1/audit/checkpoint", api_key).decode()
+    origin = note.split("\n", 1)[0]
+    try:
+        checkpoint, _ = open_checkpoint(note, [VerifierKey.parse(vkey)], origin=origin)
+    except NoteError as exc:
+        return False, f"checkpoint does not verify: {exc}"
+    previous = json.loads(state_file.read_text()) if state_file.exists() else None
+    if previous is not None:
+        if previous["origin"] != origin:
+            return False, "the log origin changed"
+        old_size = int(previous["size"])
+        if checkpoint.size < old_size:
+            return False, f"rollback: size {checkpoint.size} is below {old_size} seen before"
+        if checkpoint.size > old_size:
+            url = f"{base}/v1/audit/consistency?from={old_size}&to={checkpoint.size}"
+            proof = [base64.b64decode(h) for h in json.loads(_get(url, api_key))]
+            result = verify_consistency_notes(previous["note"], note, proof, vkey, origin=origin)
+            if not result.ok:
+                return False, f"fork: {result.reason}"
+        elif previous["note"].split("\n\n")[0] != note.split("\n\n")[0]:
+            return False, "fork: same size, different checkpoint"
+    state_file.write_text(json.dumps({"origin": origin, "size": checkpoint.size, "note": note}))
+    return True, f"ok: {origin} at size {checkpoint.size}"
+
+
+def _monitor(args: argparse.Namespace) -> int:
+    while True:
+        ok, message = monitor_once(args.url, args.api_key, args.vkey, Path(args.state))
+        _out(message)
+        if not ok:
+            return 1
+        if args.interval <= 0:
+            return 0
+        time.sleep(args.interval)
+
+
+async def _export(args: argparse.Namespace) -> int:
+    import msgspec
+
+    from consent.audit.service import AuditReader
+    from consent.cli import _settings
+    from consent.subjects.resolver import SubjectResolver
+
+    settings = _settings()
+    ring, db = await _open(settings)
+    try:
+        reader = AuditReader(
+            db, args.tenant, NoteSigner(settings.audit_origin, ring.signing_key).vkey
+        )
+        export = await reader.export(
+            SubjectResolver(ring), subject_id=args.subject, since=args.since, until=args.until
+        )
+    finally:
+        await db.close()
+    await asyncio.to_thread(
+        Path(args.out).write_bytes, msgspec.json.format(msgspec.json.encode(export))
+    )
+    _out(f"wrote {len(export.entries)} entries with proofs to {args.out}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    import uuid
+    from datetime import datetime
+
+    audit = sub.add_parser("audit", help="tamper-evident audit log", description="Audit log.")
+    cmds = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+
+    verify = cmds.add_parser(
+        "verify",
+        help="recompute every tree from the stored leaves; report the first divergence",
+        description="Recompute each tenant's Merkle tree from the stored leaves, check every "
+        "checkpoint's signature and root, and report the first divergence. Exit 1 on any.",
+    )
+    verify.add_argument("--tenant", help="only this tenant's log")
+    verify.add_argument("--vkey", help="verifier key (default: the local signing key's)")
+    verify.set_defaults(func=lambda a: asyncio.run(_verify(a)))
+
+    integrate = cmds.add_parser(
+        "integrate",
+        help="integrate pending leaves now (the service also does this continuously)",
+        description="Assign leaf indexes to pending audit events and sign a checkpoint.",
+    )
+    integrate.add_argument("--loop", action="store_true", help="keep integrating")
+    integrate.add_argument("--interval", type=float, default=0.2, help="seconds between runs")
+    integrate.set_defaults(func=lambda a: asyncio.run(_integrate(a)))
+
+    monitor = cmds.add_parser(
+        "monitor",
+        help="check that a service's new checkpoint is consistent with the last one seen",
+        description="Fetch the latest checkpoint over HTTP, verify its signature and a "
+        "consistency proof from the checkpoint stored in --state; exit 1 on a fork or rollback.",
+    )
+    monitor.add_argument("--url", required=True, help="base URL of the service")
+    monitor.add_argument("--api-key", required=True, help="an API key with the read scope")
+    monitor.add_argument("--vkey", required=True, help="the log's verifier key")
+    monitor.add_argument("--state", required=True, help="file keeping the last checkpoint seen")
+    monitor.add_argument("--interval", type=float, default=0, help="repeat every N seconds")
+    monitor.set_defaults(func=_monitor)
+
+    export = cmds.add_parser(
+        "export",
+        help="a subject's or a period's leaves with proofs, as one JSON file",
+        description="Export leaves with inclusion proofs against one signed checkpoint.",
+    )
+    export.add_argument("--tenant", required=True, type=uuid.UUID)
+    export.add_argument("--subject", type=uuid.UUID)
+    export.add_argument("--since", type=datetime.fromisoformat)
+    export.add_argument("--until", type=datetime.fromisoformat)
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=lambda a: asyncio.run(_export(a)))

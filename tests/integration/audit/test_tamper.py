@@ -1,0 +1,205 @@
+"""Every change to a stored audit row is detected by `consent audit verify`.
+
+The tampering runs as a superuser with triggers disabled (session_replication_role = replica),
+i.e. an operator with full database access: the append-only guards do not help, the hashes,
+stored tree and signed checkpoints must.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consent.audit.checkpoint import NoteSigner
+from consent.audit.integrator import Integrator
+from consent.audit.verify_db import LogReport, verify_all
+from consent.db.database import Conn, Database
+from tests.integration.conftest import Catalog
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+async def _populate(catalog: Catalog, integrator: Integrator, n: int = 20) -> None:
+    for i in range(n):
+        await catalog.consent(
+            identifier={"type": "device", "value": f"tamper-{i % 4}"},
+            choices=[{"purpose": "analytics", "choice": "granted" if i % 3 else "denied"}],
+        )
+        if i % 6 == 5:
+            await integrator.integrate_all()  # several checkpoints along the way
+    await integrator.integrate_all()
+
+
+async def _verify(db: Database, signer: NoteSigner, tenant: str) -> LogReport:
+    reports = await verify_all(db, signer.verifier, tenant)
+    assert len(reports) == 1
+    return reports[0]
+
+
+async def _as_superuser(db: Database, action: Callable[[Conn], Awaitable[Any]]) -> None:
+    async with db.system() as conn:
+        await conn.execute("set local session_replication_role = replica")
+        await action(conn)
+
+
+async def test_untouched_log_verifies(
+    catalog: Catalog, db: Database, integrator: Integrator, signer: NoteSigner
+) -> None:
+    await _populate(catalog, integrator)
+    report = await _verify(db, signer, catalog.tenant.id)
+    assert report.ok, report.problems
+    assert report.tree_size == 20
+    assert report.checkpoints >= 4
+
+
+async def _leaf_id(conn: Conn, index: int) -> int:
+    return int(await conn.fetchval("select event_id from audit_event where leaf_index = $1", index))
+
+
+async def change_bytes(conn: Conn) -> None:
+    changed = await conn.execute(
+        "update audit_event set leaf_bytes = convert_to(replace(convert_from(leaf_bytes, 'UTF8'), "
+        "'\"analytics\"', '\"analytic5\"'), 'UTF8') where leaf_index = 7"
+    )
+    assert changed == "UPDATE 1"
+
+
+async def change_bytes_and_hash(conn: Conn) -> None:
+    row = await conn.fetchrow("select leaf_bytes from audit_event where leaf_index = 7")
+    forged = bytes(row["leaf_bytes"]).replace(b'"analytics"', b'"analytic5"')
+    await conn.execute(
+        "update audit_event set leaf_bytes = $1, leaf_hash = $2 where leaf_index = 7",
+        forged,
+        hashlib.sha256(b"\x00" + forged).digest(),
+    )
+
+
+async def delete_leaf(conn: Conn) -> None:
+    await conn.execute("delete from audit_event where leaf_index = 7")
+
+
+async def reorder_leaves(conn: Conn) -> None:
+    a, b = await _leaf_id(conn, 7), await _leaf_id(conn, 12)
+    await conn.execute("update audit_event set leaf_index = -1 where event_id = $1", a)
+    await conn.execute("update audit_event set leaf_index = 7 where event_id = $1", b)
+    await conn.execute("update audit_event set leaf_index = 12 where event_id = $1", a)
+
+
+async def insert_leaf(conn: Conn) -> None:
+    row = await conn.fetchrow("select * from audit_event where leaf_index = 3")
+    await conn.execute(
+        "update audit_event set leaf_index = leaf_index + 1000 where leaf_index >= 7"
+    )
+    await conn.execute(
+        "update audit_event set leaf_index = leaf_index - 999 where leaf_index >= 1007"
+    )
+    await conn.execute(
+        "insert into audit_event (event_uuid, log_id, tenant_id, leaf_index, leaf_bytes, leaf_hash, "
+        "kind) values ($1, $2, $3, 7, $4, $5, $6)",
+        uuid.uuid4(),
+        row["log_id"],
+        row["tenant_id"],
+        row["leaf_bytes"],
+        row["leaf_hash"],
+        row["kind"],
+    )
+
+
+async def swap_checkpoint(conn: Conn) -> None:
+    rows = await conn.fetch("select tree_size, note from audit_checkpoint order by tree_size")
+    first, last = rows[0], rows[-1]
+    await conn.execute(
+        "update audit_checkpoint set note = $1 where tree_size = $2",
+        last["note"],
+        first["tree_size"],
+    )
+
+
+async def edit_checkpoint_text(conn: Conn) -> None:
+    note = await conn.fetchval("select note from audit_checkpoint order by tree_size desc limit 1")
+    lines = note.split("\n")
+    lines[1] = str(int(lines[1]) + 1)
+    await conn.execute(
+        "update audit_checkpoint set note = $1 where note = $2", "\n".join(lines), note
+    )
+
+
+async def drop_latest_leaves(conn: Conn) -> None:
+    await conn.execute("delete from audit_event where leaf_index >= 18")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        (change_bytes, "leaf 7: bytes do not match"),
+        (change_bytes_and_hash, "leaves 6-7: differ from the stored tree"),
+        (delete_leaf, "leaf 7: missing"),
+        (reorder_leaves, "leaves 6-7: differ"),
+        (insert_leaf, "first divergence: leaf 7"),
+        (swap_checkpoint, "its signed note says another tree"),
+        (edit_checkpoint_text, "checkpoint"),
+        (drop_latest_leaves, "checkpoint 20"),
+    ],
+)
+async def test_tampering_is_detected(
+    catalog: Catalog,
+    db: Database,
+    integrator: Integrator,
+    signer: NoteSigner,
+    tamper: Callable[[Conn], Awaitable[None]],
+    expected: str,
+) -> None:
+    await _populate(catalog, integrator)
+    await _as_superuser(db, tamper)
+    report = await _verify(db, signer, catalog.tenant.id)
+    assert not report.ok
+    assert any(expected in p for p in report.problems), report.problems
+
+
+async def test_triggers_block_the_application_role(
+    catalog: Catalog, db: Database, integrator: Integrator
+) -> None:
+    await _populate(catalog, integrator, n=3)
+    import asyncpg
+
+    async with db.pool.acquire() as conn:
+        for statement in (
+            "update audit_event set leaf_bytes = '\\x00' where leaf_index = 0",
+            "delete from audit_event where leaf_index = 0",
+            "truncate audit_event cascade",
+            "update audit_checkpoint set note = 'x'",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+
+
+def test_verify_cli_exits_nonzero_on_tampering(
+    database_dsn: str, keys_dir: Path, tmp_path: Path, db: Database
+) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")},
+        "CONSENT_DATABASE_URL": database_dsn,
+        "CONSENT_KEYS_DIR": str(keys_dir),
+        "CONSENT_DATA_DIR": str(tmp_path),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "consent", "audit", "verify"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "verified" in run.stderr
