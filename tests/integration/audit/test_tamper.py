@@ -104,8 +104,8 @@ async def insert_leaf(conn: Conn) -> None:
         "update audit_event set leaf_index = leaf_index - 999 where leaf_index >= 1007"
     )
     await conn.execute(
-        "insert into audit_event (event_uuid, log_id, tenant_id, leaf_index, leaf_bytes, leaf_hash, "
-        "kind) values ($1, $2, $3, 7, $4, $5, $6)",
+        "insert into audit_event (event_uuid, log_id, tenant_id, leaf_index, leaf_bytes, "
+        "leaf_hash, kind) values ($1, $2, $3, 7, $4, $5, $6)",
         uuid.uuid4(),
         row["log_id"],
         row["tenant_id"],
