@@ -1,0 +1,789 @@
+"""`consent import FILE`: bulk import of existing consents, all or nothing.
+
+One row is one consent event. A CSV file has a header line naming its columns; an NDJSON file
+has one JSON object per line. Columns (NDJSON: fields, string values):
+
+    identifier_type, identifier_value   who (or subject_id: an existing subject's id)
+    purpose, choice                     one purpose key; granted | denied | withdrawn
+    occurred_at                         when the choice was made: RFC 3339 with a time zone
+    channel                             web | app | email | sms | phone | store | post | other
+    notice_version_id, language         optional: the notice version shown and its language
+    surface, method                     default "import"
+    agent_id, property_id               optional
+
+An NDJSON line may instead be exactly the body of `POST /v1/consents` (a `choices` list);
+`occurred_at` is required there too, since an import records past choices.
+
+Every row is checked as the API checks it (shape, `validate_shape`, then the database checks of
+`ConsentService.record_in`), inside ONE transaction of the tenant; each batch of rows runs in a
+savepoint, and a batch with a bad row is replayed row by row, each in its own savepoint, so one
+bad row never aborts the transaction. Rejected rows are reported as `line N: field: reason`
+on stderr (the first 100) and, with `--report FILE`, all of them as NDJSON objects
+`{"line", "field", "reason"}`. Reports never contain identifier values.
+
+Outcome and exit status:
+
+    0  committed: every row was valid, or with --skip-invalid at least one row was imported
+       (the rejected rows are in the report); an empty file imports nothing and exits 0
+    1  nothing committed: a row was rejected (without --skip-invalid), every row was rejected
+       (with --skip-invalid), or the database failed during the import
+    2  nothing done: bad arguments, unreadable file, bad CSV header, unknown tenant
+
+`--dry-run` does everything, reports the same and exits with the same status, but rolls back.
+
+Limit: a new subject takes a per-identifier advisory lock (see `SubjectResolver.resolve`),
+held until the import commits; on a server with default settings (max_locks_per_transaction
+64, max_connections 100) one transaction can hold about 14,000 of them, so an import creating
+more new subjects than that aborts with a message saying so (and commits nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import sys
+import time
+from collections.abc import Generator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final, Literal
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from consent.consents.schemas import ConsentCreate
+from consent.consents.service import ConsentService, validate_shape
+from consent.crypto.keys import KeyRing
+from consent.db.database import Conn, Database
+from consent.db.sql import SqlFile
+from consent.errors import FieldError, NotFound, ValidationFailed
+from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
+
+__all__ = [
+    "ImportAborted",
+    "ImportResult",
+    "ImportUsageError",
+    "Rejection",
+    "add_parser",
+    "cmd_import",
+    "exit_status",
+    "import_file",
+]
+
+IQ = SqlFile.beside(__file__, "import_queries.sql")
+
+Format = Literal["csv", "ndjson"]
+DEFAULT_BATCH_SIZE: Final = 500
+SHOWN_REJECTIONS: Final = 100
+_PROGRESS_INTERVAL: Final = 0.25
+_CHUNK: Final = 1 << 20
+
+FLAT_COLUMNS: Final = (
+    "identifier_type",
+    "identifier_value",
+    "subject_id",
+    "purpose",
+    "choice",
+    "occurred_at",
+    "notice_version_id",
+    "language",
+    "surface",
+    "channel",
+    "method",
+    "agent_id",
+    "property_id",
+)
+_REQUIRED_COLUMNS: Final = ("purpose", "choice", "occurred_at", "channel")
+_OCCURRED_AT_REQUIRED: Final = "required: when the choice was made (RFC 3339 with a time zone)"
+
+
+class ImportUsageError(Exception):
+    """The import cannot start (or go on): bad file, header or tenant. Exit status 2."""
+
+
+class ImportAborted(Exception):
+    """The import stopped part-way (database failure); nothing was committed. Exit status 1."""
+
+
+class Rejection(msgspec.Struct, frozen=True):
+    """One problem of one rejected row (a row with several problems has several)."""
+
+    line: int
+    field: str
+    reason: str
+
+
+class ImportResult(msgspec.Struct, frozen=True, kw_only=True):
+    rows: int  # rows read (blank lines are not rows)
+    valid: int  # rows that passed every check
+    rejected: int  # rows with at least one problem
+    imported: int  # rows committed (0 unless committed)
+    committed: bool
+    dry_run: bool
+    skip_invalid: bool
+    seconds: float
+
+    @property
+    def would_commit(self) -> bool:
+        """Every row valid, or (with --skip-invalid) at least one row valid."""
+        return self.rejected == 0 or (self.skip_invalid and self.valid > 0)
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else 0.0
+
+
+class FlatRow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One row of a CSV file or a flat NDJSON line: one purpose, everything a string."""
+
+    identifier_type: str | None = None
+    identifier_value: str | None = None
+    subject_id: str | None = None
+    purpose: str | None = None
+    choice: str | None = None
+    occurred_at: str | None = None
+    notice_version_id: str | None = None
+    language: str | None = None
+    surface: str | None = None
+    channel: str | None = None
+    method: str | None = None
+    agent_id: str | None = None
+    property_id: str | None = None
+
+
+class _Item(msgspec.Struct):
+    """A row as read: its line, the decoded object (or why it could not be decoded)."""
+
+    line: int
+    obj: dict[str, Any] | None
+    errors: list[FieldError]
+
+
+class _Checked(msgspec.Struct):
+    line: int
+    data: ConsentCreate | None
+    errors: list[FieldError]
+    flat: bool
+    secret: str | None  # the raw identifier value, scrubbed from every reason
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def detect_format(path: Path, given: str | None) -> Format:
+    if given in {"csv", "ndjson"}:
+        return "csv" if given == "csv" else "ndjson"
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in {".ndjson", ".jsonl"}:
+        return "ndjson"
+    raise ImportUsageError(f"{path.name}: cannot tell the format; give --format csv|ndjson")
+
+
+def count_lines(path: Path) -> int:
+    """Line count, for the progress total (reads the file once in 1 MiB chunks)."""
+    lines = 0
+    last = b"\n"
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
+def _csv_header(reader: Iterator[list[str]]) -> list[str]:
+    for raw in reader:
+        if any(cell.strip() for cell in raw):
+            header = [cell.strip().lower() for cell in raw]
+            break
+    else:
+        return []
+    problems: list[str] = []
+    unknown = [c for c in header if c not in FLAT_COLUMNS]
+    if unknown:
+        problems.append(f"unknown column(s) {', '.join(unknown)}")
+    duplicates = sorted({c for c in header if header.count(c) > 1})
+    if duplicates:
+        problems.append(f"duplicate column(s) {', '.join(duplicates)}")
+    missing = [c for c in _REQUIRED_COLUMNS if c not in header]
+    if "subject_id" not in header and not {"identifier_type", "identifier_value"} <= set(header):
+        missing.append("identifier_type and identifier_value (or subject_id)")
+    if missing:
+        problems.append(f"missing column(s) {', '.join(missing)}")
+    if problems:
+        raise ImportUsageError(
+            "CSV header: " + "; ".join(problems) + f" (columns: {', '.join(FLAT_COLUMNS)})"
+        )
+    return header
+
+
+def check_csv_header(path: Path) -> None:
+    """Raises ImportUsageError unless the file starts with a usable header line."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        try:
+            _csv_header(reader)
+        except UnicodeDecodeError:
+            raise ImportUsageError("the file is not UTF-8") from None
+        except csv.Error as exc:
+            raise ImportUsageError(f"line {reader.line_num}: not valid CSV ({exc})") from None
+
+
+def read_csv(path: Path) -> Generator[_Item]:
+    """Rows of a CSV file, streamed; empty cells are absent values."""
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, strict=True)
+        try:
+            header = _csv_header(reader)
+            line = reader.line_num
+            for raw in reader:
+                start, line = line + 1, reader.line_num
+                if not any(cell.strip() for cell in raw):
+                    continue
+                if len(raw) != len(header):
+                    reason = f"has {len(raw)} columns, the header {len(header)}"
+                    yield _Item(start, None, [FieldError("row", reason)])
+                    continue
+                obj = {k: v.strip() for k, v in zip(header, raw, strict=True) if v.strip()}
+                yield _Item(start, obj, [])
+        except UnicodeDecodeError:
+            raise ImportUsageError(f"line {reader.line_num + 1}: the file is not UTF-8") from None
+        except csv.Error as exc:
+            raise ImportUsageError(f"line {reader.line_num}: not valid CSV ({exc})") from None
+
+
+def read_ndjson(path: Path) -> Generator[_Item]:
+    """Objects of an NDJSON file, streamed; a line that is not a JSON object is rejected."""
+    with path.open("rb") as f:
+        for line, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                obj = msgspec.json.decode(raw)
+            except msgspec.DecodeError as exc:
+                yield _Item(line, None, [FieldError("row", f"not valid JSON ({exc})")])
+                continue
+            if not isinstance(obj, dict):
+                yield _Item(line, None, [FieldError("row", "not a JSON object")])
+                continue
+            yield _Item(line, obj, [])
+
+
+# -- checking ---------------------------------------------------------------------------------
+
+
+def _flat_field(path: str) -> str:
+    """A ConsentCreate field path as the column it came from."""
+    path = path.removeprefix("subject.")
+    if path.startswith("choices"):
+        return "choice" if path.endswith(".choice") else "purpose"
+    if path.startswith("identifier"):
+        return "identifier_type" if path.endswith(".type") else "identifier_value"
+    if path == "subject":
+        return "subject_id"
+    return path
+
+
+def _api_field(path: str) -> str:
+    path = path.removeprefix("subject.")
+    return "subject_id" if path == "subject" else path
+
+
+def _convert_error(exc: msgspec.ValidationError) -> FieldError:
+    message = str(exc)
+    field = "row"
+    at = message.rfind(" - at `$")
+    if at >= 0:
+        field = message[at + len(" - at `$") :].rstrip("`").lstrip(".") or "row"
+        message = message[:at]
+    elif message.startswith("Object contains unknown field `"):
+        field = message.removeprefix("Object contains unknown field `").rstrip("`")
+        message = "unknown field"
+    return FieldError(field, message)
+
+
+def _from_flat(obj: dict[str, Any]) -> tuple[ConsentCreate | None, list[FieldError]]:
+    # As in CSV, an empty value is an absent one.
+    obj = {k: (v.strip() or None) if isinstance(v, str) else v for k, v in obj.items()}
+    try:
+        row = msgspec.convert(obj, FlatRow)
+    except msgspec.ValidationError as exc:
+        return None, [_convert_error(exc)]
+    errors = [
+        FieldError(name, "required")
+        for name in ("purpose", "choice", "channel")
+        if getattr(row, name) is None
+    ]
+    if row.occurred_at is None:
+        errors.append(FieldError("occurred_at", _OCCURRED_AT_REQUIRED))
+    if row.identifier_type is not None and row.identifier_value is None:
+        errors.append(FieldError("identifier_value", "required with identifier_type"))
+    if row.identifier_value is not None and row.identifier_type is None:
+        errors.append(FieldError("identifier_type", "required with identifier_value"))
+    if errors:
+        return None, errors
+    body: dict[str, Any] = {
+        "subject_id": row.subject_id,
+        "identifier": (
+            {"type": row.identifier_type, "value": row.identifier_value}
+            if row.identifier_type is not None
+            else None
+        ),
+        "choices": [{"purpose": row.purpose, "choice": row.choice}],
+        "notice_version_id": row.notice_version_id,
+        "language": row.language,
+        "surface": row.surface or "import",
+        "channel": row.channel,
+        "method": row.method or "import",
+        "agent_id": row.agent_id,
+        "property_id": row.property_id,
+        "occurred_at": row.occurred_at,
+    }
+    try:
+        return msgspec.convert(body, ConsentCreate), []
+    except msgspec.ValidationError as exc:
+        error = _convert_error(exc)
+        return None, [FieldError(_flat_field(error.field), error.message)]
+
+
+def _secret_of(obj: dict[str, Any] | None) -> str | None:
+    if obj is None:
+        return None
+    value = obj.get("identifier_value")
+    ident = obj.get("identifier")
+    if value is None and isinstance(ident, dict):
+        value = ident.get("value")
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def check_row(item: _Item, known_purposes: frozenset[str], now: datetime) -> _Checked:
+    """Every check that needs no database write; `record_in` does the rest."""
+    flat = item.obj is None or "choices" not in item.obj
+    checked = _Checked(item.line, None, list(item.errors), flat, _secret_of(item.obj))
+    if item.obj is None:
+        return checked
+    if flat:
+        data, errors = _from_flat(item.obj)
+    else:
+        try:
+            data, errors = msgspec.convert(item.obj, ConsentCreate), []
+        except msgspec.ValidationError as exc:
+            data, errors = None, [_convert_error(exc)]
+        if data is not None and data.occurred_at is None:
+            errors.append(FieldError("occurred_at", _OCCURRED_AT_REQUIRED))
+    if data is None or errors:
+        checked.errors = errors
+        return checked
+    try:
+        validate_shape(data, now)
+    except ValidationFailed as exc:
+        errors.extend(exc.errors or [FieldError("row", exc.detail or "invalid")])
+    for i, choice in enumerate(data.choices):
+        if choice.purpose not in known_purposes:
+            field = "purpose" if flat else f"choices[{i}].purpose"
+            errors.append(FieldError(field, f"unknown purpose '{choice.purpose}'"))
+    if data.identifier is not None and data.identifier.type in BUILTIN_TYPES:
+        try:
+            normalize(data.identifier.type, data.identifier.value)
+        except InvalidIdentifier as exc:
+            field = "identifier_value" if flat else "identifier.value"
+            errors.append(FieldError(field, str(exc)))
+    if flat:
+        errors = [FieldError(_flat_field(e.field), e.message) for e in errors]
+    checked.errors = errors
+    checked.data = None if errors else data
+    return checked
+
+
+def _db_errors(exc: Exception, flat: bool) -> list[FieldError]:
+    rename = _flat_field if flat else _api_field
+    if isinstance(exc, ValidationFailed):
+        errors = exc.errors or [FieldError("row", exc.detail or "invalid")]
+        return [FieldError(rename(e.field), e.message) for e in errors]
+    if isinstance(exc, NotFound):
+        return [FieldError("subject_id", "no such subject")]
+    state = getattr(exc, "sqlstate", "?")
+    return [FieldError("row", f"rejected by the database ({type(exc).__name__}, {state})")]
+
+
+# Per-row problems found by the database: invalid data (class 22) or a violated constraint
+# (class 23). Anything else (connection lost, out of locks, ...) aborts the whole import.
+_ROW_ERRORS: Final = (
+    ValidationFailed,
+    NotFound,
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
+
+
+# -- reporting --------------------------------------------------------------------------------
+
+
+class Progress:
+    """One `\\r` status line on a stream: rows done / total, rows per second."""
+
+    def __init__(self, stream: IO[str], total: int, label: str = "import") -> None:
+        self.stream = stream
+        self.total = total
+        self.label = label
+        self.started = time.monotonic()
+        self._last_shown = 0.0
+        self._width = 0
+        self.done = 0
+
+    def _line(self) -> str:
+        elapsed = time.monotonic() - self.started
+        total = max(self.total, self.done)
+        percent = 100 * self.done // total if total else 100
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        return f"{self.label}: {self.done:,}/{total:,} rows ({percent}%), {rate:,.0f} rows/s"
+
+    def _show(self) -> None:
+        text = self._line()
+        self.stream.write("\r" + text.ljust(self._width))
+        self.stream.flush()
+        self._width = len(text)
+        self._last_shown = time.monotonic()
+
+    def update(self, done: int) -> None:
+        self.done = done
+        if time.monotonic() - self._last_shown >= _PROGRESS_INTERVAL:
+            self._show()
+
+    def note(self, text: str) -> None:
+        """Print a line of its own, keeping the status line below it."""
+        self.stream.write("\r" + text.ljust(self._width) + "\n")
+        self._width = 0
+        self._show()
+
+    def finish(self) -> None:
+        self.total = self.done
+        self._show()
+        self.stream.write("\n")
+        self.stream.flush()
+
+
+class _Reporter:
+    def __init__(self, progress: Progress, report: IO[bytes] | None) -> None:
+        self.progress = progress
+        self.report = report
+        self.rows = 0
+        self.shown = 0
+        self._encoder = msgspec.json.Encoder()
+
+    def reject(self, line: int, errors: list[FieldError], secret: str | None) -> None:
+        self.rows += 1
+        for error in errors:
+            field, reason = error.field, error.message
+            if secret:
+                field = field.replace(secret, "[identifier]")
+                reason = reason.replace(secret, "[identifier]")
+            if self.report is not None:
+                self.report.write(self._encoder.encode(Rejection(line, field, reason)) + b"\n")
+            if self.shown < SHOWN_REJECTIONS:
+                self.progress.note(f"line {line}: {field}: {reason}")
+            self.shown += 1
+
+
+# -- importing --------------------------------------------------------------------------------
+
+
+class _Rollback(Exception):
+    """Leaves the tenant transaction without committing (dry run, rejected rows)."""
+
+
+class _Run:
+    def __init__(
+        self,
+        conn: Conn,
+        service: ConsentService,
+        reporter: _Reporter,
+        progress: Progress,
+    ) -> None:
+        self.conn = conn
+        self.service = service
+        self.reporter = reporter
+        self.progress = progress
+        self.rows = 0
+        self.valid = 0
+
+    async def run(self, rows: Iterator[_Item], known: frozenset[str], batch_size: int) -> None:
+        batch: list[_Checked] = []
+        for item in rows:
+            self.rows += 1
+            checked = check_row(item, known, datetime.now(UTC))
+            if checked.data is not None:
+                batch.append(checked)
+                if len(batch) >= batch_size:
+                    await self.flush(batch)
+                    batch = []
+                continue
+            await self.flush(batch)  # keeps the report in line order
+            batch = []
+            self.reporter.reject(checked.line, checked.errors, checked.secret)
+            self.progress.update(self.progress.done + 1)
+        await self.flush(batch)
+
+    async def _record(self, item: _Checked) -> None:
+        assert item.data is not None  # noqa: S101 - only checked rows are batched
+        await self.service.record_in(self.conn, item.data, None)
+
+    async def flush(self, batch: list[_Checked]) -> None:
+        """Record a batch in one savepoint; if a row fails, replay it row by row."""
+        if not batch:
+            return
+        base = self.progress.done
+        try:
+            async with self.conn.transaction():
+                for i, item in enumerate(batch, start=1):
+                    await self._record(item)
+                    self.progress.update(base + i)
+        except _ROW_ERRORS:
+            pass
+        else:
+            self.valid += len(batch)
+            return
+        for i, item in enumerate(batch, start=1):
+            try:
+                async with self.conn.transaction():
+                    await self._record(item)
+            except _ROW_ERRORS as exc:
+                self.reporter.reject(item.line, _db_errors(exc, item.flat), item.secret)
+            else:
+                self.valid += 1
+            self.progress.update(base + i)
+
+
+async def import_file(
+    db: Database,
+    keyring: KeyRing,
+    tenant_id: UUID,
+    path: Path,
+    *,
+    fmt: str | None = None,
+    dry_run: bool = False,
+    skip_invalid: bool = False,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    report: IO[bytes] | None = None,
+    stderr: IO[str] | None = None,
+) -> ImportResult:
+    """Import `path` into the tenant in one transaction (see the module docstring).
+
+    Raises ImportUsageError (bad file, header or tenant) or ImportAborted (the database
+    failed); in both cases nothing was committed.
+    """
+    if batch_size < 1:
+        raise ImportUsageError("--batch-size must be at least 1")
+    kind = detect_format(path, fmt)
+    try:
+        total = count_lines(path)
+    except OSError as exc:
+        raise ImportUsageError(f"{path}: {exc.strerror}") from None
+    if kind == "csv":
+        check_csv_header(path)
+        total = max(total - 1, 0)
+    rows = read_csv(path) if kind == "csv" else read_ndjson(path)
+    out = stderr if stderr is not None else sys.stderr
+    progress = Progress(out, total)
+    reporter = _Reporter(progress, report)
+    run: _Run | None = None
+    commit = committing = False
+    try:
+        async with db.tenant(tenant_id) as conn:
+            if not await conn.fetchval(IQ.tenant_exists):
+                raise ImportUsageError(f"no tenant {tenant_id}")
+            known = frozenset(r["key"] for r in await conn.fetch(IQ.known_purposes))
+            run = _Run(conn, ConsentService(db, keyring, tenant_id), reporter, progress)
+            await run.run(rows, known, batch_size)
+            commit = reporter.rows == 0 or (skip_invalid and run.valid > 0)
+            _roll_back_unless(commit and not dry_run)
+            committing = True
+    except _Rollback:
+        pass
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        progress.finish()
+        raise ImportAborted(_abort_message(exc, committing)) from exc
+    finally:
+        rows.close()
+    progress.finish()
+    assert run is not None  # noqa: S101 - set before anything can roll back
+    committed = commit and not dry_run
+    return ImportResult(
+        rows=run.rows,
+        valid=run.valid,
+        rejected=reporter.rows,
+        imported=run.valid if committed else 0,
+        committed=committed,
+        dry_run=dry_run,
+        skip_invalid=skip_invalid,
+        seconds=time.monotonic() - progress.started,
+    )
+
+
+def _roll_back_unless(commit: bool) -> None:
+    if not commit:
+        raise _Rollback
+
+
+def _abort_message(exc: Exception, committing: bool) -> str:
+    state = getattr(exc, "sqlstate", None)
+    what = f"{type(exc).__name__}" + (f" {state}" if state else "")
+    outcome = "the commit may or may not have happened" if committing else "nothing was committed"
+    hint = ""
+    if state == "53200":
+        hint = (
+            "; the transaction ran out of lock slots (each new subject holds a lock until "
+            "commit): split the file or raise max_locks_per_transaction"
+        )
+    return f"the database failed ({what}); {outcome}{hint}"
+
+
+def exit_status(result: ImportResult) -> int:
+    """0 when the import committed (a dry run: would have committed), else 1."""
+    return 0 if result.would_commit else 1
+
+
+def summary(result: ImportResult) -> str:
+    rate = f"{result.rows:,} rows in {result.seconds:.2f} s ({result.rows_per_s:,.0f} rows/s)"
+    if result.dry_run:
+        count = result.valid if result.would_commit else 0
+        return (
+            f"dry run, nothing written: {rate}; {result.valid:,} valid, "
+            f"{result.rejected:,} rejected; would import {count:,} rows"
+        )
+    if result.committed:
+        return f"imported {result.imported:,} rows, rejected {result.rejected:,}: {rate}"
+    hint = (
+        " (--skip-invalid imports the valid ones)"
+        if result.valid and not result.skip_invalid
+        else ""
+    )
+    return f"nothing imported: {result.rejected:,} of {result.rows:,} rows rejected{hint}; {rate}"
+
+
+# -- command ----------------------------------------------------------------------------------
+
+
+async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | None) -> int:
+    from consent.config import load_settings
+    from consent.crypto.keys import load_keyring
+    from consent.db.migrate import apply_migrations, default_migrations_dir
+
+    settings = load_settings()
+    keyring = load_keyring(
+        settings.resolved_keys_dir,
+        kek=settings.kek,
+        create=settings.environment == "development",
+    )
+    db = await Database.from_settings(settings)
+    try:
+        async with db.pool.acquire() as conn:
+            await apply_migrations(conn, default_migrations_dir())
+        result = await import_file(
+            db,
+            keyring,
+            tenant_id,
+            Path(args.file),
+            fmt=args.format,
+            dry_run=args.dry_run,
+            skip_invalid=args.skip_invalid,
+            batch_size=args.batch_size,
+            report=report,
+        )
+    finally:
+        await db.close()
+    print(summary(result), file=sys.stderr)  # noqa: T201
+    return exit_status(result)
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"consent import: {message}", file=sys.stderr)  # noqa: T201
+    return status
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    try:
+        tenant_id = UUID(args.tenant)
+    except ValueError:
+        return _fail("--tenant: not a tenant id (a UUID)", 2)
+    path = Path(args.file)
+    if not path.is_file():
+        return _fail(f"{path}: no such file", 2)
+    try:
+        if detect_format(path, args.format) == "csv":
+            check_csv_header(path)
+        report = Path(args.report).open("wb") if args.report else None  # noqa: SIM115
+    except (ImportUsageError, OSError) as exc:
+        return _fail(str(exc), 2)
+    try:
+        return _run_command(args, tenant_id, report)
+    finally:
+        if report is not None:
+            report.close()
+
+
+def _run_command(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | None) -> int:
+    from consent.config import ConfigError
+    from consent.crypto.keys import KeyError_
+    from consent.db.database import DatabaseUnavailable
+    from consent.db.migrate import MigrationError
+
+    try:
+        return asyncio.run(_main(args, tenant_id, report))
+    except (ImportUsageError, ConfigError, KeyError_) as exc:
+        return _fail(str(exc), 2)
+    except (ImportAborted, MigrationError) as exc:
+        return _fail(str(exc), 1)
+    except DatabaseUnavailable as exc:
+        return _fail(f"cannot reach the database ({exc})", 1)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "import",
+        help="import consents from CSV or NDJSON (all or nothing)",
+        description=(
+            "Import existing consents, one per row, into one tenant in one transaction. "
+            "CSV columns / NDJSON fields: identifier_type, identifier_value (or subject_id), "
+            "purpose, choice, occurred_at (RFC 3339 with zone), channel, and optionally "
+            "notice_version_id, language, surface (default import), method (default import), "
+            "agent_id, property_id. An NDJSON line may instead be a POST /v1/consents body. "
+            "Exit status: 0 committed (or a dry run that would commit); 1 nothing committed "
+            "(a row was rejected, or with --skip-invalid every row was, or the database "
+            "failed); 2 bad arguments, file or tenant."
+        ),
+    )
+    parser.add_argument("file", help="a .csv or .ndjson (.jsonl) file")
+    parser.add_argument("--tenant", required=True, metavar="TENANT_ID", help="the tenant's id")
+    parser.add_argument(
+        "--format", choices=["csv", "ndjson"], help="default: from the file name's extension"
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check every row, report, then roll back"
+    )
+    parser.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="commit the valid rows and report the rejected ones (default: any rejected row "
+        "means nothing is imported)",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"rows per savepoint (default {DEFAULT_BATCH_SIZE}); a batch with a bad row is "
+        "replayed row by row",
+    )
+    parser.add_argument("--report", metavar="FILE", help="write every rejected row here as NDJSON")
+    parser.set_defaults(func=cmd_import)
