@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
+
 __all__ = ["ConfigError", "Settings", "load_settings"]
 
 _PREFIX: Final = "CONSENT_"
@@ -50,7 +52,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_json: bool = True
     shutdown_grace_seconds: float = 20.0
     environment: str = "development"
-    audit_origin: str = "consent.local/audit"
+    audit_origin: str = DEFAULT_AUDIT_ORIGIN
     # Run the audit integrator inside the service (one per replica is safe: they take turns).
     audit_integrator: bool = True
 

@@ -22,7 +22,7 @@ from consent.crypto.datakeys import DataKeys
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 
-__all__ = ["AuditWriter", "EncryptedEvidence"]
+__all__ = ["AuditWriter", "EncryptedEvidence", "SubjectLeafContext"]
 
 Q = SqlFile.beside(__file__, "queries.sql")
 _TOKEN_BYTES: Final = 32
@@ -35,6 +35,15 @@ class EncryptedEvidence(msgspec.Struct, frozen=True):
     @property
     def digest(self) -> str:
         return hashlib.sha256(self.ciphertext).hexdigest()
+
+
+class SubjectLeafContext(msgspec.Struct, frozen=True):
+    """What a leaf about a subject needs: the log, the subject's token, sealed evidence."""
+
+    log_id: int
+    origin: str
+    subject_token: str
+    evidence: EncryptedEvidence
 
 
 class AuditWriter:
@@ -77,6 +86,23 @@ class AuditWriter:
         plaintext = _enc.encode(details)
         context = b"audit-evidence/" + event_uuid.bytes
         return EncryptedEvidence(DataKeys.encrypt(dek, tenant_id, subject_id, plaintext, context))
+
+    async def prepare(
+        self,
+        conn: Conn,
+        dek: bytes,
+        tenant_id: uuid.UUID,
+        subject_id: uuid.UUID,
+        event_uuid: uuid.UUID,
+        details: object,
+    ) -> SubjectLeafContext:
+        log_id, origin = await self.log(conn, tenant_id)
+        return SubjectLeafContext(
+            log_id=log_id,
+            origin=origin,
+            subject_token=await self.subject_token(conn, tenant_id, subject_id),
+            evidence=self.seal_evidence(dek, tenant_id, subject_id, event_uuid, details),
+        )
 
     async def append(
         self,

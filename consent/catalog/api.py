@@ -26,7 +26,13 @@ __all__ = ["CatalogController"]
 
 
 def _service(request: Request[Any, Any, Any]) -> CatalogService:
-    return CatalogService(request.app.state.db, principal(request).tenant_id)
+    who = principal(request)
+    return CatalogService(
+        request.app.state.db,
+        who.tenant_id,
+        actor=f"api-key:{who.key_id}",
+        audit=request.app.state.audit,
+    )
 
 
 class CatalogController(Controller):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from uuid import UUID
+from datetime import UTC, datetime
+from typing import Literal
+from uuid import UUID, uuid4
 
 import asyncpg
 import msgspec
 
+from consent.audit.leaf import AdminChanged
+from consent.audit.outbox import AuditWriter
 from consent.catalog.schemas import (
     IdentifierType,
     IdentifierTypeCreate,
@@ -24,6 +28,7 @@ from consent.catalog.schemas import (
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import Conflict, NotFound, ValidationFailed
+from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 
 __all__ = ["CatalogService", "content_hash", "missing_purposes"]
@@ -49,9 +54,40 @@ def _row(row: asyncpg.Record | None) -> dict[str, object]:
 
 
 class CatalogService:
-    def __init__(self, db: Database, tenant_id: UUID) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tenant_id: UUID,
+        *,
+        actor: str = "system",
+        audit: AuditWriter | None = None,
+    ) -> None:
         self.db = db
         self.tenant_id = tenant_id
+        self.actor = actor
+        self.audit = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
+
+    async def _changed(
+        self,
+        conn: Conn,
+        entity: str,
+        entity_id: str,
+        operation: Literal["create", "update", "delete"],
+        change: msgspec.Struct,
+    ) -> None:
+        """An admin change is a leaf of the audit log, in the transaction that makes it."""
+        log_id, origin = await self.audit.log(conn, self.tenant_id)
+        leaf = AdminChanged(
+            event_uuid=uuid4(),
+            occurred_at=datetime.now(UTC),
+            log=origin,
+            actor_ref=self.actor,
+            entity=entity,
+            entity_id=entity_id,
+            operation=operation,
+            change_digest=hashlib.sha256(_sorted.encode(change)).hexdigest(),
+        )
+        await self.audit.append(conn, self.tenant_id, log_id, leaf)
 
     # -- purposes ------------------------------------------------------------------------------
     async def create_purpose(self, data: PurposeCreate) -> Purpose:
@@ -74,7 +110,9 @@ class CatalogService:
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"Purpose '{data.key}' exists.") from None
-        return msgspec.convert(_row(row), Purpose)
+            purpose = msgspec.convert(_row(row), Purpose)
+            await self._changed(conn, "purpose", purpose.key, "create", purpose)
+        return purpose
 
     async def list_purposes(self) -> list[Purpose]:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -100,7 +138,9 @@ class CatalogService:
                 row = await conn.fetchrow(Q.insert_notice, self.tenant_id, data.key, data.purposes)
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"Notice '{data.key}' exists.") from None
-        return msgspec.convert(_row(row), Notice)
+            notice = msgspec.convert(_row(row), Notice)
+            await self._changed(conn, "notice", notice.key, "create", notice)
+        return notice
 
     async def list_notices(self) -> list[Notice]:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -128,7 +168,9 @@ class CatalogService:
                 content_hash(data.texts),
                 "material" if version == 1 else data.change_kind,
             )
-            return await self._version(conn, notice_key, version)
+            created = await self._version(conn, notice_key, version)
+            await self._changed(conn, "notice_version", str(created.id), "create", created)
+            return created
 
     async def publish(self, notice_key: str, version: int) -> NoticeVersion:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -142,7 +184,9 @@ class CatalogService:
             if current.change_kind == "material":
                 material += 1
             await conn.execute(Q.publish_version, notice_id, version, material)
-            return await self._version(conn, notice_key, version)
+            published = await self._version(conn, notice_key, version)
+            await self._changed(conn, "notice_version", str(published.id), "update", published)
+            return published
 
     async def versions(self, notice_key: str) -> list[NoticeVersion]:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -174,7 +218,9 @@ class CatalogService:
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"Vendor '{data.name}' exists.") from None
-        return msgspec.convert(_row(row), Vendor)
+            vendor = msgspec.convert(_row(row), Vendor)
+            await self._changed(conn, "vendor", str(vendor.id), "create", vendor)
+        return vendor
 
     async def list_vendors(self) -> list[Vendor]:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -191,7 +237,9 @@ class CatalogService:
                 )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"Identifier type '{data.key}' exists.") from None
-        return msgspec.convert(_row(row), IdentifierType)
+            created = msgspec.convert(_row(row), IdentifierType)
+            await self._changed(conn, "identifier_type", created.key, "create", created)
+        return created
 
     async def list_identifier_types(self) -> list[IdentifierType]:
         builtin = [

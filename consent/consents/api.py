@@ -132,5 +132,5 @@ class ConsentController(Controller):
         tenant_id = principal(request).tenant_id
         async with db.tenant(tenant_id) as conn:
             return await SubjectResolver(request.app.state.keyring).link(
-                conn, tenant_id, data.subjects
+                conn, tenant_id, data.subjects, request.app.state.audit
             )

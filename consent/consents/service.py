@@ -7,7 +7,7 @@ version shown, append the event and update the state projection in the same stat
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any
 from uuid import UUID, uuid4
 
 import msgspec
@@ -31,6 +31,7 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
+from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import IdentifierIn, SubjectRef
 
@@ -40,7 +41,6 @@ Q = SqlFile.beside(__file__)
 _CLOCK_SKEW = timedelta(minutes=5)
 _enc = msgspec.json.Encoder()
 _EVIDENCE_CONTEXT = b"consent-evidence"
-DEFAULT_AUDIT_ORIGIN: Final = "consent.local/audit"
 
 
 def validate_shape(data: ConsentCreate, now: datetime) -> None:
@@ -153,23 +153,18 @@ class ConsentService:
                 dek, self.tenant_id, subject_id, _enc.encode(kept), _EVIDENCE_CONTEXT
             )
         notice_hash = bytes.fromhex(ctx["content_hash"]) if ctx.get("content_hash") else None
-        log_id, origin = await self.audit.log(conn, self.tenant_id)
-        sealed = AuditWriter.seal_evidence(
-            dek,
-            self.tenant_id,
-            subject_id,
-            event_id,
-            {"event": data, "network": kept},
+        audit = await self.audit.prepare(
+            conn, dek, self.tenant_id, subject_id, event_id, {"event": data, "network": kept}
         )
         leaf = ConsentLeaf(
             event_uuid=event_id,
             occurred_at=occurred_at.astimezone(UTC),
-            log=origin,
-            subject_token=await self.audit.subject_token(conn, self.tenant_id, subject_id),
+            log=audit.origin,
+            subject_token=audit.subject_token,
             choices=tuple(PurposeChoice(purpose=c.purpose, choice=c.choice) for c in data.choices),
             notice_version_id=str(data.notice_version_id) if data.notice_version_id else None,
             notice_hash=ctx.get("content_hash"),
-            evidence_digest=sealed.digest,
+            evidence_digest=audit.evidence.digest,
         )
         inserted = await conn.fetchrow(
             Q.insert_consent_event,
@@ -194,7 +189,7 @@ class ConsentService:
         if inserted is None:
             raise RuntimeError("the event insert returned no row")
         await self.audit.append(
-            conn, self.tenant_id, log_id, leaf, subject_id=subject_id, evidence=sealed
+            conn, self.tenant_id, audit.log_id, leaf, subject_id=subject_id, evidence=audit.evidence
         )
         return ConsentRecorded(
             event_id=inserted["id"],

@@ -35,7 +35,10 @@ CursorParam = Annotated[
 
 def _service(request: Request[Any, Any, Any]) -> PreferenceService:
     return PreferenceService(
-        request.app.state.db, request.app.state.keyring, principal(request).tenant_id
+        request.app.state.db,
+        request.app.state.keyring,
+        principal(request).tenant_id,
+        request.app.state.audit,
     )
 
 

@@ -1,8 +1,8 @@
 -- name: insert_preference_event
 with ev as (
-    insert into preference_event (tenant_id, subject_id, occurred_at, items, surface, channel,
-                                  method, agent_id, property_id)
-    values ($1, $2, coalesce($3, now()), $4, $5, $6, $7, $8, $9)
+    insert into preference_event (id, tenant_id, subject_id, occurred_at, items, surface,
+                                  channel, method, agent_id, property_id)
+    values ($13, $1, $2, $3, $4, $5, $6, $7, $8, $9)
     returning id, seq, occurred_at, recorded_at
 ), state as (
     insert into preference_state as s (tenant_id, subject_id, kind, key, value, event_id,

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 
+from consent.audit.leaf import PreferenceChoice
+from consent.audit.leaf import PreferenceRecorded as PreferenceLeaf
+from consent.audit.outbox import AuditWriter
+from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.db.sql import SqlFile
@@ -23,6 +27,7 @@ from consent.preferences.schemas import (
     PreferenceState,
     SubjectPreferences,
 )
+from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import SubjectRef
 
@@ -61,10 +66,14 @@ def validate_preferences(data: PreferenceCreate, now: datetime) -> None:
 
 
 class PreferenceService:
-    def __init__(self, db: Database, keyring: KeyRing, tenant_id: UUID) -> None:
+    def __init__(
+        self, db: Database, keyring: KeyRing, tenant_id: UUID, audit: AuditWriter | None = None
+    ) -> None:
         self.db = db
         self.tenant_id = tenant_id
         self.subjects = SubjectResolver(keyring)
+        self.datakeys = DataKeys(keyring)
+        self.audit = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
 
     async def record(
         self, data: PreferenceCreate, *, idempotency_key: str | None = None
@@ -75,15 +84,33 @@ class PreferenceService:
             async def produce() -> PreferenceRecorded:
                 ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
                 subject_id = await self.subjects.resolve(conn, self.tenant_id, ref, create=True)
+                if subject_id is None:
+                    raise RuntimeError("create=True always yields a subject")
                 if data.property_id is not None and not await conn.fetchval(
                     "select exists (select 1 from property where id = $1)", data.property_id
                 ):
                     raise ValidationFailed.field("property_id", "no such property")
+                event_id = uuid4()
+                occurred_at = data.occurred_at or datetime.now(UTC)
+                dek = await self.datakeys.ensure(conn, self.tenant_id, subject_id)
+                audit = await self.audit.prepare(
+                    conn, dek, self.tenant_id, subject_id, event_id, {"event": data}
+                )
+                leaf = PreferenceLeaf(
+                    event_uuid=event_id,
+                    occurred_at=occurred_at.astimezone(UTC),
+                    log=audit.origin,
+                    subject_token=audit.subject_token,
+                    preferences=tuple(
+                        PreferenceChoice(kind=i.kind, key=i.key, value=i.value) for i in data.items
+                    ),
+                    evidence_digest=audit.evidence.digest,
+                )
                 row = await conn.fetchrow(
                     Q.insert_preference_event,
                     self.tenant_id,
                     subject_id,
-                    data.occurred_at,
+                    occurred_at,
                     msgspec.to_builtins(data.items),
                     data.surface,
                     data.channel,
@@ -93,9 +120,18 @@ class PreferenceService:
                     [i.kind for i in data.items],
                     [i.key for i in data.items],
                     [i.value for i in data.items],
+                    event_id,
                 )
-                if row is None or subject_id is None:
+                if row is None:
                     raise RuntimeError("the event insert returned no row")
+                await self.audit.append(
+                    conn,
+                    self.tenant_id,
+                    audit.log_id,
+                    leaf,
+                    subject_id=subject_id,
+                    evidence=audit.evidence,
+                )
                 return PreferenceRecorded(
                     event_id=row["id"],
                     subject_id=subject_id,

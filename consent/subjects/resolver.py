@@ -9,10 +9,12 @@ under the owning subject's data key.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 
+from consent.audit.leaf import SubjectLinked
+from consent.audit.outbox import AuditWriter
 from consent.consents.rules import ChoiceRecord, PreferenceRecord, fold, latest_by
 from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
@@ -130,7 +132,13 @@ class SubjectResolver:
         return [UUID(str(r["id"])) for r in await conn.fetch(Q.group_members, subject_id)]
 
     # -- linking -------------------------------------------------------------------------------
-    async def link(self, conn: Conn, tenant_id: UUID, refs: list[SubjectRef]) -> LinkResult:
+    async def link(
+        self,
+        conn: Conn,
+        tenant_id: UUID,
+        refs: list[SubjectRef],
+        audit: AuditWriter | None = None,
+    ) -> LinkResult:
         await conn.execute(Q.lock_tenant_links, str(tenant_id))
         existing: set[UUID] = set()
         unknown: list[_Normalized] = []
@@ -159,9 +167,33 @@ class SubjectResolver:
             if ident.digest not in seen:
                 seen.add(ident.digest)
                 await self._attach(conn, tenant_id, survivor, ident)
+        linked_at = datetime.now(UTC)
         if losers:
             await self.rebuild_state(conn, tenant_id, survivor)
-        return LinkResult(subject_id=survivor, merged=losers, linked_at=datetime.now(UTC))
+            if audit is not None:
+                await self._log_links(conn, audit, tenant_id, survivor, losers, linked_at)
+        return LinkResult(subject_id=survivor, merged=losers, linked_at=linked_at)
+
+    @staticmethod
+    async def _log_links(
+        conn: Conn,
+        audit: AuditWriter,
+        tenant_id: UUID,
+        survivor: UUID,
+        losers: list[UUID],
+        at: datetime,
+    ) -> None:
+        log_id, origin = await audit.log(conn, tenant_id)
+        token = await audit.subject_token(conn, tenant_id, survivor)
+        for loser in losers:
+            leaf = SubjectLinked(
+                event_uuid=uuid4(),
+                occurred_at=at,
+                log=origin,
+                subject_token=token,
+                linked_subject_token=await audit.subject_token(conn, tenant_id, loser),
+            )
+            await audit.append(conn, tenant_id, log_id, leaf, subject_id=survivor)
 
     async def _move_identifiers(
         self, conn: Conn, tenant_id: UUID, loser: UUID, survivor: UUID

@@ -39,7 +39,8 @@ async def test_consent_leaf_is_integrated_and_provable_offline(
     assert early.status_code == 409
     assert early.json()["type"] == "/problems/audit-pending"
 
-    assert await integrator.integrate_all() == 10
+    # 10 consents + 7 admin changes of the catalogue set-up (purposes, notice, version).
+    assert await integrator.integrate_all() == 17
     vkey = (await client.get("/.well-known/consent-audit-keys")).text.strip()
     assert vkey == signer.vkey
     for item in written:
@@ -65,7 +66,7 @@ async def test_checkpoints_are_consistent_over_time(
     await integrator.integrate_all()
     new = (await client.get("/v1/audit/checkpoint", headers=catalog.h)).text
     old_size, new_size = int(old.splitlines()[1]), int(new.splitlines()[1])
-    assert (old_size, new_size) == (5, 14)
+    assert (old_size, new_size) == (7 + 5, 7 + 14)
     proof = (
         await client.get(
             "/v1/audit/consistency", params={"from": old_size, "to": new_size}, headers=catalog.h
@@ -143,3 +144,61 @@ async def test_export_for_a_regulator_verifies_offline(
             [base64.b64decode(h) for h in entry["inclusion_proof"]],
             checkpoint.root_hash,
         )
+
+
+async def test_every_kind_of_change_becomes_a_leaf(
+    client: Any, catalog: Catalog, db: Database, integrator: Integrator
+) -> None:
+    device = await catalog.consent(
+        identifier={"type": "device", "value": "kinds-1"},
+        choices=[{"purpose": "ads", "choice": "granted"}],
+    )
+    await catalog.post(
+        "/v1/preferences",
+        {
+            "subject_id": device["subject_id"],
+            "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
+            "surface": "portal",
+            "channel": "web",
+        },
+    )
+    await catalog.post(
+        "/v1/subjects/link",
+        {
+            "subjects": [
+                {"subject_id": device["subject_id"]},
+                {"identifier": {"type": "email", "value": "kinds@example.com"}},
+            ]
+        },
+        status=200,
+    )
+    other = await catalog.consent(
+        identifier={"type": "customer_id", "value": "K-2"},
+        choices=[{"purpose": "ads", "choice": "denied"}],
+    )
+    await catalog.post(
+        "/v1/subjects/link",
+        {"subjects": [{"subject_id": device["subject_id"]}, {"subject_id": other["subject_id"]}]},
+        status=200,
+    )
+    await integrator.integrate_all()
+    async with db.system() as conn:
+        kinds = {
+            r["kind"]: r["n"]
+            for r in await conn.fetch("select kind, count(*) as n from audit_event group by kind")
+        }
+    # Catalogue set-up: 4 purposes, 1 notice, 1 version created + published.
+    assert kinds["admin.changed"] == 7
+    assert kinds["consent.recorded"] == 2
+    assert kinds["preference.recorded"] == 1
+    assert kinds["subject.linked"] == 1
+    page = (
+        await client.get(f"/v1/subjects/{device['subject_id']}/activity", headers=catalog.h)
+    ).json()
+    assert [i["kind"] for i in page["items"]] == [
+        "subject.linked",
+        "consent.recorded",  # of the linked subject: nothing lost
+        "preference.recorded",
+        "consent.recorded",
+    ]
+    assert page["items"][2]["choices"] == [{"kind": "channel", "key": "email", "value": "opt_in"}]
