@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-stamp
 
-.PHONY: run test setup lint bench clean
+.PHONY: run test setup lint bench clean chromium
 
 # Re-run setup whenever pyproject.toml or this Makefile changes.
 $(STAMP): pyproject.toml Makefile
@@ -29,9 +29,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Browser tests drive Debian's Chromium through Playwright (never Playwright's own download).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "The browser tests need Chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
 ## make test: set up, lint, type-check and run the whole test suite
 ## (CONSENT_TEST_DATABASE_URL=postgresql://... runs it against another PostgreSQL server)
-test: lint
+test: lint chromium
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -17,6 +17,7 @@ from consent.audit.api import AuditController, audit_keys
 from consent.audit.checkpoint import NoteSigner
 from consent.audit.integrator import Integrator
 from consent.audit.outbox import AuditWriter
+from consent.audit.page import static_files, verify_page
 from consent.catalog.api import CatalogController
 from consent.config import Settings
 from consent.consents.api import ConsentController
@@ -111,6 +112,8 @@ def create_app(
             PreferenceController,
             AuditController,
             audit_keys,
+            verify_page,
+            static_files,
         ],
         lifespan=[lifespan],
         middleware=[RequestIdMiddleware],
