@@ -29,6 +29,10 @@ _TOKEN_BYTES: Final = 32
 _enc = msgspec.json.Encoder(order="sorted")
 
 
+def _token_text(token: bytes) -> str:
+    return base64.urlsafe_b64encode(token).decode().rstrip("=")
+
+
 class EncryptedEvidence(msgspec.Struct, frozen=True):
     ciphertext: bytes
 
@@ -73,7 +77,7 @@ class AuditWriter:
         token = await conn.fetchval(
             Q.subject_token, tenant_id, subject_id, os.urandom(_TOKEN_BYTES)
         )
-        return base64.urlsafe_b64encode(bytes(token)).decode().rstrip("=")
+        return _token_text(bytes(token))
 
     @staticmethod
     def seal_evidence(
@@ -95,12 +99,16 @@ class AuditWriter:
         subject_id: uuid.UUID,
         event_uuid: uuid.UUID,
         details: object,
+        token: bytes | None = None,
     ) -> SubjectLeafContext:
+        """Log, token (the known one, else looked up or created) and sealed evidence."""
         log_id, origin = await self.log(conn, tenant_id)
         return SubjectLeafContext(
             log_id=log_id,
             origin=origin,
-            subject_token=await self.subject_token(conn, tenant_id, subject_id),
+            subject_token=_token_text(token)
+            if token is not None
+            else await self.subject_token(conn, tenant_id, subject_id),
             evidence=self.seal_evidence(dek, tenant_id, subject_id, event_uuid, details),
         )
 
@@ -116,17 +124,17 @@ class AuditWriter:
     ) -> bytes:
         """Insert the leaf (pending) and its evidence; returns the leaf bytes."""
         data = encode_leaf(leaf)
-        kind = str(type(leaf).__struct_config__.tag)
-        await conn.execute(
-            Q.insert_event,
+        args = (
             leaf.event_uuid,
             log_id,
             tenant_id,
             data,
             merkle.leaf_hash(data),
-            kind,
+            str(type(leaf).__struct_config__.tag),
             subject_id,
         )
-        if evidence is not None:
-            await conn.execute(Q.insert_evidence, leaf.event_uuid, tenant_id, evidence.ciphertext)
+        if evidence is None:
+            await conn.execute(Q.insert_event, *args)
+        else:
+            await conn.execute(Q.insert_event_with_evidence, *args, evidence.ciphertext)
         return data

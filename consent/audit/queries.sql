@@ -134,3 +134,11 @@ select tree_size, root_hash, note from audit_checkpoint where log_id = $1 order 
 
 -- name: node_count
 select count(*) from audit_node where log_id = $1;
+
+-- name: insert_event_with_evidence
+with leaf as (
+    insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind,
+                             subject_id)
+    values ($1, $2, $3, $4, $5, $6, $7)
+)
+insert into audit_evidence (event_uuid, tenant_id, ciphertext) values ($1, $3, $8);

@@ -141,11 +141,11 @@ class ConsentService:
         ):
             raise ValidationFailed.field("property_id", "no such property")
         ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
-        subject_id = await self.subjects.resolve(conn, self.tenant_id, ref, create=True)
-        assert subject_id is not None  # noqa: S101 - create=True always yields a subject
+        subject = await self.subjects.resolve_for_write(conn, self.tenant_id, ref)
+        subject_id = subject.id
         event_id = uuid4()
         occurred_at = data.occurred_at or datetime.now(UTC)
-        dek = await self.datakeys.ensure(conn, self.tenant_id, subject_id)
+        dek = subject.dek or await self.datakeys.ensure(conn, self.tenant_id, subject_id)
         kept = evidence if evidence is not None and ctx.get("keep_evidence") else None
         evidence_enc = None
         if kept is not None:
@@ -154,7 +154,13 @@ class ConsentService:
             )
         notice_hash = bytes.fromhex(ctx["content_hash"]) if ctx.get("content_hash") else None
         audit = await self.audit.prepare(
-            conn, dek, self.tenant_id, subject_id, event_id, {"event": data, "network": kept}
+            conn,
+            dek,
+            self.tenant_id,
+            subject_id,
+            event_id,
+            {"event": data, "network": kept},
+            subject.token,
         )
         leaf = ConsentLeaf(
             event_uuid=event_id,

@@ -15,7 +15,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 
-__all__ = ["DataKeys", "EncryptedForErasedSubject", "rewrap_all"]
+__all__ = ["DataKeys", "EncryptedForErasedSubject", "dek_aad", "rewrap_all"]
 
 Q = SqlFile.beside(__file__)
 
@@ -24,7 +24,8 @@ class EncryptedForErasedSubject(Exception):
     """The subject's data key was destroyed: its encrypted data is gone for good."""
 
 
-def _aad(tenant_id: UUID, subject_id: UUID) -> bytes:
+def dek_aad(tenant_id: UUID, subject_id: UUID) -> bytes:
+    """Associated data binding a wrapped data key to its tenant and subject."""
     return b"consent/dek/v1/" + tenant_id.bytes + subject_id.bytes
 
 
@@ -42,22 +43,26 @@ class DataKeys:
         row = await conn.fetchrow(Q.get_subject_key, tenant_id, subject_id)
         if row is not None:
             return self.keyring.unwrap(
-                row["kek_id"], row["dek_wrapped"], _aad(tenant_id, subject_id)
+                row["kek_id"], row["dek_wrapped"], dek_aad(tenant_id, subject_id)
             )
         dek = self.keyring.new_data_key()
-        kek_id, wrapped = self.keyring.wrap(dek, _aad(tenant_id, subject_id))
+        kek_id, wrapped = self.keyring.wrap(dek, dek_aad(tenant_id, subject_id))
         await conn.execute(Q.insert_subject_key, tenant_id, subject_id, kek_id, wrapped)
         # A concurrent creator may have won the insert: read back the key that is stored.
         row = await conn.fetchrow(Q.get_subject_key, tenant_id, subject_id)
         if row is None:
             raise EncryptedForErasedSubject
-        return self.keyring.unwrap(row["kek_id"], row["dek_wrapped"], _aad(tenant_id, subject_id))
+        return self.keyring.unwrap(
+            row["kek_id"], row["dek_wrapped"], dek_aad(tenant_id, subject_id)
+        )
 
     async def get(self, conn: Conn, tenant_id: UUID, subject_id: UUID) -> bytes:
         row = await conn.fetchrow(Q.get_subject_key, tenant_id, subject_id)
         if row is None:
             raise EncryptedForErasedSubject
-        return self.keyring.unwrap(row["kek_id"], row["dek_wrapped"], _aad(tenant_id, subject_id))
+        return self.keyring.unwrap(
+            row["kek_id"], row["dek_wrapped"], dek_aad(tenant_id, subject_id)
+        )
 
     @staticmethod
     def encrypt(
@@ -98,7 +103,7 @@ async def rewrap_all(
                 break
             tenants, subjects, wrapped = [], [], []
             for r in rows:
-                aad = _aad(r["tenant_id"], r["subject_id"])
+                aad = dek_aad(r["tenant_id"], r["subject_id"])
                 dek = keyring.unwrap(r["kek_id"], r["dek_wrapped"], aad)
                 _, new_wrapped = keyring.wrap(dek, aad)
                 tenants.append(r["tenant_id"])

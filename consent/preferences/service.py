@@ -83,18 +83,17 @@ class PreferenceService:
 
             async def produce() -> PreferenceRecorded:
                 ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
-                subject_id = await self.subjects.resolve(conn, self.tenant_id, ref, create=True)
-                if subject_id is None:
-                    raise RuntimeError("create=True always yields a subject")
+                subject = await self.subjects.resolve_for_write(conn, self.tenant_id, ref)
+                subject_id = subject.id
                 if data.property_id is not None and not await conn.fetchval(
                     "select exists (select 1 from property where id = $1)", data.property_id
                 ):
                     raise ValidationFailed.field("property_id", "no such property")
                 event_id = uuid4()
                 occurred_at = data.occurred_at or datetime.now(UTC)
-                dek = await self.datakeys.ensure(conn, self.tenant_id, subject_id)
+                dek = subject.dek or await self.datakeys.ensure(conn, self.tenant_id, subject_id)
                 audit = await self.audit.prepare(
-                    conn, dek, self.tenant_id, subject_id, event_id, {"event": data}
+                    conn, dek, self.tenant_id, subject_id, event_id, {"event": data}, subject.token
                 )
                 leaf = PreferenceLeaf(
                     event_uuid=event_id,

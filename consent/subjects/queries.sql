@@ -88,3 +88,27 @@ select pg_advisory_xact_lock(hashtextextended('consent/link/' || $1::text, 0));
 
 -- name: lock_subjects
 select id, created_at from subject where id = any($1::uuid[]) order by id for update;
+
+-- name: write_context_by_identifier
+-- The surviving subject of an identifier, locked against a concurrent link, with its wrapped
+-- data key and audit token when they exist (one round trip for the common write).
+select w.id, k.kek_id, k.dek_wrapped, t.token
+from (
+    select coalesce(s.merged_into, s.id) as id
+    from subject as s
+    where s.id = (
+        select subject_id from subject_identifier
+        where tenant_id = $1 and id_type = $2 and lookup_hmac = $3
+    )
+    for key share of s
+) as w
+left join subject_key as k on k.tenant_id = $1 and k.subject_id = w.id
+left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = w.id;
+
+-- name: write_context_by_id
+select w.id, k.kek_id, k.dek_wrapped, t.token
+from (
+    select coalesce(s.merged_into, s.id) as id from subject as s where s.id = $2 for key share
+) as w
+left join subject_key as k on k.tenant_id = $1 and k.subject_id = w.id
+left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = w.id;

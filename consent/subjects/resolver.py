@@ -16,7 +16,7 @@ import msgspec
 from consent.audit.leaf import SubjectLinked
 from consent.audit.outbox import AuditWriter
 from consent.consents.rules import ChoiceRecord, PreferenceRecord, fold, latest_by
-from consent.crypto.datakeys import DataKeys
+from consent.crypto.datakeys import DataKeys, dek_aad
 from consent.crypto.keys import KeyRing
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
@@ -24,7 +24,7 @@ from consent.errors import NotFound, ValidationFailed
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 from consent.subjects.schemas import IdentifierIn, LinkResult, SubjectRef
 
-__all__ = ["SubjectResolver"]
+__all__ = ["SubjectResolver", "WriteSubject"]
 
 Q = SqlFile.beside(__file__)
 
@@ -37,6 +37,14 @@ class _Normalized(msgspec.Struct, frozen=True):
     type: str
     value: str
     digest: bytes
+
+
+class WriteSubject(msgspec.Struct, frozen=True):
+    """A subject about to be written to, with its data key and audit token when known."""
+
+    id: UUID
+    dek: bytes | None
+    token: bytes | None
 
 
 class SubjectResolver:
@@ -105,6 +113,31 @@ class SubjectResolver:
         subject_id = await self._new_subject(conn, tenant_id)
         await self._attach(conn, tenant_id, subject_id, ident)
         return subject_id
+
+    async def resolve_for_write(self, conn: Conn, tenant_id: UUID, ref: SubjectRef) -> WriteSubject:
+        """Like `resolve(create=True)`, plus the data key and audit token in the same query."""
+        row = None
+        if ref.subject_id is not None and ref.identifier is None:
+            row = await conn.fetchrow(Q.write_context_by_id, tenant_id, ref.subject_id)
+            if row is None:
+                raise NotFound("No such subject.")
+        elif ref.identifier is not None and ref.subject_id is None:
+            ident = await self._normalize(conn, tenant_id, ref.identifier, "subject.identifier")
+            row = await conn.fetchrow(
+                Q.write_context_by_identifier, tenant_id, ident.type, ident.digest
+            )
+        if row is None:
+            subject_id = await self.resolve(conn, tenant_id, ref, create=True)
+            assert subject_id is not None  # noqa: S101 - create=True always yields a subject
+            return WriteSubject(subject_id, None, None)
+        subject_id = UUID(str(row["id"]))
+        dek = None
+        if row["dek_wrapped"] is not None:
+            dek = self.keyring.unwrap(
+                row["kek_id"], bytes(row["dek_wrapped"]), dek_aad(tenant_id, subject_id)
+            )
+        token = bytes(row["token"]) if row["token"] is not None else None
+        return WriteSubject(subject_id, dek, token)
 
     @staticmethod
     async def _new_subject(conn: Conn, tenant_id: UUID) -> UUID:
