@@ -44,7 +44,7 @@ import asyncio
 import csv
 import sys
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Coroutine, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final, Literal
@@ -53,6 +53,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from consent.audit.outbox import AuditWriter
 from consent.consents.schemas import ConsentCreate
 from consent.consents.service import ConsentService, validate_shape
 from consent.crypto.keys import KeyRing
@@ -459,8 +460,9 @@ class Progress:
         self._width = 0
         self._show()
 
-    def finish(self) -> None:
-        self.total = self.done
+    def finish(self, *, complete: bool = True) -> None:
+        if complete:
+            self.total = self.done  # the estimate counted blank and continuation lines
         self._show()
         self.stream.write("\n")
         self.stream.flush()
@@ -569,11 +571,13 @@ async def import_file(
     batch_size: int = DEFAULT_BATCH_SIZE,
     report: IO[bytes] | None = None,
     stderr: IO[str] | None = None,
+    audit_origin: str | None = None,
 ) -> ImportResult:
     """Import `path` into the tenant in one transaction (see the module docstring).
 
     Raises ImportUsageError (bad file, header or tenant) or ImportAborted (the database
-    failed); in both cases nothing was committed.
+    failed); in both cases nothing was committed. `audit_origin`: the service's
+    CONSENT_AUDIT_ORIGIN, used if this import creates the tenant's audit log.
     """
     if batch_size < 1:
         raise ImportUsageError("--batch-size must be at least 1")
@@ -596,7 +600,9 @@ async def import_file(
             if not await conn.fetchval(IQ.tenant_exists):
                 raise ImportUsageError(f"no tenant {tenant_id}")
             known = frozenset(r["key"] for r in await conn.fetch(IQ.known_purposes))
-            run = _Run(conn, ConsentService(db, keyring, tenant_id), reporter, progress)
+            audit = AuditWriter(audit_origin) if audit_origin is not None else None
+            service = ConsentService(db, keyring, tenant_id, audit=audit)
+            run = _Run(conn, service, reporter, progress)
             await run.run(rows, known, batch_size)
             commit = reporter.rows == 0 or (skip_invalid and run.valid > 0)
             _roll_back_unless(commit and not dry_run)
@@ -604,7 +610,7 @@ async def import_file(
     except _Rollback:
         pass
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-        progress.finish()
+        progress.finish(complete=False)
         raise ImportAborted(_abort_message(exc, committing)) from exc
     finally:
         rows.close()
@@ -692,6 +698,7 @@ async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | N
             skip_invalid=args.skip_invalid,
             batch_size=args.batch_size,
             report=report,
+            audit_origin=settings.audit_origin,
         )
     finally:
         await db.close()
@@ -725,6 +732,15 @@ def cmd_import(args: argparse.Namespace) -> int:
             report.close()
 
 
+def _run_loop(coro: Coroutine[Any, Any, int]) -> int:
+    """uvloop when installed: the import is a long chain of round trips (~2x faster)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency except on Windows
+        return asyncio.run(coro)
+    return uvloop.run(coro)
+
+
 def _run_command(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | None) -> int:
     from consent.config import ConfigError
     from consent.crypto.keys import KeyError_
@@ -732,7 +748,7 @@ def _run_command(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | 
     from consent.db.migrate import MigrationError
 
     try:
-        return asyncio.run(_main(args, tenant_id, report))
+        return _run_loop(_main(args, tenant_id, report))
     except (ImportUsageError, ConfigError, KeyError_) as exc:
         return _fail(str(exc), 2)
     except (ImportAborted, MigrationError) as exc:
