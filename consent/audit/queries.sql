@@ -30,7 +30,8 @@ select distinct log_id from audit_event where leaf_index is null;
 select pg_try_advisory_xact_lock(1094996036, $1::int);
 
 -- name: lock_log
-select tree_size, frontier, origin, tenant_id from audit_log where log_id = $1 for update;
+-- "no key update": writers' foreign keys (for key share) on this row do not wait for us.
+select tree_size, frontier, origin, tenant_id from audit_log where log_id = $1 for no key update;
 
 -- name: pending_events
 select event_id, leaf_hash from audit_event

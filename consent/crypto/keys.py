@@ -86,6 +86,7 @@ class KeyRing:
     signing_key: Ed25519PrivateKey
     keys_dir: Path | None = None
     _current_mtime: float = field(default=0.0)
+    _lookup_keys: dict[str, bytes] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"KeyRing(kek_ids={sorted(self.keks)}, current={self.current_kek_id})"
@@ -113,7 +114,11 @@ class KeyRing:
 
     # -- lookups -----------------------------------------------------------------------------
     def lookup_key(self, tenant_id: str) -> bytes:
-        return derive_key(self.lookup_root, b"consent/lookup/v1/" + tenant_id.encode())
+        key = self._lookup_keys.get(tenant_id)
+        if key is None:
+            key = derive_key(self.lookup_root, b"consent/lookup/v1/" + tenant_id.encode())
+            self._lookup_keys[tenant_id] = key
+        return key
 
     def lookup_digest(self, tenant_id: str, id_type: str, normalized: str) -> bytes:
         message = id_type.encode() + b"\x00" + normalized.encode()

@@ -52,6 +52,15 @@ async def init_connection(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     )
 
 
+async def _keep_session(_conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Pool reset that skips asyncpg's RESET ALL / UNLISTEN round trip on every release.
+
+    asyncpg still rolls back an unfinished transaction first. Nothing here changes session
+    state: tenant and role settings are transaction-local (set_config(..., true)), and session
+    advisory locks (migrations) are released explicitly.
+    """
+
+
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached or refused the connection."""
 
@@ -113,6 +122,7 @@ class Database:
                 command_timeout=30,
                 server_settings={"application_name": "consent"},
                 init=init_connection,
+                reset=_keep_session,
             )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise DatabaseUnavailable(type(exc).__name__) from exc

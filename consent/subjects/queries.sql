@@ -12,8 +12,32 @@ insert into subject (tenant_id) values ($1) returning id, created_at;
 insert into subject_identifier (tenant_id, id_type, lookup_hmac, subject_id, value_enc)
 values ($1, $2, $3, $4, $5);
 
--- name: lock_identifier
-select pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2 || '/' || encode($3, 'hex'), 0));
+-- name: find_identifier_unlocked
+select coalesce(s.merged_into, s.id) as id
+from subject_identifier as i join subject as s on s.id = i.subject_id
+where i.tenant_id = $1 and i.id_type = $2 and i.lookup_hmac = $3;
+
+-- name: resolve_subject_unlocked
+select coalesce(merged_into, id) as id from subject where id = $1;
+
+-- name: create_subject_for_identifier
+-- First sight of an identifier, in one statement: the identifier row decides (a concurrent
+-- creator of the same identifier wins the conflict, and then nothing else is inserted).
+with ident as (
+    insert into subject_identifier (tenant_id, id_type, lookup_hmac, subject_id, value_enc)
+    values ($1, $3, $4, $2, $5)
+    on conflict (tenant_id, id_type, lookup_hmac) do nothing
+    returning subject_id
+), subj as (
+    insert into subject (id, tenant_id) select subject_id, $1 from ident
+), dek as (
+    insert into subject_key (tenant_id, subject_id, kek_id, dek_wrapped)
+    select $1, subject_id, $6, $7 from ident
+), tok as (
+    insert into audit_subject_token (tenant_id, subject_id, token)
+    select $1, subject_id, $8 from ident
+)
+select subject_id from ident;
 
 -- name: subject_for_update
 select id, merged_into, created_at from subject where id = $1 for update;
@@ -70,18 +94,6 @@ insert into preference_state (tenant_id, subject_id, kind, key, value, event_id,
 select $1, $2, u.kind, u.key, u.value, u.event_id, u.occurred_at, u.seq
 from unnest($3::text[], $4::text[], $5::text[], $6::uuid[], $7::timestamptz[], $8::bigint[])
      as u (kind, key, value, event_id, occurred_at, seq);
-
--- name: resolve_identifier_locked
-select coalesce(s.merged_into, s.id) as id
-from subject as s
-where s.id = (
-    select subject_id from subject_identifier
-    where tenant_id = $1 and id_type = $2 and lookup_hmac = $3
-)
-for key share of s;
-
--- name: resolve_subject_locked
-select coalesce(merged_into, id) as id from subject where id = $1 for key share;
 
 -- name: lock_tenant_links
 select pg_advisory_xact_lock(hashtextextended('consent/link/' || $1::text, 0));

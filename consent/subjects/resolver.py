@@ -8,9 +8,11 @@ under the owning subject's data key.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import asyncpg
 import msgspec
 
 from consent.audit.leaf import SubjectLinked
@@ -79,6 +81,11 @@ class SubjectResolver:
             Q.insert_identifier, tenant_id, ident.type, ident.digest, subject_id, enc
         )
 
+    @staticmethod
+    def _check_ref(ref: SubjectRef, field: str) -> None:
+        if (ref.subject_id is None) == (ref.identifier is None):
+            raise ValidationFailed.field(field, "give exactly one of subject_id or identifier")
+
     async def resolve(
         self,
         conn: Conn,
@@ -88,48 +95,22 @@ class SubjectResolver:
         create: bool,
         field: str = "subject",
     ) -> UUID | None:
-        """The surviving subject of `ref`, locked against a concurrent link."""
-        if (ref.subject_id is None) == (ref.identifier is None):
-            raise ValidationFailed.field(field, "give exactly one of subject_id or identifier")
+        """The surviving subject of `ref`. Reads take no lock (a read must not write: row locks
+        do); `create=True` is the write path (`resolve_for_write`)."""
+        if create:
+            return (await self.resolve_for_write(conn, tenant_id, ref, field)).id
+        self._check_ref(ref, field)
         if ref.subject_id is not None:
-            found = await conn.fetchval(Q.resolve_subject_locked, ref.subject_id)
+            found = await conn.fetchval(Q.resolve_subject_unlocked, ref.subject_id)
             if found is None:
                 raise NotFound("No such subject.")
             return UUID(str(found))
-        assert ref.identifier is not None  # noqa: S101 - narrowed by the check above
+        assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
         ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
-        found = await conn.fetchval(
-            Q.resolve_identifier_locked, tenant_id, ident.type, ident.digest
-        )
-        if found is not None or not create:
-            return UUID(str(found)) if found is not None else None
-        # First sight of this identifier: serialise its creation, then re-check.
-        await conn.execute(Q.lock_identifier, str(tenant_id), ident.type, ident.digest)
-        found = await conn.fetchval(
-            Q.resolve_identifier_locked, tenant_id, ident.type, ident.digest
-        )
-        if found is not None:
-            return UUID(str(found))
-        subject_id = await self._new_subject(conn, tenant_id)
-        await self._attach(conn, tenant_id, subject_id, ident)
-        return subject_id
+        found = await conn.fetchval(Q.find_identifier_unlocked, tenant_id, ident.type, ident.digest)
+        return UUID(str(found)) if found is not None else None
 
-    async def resolve_for_write(self, conn: Conn, tenant_id: UUID, ref: SubjectRef) -> WriteSubject:
-        """Like `resolve(create=True)`, plus the data key and audit token in the same query."""
-        row = None
-        if ref.subject_id is not None and ref.identifier is None:
-            row = await conn.fetchrow(Q.write_context_by_id, tenant_id, ref.subject_id)
-            if row is None:
-                raise NotFound("No such subject.")
-        elif ref.identifier is not None and ref.subject_id is None:
-            ident = await self._normalize(conn, tenant_id, ref.identifier, "subject.identifier")
-            row = await conn.fetchrow(
-                Q.write_context_by_identifier, tenant_id, ident.type, ident.digest
-            )
-        if row is None:
-            subject_id = await self.resolve(conn, tenant_id, ref, create=True)
-            assert subject_id is not None  # noqa: S101 - create=True always yields a subject
-            return WriteSubject(subject_id, None, None)
+    def _write_subject(self, tenant_id: UUID, row: asyncpg.Record) -> WriteSubject:
         subject_id = UUID(str(row["id"]))
         dek = None
         if row["dek_wrapped"] is not None:
@@ -138,6 +119,50 @@ class SubjectResolver:
             )
         token = bytes(row["token"]) if row["token"] is not None else None
         return WriteSubject(subject_id, dek, token)
+
+    async def resolve_for_write(
+        self, conn: Conn, tenant_id: UUID, ref: SubjectRef, field: str = "subject"
+    ) -> WriteSubject:
+        """The surviving subject, locked against a concurrent link (`for key share`), with its
+        data key and audit token; an identifier seen for the first time creates the subject,
+        its identifier, data key and token in one statement."""
+        self._check_ref(ref, field)
+        if ref.subject_id is not None:
+            row = await conn.fetchrow(Q.write_context_by_id, tenant_id, ref.subject_id)
+            if row is None:
+                raise NotFound("No such subject.")
+            return self._write_subject(tenant_id, row)
+        assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
+        ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
+        args = (tenant_id, ident.type, ident.digest)
+        row = await conn.fetchrow(Q.write_context_by_identifier, *args)
+        if row is not None:
+            return self._write_subject(tenant_id, row)
+        subject_id = uuid4()
+        dek = self.keyring.new_data_key()
+        kek_id, wrapped = self.keyring.wrap(dek, dek_aad(tenant_id, subject_id))
+        value = DataKeys.encrypt(
+            dek, tenant_id, subject_id, ident.value.encode(), _id_context(ident.type)
+        )
+        token = os.urandom(32)
+        created = await conn.fetchval(
+            Q.create_subject_for_identifier,
+            tenant_id,
+            subject_id,
+            ident.type,
+            ident.digest,
+            value,
+            kek_id,
+            wrapped,
+            token,
+        )
+        if created is not None:
+            return WriteSubject(subject_id, dek, token)
+        # A concurrent writer created it first (and has committed: the insert waited for it).
+        row = await conn.fetchrow(Q.write_context_by_identifier, *args)
+        if row is None:
+            raise RuntimeError("the identifier's subject vanished")
+        return self._write_subject(tenant_id, row)
 
     @staticmethod
     async def _new_subject(conn: Conn, tenant_id: UUID) -> UUID:

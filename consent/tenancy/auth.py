@@ -8,6 +8,7 @@ is one of them. The principal is stored on the connection for the handler (`prin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Final
 from uuid import UUID
@@ -22,7 +23,7 @@ from consent.errors import Forbidden, Unauthorized
 from consent.tenancy.keys import parse_api_key, secret_matches
 from consent.tenancy.repository import TenancyRepository
 
-__all__ = ["Principal", "authenticate", "principal", "requires"]
+__all__ = ["Principal", "authenticate", "key_cache", "principal", "requires"]
 
 _SCOPE_KEY: Final = "consent.principal"
 _UNAUTHORIZED: Final = "A valid API key is required (Authorization: Bearer <key>)."
@@ -39,6 +40,36 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         return "admin" in self.scopes or scope in self.scopes
 
 
+class _KeyCache:
+    """Verified keys for a few seconds, so the hot path makes no lookup per request.
+
+    Revoking a key through this process forgets it at once; another replica may accept a
+    revoked key for at most `ttl` seconds (stated in the API docs).
+    """
+
+    def __init__(self, ttl: float = 5.0, max_size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._entries: dict[str, tuple[float, bytes, Principal]] = {}
+
+    def get(self, key_id: str, secret: str) -> Principal | None:
+        entry = self._entries.get(key_id)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[2] if secret_matches(secret, entry[1]) else None
+
+    def put(self, key_id: str, digest: bytes, who: Principal) -> None:
+        if len(self._entries) >= self.max_size:
+            self._entries.clear()
+        self._entries[key_id] = (time.monotonic() + self.ttl, digest, who)
+
+    def forget(self, key_id: str) -> None:
+        self._entries.pop(key_id, None)
+
+
+key_cache = _KeyCache()
+
+
 async def authenticate(db: Database, authorization: str | None) -> Principal:
     if not authorization or not authorization.startswith("Bearer "):
         raise Unauthorized(_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
@@ -46,6 +77,9 @@ async def authenticate(db: Database, authorization: str | None) -> Principal:
     if parsed is None:
         raise Unauthorized(_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     key_id, secret = parsed
+    cached = key_cache.get(key_id, secret)
+    if cached is not None:
+        return cached
     async with db.pool.acquire() as conn:
         row = await TenancyRepository(conn).find_api_key(key_id)
     if (
@@ -54,13 +88,15 @@ async def authenticate(db: Database, authorization: str | None) -> Principal:
         or not secret_matches(secret, row["secret_sha256"])
     ):
         raise Unauthorized(_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-    return Principal(
+    who = Principal(
         tenant_id=row["tenant_id"],
         key_id=key_id,
         scopes=frozenset(row["scopes"]),
         property_id=row["property_id"],
         allowed_origins=tuple(row["allowed_origins"]),
     )
+    key_cache.put(key_id, bytes(row["secret_sha256"]), who)
+    return who
 
 
 def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Any]:

@@ -11,6 +11,7 @@ from consent.db.database import Database
 from consent.errors import Conflict, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.pagination import check_limit, decode_cursor, encode_cursor
+from consent.tenancy.auth import key_cache
 from consent.tenancy.keys import generate_api_key
 from consent.tenancy.repository import TenancyRepository
 from consent.tenancy.schemas import (
@@ -113,4 +114,5 @@ class TenancyService:
             key = await TenancyRepository(conn).revoke_api_key(api_key_id)
         if key is None:
             raise NotFound("No such API key.")
+        key_cache.forget(key.key_id)
         return key
