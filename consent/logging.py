@@ -6,6 +6,7 @@ on a deny list (and any key that contains one of the deny-listed words), at any 
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
@@ -45,9 +46,15 @@ _DENY_PARTS: Final = ("secret", "password", "token", "authorization", "email", "
 _encoder = msgspec.json.Encoder()
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_personal(key: str) -> bool:
+    """Memoised: log keys are a small, fixed set (an access line used to spend ~14 us here)."""
     lowered = key.lower()
     return lowered in REDACTED_KEYS or any(part in lowered for part in _DENY_PARTS)
+
+
+# Values that hold no keys to drop (exact types: a subclass takes the full check).
+_FLAT: Final = frozenset({str, int, float, bool, type(None)})
 
 
 def _scrub(value: Any) -> Any:
@@ -65,7 +72,7 @@ def redact_personal_data(
     for key in [k for k in event_dict if _is_personal(k)]:
         del event_dict[key]
     for key, value in list(event_dict.items()):
-        if isinstance(value, Mapping | list | tuple):
+        if type(value) not in _FLAT and isinstance(value, Mapping | list | tuple):
             event_dict[key] = _scrub(value)
     return event_dict
 

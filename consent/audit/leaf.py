@@ -146,24 +146,50 @@ _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 _DECODER: Final[msgspec.json.Decoder[Leaf]] = msgspec.json.Decoder(Leaf)
 
 
-def _check_value(value: object, path: str) -> None:
-    """Reject what would make the bytes differ from RFC 8785 or depend on the local zone."""
+# Exact types that are always allowed (subclasses take the isinstance checks below).
+_PLAIN: Final = frozenset({str, bool, uuid.UUID, type(None)})
+_UTC_OFFSET: Final = dt.timedelta(0)
+
+
+def _scalar_problem(value: object) -> str | None:
+    if isinstance(value, bool | str | uuid.UUID) or value is None:
+        return None
+    if isinstance(value, int):
+        return "integer outside the I-JSON range" if abs(value) > MAX_SAFE_INT else None
+    if isinstance(value, dt.datetime):
+        ok = value.utcoffset() == _UTC_OFFSET
+        return None if ok else "datetimes must be timezone-aware UTC"
+    return f"{type(value).__name__} is not allowed in a leaf"
+
+
+def _problem(value: object) -> tuple[str, str] | None:
+    """(path below `value`, message) of the first value a leaf may not hold, else None.
+
+    The path is built only on failure: this runs on every write.
+    """
+    if type(value) in _PLAIN:
+        return None
     if isinstance(value, msgspec.Struct):
         for field in value.__struct_fields__:
-            _check_value(getattr(value, field), f"{path}.{field}")
-    elif isinstance(value, list | tuple):
+            found = _problem(getattr(value, field))
+            if found is not None:
+                return f".{field}{found[0]}", found[1]
+        return None
+    if isinstance(value, list | tuple):
         for position, item in enumerate(value):
-            _check_value(item, f"{path}[{position}]")
-    elif isinstance(value, bool | str | uuid.UUID) or value is None:
-        return
-    elif isinstance(value, int):
-        if abs(value) > MAX_SAFE_INT:
-            raise LeafError(f"{path}: integer outside the I-JSON range")
-    elif isinstance(value, dt.datetime):
-        if value.utcoffset() != dt.timedelta(0):
-            raise LeafError(f"{path}: datetimes must be timezone-aware UTC")
-    else:
-        raise LeafError(f"{path}: {type(value).__name__} is not allowed in a leaf")
+            found = _problem(item)
+            if found is not None:
+                return f"[{position}]{found[0]}", found[1]
+        return None
+    message = _scalar_problem(value)
+    return None if message is None else ("", message)
+
+
+def _check_value(value: object, path: str) -> None:
+    """Reject what would make the bytes differ from RFC 8785 or depend on the local zone."""
+    found = _problem(value)
+    if found is not None:
+        raise LeafError(f"{path}{found[0]}: {found[1]}")
 
 
 def encode_leaf(leaf: Leaf) -> bytes:

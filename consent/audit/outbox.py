@@ -22,7 +22,7 @@ from consent.crypto.datakeys import DataKeys
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 
-__all__ = ["AuditWriter", "EncryptedEvidence", "SubjectLeafContext"]
+__all__ = ["AuditWriter", "EncryptedEvidence", "LeafRow", "SubjectLeafContext"]
 
 Q = SqlFile.beside(__file__, "queries.sql")
 _TOKEN_BYTES: Final = 32
@@ -48,6 +48,23 @@ class SubjectLeafContext(msgspec.Struct, frozen=True):
     origin: str
     subject_token: str
     evidence: EncryptedEvidence
+
+
+class LeafRow(msgspec.Struct, frozen=True, kw_only=True):
+    """An encoded leaf as the parameters of its `audit_event` row and `audit_evidence` row.
+
+    `append` inserts it; a write that inserts its change and its leaf in one statement (e.g.
+    `insert_consent_event`) passes these fields to the same two inserts instead.
+    """
+
+    event_uuid: uuid.UUID
+    log_id: int
+    tenant_id: uuid.UUID
+    leaf_bytes: bytes
+    leaf_hash: bytes
+    kind: str
+    subject_id: uuid.UUID | None
+    evidence: bytes | None
 
 
 class AuditWriter:
@@ -112,6 +129,28 @@ class AuditWriter:
             evidence=self.seal_evidence(dek, tenant_id, subject_id, event_uuid, details),
         )
 
+    @staticmethod
+    def row(
+        tenant_id: uuid.UUID,
+        log_id: int,
+        leaf: Leaf,
+        *,
+        subject_id: uuid.UUID | None = None,
+        evidence: EncryptedEvidence | None = None,
+    ) -> LeafRow:
+        """Encode the leaf (canonical bytes, validated) and hash it: the row to insert."""
+        data = encode_leaf(leaf)
+        return LeafRow(
+            event_uuid=leaf.event_uuid,
+            log_id=log_id,
+            tenant_id=tenant_id,
+            leaf_bytes=data,
+            leaf_hash=merkle.leaf_hash(data),
+            kind=str(type(leaf).__struct_config__.tag),
+            subject_id=subject_id,
+            evidence=evidence.ciphertext if evidence is not None else None,
+        )
+
     async def append(
         self,
         conn: Conn,
@@ -123,18 +162,18 @@ class AuditWriter:
         evidence: EncryptedEvidence | None = None,
     ) -> bytes:
         """Insert the leaf (pending) and its evidence; returns the leaf bytes."""
-        data = encode_leaf(leaf)
+        row = self.row(tenant_id, log_id, leaf, subject_id=subject_id, evidence=evidence)
         args = (
-            leaf.event_uuid,
-            log_id,
-            tenant_id,
-            data,
-            merkle.leaf_hash(data),
-            str(type(leaf).__struct_config__.tag),
-            subject_id,
+            row.event_uuid,
+            row.log_id,
+            row.tenant_id,
+            row.leaf_bytes,
+            row.leaf_hash,
+            row.kind,
+            row.subject_id,
         )
-        if evidence is None:
+        if row.evidence is None:
             await conn.execute(Q.insert_event, *args)
         else:
-            await conn.execute(Q.insert_event_with_evidence, *args, evidence.ciphertext)
-        return data
+            await conn.execute(Q.insert_event_with_evidence, *args, row.evidence)
+        return row.leaf_bytes

@@ -137,6 +137,8 @@ select tree_size, root_hash, note from audit_checkpoint where log_id = $1 order 
 select count(*) from audit_node where log_id = $1;
 
 -- name: insert_event_with_evidence
+-- insert_consent_event and insert_preference_event end with the same two inserts (their
+-- change, its leaf and the evidence in one statement): keep them in step with this one.
 with leaf as (
     insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind,
                              subject_id)

@@ -11,10 +11,31 @@ __all__ = ["NetworkEvidence", "truncate_ip"]
 _UA_MAX = 200
 
 
+def _dotted_quad_prefix(ip: str) -> str | None:
+    """'a.b.c.d' -> 'a.b.c.0' for exactly the dotted quads `ipaddress` accepts, else None.
+
+    The common case without `ipaddress` (~1 us instead of ~12 us per consent request); the
+    octet rules are those of `ipaddress.IPv4Address`: 1-3 ASCII digits, no leading zero,
+    at most 255.
+    """
+    parts = ip.split(".")
+    if len(parts) != 4:  # noqa: PLR2004
+        return None
+    for part in parts:
+        if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()):  # noqa: PLR2004
+            return None
+        if (part[0] == "0" and part != "0") or int(part) > 255:  # noqa: PLR2004
+            return None
+    return f"{parts[0]}.{parts[1]}.{parts[2]}.0"
+
+
 def truncate_ip(ip: str | None) -> str | None:
     """IPv4 to its /24, IPv6 to its /48: enough to show a region, not a household."""
     if not ip:
         return None
+    quad = _dotted_quad_prefix(ip)
+    if quad is not None:
+        return quad
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:

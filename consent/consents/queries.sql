@@ -17,6 +17,9 @@ left join notice_version as v on v.id = $2
 left join notice as n on n.id = v.notice_id;
 
 -- name: insert_consent_event
+-- The event, the state rows it wins, and its audit leaf with the sealed evidence (what
+-- audit's insert_event_with_evidence inserts; $18-$25 are an AuditWriter.row), in one
+-- statement: one round trip, and no event without its leaf.
 with ev as (
     insert into consent_event (id, tenant_id, subject_id, occurred_at, choices,
                                notice_version_id, notice_hash, language, surface, channel, method,
@@ -36,6 +39,12 @@ with ev as (
             notice_version_id = excluded.notice_version_id,
             material_version = excluded.material_version
         where (s.occurred_at, s.event_seq) < (excluded.occurred_at, excluded.event_seq)
+), leaf as (
+    insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind,
+                             subject_id)
+    values ($18, $19, $20, $21, $22, $23, $24)
+), evidence as (
+    insert into audit_evidence (event_uuid, tenant_id, ciphertext) values ($18, $20, $25)
 )
 select id, occurred_at, recorded_at from ev;
 

@@ -1,13 +1,23 @@
 """Record consent events and read state and history.
 
 A write is one transaction: resolve (or create) the subject, check the purposes and the notice
-version shown, append the event and update the state projection in the same statement.
+version shown, append the event, update the state projection and append the audit leaf in the
+same statement.
+
+The write context (the purposes named, the notice version shown, the tenant's evidence setting)
+of `ConsentService.record` is cached per process for `WRITE_CONTEXT_TTL` seconds, positive
+results only: every purpose known and the notice version (if any) published. Those facts never
+change once true (purposes are not deleted, published versions are immutable), so a cached
+answer cannot accept what the database would refuse; an unknown purpose or an unpublished or
+missing version is looked up again on every write and refused precisely. The one mutable input,
+the tenant's `store_network_evidence` setting, takes effect within the TTL.
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final
 from uuid import UUID, uuid4
 
 import msgspec
@@ -35,12 +45,49 @@ from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import IdentifierIn, SubjectRef
 
-__all__ = ["ConsentService", "validate_shape"]
+__all__ = ["WRITE_CONTEXT_TTL", "ConsentService", "validate_shape", "write_contexts"]
 
 Q = SqlFile.beside(__file__)
 _CLOCK_SKEW = timedelta(minutes=5)
 _enc = msgspec.json.Encoder()
 _EVIDENCE_CONTEXT = b"consent-evidence"
+WRITE_CONTEXT_TTL: Final = 2.0
+"""Seconds a positive write context is reused (see the module docstring)."""
+
+_ContextKey = tuple[UUID, tuple[str, ...], UUID | None]
+
+
+class _WriteContexts:
+    """Positive write contexts per (tenant, purposes, notice version), for `ttl` seconds."""
+
+    def __init__(self, ttl: float = WRITE_CONTEXT_TTL, max_size: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_size = max_size
+        self._entries: dict[_ContextKey, tuple[float, dict[str, Any]]] = {}
+
+    def get(self, key: _ContextKey) -> dict[str, Any] | None:
+        entry = self._entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: _ContextKey, ctx: dict[str, Any]) -> None:
+        if len(self._entries) >= self.max_size:
+            self._entries.clear()
+        self._entries[key] = (time.monotonic() + self.ttl, ctx)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+write_contexts = _WriteContexts()
+
+
+def _is_positive(ctx: dict[str, Any], purposes: list[str], version_id: UUID | None) -> bool:
+    """Every purpose known and the notice version, when one is named, found and published."""
+    if not ctx or set(ctx["known_purposes"]) != set(purposes):
+        return False
+    return version_id is None or (ctx["version_id"] is not None and bool(ctx["published"]))
 
 
 def validate_shape(data: ConsentCreate, now: datetime) -> None:
@@ -118,23 +165,43 @@ class ConsentService:
         evidence: NetworkEvidence | None = None,
     ) -> ConsentRecorded:
         validate_shape(data, datetime.now(UTC))
-        async with self.db.tenant(self.tenant_id) as conn:
+        async with self.db.tenant_hot(self.tenant_id) as conn:
 
             async def produce() -> ConsentRecorded:
-                return await self.record_in(conn, data, evidence)
+                return await self.record_in(conn, data, evidence, cached_context=True)
 
             result, _ = await run_idempotent(
                 conn, self.tenant_id, idempotency_key, _enc.encode(data), ConsentRecorded, produce
             )
             return result
 
-    async def record_in(
-        self, conn: Conn, data: ConsentCreate, evidence: NetworkEvidence | None
-    ) -> ConsentRecorded:
-        """Record inside the caller's transaction (also used by bulk import)."""
-        purposes = [c.purpose for c in data.choices]
-        row = await conn.fetchrow(Q.write_context, purposes, data.notice_version_id)
+    async def _write_context(
+        self, conn: Conn, purposes: list[str], version_id: UUID | None, cached: bool
+    ) -> dict[str, Any]:
+        key = (self.tenant_id, tuple(sorted(purposes)), version_id)
+        if cached and (ctx := write_contexts.get(key)) is not None:
+            return ctx
+        row = await conn.fetchrow(Q.write_context, purposes, version_id)
         ctx = dict(row) if row is not None else {}
+        if cached and _is_positive(ctx, purposes, version_id):
+            write_contexts.put(key, ctx)
+        return ctx
+
+    async def record_in(
+        self,
+        conn: Conn,
+        data: ConsentCreate,
+        evidence: NetworkEvidence | None,
+        *,
+        cached_context: bool = False,
+    ) -> ConsentRecorded:
+        """Record inside the caller's transaction (also used by bulk import).
+
+        `cached_context`: use and fill the write-context cache (module docstring). Only for a
+        transaction that has not changed the catalog, so that what it caches is committed.
+        """
+        purposes = [c.purpose for c in data.choices]
+        ctx = await self._write_context(conn, purposes, data.notice_version_id, cached_context)
         _check_context(data, ctx)
         if data.property_id is not None and not await conn.fetchval(
             Q.property_exists, data.property_id
@@ -172,6 +239,9 @@ class ConsentService:
             notice_hash=ctx.get("content_hash"),
             evidence_digest=audit.evidence.digest,
         )
+        leaf_row = self.audit.row(
+            self.tenant_id, audit.log_id, leaf, subject_id=subject_id, evidence=audit.evidence
+        )
         inserted = await conn.fetchrow(
             Q.insert_consent_event,
             self.tenant_id,
@@ -191,12 +261,17 @@ class ConsentService:
             purposes,
             [c.choice for c in data.choices],
             event_id,
+            leaf_row.event_uuid,
+            leaf_row.log_id,
+            leaf_row.tenant_id,
+            leaf_row.leaf_bytes,
+            leaf_row.leaf_hash,
+            leaf_row.kind,
+            leaf_row.subject_id,
+            leaf_row.evidence,
         )
         if inserted is None:
             raise RuntimeError("the event insert returned no row")
-        await self.audit.append(
-            conn, self.tenant_id, audit.log_id, leaf, subject_id=subject_id, evidence=audit.evidence
-        )
         return ConsentRecorded(
             event_id=inserted["id"],
             subject_id=subject_id,

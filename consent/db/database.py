@@ -3,14 +3,16 @@
 Every request that touches tenant data runs in `Database.tenant(tenant_id)`: a transaction that
 switches to the `consent_app` role and sets `app.tenant_id`, so PostgreSQL row-level security
 hides every other tenant's rows even if the application forgets a `where tenant_id = …`.
-`Database.system()` is the owner's connection, used for authentication, migrations and operator
-commands that act across tenants.
+The consent and preference writes use `Database.tenant_hot(tenant_id)`: the same transaction,
+begun in one round trip instead of two, without savepoints. `Database.system()` is the owner's
+connection, used for authentication, migrations and operator commands that act across tenants.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -35,7 +37,36 @@ APP_ROLE: Final = "consent_app"
 _SET_TENANT: Final = (
     "select set_config('role', 'consent_app', true), set_config('app.tenant_id', $1, true)"
 )
+_UUID_TEXT: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _log = structlog.get_logger(__name__)
+
+
+def _begin_as_tenant(tenant_id: UUID) -> str:
+    """BEGIN plus `_SET_TENANT` as one simple query (no parameters: the id is inlined).
+
+    Only the canonical text of a `uuid.UUID` is inlined; anything else raises before a byte is
+    sent, so no caller-controlled text can reach the SQL.
+    """
+    if not isinstance(tenant_id, UUID):
+        raise TypeError(f"tenant_id must be a uuid.UUID, not {type(tenant_id).__name__}")
+    text = str(tenant_id)
+    if not _UUID_TEXT.fullmatch(text):
+        raise ValueError("tenant_id is not a canonical UUID")
+    return (
+        "begin; select set_config('role', 'consent_app', true), "
+        f"set_config('app.tenant_id', '{text}', true)"
+    )
+
+
+async def _roll_back_or_close(conn: Conn) -> None:
+    """End a failed or cancelled `tenant_hot` transaction; never let it reach the pool open."""
+    try:
+        await conn.execute("rollback")
+    except BaseException:
+        # The connection is in an unknown state (broken, or cancelled again during the
+        # rollback): close it, which ends the transaction on the server without committing.
+        conn.terminate()
+        raise
 
 
 _json_encoder = msgspec.json.Encoder()
@@ -159,6 +190,27 @@ class Database:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(_SET_TENANT, str(tenant_id))
             yield conn
+
+    @asynccontextmanager
+    async def tenant_hot(self, tenant_id: UUID) -> AsyncIterator[Conn]:
+        """`tenant()` for the hot write path, one round trip shorter.
+
+        BEGIN and the role and tenant settings go to PostgreSQL as one simple query (the tenant
+        id is the text of a `uuid.UUID`, checked against the canonical form, never caller
+        text). The transaction is not an asyncpg `Transaction`: `conn.transaction()` inside it
+        raises InterfaceError (no savepoints), so code that nests transactions uses `tenant()`.
+        Commits when the block ends normally; rolls back on any exception, cancellation
+        included, and closes the connection if even the rollback fails.
+        """
+        begin = _begin_as_tenant(tenant_id)
+        async with self.pool.acquire() as conn:
+            try:
+                await conn.execute(begin)
+                yield conn
+            except BaseException:
+                await _roll_back_or_close(conn)
+                raise
+            await conn.execute("commit")
 
     @asynccontextmanager
     async def system(self) -> AsyncIterator[Conn]:

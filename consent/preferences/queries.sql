@@ -1,4 +1,7 @@
 -- name: insert_preference_event
+-- The event, the state rows it wins, and its audit leaf with the sealed evidence (what
+-- audit's insert_event_with_evidence inserts; $14-$21 are an AuditWriter.row), in one
+-- statement: one round trip, and no event without its leaf.
 with ev as (
     insert into preference_event (id, tenant_id, subject_id, occurred_at, items, surface,
                                   channel, method, agent_id, property_id)
@@ -15,6 +18,12 @@ with ev as (
             occurred_at = excluded.occurred_at,
             event_seq = excluded.event_seq
         where (s.occurred_at, s.event_seq) < (excluded.occurred_at, excluded.event_seq)
+), leaf as (
+    insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind,
+                             subject_id)
+    values ($14, $15, $16, $17, $18, $19, $20)
+), evidence as (
+    insert into audit_evidence (event_uuid, tenant_id, ciphertext) values ($14, $16, $21)
 )
 select id, occurred_at, recorded_at from ev;
 

@@ -79,7 +79,7 @@ class PreferenceService:
         self, data: PreferenceCreate, *, idempotency_key: str | None = None
     ) -> PreferenceRecorded:
         validate_preferences(data, datetime.now(UTC))
-        async with self.db.tenant(self.tenant_id) as conn:
+        async with self.db.tenant_hot(self.tenant_id) as conn:
 
             async def produce() -> PreferenceRecorded:
                 ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
@@ -105,6 +105,13 @@ class PreferenceService:
                     ),
                     evidence_digest=audit.evidence.digest,
                 )
+                leaf_row = self.audit.row(
+                    self.tenant_id,
+                    audit.log_id,
+                    leaf,
+                    subject_id=subject_id,
+                    evidence=audit.evidence,
+                )
                 row = await conn.fetchrow(
                     Q.insert_preference_event,
                     self.tenant_id,
@@ -120,17 +127,17 @@ class PreferenceService:
                     [i.key for i in data.items],
                     [i.value for i in data.items],
                     event_id,
+                    leaf_row.event_uuid,
+                    leaf_row.log_id,
+                    leaf_row.tenant_id,
+                    leaf_row.leaf_bytes,
+                    leaf_row.leaf_hash,
+                    leaf_row.kind,
+                    leaf_row.subject_id,
+                    leaf_row.evidence,
                 )
                 if row is None:
                     raise RuntimeError("the event insert returned no row")
-                await self.audit.append(
-                    conn,
-                    self.tenant_id,
-                    audit.log_id,
-                    leaf,
-                    subject_id=subject_id,
-                    evidence=audit.evidence,
-                )
                 return PreferenceRecorded(
                     event_id=row["id"],
                     subject_id=subject_id,
