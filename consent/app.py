@@ -24,6 +24,8 @@ from consent.consents.api import ConsentController
 from consent.crypto.keys import KeyRing, load_keyring
 from consent.db.database import Database
 from consent.db.migrate import apply_migrations, default_migrations_dir, discover
+from consent.decisions.api import DecisionController
+from consent.decisions.runtime import Decisions
 from consent.errors import exception_handlers
 from consent.health.api import live, ready
 from consent.middleware import RequestIdMiddleware
@@ -85,6 +87,8 @@ def create_app(
             app.state.audit_signer = NoteSigner(
                 settings.audit_origin, app.state.keyring.signing_key
             )
+            decisions = await Decisions.open(settings, app.state.db, app.state.keyring)
+            decisions.install(app.state)
             stop = asyncio.Event()
             background: list[asyncio.Task[None]] = []
             if settings.audit_integrator:
@@ -96,6 +100,7 @@ def create_app(
             finally:
                 stop.set()
                 await asyncio.gather(*background, return_exceptions=True)
+                await decisions.aclose()
         finally:
             if own_db:
                 await app.state.db.close()
@@ -109,6 +114,7 @@ def create_app(
             TenancyController,
             CatalogController,
             ConsentController,
+            DecisionController,
             PreferenceController,
             AuditController,
             audit_keys,

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
 from typing import Any
 
 from consent.config import ConfigError, Settings, load_settings
@@ -159,6 +160,42 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         return 1
 
 
+def cmd_policy_test(args: argparse.Namespace) -> int:
+    from consent.decisions import policy_tests
+
+    root = args.root or _settings().policy_dir
+    argv = [*(["--root", str(root)] if root else []), *(["--verbose"] if args.verbose else [])]
+    return policy_tests.main(argv)
+
+
+async def _policy_reload(settings: Settings, root: Path | None, wait: float) -> int:
+    from consent.db.database import Database
+    from consent.decisions.engine import PolicyLoadError
+    from consent.decisions.policy import policy_root, request_reload
+
+    directory = root or policy_root(settings)
+    db = await Database.from_settings(settings)
+    try:
+        bundle, acks = await request_reload(db, directory, wait=wait)
+    except PolicyLoadError as exc:
+        print(f"consent policy reload: refused, nothing changed: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await db.close()
+    print(f"policy {bundle.revision} passed its checks; reload requested")  # noqa: T201
+    for ack in acks:
+        state = "serving" if ack.ok else f"refused ({ack.error}); still serving"
+        print(f"  process {ack.pid}: {state} {ack.revision}")  # noqa: T201
+    if not acks:
+        print("no running service answered (it loads the policy when it starts)", file=sys.stderr)  # noqa: T201
+        return 3
+    return 0 if all(a.ok and a.revision == bundle.revision for a in acks) else 1
+
+
+def cmd_policy_reload(args: argparse.Namespace) -> int:
+    return _run(_policy_reload(_settings(), args.root, args.wait))
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -209,6 +246,34 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.set_defaults(func=cmd_keys_rotate)
 
     from consent.audit import cli as audit_cli
+
+    policy = sub.add_parser(
+        "policy", help="test and reload the Rego policies", description="Decision policies."
+    )
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
+    ptest = policy_sub.add_parser(
+        "test",
+        help="run the Rego tests and the table-driven cases",
+        description="Run every test_* rule of the *_test.rego files and every case of "
+        "cases/*.json through the real OPA engine (CONSENT_POLICY_DIR or the bundled policies).",
+    )
+    ptest.add_argument("--root", type=Path, help="policy directory")
+    ptest.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
+    ptest.set_defaults(func=cmd_policy_test)
+    preload = policy_sub.add_parser(
+        "reload",
+        help="check the policies and make the running service serve them (no restart)",
+        description="Check the policy bundle (compiles, its tests pass, fails closed, cache "
+        "normalisation holds), then ask every running service process to reload it. A process "
+        "that finds the bundle broken refuses it and keeps serving its current one. Exit 0: "
+        "every answering process serves the new revision; 1: refused; 3: no process answered.",
+    )
+    preload.add_argument("--root", type=Path, help="policy directory (default: CONSENT_POLICY_DIR)")
+    preload.add_argument(
+        "--wait", type=float, default=5.0, help="seconds to wait for the processes' answers"
+    )
+    preload.set_defaults(func=cmd_policy_reload)
+
     from consent.consents import importer
 
     importer.add_parser(sub)

@@ -48,6 +48,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A key-encryption key given directly (base64, 32 bytes); it becomes the current KEK.
     kek: str | None = None
     opa_url: str | None = None
+    # Policy decisions: the Rego bundle (None: the bundled `policies/`), in-process engine pool,
+    # evaluation timeout, result cache entries (0: no cache), decision-log group-commit linger.
+    policy_dir: Path | None = None
+    opa_pool_size: int = 2
+    opa_timeout_ms: int = 1000
+    decision_cache_size: int = 16384
+    decision_log_linger_ms: float = 1.0
     log_level: str = "info"
     log_json: bool = True
     shutdown_grace_seconds: float = 20.0
@@ -162,6 +169,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         except ValueError as exc:
             problems.append(f"CONSENT_KEK: {exc}")
     keys_dir_raw = _read(source, "KEYS_DIR", problems)
+    policy_dir_raw = _read(source, "POLICY_DIR", problems)
+    opa_pool = _parse(source, "OPA_POOL_SIZE", int, d.opa_pool_size, problems, "an integer")
+    opa_timeout = _parse(source, "OPA_TIMEOUT_MS", int, d.opa_timeout_ms, problems, "an integer")
+    cache_size = _parse(
+        source, "DECISION_CACHE_SIZE", int, d.decision_cache_size, problems, "an integer"
+    )
+    linger = _parse(
+        source, "DECISION_LOG_LINGER_MS", float, d.decision_log_linger_ms, problems, "a number"
+    )
+    if not 1 <= opa_pool <= 64:  # noqa: PLR2004
+        problems.append("CONSENT_OPA_POOL_SIZE: must be between 1 and 64")
+    if opa_timeout < 1:
+        problems.append("CONSENT_OPA_TIMEOUT_MS: must be at least 1")
+    if cache_size < 0:
+        problems.append("CONSENT_DECISION_CACHE_SIZE: must be 0 (no cache) or more")
+    if not 0 <= linger <= 100:  # noqa: PLR2004
+        problems.append("CONSENT_DECISION_LOG_LINGER_MS: must be between 0 and 100")
     migrate = _parse(source, "MIGRATE_ON_START", _bool, d.migrate_on_start, problems, "true/false")
     log_json = _parse(source, "LOG_JSON", _bool, d.log_json, problems, "true/false")
     integrator = _parse(
@@ -182,6 +206,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keys_dir=Path(keys_dir_raw) if keys_dir_raw else None,
         kek=kek,
         opa_url=opa_url,
+        policy_dir=Path(policy_dir_raw) if policy_dir_raw else None,
+        opa_pool_size=opa_pool,
+        opa_timeout_ms=opa_timeout,
+        decision_cache_size=cache_size,
+        decision_log_linger_ms=linger,
         log_level=log_level,
         log_json=log_json,
         shutdown_grace_seconds=grace,

@@ -23,6 +23,7 @@ from litestar.exceptions import (
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from consent.db.database import DatabaseUnavailable
+from consent.decisions.engine import PolicyUnavailable
 
 __all__ = [
     "PROBLEM_TYPES",
@@ -70,6 +71,10 @@ PROBLEM_TYPES: Final[dict[str, tuple[str, str]]] = {
     "service-unavailable": (
         "Service temporarily unavailable",
         "A dependency (database, policy engine) is down. Retry later; never read it as a no.",
+    ),
+    "policy-unavailable": (
+        "No policy decision could be made",
+        "The policy engine failed, timed out or gave no decision: not a denial, never an allow.",
     ),
     "internal-error": ("Internal error", "Something failed on our side; the request id helps."),
 }
@@ -233,6 +238,19 @@ def _on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response
     )
 
 
+def _on_policy_unavailable(
+    request: Request[Any, Any, Any], exc: PolicyUnavailable
+) -> Response[Problem]:
+    _log.warning("policy.unavailable", error=str(exc)[:500])
+    return problem_response(
+        request,
+        503,
+        "policy-unavailable",
+        "The policy engine gave no decision; this is not a denial. Retry later.",
+        headers={"Retry-After": "1"},
+    )
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     _log.error("request.failed", error=type(exc).__name__, exc_info=exc)
     return problem_response(request, 500, "internal-error")
@@ -242,9 +260,9 @@ def _on_postgres(request: Request[Any, Any, Any], exc: Exception) -> Response[Pr
     if isinstance(
         exc,
         asyncpg.CannotConnectNowError
-        | asyncpg.ConnectionDoesNotExistError
-        | asyncpg.AdminShutdownError
-        | asyncpg.TooManyConnectionsError,
+        | asyncpg.PostgresConnectionError
+        | asyncpg.exceptions.OperatorInterventionError
+        | asyncpg.exceptions.InsufficientResourcesError,
     ):
         return _on_unavailable(request, exc)
     return _on_unexpected(request, exc)
@@ -253,6 +271,7 @@ def _on_postgres(request: Request[Any, Any, Any], exc: Exception) -> Response[Pr
 def exception_handlers() -> dict[type[Exception] | int, Any]:
     return {
         ProblemError: _on_problem,
+        PolicyUnavailable: _on_policy_unavailable,
         ValidationException: _on_validation,
         HTTPException: _on_http,
         DatabaseUnavailable: _on_unavailable,

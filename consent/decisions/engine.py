@@ -369,6 +369,11 @@ class PolicyEngine(Protocol):
 
 
 class ManagedPolicyEngine(PolicyEngine, Protocol):
+    @property
+    def bundle(self) -> PolicyBundle:
+        """The bundle being served (its `revision` is the engine's)."""
+        ...
+
     async def reload(self, bundle: PolicyBundle | None = None) -> str: ...
 
     async def aclose(self) -> None: ...
@@ -483,6 +488,10 @@ class OpaServerEngine:
     def revision(self) -> str:
         return self._bundle.revision
 
+    @property
+    def bundle(self) -> PolicyBundle:
+        return self._bundle
+
     async def start(self) -> None:
         """Open the HTTP session and push the bundle; raises PolicyLoadError (session closed)."""
         await self._client.__aenter__()
@@ -572,6 +581,10 @@ class CachedPolicyEngine:
     def revision(self) -> str:
         return self.inner.revision
 
+    @property
+    def bundle(self) -> PolicyBundle:
+        return self.inner.bundle
+
     def __len__(self) -> int:
         return len(self._entries)
 
@@ -609,10 +622,12 @@ async def open_engine(
     pool_size: int = 2,
     timeout: float = 1.0,
     cache_size: int = 4096,
+    bundle: PolicyBundle | None = None,
 ) -> ManagedPolicyEngine:
     """The service's engine: in-process OPA, or the OPA server at `opa_url` (`CONSENT_OPA_URL`),
-    behind a result cache unless `cache_size` is 0."""
-    bundle = await asyncio.to_thread(PolicyBundle.load, root)
+    behind a result cache unless `cache_size` is 0. `bundle` (already loaded) wins over `root`."""
+    if bundle is None:
+        bundle = await asyncio.to_thread(PolicyBundle.load, root)
     engine: ManagedPolicyEngine
     if opa_url:
         server = OpaServerEngine(opa_url, bundle, timeout=timeout)

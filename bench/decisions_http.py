@@ -1,0 +1,283 @@
+"""Single decisions over HTTP under load, next to the same server's trivial endpoint; prints ONE
+JSON object.
+
+    .venv/bin/python bench/decisions_http.py [--subjects 10000] [--seconds 15] [--connections 32]
+                                             [--workers 1] [--profile DIR]
+
+`python -m consent serve` (granian + uvloop) runs in a subprocess on its own database (an embedded
+PostgreSQL in a temporary directory, or a new database on CONSENT_BENCH_DATABASE_URL) with
+`--subjects` seeded subjects (see bench/audience.py). wrk (Debian's `wrk`, a separate C load
+generator) then loads, in the same run and against the same server:
+
+- `GET /health/live` (no database, no policy): the server's ceiling on this machine;
+- `POST /v1/decisions` for random subjects by e-mail identifier, in a few contexts: the full
+  path (API key, ledger read under row-level security, policy via the decision cache, decision
+  log by group commit, durable before the answer).
+
+Reported: requests/s and latency percentiles of both, ratio = decisions / health (target
+>= 0.5), decisions p99 (target <= 10 ms), non-2xx answers, CPU cores used by the service,
+PostgreSQL and wrk during the decision phase, the decision cache's hit rate and the number of
+decisions in the log (every answered decision must be there). `--profile DIR` records the
+service workers with py-spy (raw collapsed stacks) during the decision phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audience import (
+    Service,
+    cpu_seconds,
+    create_database,
+    drop_database,
+    load_keyring,
+    log,
+    postgres_pids,
+    postgres_server,
+    seed,
+)
+
+WRK_SCRIPT = (
+    r"""
+local subjects = 0
+local contexts = {
+  '{"requester": "esp", "jurisdiction": "DE"}',
+  '{"requester": "esp", "jurisdiction": "US-CA", "gpc": true, "age": 30}',
+  '{"requester": "ads", "jurisdiction": "FR", "age": 15}',
+}
+local actions = {"email.marketing", "email.marketing", "ads.targeted", "web.analytics"}
+function init(args)
+  subjects = tonumber(args[1])
+  headers = {["Authorization"] = "Bearer " .. args[2], ["Content-Type"] = "application/json"}
+  math.randomseed(os.time() + tonumber(args[3] or 0))
+end
+request = function()
+  local body = string.format(
+    '{"subject": {"identifier": {"type": "email", "value": "user%d@example.com"}}, '
+    .. '"action": "%s", "context": %s}',
+    math.random(subjects), actions[math.random(#actions)], contexts[math.random(#contexts)])
+  return wrk.format("POST", "/v1/decisions", headers, body)
+end
+"""
+    r"""
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "status_errors": %d, "socket_errors": %d, '
+    .. '"p50_us": %d, "p90_us": %d, "p99_us": %d, "max_us": %d, "mean_us": %.1f}\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
+    latency.mean))
+end
+"""
+)
+HEALTH_SCRIPT = WRK_SCRIPT[WRK_SCRIPT.index("done = function") :]
+
+
+def wrk(
+    url: str, script: Path, args: list[str], seconds: float, connections: int
+) -> dict[str, Any]:
+    done = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{int(seconds)}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+            "--",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 60,
+    )
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRKJSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed: {done.stdout[-800:]} {done.stderr[-800:]}")
+    raw = json.loads(line.removeprefix("WRKJSON "))
+    wall = raw["duration_us"] / 1e6
+    return {
+        "requests_per_s": round((raw["requests"] - raw["status_errors"]) / wall),
+        "requests": raw["requests"],
+        "non_2xx": raw["status_errors"],
+        "socket_errors": raw["socket_errors"],
+        "p50_ms": round(raw["p50_us"] / 1000, 2),
+        "p90_ms": round(raw["p90_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2),
+        "max_ms": round(raw["max_us"] / 1000, 2),
+        "mean_ms": round(raw["mean_us"] / 1000, 2),
+    }
+
+
+@contextlib.contextmanager
+def profiled(pids: list[int], out: Path | None) -> Iterator[None]:
+    if out is None:
+        yield
+        return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out.mkdir(parents=True, exist_ok=True)
+    procs = [
+        subprocess.Popen(
+            [spy, "record", "-p", str(pid), "-o", str(out / f"decisions-{pid}.txt"), "-f", "raw"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGINT)
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=60)
+
+
+def get_json(url: str, key: str) -> Any:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        return json.loads(response.read())
+
+
+async def logged_decisions(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("select count(*) from decision_log"))
+    finally:
+        await conn.close()
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed: apt-get update && apt-get install -y wrk")
+    decide_lua, health_lua = work / "decide.lua", work / "health.lua"
+    decide_lua.write_text(WRK_SCRIPT)
+    health_lua.write_text(HEALTH_SCRIPT)
+    with postgres_server(work) as (server_dsn, _):
+        dsn = asyncio.run(create_database(server_dsn))
+        try:
+            load_keyring(work / "keys", create=True)
+            _, key = asyncio.run(seed(dsn, work / "keys", args.subjects))
+            service = Service(
+                dsn,
+                work,
+                workers=args.workers,
+                env={"CONSENT_DB_POOL_MAX": str(args.pool)},
+            )
+            service.start()
+            try:
+                base = service.base
+                wargs = [str(args.subjects), key]
+                log("warming up")
+                wrk(base + "/health/live", health_lua, [], 3, args.connections)
+                wrk(base + "/v1/decisions", decide_lua, [*wargs, "1"], 5, args.connections)
+                log("GET /health/live")
+                health = wrk(base + "/health/live", health_lua, [], args.seconds, args.connections)
+                before = asyncio.run(logged_decisions(dsn))
+                pids, pg = service.workers(), postgres_pids()
+                cpu = (cpu_seconds(pids), cpu_seconds(pg), time.perf_counter())
+                children = os.times()
+                log("POST /v1/decisions")
+                with profiled(pids, args.profile):
+                    decide = wrk(
+                        base + "/v1/decisions",
+                        decide_lua,
+                        [*wargs, "2"],
+                        args.seconds,
+                        args.connections,
+                    )
+                wall = time.perf_counter() - cpu[2]
+                after_children = os.times()
+                cores = {
+                    "service": round((cpu_seconds(pids) - cpu[0]) / wall, 2),
+                    "postgres": round((cpu_seconds(pg) - cpu[1]) / wall, 2),
+                    "wrk": round(
+                        (
+                            after_children.children_user
+                            + after_children.children_system
+                            - children.children_user
+                            - children.children_system
+                        )
+                        / wall,
+                        2,
+                    ),
+                }
+                logged = asyncio.run(logged_decisions(dsn)) - before
+                policy = get_json(base + "/v1/policy", key)
+            finally:
+                service.stop()
+        finally:
+            asyncio.run(drop_database(server_dsn, dsn))
+    ratio = round(decide["requests_per_s"] / health["requests_per_s"], 3)
+    answered = decide["requests"] - decide["non_2xx"]
+    lookups = policy["cache_hits"] + policy["cache_misses"]
+    return {
+        "benchmark": "decisions_http",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "server": {"workers": args.workers, "db_pool_max": args.pool},
+        "load": {
+            "tool": "wrk",
+            "threads": 1,
+            "connections": args.connections,
+            "seconds": args.seconds,
+        },
+        "stored_subjects": args.subjects,
+        "health_live": health,
+        "decisions": decide,
+        "ratio": ratio,
+        "targets": {"decisions_p99_ms": 10, "ratio": 0.5},
+        "met": {"p99": decide["p99_ms"] <= 10, "ratio": ratio >= 0.5},
+        "cpu_cores_during_decisions": cores,
+        "decision_cache_hit_rate": round(policy["cache_hits"] / lookups, 4) if lookups else None,
+        "decisions_logged": logged,
+        "every_answer_logged": logged >= answered,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subjects", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--pool", type=int, default=16, help="CONSENT_DB_POOL_MAX")
+    parser.add_argument("--profile", type=Path, default=None)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="consent-bench-decisions-"))
+    try:
+        print(json.dumps(run(args, work)))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

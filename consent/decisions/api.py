@@ -1,0 +1,135 @@
+"""HTTP: decisions (one, a batch, an audience stream), a logged decision and its replay, the
+policy being served. Handlers are thin: `DecisionService` and `AudienceFilter` do the work."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+from uuid import UUID
+
+from litestar import Controller, Request, get, post
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.response import Stream
+
+from consent.decisions.audience import AudienceFilter
+from consent.decisions.policy import PolicyRuntime
+from consent.decisions.schemas import (
+    BatchRequest,
+    BatchResponse,
+    DecisionOut,
+    DecisionRequest,
+    PolicyStatus,
+    StoredDecision,
+)
+from consent.decisions.service import Caller, DecisionService
+from consent.tenancy.auth import principal, requires
+
+__all__ = ["DecisionController"]
+
+NDJSON: Final = "application/x-ndjson"
+BATCH_MAX_BODY: Final = 16 * 1024 * 1024
+ReplayParam = Annotated[
+    bool,
+    QueryParameter(description="Also evaluate the stored input under the policy in force now."),
+]
+
+
+def _caller(request: Request[Any, Any, Any]) -> Caller:
+    who = principal(request)
+    return Caller(
+        tenant_id=who.tenant_id,
+        api_key_id=who.key_id,
+        request_id=request.scope.get("state", {}).get("request_id"),
+    )
+
+
+def _decisions(request: Request[Any, Any, Any]) -> DecisionService:
+    service: DecisionService = request.app.state.decisions
+    return service
+
+
+class DecisionController(Controller):
+    path = "/v1"
+    tags = ["decisions"]
+    security = [{"apiKey": []}]
+
+    @post(
+        "/decisions",
+        guards=[requires("decide")],
+        summary="Decide one action for one subject",
+        status_code=200,
+    )
+    async def decide(
+        self, request: Request[Any, Any, Any], data: JSONBody[DecisionRequest]
+    ) -> DecisionOut:
+        """May `context.requester` do `action` for `subject` (by id or identifier) now? The
+        policy decides from the subject's current consents in the ledger, the tenant's purposes
+        and the context. Every decision is logged, with its exact policy input, before it is
+        answered. `allow` is true only when no rule denies; an unknown subject, action or purpose
+        is denied. When no decision can be made (ledger, log or policy engine unavailable) the
+        answer is a 503 problem (`service-unavailable`, `policy-unavailable`), never a denial
+        and never an allow."""
+        return await _decisions(request).decide(_caller(request), data)
+
+    @post(
+        "/decisions/batch",
+        guards=[requires("decide")],
+        summary="Decide up to 10,000 actions in one call",
+        status_code=200,
+        request_max_body_size=BATCH_MAX_BODY,
+    )
+    async def decide_batch(
+        self, request: Request[Any, Any, Any], data: JSONBody[BatchRequest]
+    ) -> BatchResponse:
+        """Each decision is exactly the one the single call would give for its subject, action
+        and context; all are logged (in one commit) before the answer. One invalid request fails
+        the whole batch with a 400 naming it; a 503 means no decision at all."""
+        return await _decisions(request).decide_batch(_caller(request), data.decisions)
+
+    @get(
+        "/decisions/{decision_id:uuid}",
+        guards=[requires("read")],
+        summary="A logged decision, optionally replayed",
+    )
+    async def get_decision(
+        self,
+        request: Request[Any, Any, Any],
+        decision_id: FromPath[UUID],
+        replay: ReplayParam = False,
+    ) -> StoredDecision:
+        """The decision as logged: who asked, the action, the result and the exact policy input
+        (consent state, purposes, context and `now_ns`). With `replay=true` the stored input is
+        evaluated again under the policy in force now; `replay.differs` tells whether today's
+        answer would differ."""
+        tenant_id = principal(request).tenant_id
+        return await _decisions(request).get(tenant_id, decision_id, replay=replay)
+
+    @post(
+        "/audiences/filter",
+        guards=[requires("decide")],
+        summary="Filter an audience (NDJSON stream in and out)",
+        status_code=200,
+        request_max_body_size=None,
+        media_type=NDJSON,
+    )
+    async def filter_audience(self, request: Request[Any, Any, Any]) -> Stream:
+        """Body (`application/x-ndjson`): a header line `{"action": "email.marketing",
+        "context": {"requester": "esp", ...}, "output": "allowed"}`, then one member per line,
+        `{"type": "email", "value": "..."}` or `{"subject_id": "..."}`, optionally overriding
+        `jurisdiction`, `age`, `gpc`, `parental_consent` or `limit_sensitive` for that member.
+        Answer: the lines of the allowed members, verbatim (`"output": "all"`: one
+        `{"line", "allow", "reasons"}` per member), then `{"summary": {...}}` with the counts of
+        denied members by reason. Each member gets exactly the single call's decision, as of the
+        start of the request. The request is decided and logged as it streams in, in bounded
+        memory; the answer is sent when all of it is decided: all or nothing (a 503 problem when
+        no decision can be made). Invalid member lines are skipped and counted."""
+        audiences: AudienceFilter = request.app.state.audiences
+        answer = await audiences.run(_caller(request), request.stream())
+        return Stream(answer.body(), media_type=NDJSON)
+
+    @get("/policy", guards=[requires("read")], summary="The policy being served")
+    async def policy(self, request: Request[Any, Any, Any]) -> PolicyStatus:
+        """Revision (content hash of the Rego policies and data) of the bundle this process
+        decides with, the engine, when it was loaded and the decision cache's statistics.
+        Operators reload it with `consent policy reload`."""
+        runtime: PolicyRuntime = request.app.state.policy
+        return runtime.status()

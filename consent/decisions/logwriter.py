@@ -1,0 +1,365 @@
+"""The decision log, written by group commit: durable before any answer is sent.
+
+Requests hand their records to a `GroupCommitWriter` and wait. One writer task collects what is
+pending for up to `linger` seconds (or until `max_rows` rows are waiting), writes it all in one
+transaction (`write_batch`: one multi-row insert per table) and then wakes every request of the
+batch; a request whose batch failed gets `DecisionLogUnavailable` (a 503), never an answer. While
+a batch commits the next one gathers, so under load batches grow instead of queueing commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from consent.audit.decision_leaves import append_decision_leaves
+from consent.audit.outbox import AuditWriter
+from consent.db.database import Conn, Database, DatabaseUnavailable
+from consent.db.sql import SqlFile
+from consent.decisions.engine import DecisionInput
+from consent.errors import ServiceUnavailable
+
+__all__ = [
+    "DB_UNAVAILABLE",
+    "AudienceMemberRecord",
+    "AudienceRunRecord",
+    "AudienceShapeRecord",
+    "DecisionLogUnavailable",
+    "DecisionRecord",
+    "GroupCommitWriter",
+    "LogBatch",
+    "write_batch",
+]
+
+Q = SqlFile.beside(__file__)
+_log = structlog.get_logger(__name__)
+# The database cannot be reached or is going away: the caller gets a 503, never an answer.
+DB_UNAVAILABLE: Final = (
+    OSError,
+    TimeoutError,
+    DatabaseUnavailable,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
+
+class DecisionLogUnavailable(ServiceUnavailable):
+    """The decision could not be logged, so it is not given (fail closed; not a denial)."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One row of decision_log."""
+
+    id: UUID
+    tenant_id: UUID
+    decided_at: datetime
+    subject_id: UUID | None
+    id_type: str | None
+    lookup_hmac: bytes | None
+    requester: str
+    api_key_id: str
+    request_id: str | None
+    kind: str
+    batch_id: UUID | None
+    action: str
+    allow: bool
+    reasons: tuple[str, ...]
+    purposes: dict[str, str]
+    policy_revision: str
+    input: DecisionInput
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceRunRecord:
+    id: UUID
+    tenant_id: UUID
+    started_at: datetime
+    now_ns: int
+    requester: str
+    api_key_id: str
+    request_id: str | None
+    action: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceShapeRecord:
+    run_id: UUID
+    shape: int
+    tenant_id: UUID
+    policy_revision: str
+    allow: bool
+    reasons: tuple[str, ...]
+    purposes: dict[str, str]
+    input: DecisionInput
+
+
+@dataclass(slots=True)
+class AudienceMemberRecord:
+    run_id: UUID
+    chunk: int
+    shape: int
+    tenant_id: UUID
+    members: int
+    subject_ids: list[UUID]
+    purpose_keys: list[str]
+    purpose_material: list[int | None]
+    recorded_at_ns: list[int | None]
+    consent_material: list[int | None]
+
+
+@dataclass(slots=True)
+class LogBatch:
+    """Everything one group commit writes (also what one request submits)."""
+
+    decisions: list[DecisionRecord] = field(default_factory=list)
+    audience_runs: list[AudienceRunRecord] = field(default_factory=list)
+    audience_shapes: list[AudienceShapeRecord] = field(default_factory=list)
+    audience_members: list[AudienceMemberRecord] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        return (
+            len(self.decisions)
+            + len(self.audience_runs)
+            + len(self.audience_shapes)
+            + sum(len(m.subject_ids) or 1 for m in self.audience_members)
+        )
+
+    def extend(self, other: LogBatch) -> None:
+        self.decisions.extend(other.decisions)
+        self.audience_runs.extend(other.audience_runs)
+        self.audience_shapes.extend(other.audience_shapes)
+        self.audience_members.extend(other.audience_members)
+
+
+async def write_batch(conn: Conn, batch: LogBatch, audit: AuditWriter | None = None) -> None:
+    """The body of one group-commit transaction (the caller opened it): every record of the
+    batch, one statement per table, and (with `audit`) one audit leaf per decision about a known
+    subject, so that no decision is durable without its leaf."""
+    if batch.audience_runs:
+        await conn.executemany(
+            Q.insert_audience_run,
+            [
+                (
+                    r.id,
+                    r.tenant_id,
+                    r.started_at,
+                    r.now_ns,
+                    r.requester,
+                    r.api_key_id,
+                    r.request_id,
+                    r.action,
+                    r.context,
+                )
+                for r in batch.audience_runs
+            ],
+        )
+    if batch.decisions:
+        d = batch.decisions
+        await conn.execute(
+            Q.insert_decisions,
+            [r.id for r in d],
+            [r.tenant_id for r in d],
+            [r.decided_at for r in d],
+            [r.subject_id for r in d],
+            [r.id_type for r in d],
+            [r.lookup_hmac for r in d],
+            [r.requester for r in d],
+            [r.api_key_id for r in d],
+            [r.request_id for r in d],
+            [r.kind for r in d],
+            [r.batch_id for r in d],
+            [r.action for r in d],
+            [r.allow for r in d],
+            [",".join(r.reasons) for r in d],
+            [r.purposes for r in d],
+            [r.policy_revision for r in d],
+            [r.input for r in d],
+        )
+        if audit is not None:
+            await append_decision_leaves(conn, audit, d)
+    if batch.audience_shapes:
+        await conn.executemany(
+            Q.insert_audience_shape,
+            [
+                (
+                    s.run_id,
+                    s.shape,
+                    s.tenant_id,
+                    s.policy_revision,
+                    s.allow,
+                    list(s.reasons),
+                    s.purposes,
+                    s.input,
+                )
+                for s in batch.audience_shapes
+            ],
+        )
+    if batch.audience_members:
+        await conn.executemany(
+            Q.insert_audience_member,
+            [
+                (
+                    m.run_id,
+                    m.chunk,
+                    m.shape,
+                    m.tenant_id,
+                    m.members,
+                    m.subject_ids,
+                    m.purpose_keys,
+                    m.purpose_material,
+                    m.recorded_at_ns,
+                    m.consent_material,
+                )
+                for m in batch.audience_members
+            ],
+        )
+
+
+class GroupCommitWriter:
+    """One writer task; `write()` returns once the records are committed."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        name: str = "decisions",
+        linger: float = 0.001,
+        max_rows: int = 20_000,
+        timeout: float = 10.0,
+        concurrent_commits: int = 2,
+        audit: AuditWriter | None = None,
+    ) -> None:
+        self.db = db
+        self.audit = audit
+        self.name = name
+        self.linger = linger
+        self.max_rows = max_rows
+        self.timeout = timeout
+        self.batches = 0
+        self.rows = 0
+        self._pending: list[tuple[LogBatch, asyncio.Future[None]]] = []
+        self._pending_rows = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        # Batches committing at once: while one waits for its WAL flush the next is written
+        # (PostgreSQL flushes concurrent commits together), each on a connection the writer
+        # holds between batches (no pool queue, no reset) and drops after any failure.
+        self._commits = asyncio.Semaphore(concurrent_commits)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._idle: list[Any] = []
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"decision-log-{self.name}"
+            )
+
+    async def write(self, records: LogBatch) -> None:
+        """Wait until `records` are durable; raises DecisionLogUnavailable otherwise."""
+        if self._closing or self._task is None or self._task.done():
+            raise DecisionLogUnavailable("The decision log is not accepting writes.")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((records, future))
+        self._pending_rows += records.rows
+        self._wake.set()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await asyncio.shield(future)
+        except TimeoutError:
+            raise DecisionLogUnavailable("The decision log did not commit in time.") from None
+
+    async def _run(self) -> None:
+        while True:
+            if not self._pending:
+                if self._closing:
+                    break
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            if self.linger > 0 and self._pending_rows < self.max_rows and not self._closing:
+                await asyncio.sleep(self.linger)
+            await self._commits.acquire()  # more gathers while every slot is committing
+            taken, self._pending, self._pending_rows = self._pending, [], 0
+            task = asyncio.get_running_loop().create_task(self._commit(taken))
+            self._in_flight.add(task)
+            task.add_done_callback(self._done)
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._commits.release()
+
+    async def _commit(self, taken: Sequence[tuple[LogBatch, asyncio.Future[None]]]) -> None:
+        batch = LogBatch()
+        for records, _ in taken:
+            batch.extend(records)
+        error: BaseException | None = None
+        conn: Any = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = self._idle.pop() if self._idle else await self.db.pool.acquire()
+                async with conn.transaction():
+                    await write_batch(conn, batch, self.audit)
+        except DB_UNAVAILABLE as exc:
+            _log.warning("decision_log.write_failed", error=type(exc).__name__, rows=batch.rows)
+            error = exc
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave requests waiting
+            _log.exception("decision_log.write_crashed", rows=batch.rows)
+            error = exc
+        if conn is not None:
+            if error is None and not conn.is_closed():
+                self._idle.append(conn)
+            else:
+                await self._release(conn)
+        if error is None:
+            self.batches += 1
+            self.rows += batch.rows
+        for _, future in taken:
+            if future.done():
+                continue
+            if error is None:
+                future.set_result(None)
+            else:
+                failure = DecisionLogUnavailable("The decision could not be logged; retry.")
+                failure.__cause__ = error
+                future.set_exception(failure)
+
+    async def _release(self, conn: Any) -> None:
+        with contextlib.suppress(*DB_UNAVAILABLE):
+            await self.db.pool.release(conn, timeout=self.timeout)
+
+    async def aclose(self) -> None:
+        """Commit what is pending, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                try:
+                    async with asyncio.timeout(self.timeout):
+                        await self._task
+                except TimeoutError:
+                    self._task.cancel()
+                    await self._task
+        for _, future in self._pending:
+            if not future.done():
+                future.set_exception(DecisionLogUnavailable("The service is shutting down."))
+        self._pending.clear()
+        while self._idle:
+            await self._release(self._idle.pop())

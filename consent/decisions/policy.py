@@ -1,0 +1,247 @@
+"""The policy the service decides with: opening it, reloading it without a restart.
+
+`consent policy reload` checks the bundle on disk (it compiles, its Rego tests pass, an empty input
+is denied, and the decision cache's normalisation keeps the decision of every policy case) and
+then sends a PostgreSQL notification on `consent_policy`. Every worker of every replica listens,
+loads the bundle again, checks it again and swaps engines only if all of that succeeds; a broken
+bundle is refused and the previous one keeps serving. Each worker answers on
+`consent_policy_status` with what it serves now. A listener that lost its connection reloads when
+it reconnects, so a notification sent meanwhile is not missed for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import msgspec
+import structlog
+
+from consent.config import Settings
+from consent.db.database import Database
+from consent.decisions.engine import (
+    CachedPolicyEngine,
+    ManagedPolicyEngine,
+    PolicyBundle,
+    PolicyLoadError,
+    check_bundle,
+    default_policy_root,
+    open_engine,
+)
+from consent.decisions.logwriter import DB_UNAVAILABLE
+from consent.decisions.schemas import PolicyStatus
+from consent.decisions.shape import check_normalisation
+
+__all__ = [
+    "RELOAD_CHANNEL",
+    "STATUS_CHANNEL",
+    "PolicyRuntime",
+    "ReloadAck",
+    "check_policy",
+    "policy_root",
+    "request_reload",
+]
+
+RELOAD_CHANNEL: Final = "consent_policy"
+STATUS_CHANNEL: Final = "consent_policy_status"
+_RETRY_SECONDS: Final = 1.0
+_log = structlog.get_logger(__name__)
+
+
+class ReloadAck(msgspec.Struct, frozen=True, kw_only=True):
+    """A worker's answer to a reload request."""
+
+    pid: int
+    ok: bool
+    revision: str
+    error: str | None = None
+
+
+def policy_root(settings: Settings) -> Path:
+    return settings.policy_dir or default_policy_root()
+
+
+def check_policy(root: Path) -> PolicyBundle:
+    """Load and check a bundle as a reload would (raises PolicyLoadError)."""
+    bundle = PolicyBundle.load(root)
+    check_bundle(bundle)
+    check_normalisation(bundle)
+    return bundle
+
+
+class PolicyRuntime:
+    """The serving engine (behind the decision cache), its reloads and the reload listener."""
+
+    def __init__(
+        self, engine: ManagedPolicyEngine, *, root: Path, kind: Literal["in-process", "opa-server"]
+    ) -> None:
+        self.engine = engine
+        self.root = root
+        self.kind: Literal["in-process", "opa-server"] = kind
+        self.loaded_at = datetime.now(UTC)
+        self._lock = asyncio.Lock()
+        self._listener: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    async def open(cls, settings: Settings) -> PolicyRuntime:
+        """Load, check and serve the bundle of `settings` (raises PolicyLoadError if refused)."""
+        root = policy_root(settings)
+        bundle = await asyncio.to_thread(PolicyBundle.load, root)
+        await asyncio.to_thread(check_normalisation, bundle)
+        engine = await open_engine(
+            root,
+            opa_url=settings.opa_url,
+            pool_size=settings.opa_pool_size,
+            timeout=settings.opa_timeout_ms / 1000,
+            cache_size=settings.decision_cache_size,
+            bundle=bundle,
+        )
+        return cls(engine, root=root, kind="opa-server" if settings.opa_url else "in-process")
+
+    @property
+    def revision(self) -> str:
+        return self.engine.revision
+
+    def status(self) -> PolicyStatus:
+        cache = self.engine if isinstance(self.engine, CachedPolicyEngine) else None
+        return PolicyStatus(
+            revision=self.revision,
+            engine=self.kind,
+            loaded_at=self.loaded_at,
+            cache_entries=len(cache) if cache else 0,
+            cache_hits=cache.hits if cache else 0,
+            cache_misses=cache.misses if cache else 0,
+        )
+
+    async def reload(self) -> str:
+        """Serve the bundle now on disk if it passes every check; raises PolicyLoadError (the
+        current bundle keeps serving). Unchanged content is not reloaded."""
+        async with self._lock:
+            bundle = await asyncio.to_thread(PolicyBundle.load, self.root)
+            if bundle.revision == self.engine.revision:
+                return bundle.revision
+            await asyncio.to_thread(check_normalisation, bundle)
+            revision = await self.engine.reload(bundle)
+            self.loaded_at = datetime.now(UTC)
+            _log.info("policy.reloaded", revision=revision)
+            return revision
+
+    # -- the reload listener ---------------------------------------------------------------------
+
+    def listen(self, db: Database) -> None:
+        """Start listening for reload requests (`consent policy reload`)."""
+        if self._listener is None:
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen(db), name="policy-reload-listener"
+            )
+
+    async def _listen(self, db: Database) -> None:
+        reconnect = False
+        while True:
+            try:
+                await self._listen_once(db, catch_up=reconnect)
+            except DB_UNAVAILABLE as exc:
+                _log.debug("policy.listener_disconnected", error=type(exc).__name__)
+            reconnect = True
+            await asyncio.sleep(_RETRY_SECONDS)
+
+    async def _listen_once(self, db: Database, *, catch_up: bool) -> None:
+        """Hold one connection listening until it closes."""
+        closed = asyncio.Event()
+
+        def on_close(_conn: object) -> None:
+            closed.set()
+
+        def on_notify(_conn: object, _pid: int, _channel: str, _payload: object) -> None:
+            self._spawn(self._reload_and_answer(db))
+
+        async with db.pool.acquire() as conn:
+            conn.add_termination_listener(on_close)
+            await conn.add_listener(RELOAD_CHANNEL, on_notify)
+            if catch_up:  # a notification may have been sent while we were not listening
+                self._spawn(self._reload_and_answer(db))
+            try:
+                while not closed.is_set() and not conn.is_closed():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_RETRY_SECONDS):
+                            await closed.wait()
+            finally:
+                if not conn.is_closed():
+                    await conn.remove_listener(RELOAD_CHANNEL, on_notify)
+                conn.remove_termination_listener(on_close)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload_and_answer(self, db: Database) -> None:
+        try:
+            revision = await self.reload()
+            ack = ReloadAck(pid=os.getpid(), ok=True, revision=revision)
+        except PolicyLoadError as exc:
+            _log.warning("policy.reload_refused", error=str(exc)[:2000])
+            ack = ReloadAck(
+                pid=os.getpid(), ok=False, revision=self.revision, error=str(exc)[:4000]
+            )
+        except (OSError, ValueError) as exc:
+            _log.warning("policy.reload_failed", error=str(exc)[:2000])
+            ack = ReloadAck(pid=os.getpid(), ok=False, revision=self.revision, error=str(exc))
+        try:
+            async with db.pool.acquire() as conn:
+                await conn.execute(
+                    "select pg_notify($1, $2)",
+                    STATUS_CHANNEL,
+                    msgspec.json.encode(ack).decode(),
+                )
+        except DB_UNAVAILABLE as exc:
+            _log.warning("policy.reload_ack_failed", error=type(exc).__name__)
+
+    async def aclose(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.engine.aclose()
+
+
+async def request_reload(
+    db: Database, root: Path, *, wait: float = 3.0
+) -> tuple[PolicyBundle, list[ReloadAck]]:
+    """Check the bundle at `root` (raises PolicyLoadError), ask every running worker to reload
+    and collect their answers for up to `wait` seconds (0.5 s after the last one)."""
+    bundle = await asyncio.to_thread(check_policy, root)
+    acks: list[ReloadAck] = []
+    last = asyncio.Event()
+
+    def on_ack(_conn: object, _pid: int, _channel: str, payload: object) -> None:
+        with contextlib.suppress(msgspec.DecodeError, msgspec.ValidationError):
+            acks.append(msgspec.json.decode(str(payload), type=ReloadAck))
+            last.set()
+
+    async with db.pool.acquire() as conn:
+        await conn.add_listener(STATUS_CHANNEL, on_ack)
+        try:
+            await conn.execute("select pg_notify($1, $2)", RELOAD_CHANNEL, bundle.revision)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                last.clear()
+                timeout = deadline - time.monotonic() if not acks else 0.5
+                try:
+                    async with asyncio.timeout(max(0.0, timeout)):
+                        await last.wait()
+                except TimeoutError:
+                    if acks:
+                        break
+        finally:
+            await conn.remove_listener(STATUS_CHANNEL, on_ack)
+    return bundle, acks

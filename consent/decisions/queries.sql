@@ -1,0 +1,47 @@
+-- name: subject_states
+-- The consent state of a decision, a batch or an audience chunk in one round trip: see
+-- decision_subject_states() in migrations/0003_decisions.sql (row-level security applies).
+-- Call it outside a transaction: it switches its own (implicit) transaction to consent_app.
+select * from decision_subject_states($1, $2, $3, $4, $5, $6);
+
+-- name: known_identifier_types
+select key from identifier_type where tenant_id = $1 and key = any($2::text[]);
+
+-- name: insert_decisions
+-- One multi-row insert per group commit; reasons arrive comma-joined (codes have no commas).
+insert into decision_log (id, tenant_id, decided_at, subject_id, id_type, lookup_hmac,
+                          requester, api_key_id, request_id, kind, batch_id, action, allow,
+                          reasons, purposes, policy_revision, input)
+select u.id, u.tenant_id, u.decided_at, u.subject_id, u.id_type, u.lookup_hmac, u.requester,
+       u.api_key_id, u.request_id, u.kind, u.batch_id, u.action, u.allow,
+       string_to_array(u.reasons, ','), u.purposes, u.policy_revision, u.input
+from unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::uuid[], $5::text[], $6::bytea[],
+            $7::text[], $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[],
+            $13::boolean[], $14::text[], $15::jsonb[], $16::text[], $17::jsonb[])
+    as u (id, tenant_id, decided_at, subject_id, id_type, lookup_hmac, requester, api_key_id,
+          request_id, kind, batch_id, action, allow, reasons, purposes, policy_revision, input);
+
+-- name: insert_audience_run
+-- Every chunk's batch carries the run (and its shapes) until one has committed: chunks in flight
+-- together may commit in any order, and each must be complete on its own.
+insert into audience_run (id, tenant_id, started_at, now_ns, requester, api_key_id, request_id,
+                          action, context)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+on conflict (id) do nothing;
+
+-- name: insert_audience_shape
+insert into audience_shape (run_id, shape, tenant_id, policy_revision, allow, reasons, purposes,
+                            input)
+values ($1, $2, $3, $4, $5, $6, $7, $8)
+on conflict (run_id, shape) do nothing;
+
+-- name: insert_audience_member
+insert into audience_member (run_id, chunk, shape, tenant_id, members, subject_ids,
+                             purpose_keys, purpose_material, recorded_at_ns, consent_material)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+
+-- name: get_decision
+select id, decided_at, subject_id, id_type, requester, api_key_id, request_id, kind, batch_id,
+       action, allow, reasons, purposes, policy_revision, input
+from decision_log
+where tenant_id = $1 and id = $2;

@@ -1,0 +1,55 @@
+"""Wiring of the decision service for the app's lifespan: policy, log writers, service."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from consent.audit.outbox import AuditWriter
+from consent.config import Settings
+from consent.crypto.keys import KeyRing
+from consent.db.database import Database
+from consent.decisions.audience import AudienceFilter
+from consent.decisions.logwriter import GroupCommitWriter
+from consent.decisions.policy import PolicyRuntime
+from consent.decisions.service import DecisionService
+
+__all__ = ["Decisions"]
+
+
+@dataclass(slots=True)
+class Decisions:
+    policy: PolicyRuntime
+    service: DecisionService
+    audiences: AudienceFilter
+    writers: tuple[GroupCommitWriter, ...]
+
+    @classmethod
+    async def open(cls, settings: Settings, db: Database, keyring: KeyRing) -> Decisions:
+        """Load and check the policy (PolicyLoadError if refused: the service does not start),
+        start the decision-log writers (one for decisions, one for audience chunks, so that a
+        big audience does not delay single decisions) and the reload listener."""
+        policy = await PolicyRuntime.open(settings)
+        linger = settings.decision_log_linger_ms / 1000
+        audit = AuditWriter(settings.audit_origin)
+        log = GroupCommitWriter(db, name="decisions", linger=linger, audit=audit)
+        bulk = GroupCommitWriter(db, name="audiences", linger=linger, audit=audit)
+        for writer in (log, bulk):
+            writer.start()
+        policy.listen(db)
+        service = DecisionService(
+            db, keyring, policy, log, concurrency=max(2, settings.opa_pool_size * 2)
+        )
+        return cls(policy, service, AudienceFilter(service, bulk), (log, bulk))
+
+    def install(self, state: Any) -> None:
+        """`app.state.policy`, `.decisions`, `.audiences`."""
+        state.policy = self.policy
+        state.decisions = self.service
+        state.audiences = self.audiences
+
+    async def aclose(self) -> None:
+        """Commit pending log records, stop the listener and the engine."""
+        for writer in self.writers:
+            await writer.aclose()
+        await self.policy.aclose()

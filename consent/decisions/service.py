@@ -1,0 +1,604 @@
+"""Decisions: the policy input built from the ledger, evaluated (cached), logged, answered.
+
+One pipeline serves the single call, the batch and the audience filter, so that each gives exactly
+the single call's answer for every subject:
+
+1. subject references -> keyed HMAC lookups (no identifier reaches the database in clear);
+2. one statement per request (or audience chunk) loads the tenant's catalogue entries of the
+   purposes the action needs and each subject's current choices (`queries.sql`);
+3. `build_input` makes the exact policy input; `normalise` makes its cache key; distinct
+   normalised inputs are evaluated once (and the engine's LRU remembers them across requests);
+4. the decisions, with their exact inputs, are committed to the decision log (group commit);
+5. only then is the answer returned. Any failure on the way is a 503, never an allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from consent.crypto.keys import KeyRing
+from consent.db.database import Conn, Database
+from consent.db.sql import SqlFile
+from consent.decisions.engine import (
+    ConsentState,
+    DecisionInput,
+    DecisionResult,
+    PolicyBundle,
+    PolicyUnavailable,
+    PurposeDefinition,
+    SubjectState,
+    canonical_input,
+)
+from consent.decisions.logwriter import (
+    DB_UNAVAILABLE,
+    DecisionRecord,
+    GroupCommitWriter,
+    LogBatch,
+)
+from consent.decisions.policy import PolicyRuntime
+from consent.decisions.schemas import (
+    BatchResponse,
+    DecisionContext,
+    DecisionOut,
+    DecisionRequest,
+    Replay,
+    StoredDecision,
+)
+from consent.decisions.shape import needed_purposes, normalise
+from consent.errors import FieldError, NotFound, ServiceUnavailable, ValidationFailed
+from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
+from consent.subjects.schemas import SubjectRef
+
+__all__ = [
+    "Caller",
+    "Catalogue",
+    "DecisionService",
+    "Evaluator",
+    "LedgerUnavailable",
+    "PolicyChanged",
+    "Ref",
+    "SubjectRow",
+    "build_input",
+    "consent_values",
+    "normalize_identifier",
+    "ns_to_datetime",
+    "state_key",
+    "uuid7",
+]
+
+Q = SqlFile.beside(__file__)
+_log = structlog.get_logger(__name__)
+NS_PER_DAY: Final = 86_400 * 1_000_000_000
+_ATTEMPTS: Final = 3
+_MAX_FIELD_ERRORS: Final = 50
+_OBJECTION_CHOICES: Final = frozenset({"denied", "withdrawn"})
+
+
+class LedgerUnavailable(ServiceUnavailable):
+    """The consent state could not be read: no decision (fail closed; not a denial)."""
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, headers={"Retry-After": "1"})
+
+    @classmethod
+    def because(cls, exc: BaseException, detail: str) -> LedgerUnavailable:
+        _log.warning(
+            "decisions.ledger_unavailable", error=type(exc).__name__, message=str(exc)[:300]
+        )
+        return cls(detail)
+
+
+_PLAIN_EMAIL: Final = re.compile(
+    r"[a-z0-9._%+\-]{1,64}@(?=[a-z0-9.\-]{3,253}$)"
+    r"(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?"
+)
+
+
+def normalize_identifier(id_type: str, value: str) -> str:
+    """`consent.subjects.identifiers.normalize`, with a shortcut for e-mail addresses that are
+    already in normal form (lower-case ASCII, valid labels): those normalise to themselves.
+    Raises InvalidIdentifier like `normalize`."""
+    if id_type == "email" and _PLAIN_EMAIL.fullmatch(value):
+        return value
+    return normalize(id_type, value)
+
+
+def uuid7(now_ns: int | None = None) -> UUID:
+    """A time-ordered UUID (RFC 9562 version 7): 48-bit Unix milliseconds, then random bits."""
+    ms = (now_ns if now_ns is not None else time.time_ns()) // 1_000_000
+    value = (ms & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10)) & ((1 << 80) - 1)
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
+    return UUID(int=value)
+
+
+def ns_to_datetime(ns: int) -> datetime:
+    """The instant of `ns` (nanoseconds since the epoch), truncated to microseconds."""
+    seconds, rest = divmod(ns, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest // 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    tenant_id: UUID
+    api_key_id: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A subject reference ready for lookup: a subject id, or an identifier's type and HMAC."""
+
+    subject_id: UUID | None
+    id_type: str | None
+    digest: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """The tenant's entries for the purposes needed; `material_version` is the purpose's own
+    (the highest current material version of the notices asking about it)."""
+
+    purposes: dict[str, PurposeDefinition]
+
+    def restrict(self, keys: Sequence[str]) -> Catalogue:
+        return Catalogue({k: self.purposes[k] for k in keys if k in self.purposes})
+
+
+class SubjectRow(msgspec.Struct, frozen=True):
+    """A subject's current choices for the needed purposes, as read from consent_state
+    (parallel sequences, one entry per choice)."""
+
+    subject_id: UUID | None
+    purposes: Sequence[str] = ()
+    choices: Sequence[str] = ()
+    recorded_at_us: Sequence[int] = ()
+    consent_material: Sequence[int | None] = ()
+    notice_material: Sequence[int | None] = ()
+
+
+UNKNOWN: Final = SubjectRow(subject_id=None)
+
+
+def consent_values(
+    purpose: PurposeDefinition | None, consent_mv: int | None, notice_mv: int | None
+) -> tuple[int | None, int]:
+    """(the purpose's material version for this subject, the consent's material version).
+
+    A consent is measured against the current material version of the notice it was given under
+    (stale when its own is lower); one recorded without a notice (import, GPC) against the
+    purpose's own version, so it is never stale, as in the ledger's state. None: no catalogue
+    entry (then the consent's version is 0 and the policy denies the purpose anyway)."""
+    if notice_mv is None:
+        material = purpose.material_version if purpose is not None else 0
+        return (purpose.material_version if purpose is not None else None), material
+    return (notice_mv if purpose is not None else None), (consent_mv or 0)
+
+
+def build_input(
+    action: str,
+    now_ns: int,
+    context: DecisionContext,
+    catalogue: Catalogue,
+    row: SubjectRow,
+) -> DecisionInput:
+    """The exact policy input: catalogue entries and consents of the purposes needed, with the
+    material versions of `consent_values`. A purpose on legitimate interest whose choice is
+    denied or withdrawn is an objection."""
+    purposes = dict(catalogue.purposes)
+    consents: dict[str, ConsentState] = {}
+    objections: list[str] = []
+    for key, choice, recorded_us, consent_mv, notice_mv in zip(
+        row.purposes,
+        row.choices,
+        row.recorded_at_us,
+        row.consent_material,
+        row.notice_material,
+        strict=True,
+    ):
+        purpose = purposes.get(key)
+        purpose_mv, material = consent_values(purpose, consent_mv, notice_mv)
+        if purpose is not None and purpose_mv != purpose.material_version:
+            purposes[key] = msgspec.structs.replace(purpose, material_version=purpose_mv)
+        consents[key] = ConsentState(
+            status=choice,  # type: ignore[arg-type]  # checked by the database
+            recorded_at_ns=recorded_us * 1000,
+            material_version=material,
+        )
+        if (
+            purpose is not None
+            and purpose.legal_basis == "legitimate_interest"
+            and choice in _OBJECTION_CHOICES
+        ):
+            objections.append(key)
+    return DecisionInput(
+        now_ns=now_ns,
+        action=action,
+        subject=SubjectState(
+            known=row.subject_id is not None,
+            jurisdiction=context.jurisdiction,
+            age=context.age,
+            parental_consent=context.parental_consent,
+            gpc=context.gpc,
+            limit_sensitive=context.limit_sensitive,
+            objections=tuple(sorted(objections)),
+        ),
+        purposes=purposes,
+        consents=consents,
+    )
+
+
+def state_key(catalogue: Catalogue, now_ns: int, row: SubjectRow) -> tuple[object, ...]:
+    """A cheap key of what `normalise(build_input(...))` keeps of a subject's state: subjects with
+    the same key (and the same context) have the same normalised input, hence the same
+    decision. Per choice: its purpose, its status, whether it is within the maximum age and
+    whether it is current (not stale)."""
+    if row.subject_id is None:
+        return ()
+    parts: list[tuple[object, ...]] = []
+    for key, choice, recorded_us, consent_mv, notice_mv in zip(
+        row.purposes,
+        row.choices,
+        row.recorded_at_us,
+        row.consent_material,
+        row.notice_material,
+        strict=True,
+    ):
+        purpose = catalogue.purposes.get(key)
+        if purpose is None:
+            parts.append((key, choice))
+            continue
+        purpose_mv, material = consent_values(purpose, consent_mv, notice_mv)
+        age = purpose.max_age_ns
+        fresh = age is None or recorded_us * 1000 + age >= now_ns
+        parts.append((key, choice, fresh, material >= (purpose_mv or 0)))
+    parts.sort()
+    return (True, *parts)
+
+
+class PolicyChanged(Exception):
+    """The policy was reloaded between reading its action data and evaluating: start again."""
+
+
+class Evaluator:
+    """Decides many inputs: normalised, deduplicated, evaluated once each, with bounded
+    concurrency (so that a big batch does not queue past the engine's timeout)."""
+
+    def __init__(self, runtime: PolicyRuntime, *, concurrency: int = 4) -> None:
+        self.runtime = runtime
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def _one(self, value: DecisionInput) -> DecisionResult:
+        async with self._slots:
+            return await self.runtime.engine.evaluate(value)
+
+    async def decide(
+        self, bundle: PolicyBundle, inputs: Sequence[tuple[DecisionInput, tuple[str, ...]]]
+    ) -> tuple[list[DecisionResult], list[bytes]]:
+        """Results in input order, and each input's normalised form as canonical JSON (equal for
+        inputs that share a decision). Raises PolicyUnavailable, or PolicyChanged when `bundle`
+        is no longer the one served."""
+        distinct: dict[bytes, DecisionInput] = {}
+        keys: list[bytes] = []
+        for value, needed in inputs:
+            normal = normalise(value, needed)
+            key = canonical_input(normal)
+            keys.append(key)
+            if key not in distinct:
+                distinct[key] = normal
+        results = await asyncio.gather(*(self._one(v) for v in distinct.values()))
+        if any(r.revision != bundle.revision for r in results):
+            raise PolicyChanged
+        by_key = dict(zip(distinct, results, strict=True))
+        return [by_key[k] for k in keys], keys
+
+
+class DecisionService:
+    """`app.state.decisions`: decide, decide many, read back and replay."""
+
+    def __init__(
+        self,
+        db: Database,
+        keyring: KeyRing,
+        runtime: PolicyRuntime,
+        log: GroupCommitWriter,
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        concurrency: int = 4,
+    ) -> None:
+        self.db = db
+        self.keyring = keyring
+        self.runtime = runtime
+        self.log = log
+        self.clock = clock
+        self.evaluator = Evaluator(runtime, concurrency=concurrency)
+        self._lookup_keys: dict[UUID, hmac.HMAC] = {}
+
+    # -- references ------------------------------------------------------------------------------
+
+    def lookup_hmac(self, tenant_id: UUID) -> Callable[[bytes], bytes]:
+        """HMAC-SHA256 under the tenant's lookup key (as `KeyRing.lookup_digest`), from a keyed
+        state made once per tenant and copied per identifier."""
+        keyed = self._lookup_keys.get(tenant_id)
+        if keyed is None:
+            if len(self._lookup_keys) >= 4096:  # noqa: PLR2004
+                self._lookup_keys.clear()
+            key = self.keyring.lookup_key(str(tenant_id))
+            keyed = self._lookup_keys[tenant_id] = hmac.new(key, digestmod=hashlib.sha256)
+
+        def digest(message: bytes) -> bytes:
+            state = keyed.copy()
+            state.update(message)
+            return state.digest()
+
+        return digest
+
+    def ref(self, tenant_id: UUID, subject: SubjectRef, field: str) -> Ref:
+        """Raises ValidationFailed naming `field`."""
+        if (subject.subject_id is None) == (subject.identifier is None):
+            raise ValidationFailed.field(field, "give exactly one of subject_id or identifier")
+        if subject.subject_id is not None:
+            return Ref(subject.subject_id, None, None)
+        ident = subject.identifier
+        assert ident is not None  # noqa: S101 - narrowed above
+        try:
+            value = normalize_identifier(ident.type, ident.value)
+        except InvalidIdentifier as exc:
+            raise ValidationFailed.field(f"{field}.identifier.value", str(exc)) from None
+        message = ident.type.encode() + b"\x00" + value.encode()
+        digest = self.lookup_hmac(tenant_id)(message)
+        return Ref(None, ident.type, digest)
+
+    def refs(self, tenant_id: UUID, subjects: Sequence[SubjectRef], prefix: str) -> list[Ref]:
+        out: list[Ref] = []
+        errors: list[FieldError] = []
+        for i, subject in enumerate(subjects):
+            field = prefix.format(i=i)
+            try:
+                out.append(self.ref(tenant_id, subject, field))
+            except ValidationFailed as exc:
+                errors.extend(exc.errors or [FieldError(field, exc.detail or "invalid")])
+        if errors:
+            detail = errors[0].message if len(errors) == 1 else "Invalid subject references."
+            raise ValidationFailed(detail, errors=errors[:_MAX_FIELD_ERRORS])
+        return out
+
+    # -- reading the ledger ----------------------------------------------------------------------
+
+    async def read(
+        self, tenant_id: UUID, purposes: Sequence[str], refs: Sequence[Ref]
+    ) -> tuple[Catalogue, list[SubjectRow]]:
+        """`load` on a connection of the pool; LedgerUnavailable when the database is not."""
+        try:
+            async with self.db.pool.acquire() as conn:
+                return await self.load(conn, tenant_id, purposes, refs)
+        except DB_UNAVAILABLE as exc:
+            raise LedgerUnavailable.because(
+                exc, "The consent ledger is unavailable; no decision was made (not a denial)."
+            ) from exc
+
+    @staticmethod
+    async def load(
+        conn: Conn, tenant_id: UUID, purposes: Sequence[str], refs: Sequence[Ref]
+    ) -> tuple[Catalogue, list[SubjectRow]]:
+        """The catalogue entries of `purposes` and one row per reference (UNKNOWN if none), in
+        one statement, on `conn` outside a transaction (see queries.sql). `refs` must not be
+        empty."""
+        fetched = await conn.fetch(
+            Q.subject_states,
+            tenant_id,
+            list(range(len(refs))),
+            [r.subject_id for r in refs],
+            [r.id_type for r in refs],
+            [r.digest for r in refs],
+            list(purposes),
+        )
+        rows: list[SubjectRow] = [UNKNOWN] * len(refs)
+        catalogue = Catalogue({})
+        for r in fetched:
+            if r["ord"] == 0 and r["cat_keys"]:
+                catalogue = Catalogue(
+                    {
+                        key: PurposeDefinition(
+                            legal_basis=basis,
+                            max_age_ns=days * NS_PER_DAY if days is not None else None,
+                            strictly_necessary=necessary,
+                            material_version=material,
+                        )
+                        for key, basis, days, necessary, material in zip(
+                            r["cat_keys"],
+                            r["cat_bases"],
+                            r["cat_max_age_days"],
+                            r["cat_necessary"],
+                            r["cat_material"],
+                            strict=True,
+                        )
+                    }
+                )
+            subject_id = r["subject_id"]
+            if subject_id is None:
+                continue
+            purposes_ = r["purposes"]
+            rows[r["ord"]] = (
+                SubjectRow(
+                    subject_id,
+                    purposes_,
+                    r["choices"],
+                    r["recorded_at_us"],
+                    r["consent_material"],
+                    r["notice_material"],
+                )
+                if purposes_
+                else SubjectRow(subject_id)
+            )
+        return catalogue, rows
+
+    async def check_identifier_types(
+        self, tenant_id: UUID, refs: Sequence[Ref], rows: Sequence[SubjectRow], prefix: str
+    ) -> None:
+        """An identifier of a type the tenant never defined is a client error, not a denial."""
+        unknown = {
+            r.id_type
+            for r, row in zip(refs, rows, strict=True)
+            if r.id_type is not None and row.subject_id is None and r.id_type not in BUILTIN_TYPES
+        }
+        if not unknown:
+            return
+        try:
+            async with self.db.tenant(tenant_id) as conn:
+                found = await conn.fetch(Q.known_identifier_types, tenant_id, unknown)
+        except DB_UNAVAILABLE as exc:
+            raise LedgerUnavailable.because(exc, "The consent ledger is unavailable.") from exc
+        known = {r["key"] for r in found}
+        errors = [
+            FieldError(f"{prefix.format(i=i)}.identifier.type", f"unknown identifier type '{t}'")
+            for i, t in enumerate(r.id_type for r in refs)
+            if t in unknown and t not in known
+        ]
+        if errors:
+            raise ValidationFailed(errors[0].message, errors=errors[:_MAX_FIELD_ERRORS])
+
+    # -- deciding ------------------------------------------------------------------------------
+
+    async def decide(self, caller: Caller, request: DecisionRequest) -> DecisionOut:
+        (out,) = await self._decide(
+            caller, [request], kind="single", batch_id=None, prefix="subject"
+        )
+        return out
+
+    async def decide_batch(
+        self, caller: Caller, requests: Sequence[DecisionRequest]
+    ) -> BatchResponse:
+        batch_id = uuid7()
+        outs = await self._decide(
+            caller, requests, kind="batch", batch_id=batch_id, prefix="decisions[{i}].subject"
+        )
+        return BatchResponse(batch_id=batch_id, decisions=outs)
+
+    async def _decide(
+        self,
+        caller: Caller,
+        requests: Sequence[DecisionRequest],
+        *,
+        kind: str,
+        batch_id: UUID | None,
+        prefix: str,
+    ) -> list[DecisionOut]:
+        refs = self.refs(caller.tenant_id, [r.subject for r in requests], prefix)
+        for _ in range(_ATTEMPTS):
+            bundle = self.runtime.engine.bundle
+            needed = {a: needed_purposes(bundle, a) for a in {r.action for r in requests}}
+            union = sorted({p for keys in needed.values() for p in keys})
+            now_ns = self.clock()
+            catalogue, rows = await self.read(caller.tenant_id, union, refs)
+            await self.check_identifier_types(caller.tenant_id, refs, rows, prefix)
+            restricted = {a: catalogue.restrict(keys) for a, keys in needed.items()}
+            inputs = [
+                build_input(r.action, now_ns, r.context, restricted[r.action], row)
+                for r, row in zip(requests, rows, strict=True)
+            ]
+            try:
+                results, _ = await self.evaluator.decide(
+                    bundle, [(x, needed[x.action]) for x in inputs]
+                )
+            except PolicyChanged:
+                continue
+            break
+        else:
+            raise PolicyUnavailable("the policy changed during the decision; retry")
+        decided_at = ns_to_datetime(now_ns)
+        records = [
+            DecisionRecord(
+                id=uuid7(now_ns),
+                tenant_id=caller.tenant_id,
+                decided_at=decided_at,
+                subject_id=row.subject_id if row.subject_id is not None else ref.subject_id,
+                id_type=ref.id_type if row.subject_id is None else None,
+                lookup_hmac=ref.digest if row.subject_id is None else None,
+                requester=request.context.requester,
+                api_key_id=caller.api_key_id,
+                request_id=caller.request_id,
+                kind=kind,
+                batch_id=batch_id,
+                action=request.action,
+                allow=result.allow,
+                reasons=result.reasons,
+                purposes=result.purposes,
+                policy_revision=result.revision,
+                input=value,
+            )
+            for request, ref, row, value, result in zip(
+                requests, refs, rows, inputs, results, strict=True
+            )
+        ]
+        await self.log.write(LogBatch(decisions=records))
+        return [
+            DecisionOut(
+                decision_id=record.id,
+                allow=record.allow,
+                reasons=list(record.reasons),
+                purposes=record.purposes,
+                policy_revision=record.policy_revision,
+                decided_at=decided_at,
+                subject_id=row.subject_id,
+            )
+            for record, row in zip(records, rows, strict=True)
+        ]
+
+    # -- reading back ----------------------------------------------------------------------------
+
+    async def get(self, tenant_id: UUID, decision_id: UUID, *, replay: bool) -> StoredDecision:
+        try:
+            async with self.db.tenant(tenant_id) as conn:
+                row = await conn.fetchrow(Q.get_decision, tenant_id, decision_id)
+        except DB_UNAVAILABLE as exc:
+            raise LedgerUnavailable.because(exc, "The decision log is unavailable.") from exc
+        if row is None:
+            raise NotFound("No such decision.")
+        stored = StoredDecision(
+            decision_id=row["id"],
+            decided_at=row["decided_at"],
+            subject_id=row["subject_id"],
+            requester=row["requester"],
+            kind=row["kind"],
+            batch_id=row["batch_id"],
+            action=row["action"],
+            allow=row["allow"],
+            reasons=list(row["reasons"]),
+            purposes=row["purposes"],
+            policy_revision=row["policy_revision"],
+            input=msgspec.convert(row["input"], DecisionInput),
+        )
+        if not replay:
+            return stored
+        return msgspec.structs.replace(stored, replay=await self.replay(stored))
+
+    async def replay(self, stored: StoredDecision) -> Replay:
+        """The stored input, as it was, under the policy in force now (not logged: it uses no
+        current data of the subject)."""
+        bundle = self.runtime.engine.bundle
+        result = await self.runtime.engine.evaluate(stored.input)
+        now_needed = needed_purposes(bundle, stored.action)
+        missing = [p for p in now_needed if p not in stored.input.purposes]
+        return Replay(
+            policy_revision=result.revision,
+            allow=result.allow,
+            reasons=list(result.reasons),
+            purposes=result.purposes,
+            differs=(result.allow, list(result.reasons), result.purposes)
+            != (stored.allow, stored.reasons, stored.purposes),
+            missing_purposes=missing,
+        )

@@ -1,0 +1,390 @@
+"""The decision API: batches, audience streams, the log behind every answer, reading back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+
+from consent.db.database import Database
+from consent.decisions.schemas import DecisionOut, DecisionRequest
+from consent.decisions.service import Caller
+from tests.conftest import Tenant
+from tests.integration.decisions.conftest import Ledger, in_app
+
+pytestmark = [pytest.mark.integration, pytest.mark.policy]
+
+
+@pytest.fixture
+def engine_kind() -> str:
+    return "in-process"  # both engines: test_rules.py and test_batch_equals_single.py
+
+
+def _ask(email: str, action: str = "email.marketing", **context: Any) -> dict[str, Any]:
+    return {
+        "subject": {"identifier": {"type": "email", "value": email}},
+        "action": action,
+        "context": {"requester": "esp", **context},
+    }
+
+
+async def test_batch_answers_in_order_and_logs_each_decision(ledger: Ledger, db: Database) -> None:
+    await ledger.consent("a@example.com", {"email_marketing": "granted"})
+    await ledger.consent("b@example.com", {"email_marketing": "withdrawn"})
+    body = await ledger.post(
+        "/v1/decisions/batch",
+        {"decisions": [_ask("a@example.com"), _ask("b@example.com"), _ask("nobody@example.com")]},
+        status=200,
+    )
+    got = [(d["allow"], d["reasons"]) for d in body["decisions"]]
+    assert got == [
+        (True, ["allowed.consent"]),
+        (False, ["denied.withdrawn"]),
+        (False, ["denied.no_consent", "denied.unknown_subject"]),
+    ]
+    async with db.system() as conn:
+        rows = await conn.fetch(
+            "select id, kind, batch_id, requester, subject_id, id_type, lookup_hmac"
+            " from decision_log order by id"
+        )
+    assert [str(r["id"]) for r in rows] == sorted(d["decision_id"] for d in body["decisions"])
+    assert {(r["kind"], str(r["batch_id"]), r["requester"]) for r in rows} == {
+        ("batch", body["batch_id"], "esp")
+    }
+    unknown = [r for r in rows if r["subject_id"] is None]
+    assert len(unknown) == 1
+    assert unknown[0]["id_type"] == "email"
+    assert len(unknown[0]["lookup_hmac"]) == 32  # pseudonymous: never the address itself
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"decisions": []}, "decisions"),
+        ({"decisions": [_ask("x@example.com", action="Email Marketing")]}, "decisions[0].action"),
+        (
+            {"decisions": [_ask("ok@example.com"), _ask("not-an-email")]},
+            "decisions[1].subject.identifier.value",
+        ),
+        (
+            {
+                "decisions": [
+                    {
+                        "subject": {"identifier": {"type": "galaxy_id", "value": "M31"}},
+                        "action": "email.marketing",
+                        "context": {"requester": "esp"},
+                    }
+                ]
+            },
+            "decisions[0].subject.identifier.type",
+        ),
+        (
+            {"decisions": [{**_ask("x@example.com"), "context": {}}]},
+            "decisions[0].context",
+        ),
+        ({"decisions": [{**_ask("x@example.com"), "extra": 1}]}, "decisions[0]"),
+    ],
+)
+async def test_a_bad_batch_is_refused_whole(
+    ledger: Ledger, db: Database, body: dict[str, Any], field: str
+) -> None:
+    response = await ledger.client.post("/v1/decisions/batch", json=body, headers=ledger.h)
+    assert response.status_code == 400, response.text
+    problem = response.json()
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert any(e["field"].startswith(field) for e in problem["errors"]), problem
+    assert "not-an-email" not in response.text
+    async with db.system() as conn:
+        assert await conn.fetchval("select count(*) from decision_log") == 0
+
+
+async def test_batch_of_ten_thousand(ledger: Ledger, db: Database) -> None:
+    await ledger.consent("bulk@example.com", {"email_marketing": "granted"})
+    asks = [_ask("bulk@example.com" if i % 2 else f"u{i}@example.com") for i in range(10_000)]
+    body = await ledger.post("/v1/decisions/batch", {"decisions": asks}, status=200)
+    assert sum(d["allow"] for d in body["decisions"]) == 5_000
+    async with db.system() as conn:
+        assert await conn.fetchval("select count(*) from decision_log") == 10_000
+    too_many = await ledger.client.post(
+        "/v1/decisions/batch", json={"decisions": [*asks, asks[0]]}, headers=ledger.h
+    )
+    assert too_many.status_code == 400
+
+
+async def test_decide_by_subject_id_follows_a_link(ledger: Ledger) -> None:
+    survivor = await ledger.consent("ann@example.com", {"email_marketing": "granted"})
+    device = await ledger.post(
+        "/v1/consents",
+        {
+            "identifier": {"type": "device", "value": "cookie-1"},
+            "choices": [{"purpose": "analytics", "choice": "granted"}],
+            "surface": "banner",
+            "channel": "web",
+            "notice_version_id": ledger.version_ids[1],
+        },
+    )
+    await ledger.post(
+        "/v1/subjects/link",
+        {
+            "subjects": [
+                {"identifier": {"type": "email", "value": "ann@example.com"}},
+                {"identifier": {"type": "device", "value": "cookie-1"}},
+            ]
+        },
+        status=200,
+    )
+    for subject in (
+        {"subject_id": device["subject_id"]},
+        {"identifier": {"type": "device", "value": "cookie-1"}},
+    ):
+        got = await ledger.post(
+            "/v1/decisions",
+            {"subject": subject, "action": "email.marketing", "context": {"requester": "esp"}},
+            status=200,
+        )
+        assert (got["allow"], got["subject_id"]) == (True, survivor)
+    missing = await ledger.post(
+        "/v1/decisions",
+        {
+            "subject": {"subject_id": str(uuid.uuid4())},
+            "action": "email.marketing",
+            "context": {"requester": "esp"},
+        },
+        status=200,
+    )
+    assert missing["reasons"] == ["denied.no_consent", "denied.unknown_subject"]
+    assert missing["subject_id"] is None
+
+
+def _request(email: str) -> DecisionRequest:
+    return msgspec.convert(_ask(email), DecisionRequest)
+
+
+async def test_concurrent_decisions_share_commits(ledger: Ledger, db: Database) -> None:
+    await ledger.consent("many@example.com", {"email_marketing": "granted"})
+    caller = Caller(uuid.UUID(ledger.tenant.id), "test", None)
+    service = ledger.client.app.state.decisions
+
+    async def forty() -> tuple[list[DecisionOut], int]:  # in the app's event loop
+        before = service.log.batches
+        outs = await asyncio.gather(
+            *(service.decide(caller, _request("many@example.com")) for _ in range(40))
+        )
+        return outs, service.log.batches - before
+
+    results, commits = in_app(ledger.client, forty)
+    assert all(r.allow for r in results)
+    async with db.system() as conn:
+        assert await conn.fetchval("select count(*) from decision_log") == 40
+    assert commits < 40  # group commit: fewer transactions than decisions
+
+
+async def test_no_answer_before_the_log_commits(ledger: Ledger, db: Database) -> None:
+    """While the log cannot be written (a lock held elsewhere), no decision is answered; when
+    writing fails for good, the answer is a 503, never an allow."""
+    await ledger.consent("wait@example.com", {"email_marketing": "granted"})
+    caller = Caller(uuid.UUID(ledger.tenant.id), "test", None)
+    app = ledger.client.app
+
+    async def blocked() -> tuple[bool, DecisionOut]:  # in the app's event loop
+        async with app.state.db.pool.acquire() as conn, conn.transaction():
+            await conn.execute("lock table decision_log in access exclusive mode")
+            task = asyncio.ensure_future(
+                app.state.decisions.decide(caller, _request("wait@example.com"))
+            )
+            await asyncio.sleep(1.0)
+            answered_early = task.done()
+        return answered_early, await task
+
+    answered_early, got = in_app(ledger.client, blocked)
+    assert not answered_early
+    assert got.allow is True
+    async with db.system() as conn:
+        logged = await conn.fetchval(
+            "select count(*) from decision_log where id = $1", got.decision_id
+        )
+    assert logged == 1
+
+    app.state.decisions.log.timeout = 0.5
+    async with db.pool.acquire() as conn, conn.transaction():
+        await conn.execute("lock table decision_log in access exclusive mode")
+        response = await ledger.client.post(
+            "/v1/decisions", json=_ask("wait@example.com"), headers=ledger.h
+        )
+        assert response.status_code == 503, response.text
+        assert response.json()["type"] == "/problems/service-unavailable"
+        assert "allow" not in response.json()
+
+
+async def test_get_and_replay_are_tenant_scoped(
+    ledger: Ledger, dclient: Any, other_tenant: Tenant
+) -> None:
+    await ledger.consent("own@example.com", {"email_marketing": "granted"})
+    got = await ledger.decide("own@example.com", "email.marketing", jurisdiction="DE", age=33)
+    mine = await dclient.get(f"/v1/decisions/{got['decision_id']}?replay=true", headers=ledger.h)
+    assert mine.status_code == 200
+    body = mine.json()
+    assert body["input"]["subject"]["age"] == 33
+    assert body["input"]["consents"]["email_marketing"]["status"] == "granted"
+    assert body["replay"]["differs"] is False
+    assert body["replay"]["policy_revision"] == got["policy_revision"]
+    theirs = await dclient.get(f"/v1/decisions/{got['decision_id']}", headers=other_tenant.headers)
+    assert theirs.status_code == 404
+    bad = await dclient.get(f"/v1/decisions/{got['decision_id']}?replay=maybe", headers=ledger.h)
+    assert bad.status_code == 400
+
+
+async def test_decide_scope_is_needed(ledger: Ledger, dclient: Any) -> None:
+    key = await ledger.post("/v1/api-keys", {"name": "reader", "scopes": ["read"]})
+    reader = {"Authorization": f"Bearer {key['secret']}"}
+    response = await dclient.post("/v1/decisions", json=_ask("x@example.com"), headers=reader)
+    assert response.status_code == 403
+    policy = await dclient.get("/v1/policy", headers=reader)
+    assert policy.status_code == 200
+    assert policy.json()["engine"] == "in-process"
+
+
+# -- audience filter -----------------------------------------------------------------------------
+
+
+async def test_audience_echoes_allowed_lines_and_counts_the_rest(
+    ledger: Ledger, db: Database
+) -> None:
+    await ledger.consent("yes@example.com", {"email_marketing": "granted"})
+    await ledger.consent("no@example.com", {"email_marketing": "withdrawn"})
+    yes_id = await ledger.consent("yes2@example.com", {"email_marketing": "granted"})
+    header = {"action": "email.marketing", "context": {"requester": "esp", "jurisdiction": "DE"}}
+    lines = [
+        json.dumps(header).encode(),
+        b'{"type": "email", "value": "YES@example.com", "note_free": 1}',  # invalid: unknown field
+        b'{"type":"email","value":"YES@example.com"}',
+        b"",
+        b'{"type": "email", "value": "no@example.com"}',
+        b'{"subject_id": "' + yes_id.encode() + b'"}',
+        b'{"type": "email", "value": "stranger@example.com"}',
+        b"not json",
+        b'{"type": "email", "value": "no-at-sign"}',
+        b'{"subject_id": "' + yes_id.encode() + b'", "type": "email", "value": "a@b.example"}',
+    ]
+    response = await ledger.client.post(
+        "/v1/audiences/filter",
+        content=b"\r\n".join(lines),
+        headers={**ledger.h, "content-type": "application/x-ndjson"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/x-ndjson")
+    out = response.content.split(b"\n")
+    assert out[:2] == [lines[2], lines[5]]  # verbatim, in order
+    summary = json.loads(out[2])["summary"]
+    assert out[3:] == [b""]
+    assert summary["total"] == 4
+    assert summary["allowed"] == 2
+    assert summary["denied"] == 2
+    assert summary["denied_by_reason"] == {
+        "denied.no_consent": 1,
+        "denied.unknown_subject": 1,
+        "denied.withdrawn": 1,
+    }
+    assert (summary["invalid"], summary["invalid_lines"]) == (4, [2, 8, 9, 10])
+    async with db.system() as conn:
+        members = await conn.fetchval(
+            "select sum(members) from audience_member where run_id = $1",
+            uuid.UUID(summary["audience_id"]),
+        )
+        shapes = await conn.fetch(
+            "select allow, reasons from audience_shape where run_id = $1 order by shape",
+            uuid.UUID(summary["audience_id"]),
+        )
+    assert members == 4
+    assert len(shapes) == summary["distinct_inputs"] == 3
+
+
+async def test_audience_member_overrides_and_chunks(ledger: Ledger, db: Database) -> None:
+    await ledger.consent("kid@example.com", {"personalization": "granted"})
+    audiences = ledger.client.app.state.audiences
+    audiences.chunk_size = 7  # many chunks, several in flight
+    header = {
+        "action": "personalize.recommendations",
+        "context": {"requester": "reco", "jurisdiction": "DE", "age": 30},
+        "output": "all",
+    }
+    members = [
+        {"type": "email", "value": "kid@example.com", **({"age": 12} if i % 3 == 0 else {})}
+        for i in range(50)
+    ]
+    lines = await ledger.audience(header, members)
+    *results, summary = lines
+    assert [r["line"] for r in results] == list(range(2, 52))
+    assert [r["allow"] for r in results] == [i % 3 != 0 for i in range(50)]
+    assert {tuple(r["reasons"]) for r in results if not r["allow"]} == {("denied.child",)}
+    assert summary["summary"]["distinct_inputs"] == 2
+    async with db.system() as conn:
+        chunks = await conn.fetchval(
+            "select count(distinct chunk) from audience_member where run_id = $1",
+            uuid.UUID(summary["summary"]["audience_id"]),
+        )
+        shape_rows = await conn.fetchval(
+            "select count(*) from audience_shape where run_id = $1",
+            uuid.UUID(summary["summary"]["audience_id"]),
+        )
+    assert chunks == 8
+    assert shape_rows == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"", "header"),
+        (b"{not json}\n", "header"),
+        (b'{"action": "email.marketing"}\n', "header"),
+        (
+            b'{"action": "email.marketing", "context": {"requester": "x"}, "output": "some"}\n',
+            "header",
+        ),
+    ],
+)
+async def test_audience_with_a_bad_header_is_a_problem(
+    ledger: Ledger, body: bytes, field: str
+) -> None:
+    response = await ledger.client.post(
+        "/v1/audiences/filter",
+        content=body,
+        headers={**ledger.h, "content-type": "application/x-ndjson"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["field"] == field
+
+
+async def test_empty_audience_has_only_a_summary(ledger: Ledger) -> None:
+    lines = await ledger.audience({"action": "email.marketing", "context": {"requester": "x"}}, [])
+    assert len(lines) == 1
+    assert lines[0]["summary"]["total"] == 0
+
+
+async def test_a_failure_after_the_first_chunks_answers_nothing(ledger: Ledger) -> None:
+    """All or nothing: a line too long near the end of a stream is a 400 problem, not a
+    partial answer."""
+    await ledger.consent("yes@example.com", {"email_marketing": "granted"})
+    audiences = ledger.client.app.state.audiences
+    audiences.chunk_size = 1
+    audiences.in_flight = 1
+    body = b"\n".join(
+        [
+            json.dumps({"action": "email.marketing", "context": {"requester": "x"}}).encode(),
+            b'{"type": "email", "value": "yes@example.com"}',
+            b'{"type": "email", "value": "yes@example.com"}',
+            b'{"type": "email", "value": "' + b"x" * 20_000 + b'"}',
+        ]
+    )
+    response = await ledger.client.post(
+        "/v1/audiences/filter",
+        content=body,
+        headers={**ledger.h, "content-type": "application/x-ndjson"},
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["errors"][0]["field"] == "line 4"
+    assert "yes@example.com" not in response.text
