@@ -49,12 +49,13 @@ from audience import (
     cpu_seconds,
     create_database,
     drop_database,
-    load_keyring,
     log,
     postgres_pids,
     postgres_server,
     seed,
 )
+
+from consent.crypto.keys import load_keyring
 
 WRK_SCRIPT = (
     r"""

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from consent.app import create_app
@@ -144,12 +145,12 @@ def settings(database_dsn: str, keys_dir: Path, tmp_path: Path) -> Settings:
 @pytest.fixture
 async def client(
     settings: Settings, db: Database, keyring: KeyRing
-) -> AsyncIterator[AsyncTestClient[object]]:
+) -> AsyncIterator[AsyncTestClient[Litestar]]:
     # The test client runs the app on its own event loop, so the app opens its own pool (as in
     # production); `db` is requested only to empty the tables first.
     app = create_app(settings, keyring=keyring)
     async with AsyncTestClient(app=app) as c:
-        yield c  # type: ignore[misc]
+        yield c
 
 
 class Tenant:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -47,6 +48,12 @@ class FakeEngine:
         self.revision = "sha256:one"
         self.calls = 0
         self.fail = False
+
+    @property
+    def bundle(self) -> PolicyBundle:
+        return PolicyBundle(
+            root=Path(), modules={}, test_modules={}, data={}, revision=self.revision
+        )
 
     async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult:
         self.calls += 1

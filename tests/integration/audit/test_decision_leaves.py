@@ -53,6 +53,7 @@ async def test_decisions_are_leaves_in_the_subjects_activity(
         stored = await conn.fetchrow(
             "select input from decision_log where id = $1::uuid", answers[0]["decision_id"]
         )
+    assert stored is not None
     leaf = decode_leaf(base64.b64decode(uses[-1]["leaf"]))
     assert isinstance(leaf, DecisionMade)
     assert leaf.state_digest == state_digest(stored["input"])

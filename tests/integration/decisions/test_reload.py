@@ -28,7 +28,7 @@ from tests.integration.decisions.conftest import Ledger
 pytestmark = [pytest.mark.integration, pytest.mark.policy]
 
 ROOT = Path(__file__).resolve().parents[3]
-SALE_IN_UTAH = {"jurisdiction": "US-UT", "age": 40, "gpc": True}
+SALE_IN_UTAH: dict[str, Any] = {"jurisdiction": "US-UT", "age": 40, "gpc": True}
 
 
 def _add_gpc_state(root: Path, state: str) -> None:

@@ -221,7 +221,9 @@ def test_msgspec_sorted_equals_rfc8785(leaf: Leaf) -> None:
 
 
 def _erased(**changes: Any) -> SubjectErased:
-    return msgspec.structs.replace(EXAMPLES[4], **changes)  # type: ignore[arg-type]
+    erased = EXAMPLES[4]
+    assert isinstance(erased, SubjectErased)
+    return msgspec.structs.replace(erased, **changes)
 
 
 @pytest.mark.parametrize(

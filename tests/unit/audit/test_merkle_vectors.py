@@ -74,7 +74,7 @@ def _inclusion_entries(
     name: str, hashes: list[bytes], index: int, size: int
 ) -> list[dict[str, Any]]:
     tree = MemoryTree(hashes[:size])
-    base = {
+    base: dict[str, Any] = {
         "leaf_index": index,
         "tree_size": size,
         "leaf_hash": hashes[index],
@@ -101,7 +101,7 @@ def _consistency_entries(
     name: str, hashes: list[bytes], size1: int, size2: int
 ) -> list[dict[str, Any]]:
     tree = MemoryTree(hashes[:size2])
-    base = {
+    base: dict[str, Any] = {
         "size1": size1,
         "size2": size2,
         "root1": tree.root(size1),
