@@ -4,6 +4,11 @@ Every decision about a known subject is a use of that subject's data: a `decisio
 with the subject's random token, the requester, action, answer, reasons, policy revision and
 the SHA-256 of the exact policy input it was based on. One batch costs three statements
 whatever its size (tokens, token lookup, one multi-row insert).
+
+An audience filter run decides millions of subjects in chunks, and the members of a chunk that
+share a normalised input (a shape) share one decision: each such group is one `audience.used`
+leaf whose `members_digest` commits to the group's subject ids and per-subject input values, so
+a run costs leaves per (chunk, shape), not per subject, and every subject's use is still proven.
 """
 
 from __future__ import annotations
@@ -20,12 +25,20 @@ from uuid import UUID
 import msgspec
 
 from consent.audit import merkle
-from consent.audit.leaf import DecisionMade, encode_leaf
+from consent.audit.leaf import AudienceUsed, DecisionMade, encode_leaf
 from consent.audit.outbox import AuditWriter
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 
-__all__ = ["DecisionLike", "append_decision_leaves", "state_digest"]
+__all__ = [
+    "AudienceGroupLike",
+    "DecisionLike",
+    "MemberColumns",
+    "append_audience_leaves",
+    "append_decision_leaves",
+    "members_digest",
+    "state_digest",
+]
 
 Q = SqlFile.beside(__file__, "decision_leaves.sql")
 _canonical = msgspec.json.Encoder(order="sorted")
@@ -54,6 +67,60 @@ class DecisionLike(Protocol):
     def policy_revision(self) -> str: ...
     @property
     def input(self) -> object: ...
+
+
+class MemberColumns(Protocol):
+    """The stored member values of an audience group (the columns of its audience_member row)."""
+
+    @property
+    def subject_ids(self) -> list[UUID]: ...
+    @property
+    def purpose_keys(self) -> list[str]: ...
+    @property
+    def purpose_material(self) -> list[int | None]: ...
+    @property
+    def recorded_at_ns(self) -> list[int | None]: ...
+    @property
+    def consent_material(self) -> list[int | None]: ...
+
+
+class AudienceGroupLike(MemberColumns, Protocol):
+    """What an audience member group offers (consent.decisions.logwriter.AudienceMemberRecord)."""
+
+    @property
+    def tenant_id(self) -> UUID: ...
+    @property
+    def run_id(self) -> UUID: ...
+    @property
+    def event_uuid(self) -> UUID: ...
+    @property
+    def decided_at(self) -> datetime: ...
+    @property
+    def requester(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+    @property
+    def allow(self) -> bool: ...
+    @property
+    def reasons(self) -> tuple[str, ...]: ...
+    @property
+    def policy_revision(self) -> str: ...
+    @property
+    def shape_input(self) -> object: ...
+
+
+def members_digest(group: MemberColumns) -> str:
+    """SHA-256 of the canonical JSON of an audience group's stored member values (the columns
+    of its `audience_member` row), so anyone holding the row can check it against the leaf."""
+    return state_digest(
+        {
+            "subject_ids": group.subject_ids,
+            "purpose_keys": group.purpose_keys,
+            "purpose_material": group.purpose_material,
+            "recorded_at_ns": group.recorded_at_ns,
+            "consent_material": group.consent_material,
+        }
+    )
 
 
 def state_digest(policy_input: object) -> str:
@@ -108,4 +175,50 @@ async def append_decision_leaves(
             Q.insert_leaves, log_id, tenant_id, "decision.made", uuids, leaves, hashes, owners
         )
         appended += len(group)
+    return appended
+
+
+async def append_audience_leaves(
+    conn: Conn, audit: AuditWriter, groups: Sequence[AudienceGroupLike]
+) -> int:
+    """Append one `audience.used` leaf per group that lists subjects; returns the number."""
+    by_tenant: dict[UUID, list[AudienceGroupLike]] = defaultdict(list)
+    for group in groups:
+        if group.subject_ids:
+            by_tenant[group.tenant_id].append(group)
+    appended = 0
+    for tenant_id, listed in by_tenant.items():
+        log_id, origin = await audit.log(conn, tenant_id)
+        uuids, leaves, hashes = [], [], []
+        for g in listed:
+            data = encode_leaf(
+                AudienceUsed(
+                    event_uuid=g.event_uuid,
+                    occurred_at=g.decided_at.astimezone(UTC),
+                    log=origin,
+                    run_id=g.run_id,
+                    requester=g.requester,
+                    action=g.action,
+                    allow=g.allow,
+                    reasons=tuple(g.reasons),
+                    policy_revision=g.policy_revision,
+                    state_digest=state_digest(g.shape_input),
+                    members=len(g.subject_ids),
+                    members_digest=members_digest(g),
+                )
+            )
+            uuids.append(g.event_uuid)
+            leaves.append(data)
+            hashes.append(merkle.leaf_hash(data))
+        await conn.execute(
+            Q.insert_leaves,
+            log_id,
+            tenant_id,
+            "audience.used",
+            uuids,
+            leaves,
+            hashes,
+            [None] * len(uuids),
+        )
+        appended += len(listed)
     return appended

@@ -29,6 +29,7 @@ __all__ = [
     "KINDS",
     "MAX_SAFE_INT",
     "AdminChanged",
+    "AudienceUsed",
     "ConsentRecorded",
     "DecisionMade",
     "Leaf",
@@ -105,6 +106,23 @@ class DecisionMade(_LeafBase, frozen=True, tag="decision.made"):
     state_digest: Digest
 
 
+class AudienceUsed(_LeafBase, frozen=True, tag="audience.used"):
+    """One audience filter run used the data of `members` subjects that shared one decision
+    (one chunk of the run, one shape). `members_digest` is the SHA-256 of the canonical list of
+    those subjects' random ids and the per-subject values of their exact inputs as stored in
+    `audience_member`; `state_digest` that of the shape's policy input."""
+
+    run_id: uuid.UUID
+    requester: Key
+    action: Key
+    allow: bool
+    reasons: tuple[str, ...]
+    policy_revision: Key
+    state_digest: Digest
+    members: Annotated[int, msgspec.Meta(ge=1, le=MAX_SAFE_INT)]
+    members_digest: Digest
+
+
 class SubjectLinked(_LeafBase, frozen=True, tag="subject.linked"):
     subject_token: SubjectToken
     linked_subject_token: SubjectToken
@@ -126,6 +144,7 @@ Leaf = (
     ConsentRecorded
     | PreferenceRecorded
     | DecisionMade
+    | AudienceUsed
     | SubjectLinked
     | SubjectErased
     | AdminChanged
@@ -136,6 +155,7 @@ KINDS: Final[dict[str, type[_LeafBase]]] = {
         ConsentRecorded,
         PreferenceRecorded,
         DecisionMade,
+        AudienceUsed,
         SubjectLinked,
         SubjectErased,
         AdminChanged,

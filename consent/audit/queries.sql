@@ -93,22 +93,42 @@ where log_id = $1 and leaf_index >= $2 and leaf_index < $3
 order by leaf_index;
 
 -- name: subject_activity
+-- The subject's own leaves, and the audience runs that listed it (GIN on subject_ids).
+with own as (
+    select e.event_id from audit_event as e
+    where e.tenant_id = $1 and e.subject_id = any($2::uuid[])
+      and ($3::bigint is null or e.event_id < $3)
+    order by e.event_id desc
+    limit $4
+), audiences as (
+    select e.event_id from audience_member as m
+    join audit_event as e on e.event_uuid = m.event_uuid
+    where m.tenant_id = $1 and m.subject_ids && $2::uuid[]
+      and ($3::bigint is null or e.event_id < $3)
+    order by e.event_id desc
+    limit $4
+), page as (
+    select event_id from own union select event_id from audiences
+    order by event_id desc
+    limit $4
+)
 select e.event_id, e.event_uuid, e.kind, e.leaf_index, e.leaf_bytes, e.recorded_at,
        c.surface as consent_surface, c.channel as consent_channel, c.method as consent_method,
        p.surface as preference_surface, p.channel as preference_channel,
        p.method as preference_method
-from audit_event as e
+from page
+join audit_event as e on e.event_id = page.event_id
 left join consent_event as c on c.id = e.event_uuid
 left join preference_event as p on p.id = e.event_uuid
-where e.tenant_id = $1 and e.subject_id = any($2::uuid[])
-  and ($3::bigint is null or e.event_id < $3)
-order by e.event_id desc
-limit $4;
+order by e.event_id desc;
 
 -- name: export_subject
+-- The subject's own leaves and those of the audience runs that listed it.
 select e.leaf_index, e.leaf_bytes from audit_event as e
-where e.log_id = $1 and e.subject_id = any($2::uuid[]) and e.leaf_index is not null
-  and e.leaf_index < $3
+where e.log_id = $1 and e.leaf_index is not null and e.leaf_index < $3
+  and (e.subject_id = any($2::uuid[])
+       or e.event_uuid in (select m.event_uuid from audience_member as m
+                           where m.subject_ids && $2::uuid[] and m.event_uuid is not null))
 order by e.leaf_index
 limit $4;
 

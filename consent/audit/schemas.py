@@ -52,7 +52,8 @@ class ActivityItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
     surface: str | None = None
     channel: str | None = None
     method: str | None = None
-    # decision.made: which system asked to do what, and the answer with its reasons
+    # decision.made / audience.used (the subject was a member of an audience filter run):
+    # which system asked to do what, and the answer with its reasons
     requester: str | None = None
     action: str | None = None
     allow: bool | None = None

@@ -12,7 +12,13 @@ import asyncpg
 import msgspec
 
 from consent.audit import merkle
-from consent.audit.leaf import ConsentRecorded, DecisionMade, PreferenceRecorded, decode_leaf
+from consent.audit.leaf import (
+    AudienceUsed,
+    ConsentRecorded,
+    DecisionMade,
+    PreferenceRecorded,
+    decode_leaf,
+)
 from consent.audit.nodes import with_nodes
 from consent.audit.proof_format import TlogProof, format_consistency_proof, format_tlog_proof
 from consent.audit.schemas import (
@@ -217,7 +223,7 @@ def _activity_item(row: asyncpg.Record) -> ActivityItem:
             channel=row["preference_channel"],
             method=row["preference_method"],
         )
-    if isinstance(leaf, DecisionMade):
+    if isinstance(leaf, DecisionMade | AudienceUsed):
         return ActivityItem(
             **common,
             requester=leaf.requester,

@@ -380,6 +380,14 @@ class AudienceFilter:
                     purpose_material=[],
                     recorded_at_ns=[],
                     consent_material=[],
+                    event_uuid=uuid7(run.now_ns),
+                    decided_at=run.record.started_at,
+                    requester=run.record.requester,
+                    action=run.record.action,
+                    allow=shape.result.allow,
+                    reasons=tuple(shape.result.reasons),
+                    policy_revision=shape.result.revision,
+                    shape_input=shape.input,
                 )
             group.members += 1
             if row.subject_id is None:

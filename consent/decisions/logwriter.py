@@ -20,7 +20,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from consent.audit.decision_leaves import append_decision_leaves
+from consent.audit.decision_leaves import append_audience_leaves, append_decision_leaves
 from consent.audit.outbox import AuditWriter
 from consent.db.database import Conn, Database, DatabaseUnavailable
 from consent.db.sql import SqlFile
@@ -120,6 +120,15 @@ class AudienceMemberRecord:
     purpose_material: list[int | None]
     recorded_at_ns: list[int | None]
     consent_material: list[int | None]
+    # The audit leaf of the row (`audience.used`, written with it when it lists subjects).
+    event_uuid: UUID
+    decided_at: datetime
+    requester: str
+    action: str
+    allow: bool
+    reasons: tuple[str, ...]
+    policy_revision: str
+    shape_input: DecisionInput
 
 
 @dataclass(slots=True)
@@ -225,10 +234,13 @@ async def write_batch(conn: Conn, batch: LogBatch, audit: AuditWriter | None = N
                     m.purpose_material,
                     m.recorded_at_ns,
                     m.consent_material,
+                    m.event_uuid if m.subject_ids and audit is not None else None,
                 )
                 for m in batch.audience_members
             ],
         )
+        if audit is not None:
+            await append_audience_leaves(conn, audit, batch.audience_members)
 
 
 class GroupCommitWriter:

@@ -37,8 +37,9 @@ on conflict (run_id, shape) do nothing;
 
 -- name: insert_audience_member
 insert into audience_member (run_id, chunk, shape, tenant_id, members, subject_ids,
-                             purpose_keys, purpose_material, recorded_at_ns, consent_material)
-values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+                             purpose_keys, purpose_material, recorded_at_ns, consent_material,
+                             event_uuid)
+values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 
 -- name: get_decision
 select id, decided_at, subject_id, id_type, requester, api_key_id, request_id, kind, batch_id,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
+import uuid
 from typing import Any
 
 import pytest
 
-from consent.audit.decision_leaves import state_digest
+from consent.audit.decision_leaves import members_digest, state_digest
 from consent.audit.integrator import Integrator
-from consent.audit.leaf import DecisionMade, decode_leaf
+from consent.audit.leaf import AudienceUsed, DecisionMade, decode_leaf
 from consent.db.database import Database
 from tests.conftest import Catalog
 
@@ -57,3 +59,81 @@ async def test_decisions_are_leaves_in_the_subjects_activity(
     leaf = decode_leaf(base64.b64decode(uses[-1]["leaf"]))
     assert isinstance(leaf, DecisionMade)
     assert leaf.state_digest == state_digest(stored["input"])
+
+
+async def test_audience_runs_are_leaves_in_each_members_activity(
+    client: Any, catalog: Catalog, db: Database, integrator: Integrator
+) -> None:
+    granted = await catalog.consent(
+        identifier={"type": "device", "value": "aud-yes"},
+        choices=[{"purpose": "analytics", "choice": "granted"}],
+    )
+    denied = await catalog.consent(
+        identifier={"type": "device", "value": "aud-no"},
+        choices=[{"purpose": "analytics", "choice": "denied"}],
+    )
+    header = {"action": "web.analytics", "context": {"requester": "dmp-nightly"}}
+    body = b"\n".join(
+        [
+            json.dumps(header).encode(),
+            b'{"type": "device", "value": "aud-yes"}',
+            b'{"type": "device", "value": "aud-no"}',
+            b'{"type": "device", "value": "aud-unknown"}',
+        ]
+    )
+    response = await client.post(
+        "/v1/audiences/filter",
+        content=body,
+        headers={**catalog.h, "content-type": "application/x-ndjson"},
+    )
+    assert response.status_code == 200, response.text
+    run_id = uuid.UUID(json.loads(response.content.splitlines()[-1])["summary"]["audience_id"])
+    await integrator.integrate_all()
+
+    for written, allow in ((granted, True), (denied, False)):
+        page = (
+            await client.get(f"/v1/subjects/{written['subject_id']}/activity", headers=catalog.h)
+        ).json()
+        uses = [i for i in page["items"] if i["kind"] == "audience.used"]
+        assert len(uses) == 1, page
+        use = uses[0]
+        assert (use["requester"], use["action"], use["allow"]) == (
+            "dmp-nightly",
+            "web.analytics",
+            allow,
+        )
+        assert isinstance(use["leaf_index"], int)
+        leaf = decode_leaf(base64.b64decode(use["leaf"]))
+        assert isinstance(leaf, AudienceUsed)
+        assert leaf.run_id == run_id
+        assert leaf.members == 1
+        # The leaf commits to the stored member row: anyone holding it can check.
+        async with db.system() as conn:
+            row = await conn.fetchrow(
+                "select * from audience_member where event_uuid = $1", leaf.event_uuid
+            )
+        assert row is not None
+        assert list(row["subject_ids"]) == [uuid.UUID(written["subject_id"])]
+        assert leaf.members_digest == members_digest(_Group(row))
+        # ...and it is in the subject's export for a regulator, with its proof.
+        export = await client.get(
+            f"/v1/audit/export?subject_id={written['subject_id']}", headers=catalog.h
+        )
+        assert export.status_code == 200, export.text
+        assert use["leaf_index"] in {e["leaf_index"] for e in export.json()["entries"]}
+
+    # The unknown member used nobody's data: no leaf lists it (2 groups listed subjects).
+    async with db.system() as conn:
+        kinds = await conn.fetch("select count(*) from audit_event where kind = 'audience.used'")
+    assert kinds[0][0] == 2
+
+
+class _Group:
+    """An audience_member row read back, in the shape `members_digest` takes."""
+
+    def __init__(self, row: Any) -> None:
+        self.subject_ids = list(row["subject_ids"])
+        self.purpose_keys = list(row["purpose_keys"])
+        self.purpose_material = list(row["purpose_material"])
+        self.recorded_at_ns = list(row["recorded_at_ns"])
+        self.consent_material = list(row["consent_material"])

@@ -22,7 +22,8 @@ from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.decisions.policy import RELOAD_CHANNEL, STATUS_CHANNEL, ReloadAck
-from tests.conftest import Tenant
+from consent.tenancy.service import create_tenant_with_admin_key
+from tests.conftest import Tenant, create_database, drop_database
 from tests.integration.decisions.conftest import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.policy]
@@ -66,10 +67,29 @@ async def _consent_cli(*args: str, database_dsn: str, tmp: Path) -> tuple[int, s
 
 
 @pytest.fixture
+async def lone_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
+    """A database of its own, as a separate deployment has: a reload request reaches every
+    process listening on the database, and other tests' servers (the browser tests' live
+    server) listen on the shared test database with the bundled policies."""
+    dsn = await create_database(pg_server_dsn)
+    yield dsn
+    await drop_database(pg_server_dsn, dsn)
+
+
+@pytest.fixture
+async def lone_db(lone_dsn: str) -> AsyncIterator[Database]:
+    db = await Database.connect(lone_dsn, min_size=1, max_size=2)
+    yield db
+    await db.close()
+
+
+@pytest.fixture
 async def served(
-    settings: Settings, db: Database, keyring: KeyRing, tenant: Tenant, policy_copy: Path
+    settings: Settings, lone_dsn: str, lone_db: Database, keyring: KeyRing, policy_copy: Path
 ) -> AsyncIterator[Ledger]:
-    app_settings = msgspec.structs.replace(settings, policy_dir=policy_copy)
+    created, key = await create_tenant_with_admin_key(lone_db, "Reloading tenant")
+    tenant = Tenant(str(created.id), key)
+    app_settings = msgspec.structs.replace(settings, database_url=lone_dsn, policy_dir=policy_copy)
     async with AsyncTestClient(app=create_app(app_settings, keyring=keyring)) as client:
         ledger = Ledger(client, tenant)
         await ledger.setup()
@@ -85,7 +105,7 @@ async def _serving(ledger: Ledger) -> str:
 
 
 async def test_reload_through_the_cli_and_replay(
-    served: Ledger, policy_copy: Path, database_dsn: str, tmp_path: Path
+    served: Ledger, policy_copy: Path, lone_dsn: str, tmp_path: Path
 ) -> None:
     before = await _serving(served)
     old = await served.decide("ann@example.com", "data.sell.partner", **SALE_IN_UTAH)
@@ -93,7 +113,7 @@ async def test_reload_through_the_cli_and_replay(
 
     _add_gpc_state(policy_copy, "US-UT")
     code, out, err = await _consent_cli(
-        "policy", "reload", "--root", str(policy_copy), database_dsn=database_dsn, tmp=tmp_path
+        "policy", "reload", "--root", str(policy_copy), database_dsn=lone_dsn, tmp=tmp_path
     )
     assert code == 0, (out, err)
     after = await _serving(served)
@@ -120,12 +140,12 @@ async def test_reload_through_the_cli_and_replay(
 
 
 async def test_a_broken_policy_is_refused_and_the_old_one_keeps_serving(
-    served: Ledger, policy_copy: Path, database_dsn: str, tmp_path: Path
+    served: Ledger, policy_copy: Path, lone_dsn: str, tmp_path: Path
 ) -> None:
     before = await _serving(served)
     _break_syntax(policy_copy)
     code, out, err = await _consent_cli(
-        "policy", "reload", "--root", str(policy_copy), database_dsn=database_dsn, tmp=tmp_path
+        "policy", "reload", "--root", str(policy_copy), database_dsn=lone_dsn, tmp=tmp_path
     )
     assert code == 1, (out, err)
     assert "refused" in err
@@ -154,12 +174,12 @@ async def _notify_and_collect(dsn: str, wait: float = 10.0) -> list[ReloadAck]:
 
 
 async def test_each_process_checks_again_and_refuses(
-    served: Ledger, policy_copy: Path, database_dsn: str
+    served: Ledger, policy_copy: Path, lone_dsn: str
 ) -> None:
     """A broken bundle that reaches a process anyway (no CLI check) is refused there too."""
     before = await _serving(served)
     _break_syntax(policy_copy)
-    (ack,) = await _notify_and_collect(database_dsn)
+    (ack,) = await _notify_and_collect(lone_dsn)
     assert (ack.ok, ack.revision) == (False, before)
     assert ack.error
     assert await _serving(served) == before
@@ -170,18 +190,18 @@ async def test_each_process_checks_again_and_refuses(
         (ROOT / "policies" / "consent" / "decision.rego").read_text()
         + '\ndenials contains "denied.late" if input.now_ns > 3000000000000000000\n'
     )
-    (ack,) = await _notify_and_collect(database_dsn)
+    (ack,) = await _notify_and_collect(lone_dsn)
     assert not ack.ok
     assert "normalised" in (ack.error or "")
     assert await _serving(served) == before
 
 
 async def test_a_process_that_lost_its_listener_catches_up(
-    served: Ledger, policy_copy: Path, db: Database
+    served: Ledger, policy_copy: Path, lone_db: Database
 ) -> None:
     before = await _serving(served)
     _add_gpc_state(policy_copy, "US-UT")
-    async with db.system() as conn:  # drop the listening connection
+    async with lone_db.system() as conn:  # drop the listening connection
         killed = await conn.fetchval(
             "select count(pg_terminate_backend(pid)) from pg_stat_activity"
             " where query like 'LISTEN%' and datname = current_database()"

@@ -23,6 +23,7 @@ from consent.audit.leaf import (
     KINDS,
     MAX_SAFE_INT,
     AdminChanged,
+    AudienceUsed,
     ConsentRecorded,
     DecisionMade,
     Leaf,
@@ -91,6 +92,18 @@ EXAMPLES: list[Leaf] = [
         entity_id="marketing.email",
         operation="update",
         change_digest=hashlib.sha256(b"change").hexdigest(),
+    ),
+    AudienceUsed(
+        **ENVELOPE,
+        run_id=uuid.UUID("0195f3c2-7a1e-7cc0-9d7e-000000000002"),
+        requester="esp-nightly",
+        action="email.marketing",
+        allow=True,
+        reasons=("allowed.consent",),
+        policy_revision="bundle-2026-03-01",
+        state_digest=hashlib.sha256(b"shape").hexdigest(),
+        members=1200,
+        members_digest=hashlib.sha256(b"members").hexdigest(),
     ),
 ]
 
