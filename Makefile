@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.setup-stamp
 
-.PHONY: run test setup lint bench clean chromium
+.PHONY: run test setup lint bench clean chromium wrk
 
 # Re-run setup whenever pyproject.toml or this Makefile changes.
 $(STAMP): pyproject.toml Makefile
@@ -41,7 +41,14 @@ chromium:
 test: lint chromium
 	$(BIN)/pytest
 
-bench: $(STAMP)
+# bench/decisions_http.py loads the server with wrk, a separate C load generator.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	  else echo "bench/decisions_http.py needs wrk: sudo apt-get install wrk" >&2; exit 1; fi; }
+
+bench: $(STAMP) wrk
 	@for b in bench/*.py; do echo "== $$b" >&2; $(BIN)/python $$b || exit 1; done
 
 clean:

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -87,6 +88,9 @@ class PolicyRuntime:
         self._lock = asyncio.Lock()
         self._listener: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Called with each revision this process starts serving after a reload (the audit
+        # log's admin.changed leaves); a failure there is logged, the new policy serves anyway.
+        self.on_served: Callable[[str], Awaitable[object]] | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> PolicyRuntime:
@@ -183,7 +187,13 @@ class PolicyRuntime:
 
     async def _reload_and_answer(self, db: Database) -> None:
         try:
+            before = self.revision
             revision = await self.reload()
+            if revision != before and self.on_served is not None:
+                try:
+                    await self.on_served(revision)
+                except DB_UNAVAILABLE as exc:
+                    _log.warning("policy.record_failed", error=type(exc).__name__)
             ack = ReloadAck(pid=os.getpid(), ok=True, revision=revision)
         except PolicyLoadError as exc:
             _log.warning("policy.reload_refused", error=str(exc)[:2000])

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from consent.audit.outbox import AuditWriter
+from consent.audit.policy_leaves import record_policy_served
 from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
@@ -30,8 +31,14 @@ class Decisions:
         start the decision-log writers (one for decisions, one for audience chunks, so that a
         big audience does not delay single decisions) and the reload listener."""
         policy = await PolicyRuntime.open(settings)
-        linger = settings.decision_log_linger_ms / 1000
         audit = AuditWriter(settings.audit_origin)
+
+        async def served(revision: str) -> None:
+            await record_policy_served(db, audit, revision, policy.kind)
+
+        await served(policy.revision)
+        policy.on_served = served
+        linger = settings.decision_log_linger_ms / 1000
         log = GroupCommitWriter(db, name="decisions", linger=linger, audit=audit)
         bulk = GroupCommitWriter(db, name="audiences", linger=linger, audit=audit)
         for writer in (log, bulk):

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from consent.app import create_app
+from consent.audit.leaf import AdminChanged, decode_leaf
 from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
@@ -104,8 +106,24 @@ async def _serving(ledger: Ledger) -> str:
     return revision
 
 
+async def _policy_leaves(db: Database, tenant: Tenant) -> list[str]:
+    """The policy revisions the tenant's audit log records as admin changes, oldest first."""
+    async with db.system() as conn:
+        rows = await conn.fetch(
+            "select leaf_bytes from audit_event where tenant_id = $1 and kind = 'admin.changed'"
+            " order by event_id",
+            uuid.UUID(tenant.id),
+        )
+    leaves = [decode_leaf(bytes(r["leaf_bytes"])) for r in rows]
+    return [
+        leaf.entity_id
+        for leaf in leaves
+        if isinstance(leaf, AdminChanged) and leaf.entity == "policy"
+    ]
+
+
 async def test_reload_through_the_cli_and_replay(
-    served: Ledger, policy_copy: Path, lone_dsn: str, tmp_path: Path
+    served: Ledger, policy_copy: Path, lone_dsn: str, lone_db: Database, tmp_path: Path
 ) -> None:
     before = await _serving(served)
     old = await served.decide("ann@example.com", "data.sell.partner", **SALE_IN_UTAH)
@@ -122,6 +140,8 @@ async def test_reload_through_the_cli_and_replay(
 
     new = await served.decide("ann@example.com", "data.sell.partner", **SALE_IN_UTAH)
     assert (new["allow"], new["reasons"], new["policy_revision"]) == (False, ["denied.gpc"], after)
+    # Both policies served are admin changes in the tenant's audit log, once each.
+    assert await _policy_leaves(lone_db, served.tenant) == [before, after]
 
     replayed = await served.client.get(
         f"/v1/decisions/{old['decision_id']}?replay=true", headers=served.h
@@ -140,7 +160,7 @@ async def test_reload_through_the_cli_and_replay(
 
 
 async def test_a_broken_policy_is_refused_and_the_old_one_keeps_serving(
-    served: Ledger, policy_copy: Path, lone_dsn: str, tmp_path: Path
+    served: Ledger, policy_copy: Path, lone_dsn: str, lone_db: Database, tmp_path: Path
 ) -> None:
     before = await _serving(served)
     _break_syntax(policy_copy)
@@ -152,6 +172,7 @@ async def test_a_broken_policy_is_refused_and_the_old_one_keeps_serving(
     assert await _serving(served) == before
     got = await served.decide("ann@example.com", "data.sell.partner", jurisdiction="DE")
     assert (got["allow"], got["policy_revision"]) == (True, before)
+    assert await _policy_leaves(lone_db, served.tenant) == [before]  # nothing was served
 
 
 async def _notify_and_collect(dsn: str, wait: float = 10.0) -> list[ReloadAck]:
