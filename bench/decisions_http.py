@@ -14,6 +14,7 @@ generator) then loads, in the same run and against the same server:
   path (API key, ledger read under row-level security, policy via the decision cache, decision
   log by group commit, durable before the answer).
 
+Then the decisions again from `--light-connections` connections (latency below saturation).
 Reported: requests/s and latency percentiles of both, ratio = decisions / health (target
 >= 0.5), decisions p99 (target <= 10 ms), non-2xx answers, CPU cores used by the service,
 PostgreSQL and wrk during the decision phase, the decision cache's hit rate and the number of
@@ -191,7 +192,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 dsn,
                 work,
                 workers=args.workers,
-                env={"CONSENT_DB_POOL_MAX": str(args.pool)},
+                env={
+                    "CONSENT_DB_POOL_MAX": str(args.pool),
+                    "CONSENT_DECISION_LOG_LINGER_MS": str(args.linger_ms),
+                },
             )
             service.start()
             try:
@@ -233,6 +237,17 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 }
                 logged = asyncio.run(logged_decisions(dsn)) - before
                 policy = get_json(base + "/v1/policy", key)
+                health_light = wrk(
+                    base + "/health/live", health_lua, [], args.seconds, args.light_connections
+                )
+                log(f"POST /v1/decisions, {args.light_connections} connections")
+                light = wrk(
+                    base + "/v1/decisions",
+                    decide_lua,
+                    [*wargs, "3"],
+                    args.seconds,
+                    args.light_connections,
+                )
             finally:
                 service.stop()
         finally:
@@ -243,7 +258,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "benchmark": "decisions_http",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "server": {"workers": args.workers, "db_pool_max": args.pool},
+        "server": {
+            "workers": args.workers,
+            "db_pool_max": args.pool,
+            "decision_log_linger_ms": args.linger_ms,
+        },
         "load": {
             "tool": "wrk",
             "threads": 1,
@@ -253,6 +272,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "stored_subjects": args.subjects,
         "health_live": health,
         "decisions": decide,
+        # The same requests from only a few connections: latency below saturation.
+        "health_live_light_load": {"connections": args.light_connections, **health_light},
+        "decisions_light_load": {"connections": args.light_connections, **light},
         "ratio": ratio,
         "targets": {"decisions_p99_ms": 10, "ratio": 0.5},
         "met": {"p99": decide["p99_ms"] <= 10, "ratio": ratio >= 0.5},
@@ -268,8 +290,12 @@ def main() -> int:
     parser.add_argument("--subjects", type=int, default=10_000)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--light-connections", type=int, default=2)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pool", type=int, default=16, help="CONSENT_DB_POOL_MAX")
+    parser.add_argument(
+        "--linger-ms", type=float, default=1.0, help="CONSENT_DECISION_LOG_LINGER_MS"
+    )
     parser.add_argument("--profile", type=Path, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="consent-bench-decisions-"))

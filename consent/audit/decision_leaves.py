@@ -2,8 +2,8 @@
 
 Every decision about a known subject is a use of that subject's data: a `decision.made` leaf
 with the subject's random token, the requester, action, answer, reasons, policy revision and
-the SHA-256 of the exact policy input it was based on. One batch costs three statements
-whatever its size (tokens, token lookup, one multi-row insert).
+the SHA-256 of the exact policy input it was based on. One batch costs two statements
+whatever its size (tokens found or created, one multi-row insert).
 
 An audience filter run decides millions of subjects in chunks, and the members of a chunk that
 share a normalised input (a shape) share one decision: each such group is one `audience.used`
@@ -144,10 +144,10 @@ async def append_decision_leaves(
     for tenant_id, group in by_tenant.items():
         log_id, origin = await audit.log(conn, tenant_id)
         subjects = sorted({r.subject_id for r in group if r.subject_id is not None})
-        await conn.execute(Q.ensure_tokens, tenant_id, subjects, [os.urandom(32) for _ in subjects])
+        fresh = [os.urandom(32) for _ in subjects]
         tokens = {
             row["subject_id"]: _token_text(bytes(row["token"]))
-            for row in await conn.fetch(Q.tokens_of, tenant_id, subjects)
+            for row in await conn.fetch(Q.tokens_for, tenant_id, subjects, fresh)
         }
         uuids, leaves, hashes, owners = [], [], [], []
         for r in group:

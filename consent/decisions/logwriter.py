@@ -305,7 +305,14 @@ class GroupCommitWriter:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            if self.linger > 0 and self._pending_rows < self.max_rows and not self._closing:
+            # Linger only while another batch is committing: an idle writer commits at once
+            # (no added latency); under load the batch grows while the previous one flushes.
+            if (
+                self.linger > 0
+                and self._in_flight
+                and self._pending_rows < self.max_rows
+                and not self._closing
+            ):
                 await asyncio.sleep(self.linger)
             await self._commits.acquire()  # more gathers while every slot is committing
             taken, self._pending, self._pending_rows = self._pending, [], 0
