@@ -24,7 +24,10 @@ values ($1, $2, $3, $4, $5, $6, $7);
 insert into audit_evidence (event_uuid, tenant_id, ciphertext) values ($1, $2, $3);
 
 -- name: pending_logs
-select distinct log_id from audit_event where leaf_index is null;
+-- One probe of the pending index per log (a DISTINCT over the pending rows would read them all).
+select l.log_id from audit_log as l
+where exists (select 1 from audit_event as e where e.log_id = l.log_id and e.leaf_index is null)
+order by l.log_id;
 
 -- name: try_lock_log
 select pg_try_advisory_xact_lock(1094996036, $1::int);
