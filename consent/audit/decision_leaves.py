@@ -32,6 +32,7 @@ from consent.db.sql import SqlFile
 
 __all__ = [
     "AudienceGroupLike",
+    "DataUse",
     "DecisionLike",
     "MemberColumns",
     "append_audience_leaves",
@@ -44,17 +45,13 @@ Q = SqlFile.beside(__file__, "decision_leaves.sql")
 _canonical = msgspec.json.Encoder(order="sorted")
 
 
-class DecisionLike(Protocol):
-    """What a decision record offers (consent.decisions.logwriter.DecisionRecord does)."""
+class DataUse(Protocol):
+    """What every recorded use of data offers: who asked what, the answer and why."""
 
-    @property
-    def id(self) -> UUID: ...
     @property
     def tenant_id(self) -> UUID: ...
     @property
     def decided_at(self) -> datetime: ...
-    @property
-    def subject_id(self) -> UUID | None: ...
     @property
     def requester(self) -> str: ...
     @property
@@ -65,6 +62,15 @@ class DecisionLike(Protocol):
     def reasons(self) -> tuple[str, ...]: ...
     @property
     def policy_revision(self) -> str: ...
+
+
+class DecisionLike(DataUse, Protocol):
+    """What a decision record offers (consent.decisions.logwriter.DecisionRecord does)."""
+
+    @property
+    def id(self) -> UUID: ...
+    @property
+    def subject_id(self) -> UUID | None: ...
     @property
     def input(self) -> object: ...
 
@@ -84,27 +90,13 @@ class MemberColumns(Protocol):
     def consent_material(self) -> list[int | None]: ...
 
 
-class AudienceGroupLike(MemberColumns, Protocol):
+class AudienceGroupLike(DataUse, MemberColumns, Protocol):
     """What an audience member group offers (consent.decisions.logwriter.AudienceMemberRecord)."""
 
-    @property
-    def tenant_id(self) -> UUID: ...
     @property
     def run_id(self) -> UUID: ...
     @property
     def event_uuid(self) -> UUID: ...
-    @property
-    def decided_at(self) -> datetime: ...
-    @property
-    def requester(self) -> str: ...
-    @property
-    def action(self) -> str: ...
-    @property
-    def allow(self) -> bool: ...
-    @property
-    def reasons(self) -> tuple[str, ...]: ...
-    @property
-    def policy_revision(self) -> str: ...
     @property
     def shape_input(self) -> object: ...
 
