@@ -41,6 +41,7 @@ from consent.consents.service import ConsentService
 from consent.crypto.keys import load_keyring
 from consent.db.database import Database
 from consent.db.migrate import apply_migrations, default_migrations_dir
+from consent.ids import uuid7
 from consent.subjects.schemas import IdentifierIn
 from consent.tenancy.service import create_tenant_with_admin_key
 
@@ -121,7 +122,7 @@ async def _seed_leaves(db: Database, tenant_id: uuid.UUID, audit: AuditWriter) -
     for start in range(0, LEAVES, batch):
         records = []
         for i in range(start, min(start + batch, LEAVES)):
-            event = uuid.uuid4()
+            event = uuid7()  # as the service makes them
             leaf = encode_leaf(
                 AdminChanged(
                     event_uuid=event,

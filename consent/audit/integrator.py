@@ -1,10 +1,10 @@
 """The integrator: assigns gapless leaf indexes in batches, stores subtree hashes, signs.
 
 One transaction per batch: lock the log row, take up to `batch_size` pending leaves in arrival
-order, extend the frontier, store the completed perfect-subtree nodes, update the log state and
-sign a checkpoint. A crash rolls the whole batch back, so integration is idempotent. Two
-integrators cannot corrupt a tree: an advisory lock makes the second skip the log, and the
-`for update` on the log row would serialise them anyway.
+order, extend the frontier, store the completed perfect-subtree nodes (of level >= 4: see
+`nodes`), update the log state and sign a checkpoint. A crash rolls the whole batch back, so
+integration is idempotent. Two integrators cannot corrupt a tree: an advisory lock makes the
+second skip the log, and the `for update` on the log row would serialise them anyway.
 
 Before signing (n, root) the signer guard verifies a consistency proof from the last signed
 checkpoint (m, r): a log must never sign a checkpoint inconsistent with one it signed before.
@@ -23,7 +23,7 @@ import structlog
 
 from consent.audit import merkle
 from consent.audit.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
-from consent.audit.nodes import with_nodes
+from consent.audit.nodes import stored, with_nodes
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 
@@ -69,6 +69,7 @@ class Integrator:
             nodes: list[merkle.Node] = []
             for row in pending:
                 nodes.extend(frontier.append(bytes(row["leaf_hash"])))
+            nodes = stored(nodes)
             await conn.execute(
                 Q.assign_indexes,
                 [r["event_id"] for r in pending],

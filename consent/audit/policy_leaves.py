@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Final
-from uuid import uuid4
 
 from consent.audit.leaf import AdminChanged
 from consent.audit.outbox import AuditWriter
 from consent.db.database import Database
 from consent.db.sql import SqlFile
+from consent.ids import uuid7
 
 __all__ = ["ACTOR", "record_policy_served"]
 
@@ -38,7 +38,7 @@ async def record_policy_served(db: Database, audit: AuditWriter, revision: str, 
         for tenant_id in tenants:
             log_id, origin = await audit.log(conn, tenant_id)
             leaf = AdminChanged(
-                event_uuid=uuid4(),
+                event_uuid=uuid7(),
                 occurred_at=first,
                 log=origin,
                 actor_ref=ACTOR,

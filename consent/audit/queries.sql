@@ -150,8 +150,8 @@ select leaf_index, event_uuid, leaf_bytes, leaf_hash from audit_event
 where log_id = $1 and leaf_index is not null
 order by leaf_index;
 
--- name: stream_level1
-select idx, hash from audit_node where log_id = $1 and level = 1 order by idx;
+-- name: stream_level
+select idx, hash from audit_node where log_id = $1 and level = $2 order by idx;
 
 -- name: all_checkpoints
 select tree_size, root_hash, note from audit_checkpoint where log_id = $1 order by tree_size;

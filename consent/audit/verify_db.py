@@ -1,11 +1,12 @@
 """`consent audit verify`: recompute every tenant's tree from the stored leaves.
 
 Checks, per log, streaming (constant memory): leaf indexes are contiguous from 0; each stored
-leaf hash is SHA-256(0x00 || leaf bytes); each leaf is canonical and names its own event id;
-the recomputed level-1 nodes equal the stored ones (which pins a reordered or swapped leaf to
-its pair); every checkpoint is signed by the verification key, names the log's origin, and its
-root equals the root recomputed from the leaves at its size; the log state's size and root
-equal the recomputation. The first divergence is reported with its leaf index.
+leaf hash is SHA-256(0x00 || leaf bytes); each leaf is canonical and names its own event id; the
+recomputed nodes of the lowest stored level equal the stored ones (which pins a reordered or
+swapped leaf to its group of 16); every checkpoint is signed by the verification key, names the
+log's origin, and its root equals the root recomputed from the leaves at its size; the log
+state's size and root equal the recomputation. The first divergence is reported with its leaf
+index.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncpg
 from consent.audit import merkle
 from consent.audit.checkpoint import NoteError, VerifierKey, open_checkpoint
 from consent.audit.leaf import LeafError, decode_leaf
+from consent.audit.nodes import STORED_MIN_LEVEL
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 
@@ -91,17 +93,19 @@ class _LogVerifier:
 
     async def run(self) -> LogReport:
         await self.load_checkpoints()
-        stored_nodes = self.conn.cursor(Q.stream_level1, self.log_id, prefetch=_PREFETCH)
-        level1 = stored_nodes.__aiter__()
+        stored_nodes = self.conn.cursor(
+            Q.stream_level, self.log_id, STORED_MIN_LEVEL, prefetch=_PREFETCH
+        )
+        lowest = stored_nodes.__aiter__()
         expected = 0
         async for record in self.conn.cursor(Q.stream_leaves, self.log_id, prefetch=_PREFETCH):
             computed = self.check_leaf(expected, record)
             for node in self.frontier.append(computed):
-                if node.level == 1:
-                    stored = await anext(level1, None)
+                if node.level == STORED_MIN_LEVEL:
+                    stored = await anext(lowest, None)
                     if stored is None or (stored["idx"], bytes(stored["hash"])) != node[1:]:
-                        pair = f"{2 * node.idx}-{2 * node.idx + 1}"
-                        self.diverged(f"leaves {pair}: differ from the stored tree")
+                        span = f"{node.idx << node.level}-{((node.idx + 1) << node.level) - 1}"
+                        self.diverged(f"leaves {span}: differ from the stored tree")
             size = self.frontier.size
             if size in self.roots and self.frontier.root() != self.roots[size]:
                 self.diverged(f"checkpoint {size}: its root differs from the leaves")

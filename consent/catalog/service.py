@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from typing import Literal
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 import msgspec
@@ -28,6 +28,7 @@ from consent.catalog.schemas import (
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import Conflict, NotFound, ValidationFailed
+from consent.ids import uuid7
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 
@@ -78,7 +79,7 @@ class CatalogService:
         """An admin change is a leaf of the audit log, in the transaction that makes it."""
         log_id, origin = await self.audit.log(conn, self.tenant_id)
         leaf = AdminChanged(
-            event_uuid=uuid4(),
+            event_uuid=uuid7(),
             occurred_at=datetime.now(UTC),
             log=origin,
             actor_ref=self.actor,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import msgspec
 
@@ -40,6 +40,7 @@ from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
+from consent.ids import uuid7
 from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.resolver import SubjectResolver
@@ -210,7 +211,7 @@ class ConsentService:
         ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
         subject = await self.subjects.resolve_for_write(conn, self.tenant_id, ref)
         subject_id = subject.id
-        event_id = uuid4()
+        event_id = uuid7()
         occurred_at = data.occurred_at or datetime.now(UTC)
         dek = subject.dek or await self.datakeys.ensure(conn, self.tenant_id, subject_id)
         kept = evidence if evidence is not None and ctx.get("keep_evidence") else None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +58,7 @@ from consent.decisions.schemas import (
 )
 from consent.decisions.shape import needed_purposes, normalise
 from consent.errors import FieldError, NotFound, ServiceUnavailable, ValidationFailed
+from consent.ids import uuid7
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 from consent.subjects.schemas import SubjectRef
 
@@ -114,15 +114,6 @@ def normalize_identifier(id_type: str, value: str) -> str:
     if id_type == "email" and _PLAIN_EMAIL.fullmatch(value):
         return value
     return normalize(id_type, value)
-
-
-def uuid7(now_ns: int | None = None) -> UUID:
-    """A time-ordered UUID (RFC 9562 version 7): 48-bit Unix milliseconds, then random bits."""
-    ms = (now_ns if now_ns is not None else time.time_ns()) // 1_000_000
-    value = (ms & ((1 << 48) - 1)) << 80 | int.from_bytes(os.urandom(10)) & ((1 << 80) - 1)
-    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 9562 variant
-    return UUID(int=value)
 
 
 def ns_to_datetime(ns: int) -> datetime:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import msgspec
 
@@ -16,6 +16,7 @@ from consent.db.database import Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
+from consent.ids import uuid7
 from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
 from consent.preferences.schemas import (
     ALLOWED_VALUES,
@@ -89,7 +90,7 @@ class PreferenceService:
                     "select exists (select 1 from property where id = $1)", data.property_id
                 ):
                     raise ValidationFailed.field("property_id", "no such property")
-                event_id = uuid4()
+                event_id = uuid7()
                 occurred_at = data.occurred_at or datetime.now(UTC)
                 dek = subject.dek or await self.datakeys.ensure(conn, self.tenant_id, subject_id)
                 audit = await self.audit.prepare(

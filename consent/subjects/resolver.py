@@ -23,6 +23,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 from consent.errors import NotFound, ValidationFailed
+from consent.ids import uuid7
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 from consent.subjects.schemas import IdentifierIn, LinkResult, SubjectRef
 
@@ -245,7 +246,7 @@ class SubjectResolver:
         token = await audit.subject_token(conn, tenant_id, survivor)
         for loser in losers:
             leaf = SubjectLinked(
-                event_uuid=uuid4(),
+                event_uuid=uuid7(),
                 occurred_at=at,
                 log=origin,
                 subject_token=token,

@@ -96,6 +96,14 @@ async def reorder_leaves(conn: Conn) -> None:
     await conn.execute("update audit_event set leaf_index = 12 where event_id = $1", a)
 
 
+async def change_stored_node(conn: Conn) -> None:
+    """The stored hash over leaves 0-15 (what inclusion proofs are served from) is replaced."""
+    changed = await conn.execute(
+        "update audit_node set hash = sha256(hash) where level = 4 and idx = 0"
+    )
+    assert changed == "UPDATE 1"
+
+
 async def insert_leaf(conn: Conn) -> None:
     row = await conn.fetchrow("select * from audit_event where leaf_index = 3")
     assert row is not None
@@ -144,9 +152,12 @@ async def drop_latest_leaves(conn: Conn) -> None:
     ("tamper", "expected"),
     [
         (change_bytes, "leaf 7: bytes do not match"),
-        (change_bytes_and_hash, "leaves 6-7: differ from the stored tree"),
+        # Leaf 7 re-hashed or swapped with 6: the first checkpoint over it (13) no longer matches
+        # (stored nodes start at level 4, so the node over leaves 0-15 is not reached first).
+        (change_bytes_and_hash, "first divergence: checkpoint 13: its root differs"),
         (delete_leaf, "leaf 7: missing"),
-        (reorder_leaves, "leaves 6-7: differ"),
+        (change_stored_node, "first divergence: leaves 0-15: differ from the stored tree"),
+        (reorder_leaves, "first divergence: checkpoint 13: its root differs"),
         (insert_leaf, "first divergence: leaf 7"),
         (swap_checkpoint, "its signed note says another tree"),
         (edit_checkpoint_text, "checkpoint"),
