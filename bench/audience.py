@@ -30,7 +30,6 @@ import hmac
 import json
 import os
 import platform
-import secrets
 import shutil
 import signal
 import socket
@@ -44,7 +43,6 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -52,7 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from consent.crypto.keys import load_keyring  # noqa: E402
-from consent.db.migrate import apply_migrations, default_migrations_dir  # noqa: E402
+from consent.db.scratch import create_database, drop_database  # noqa: E402
 
 PURPOSES = [
     # key, legal basis, max age days, strictly necessary
@@ -87,35 +85,6 @@ def postgres_server(work: Path) -> Iterator[tuple[str, int | None]]:
         yield server.get_uri("postgres"), server.get_pid()
     finally:
         server.cleanup()
-
-
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
-
-
-async def create_database(server_dsn: str) -> str:
-    name = f"consent_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'create database "{name}"')
-    finally:
-        await conn.close()
-    dsn = with_database(server_dsn, name)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await apply_migrations(conn, default_migrations_dir())
-    finally:
-        await conn.close()
-    return dsn
-
-
-async def drop_database(server_dsn: str, dsn: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        name = urlsplit(dsn).path.lstrip("/")
-        await conn.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await conn.close()
 
 
 def email(i: int) -> str:
@@ -394,20 +363,22 @@ def run_audience(service: Service, key: str, body: Path, out: Path) -> dict[str,
 
 
 @contextlib.contextmanager
-def profiled(pids: list[int], out: Path | None) -> Iterator[None]:
-    if out is None or not shutil.which("py-spy"):
+def profiled(pids: list[int], out: Path | None, name: str = "audience") -> Iterator[None]:
+    """py-spy records `pids` (raw collapsed stacks, 200 Hz) into `out/<name>-<pid>.txt`."""
+    if out is None:
         yield
         return
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     out.mkdir(parents=True, exist_ok=True)
     procs = [
         subprocess.Popen(
             [
-                "py-spy",
+                spy,
                 "record",
                 "-p",
                 str(pid),
                 "-o",
-                str(out / f"audience-{pid}.txt"),
+                str(out / f"{name}-{pid}.txt"),
                 "-f",
                 "raw",
                 "-r",
@@ -430,7 +401,7 @@ def profiled(pids: list[int], out: Path | None) -> Iterator[None]:
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with postgres_server(work) as (server_dsn, _pid):
-        dsn = asyncio.run(create_database(server_dsn))
+        dsn = asyncio.run(create_database(server_dsn, prefix="consent_bench"))
         try:
             load_keyring(work / "keys", create=True)
             _, key = asyncio.run(seed(dsn, work / "keys", args.subjects))

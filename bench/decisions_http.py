@@ -26,18 +26,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +45,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from audience import (
     Service,
     cpu_seconds,
-    create_database,
-    drop_database,
     log,
     postgres_pids,
     postgres_server,
+    profiled,
     seed,
 )
 
 from consent.crypto.keys import load_keyring
+from consent.db.scratch import create_database, drop_database
 
 WRK_SCRIPT = (
     r"""
@@ -138,31 +135,6 @@ def wrk(
     }
 
 
-@contextlib.contextmanager
-def profiled(pids: list[int], out: Path | None) -> Iterator[None]:
-    if out is None:
-        yield
-        return
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    out.mkdir(parents=True, exist_ok=True)
-    procs = [
-        subprocess.Popen(
-            [spy, "record", "-p", str(pid), "-o", str(out / f"decisions-{pid}.txt"), "-f", "raw"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for pid in pids
-    ]
-    try:
-        yield
-    finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=60)
-
-
 def get_json(url: str, key: str) -> Any:
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})  # noqa: S310
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
@@ -184,7 +156,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     decide_lua.write_text(WRK_SCRIPT)
     health_lua.write_text(HEALTH_SCRIPT)
     with postgres_server(work) as (server_dsn, _):
-        dsn = asyncio.run(create_database(server_dsn))
+        dsn = asyncio.run(create_database(server_dsn, prefix="consent_bench"))
         try:
             load_keyring(work / "keys", create=True)
             _, key = asyncio.run(seed(dsn, work / "keys", args.subjects))
@@ -211,7 +183,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 cpu = (cpu_seconds(pids), cpu_seconds(pg), time.perf_counter())
                 children = os.times()
                 log("POST /v1/decisions")
-                with profiled(pids, args.profile):
+                with profiled(pids, args.profile, name="decisions"):
                     decide = wrk(
                         base + "/v1/decisions",
                         decide_lua,

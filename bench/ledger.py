@@ -57,7 +57,6 @@ import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx
@@ -66,6 +65,7 @@ import uvloop
 from consent.crypto.keys import load_keyring
 from consent.db.database import Database
 from consent.db.migrate import apply_migrations, default_migrations_dir
+from consent.db.scratch import create_database, drop_database
 from consent.tenancy.service import create_tenant_with_admin_key
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,29 +248,6 @@ def postgres_server(work: Path) -> Iterator[str]:
         yield server.get_uri("postgres")
     finally:
         server.cleanup()
-
-
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path="/" + name))
-
-
-async def create_database(server_dsn: str) -> str:
-    name = f"consent_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'create database "{name}"')
-    finally:
-        await conn.close()
-    return with_database(server_dsn, name)
-
-
-async def drop_database(server_dsn: str, dsn: str) -> None:
-    name = urlsplit(dsn).path.lstrip("/")
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await conn.close()
 
 
 async def _seed_connection(dsn: str) -> asyncpg.Connection[Any]:
@@ -870,7 +847,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         },
     }
     with postgres_server(work) as server_dsn:
-        dsn = uvloop.run(create_database(server_dsn))
+        dsn = uvloop.run(create_database(server_dsn, prefix="consent_bench", migrate=False))
         service: Service | None = None
         try:
             tenant_id, key = uvloop.run(prepare(dsn, work))

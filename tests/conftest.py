@@ -8,16 +8,13 @@ Each run creates its own database on that server and drops it at the end.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
@@ -28,16 +25,11 @@ from consent.audit.integrator import Integrator
 from consent.config import Settings
 from consent.crypto.keys import KeyRing, load_keyring
 from consent.db.database import Database
-from consent.db.migrate import apply_migrations, default_migrations_dir
+from consent.db.scratch import create_database, drop_database
 from consent.logging import configure_logging
 from consent.tenancy.service import create_tenant_with_admin_key
 
 configure_logging("warning", json=True, cache=False)
-
-
-def _with_database(dsn: str, database: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path="/" + database))
 
 
 @pytest.fixture(scope="session")
@@ -57,32 +49,6 @@ def pg_server_dsn() -> Iterator[str]:
     finally:
         server.cleanup()
         shutil.rmtree(base, ignore_errors=True)
-
-
-async def create_database(server_dsn: str, *, migrate: bool = True) -> str:
-    name = f"consent_test_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'create database "{name}"')
-    finally:
-        await conn.close()
-    dsn = _with_database(server_dsn, name)
-    if migrate:
-        conn = await asyncpg.connect(dsn)
-        try:
-            await apply_migrations(conn, default_migrations_dir())
-        finally:
-            await conn.close()
-    return dsn
-
-
-async def drop_database(server_dsn: str, dsn: str) -> None:
-    name = urlsplit(dsn).path.lstrip("/")
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await conn.close()
 
 
 @pytest.fixture(scope="session")

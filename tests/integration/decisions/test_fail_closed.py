@@ -22,10 +22,11 @@ from consent.app import create_app
 from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
+from consent.db.scratch import create_database
 from consent.decisions.service import Caller
 from consent.errors import ServiceUnavailable
 from consent.tenancy.service import create_tenant_with_admin_key
-from tests.conftest import Tenant, create_database
+from tests.conftest import Tenant
 from tests.integration.decisions.conftest import Ledger, add_faults, in_app
 from tests.support.opa_server import LocalOpaServer
 

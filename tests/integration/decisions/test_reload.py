@@ -23,9 +23,10 @@ from consent.audit.leaf import AdminChanged, decode_leaf
 from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
+from consent.db.scratch import create_database, drop_database
 from consent.decisions.policy import RELOAD_CHANNEL, STATUS_CHANNEL, ReloadAck
 from consent.tenancy.service import create_tenant_with_admin_key
-from tests.conftest import Tenant, create_database, drop_database
+from tests.conftest import Tenant
 from tests.integration.decisions.conftest import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.policy]

@@ -15,7 +15,7 @@ from consent.db.migrate import (
     discover,
     pending_migrations,
 )
-from tests.conftest import create_database, drop_database
+from consent.db.scratch import create_database, drop_database
 
 pytestmark = pytest.mark.integration
 
