@@ -13,7 +13,6 @@ a run costs leaves per (chunk, shape), not per subject, and every subject's use 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 from collections import defaultdict
@@ -26,7 +25,7 @@ import msgspec
 
 from consent.audit import merkle
 from consent.audit.leaf import AudienceUsed, DecisionMade, encode_leaf
-from consent.audit.outbox import AuditWriter
+from consent.audit.outbox import AuditWriter, token_text
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 
@@ -120,10 +119,6 @@ def state_digest(policy_input: object) -> str:
     return hashlib.sha256(_canonical.encode(policy_input)).hexdigest()
 
 
-def _token_text(token: bytes) -> str:
-    return base64.urlsafe_b64encode(token).decode().rstrip("=")
-
-
 async def append_decision_leaves(
     conn: Conn, audit: AuditWriter, records: Sequence[DecisionLike]
 ) -> int:
@@ -138,7 +133,7 @@ async def append_decision_leaves(
         subjects = sorted({r.subject_id for r in group if r.subject_id is not None})
         fresh = [os.urandom(32) for _ in subjects]
         tokens = {
-            row["subject_id"]: _token_text(bytes(row["token"]))
+            row["subject_id"]: token_text(bytes(row["token"]))
             for row in await conn.fetch(Q.tokens_for, tenant_id, subjects, fresh)
         }
         uuids, leaves, hashes, owners = [], [], [], []

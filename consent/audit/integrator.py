@@ -1,7 +1,8 @@
 """The integrator: assigns gapless leaf indexes in batches, stores subtree hashes, signs.
 
-One transaction per batch: lock the log row, take up to `batch_size` pending leaves in arrival
-order, extend the frontier, store the completed perfect-subtree nodes (of level >= 4: see
+One transaction per batch: lock the log row, take up to `batch_size` pending leaves out of the
+outbox (`audit_pending`) in arrival order, give them the next leaf indexes (`audit_leaf`, insert
+only), extend the frontier, store the completed perfect-subtree nodes (of level >= 4: see
 `nodes`), update the log state and sign a checkpoint. A crash rolls the whole batch back, so
 integration is idempotent. Two integrators cannot corrupt a tree: an advisory lock makes the
 second skip the log, and the `for update` on the log row would serialise them anyway.
@@ -61,19 +62,18 @@ class Integrator:
             state = await conn.fetchrow(Q.lock_log, log_id)
             if state is None:
                 return IntegrationResult(log_id, 0, -1)
-            pending = await conn.fetch(Q.pending_events, log_id, self.batch_size)
+            pending = await conn.fetch(Q.take_pending, log_id, self.batch_size)
             size = int(state["tree_size"])
             if not pending:
                 return IntegrationResult(log_id, 0, size)
             frontier = merkle.Frontier(size, [bytes(h) for h in state["frontier"]])
             nodes: list[merkle.Node] = []
-            for row in pending:
-                nodes.extend(frontier.append(bytes(row["leaf_hash"])))
+            hashes = [bytes(r["leaf_hash"]) for r in pending]
+            for leaf_hash in hashes:
+                nodes.extend(frontier.append(leaf_hash))
             nodes = stored(nodes)
             await conn.execute(
-                Q.assign_indexes,
-                [r["event_id"] for r in pending],
-                list(range(size, size + len(pending))),
+                Q.insert_leaves, log_id, size, [r["event_id"] for r in pending], hashes
             )
             if nodes:
                 await conn.execute(

@@ -22,14 +22,15 @@ from consent.crypto.datakeys import DataKeys
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 
-__all__ = ["AuditWriter", "EncryptedEvidence", "LeafRow", "SubjectLeafContext"]
+__all__ = ["AuditWriter", "EncryptedEvidence", "LeafRow", "SubjectLeafContext", "token_text"]
 
 Q = SqlFile.beside(__file__, "queries.sql")
 _TOKEN_BYTES: Final = 32
 _enc = msgspec.json.Encoder(order="sorted")
 
 
-def _token_text(token: bytes) -> str:
+def token_text(token: bytes) -> str:
+    """A subject token as it appears in leaves: unpadded base64url."""
     return base64.urlsafe_b64encode(token).decode().rstrip("=")
 
 
@@ -94,7 +95,7 @@ class AuditWriter:
         token = await conn.fetchval(
             Q.subject_token, tenant_id, subject_id, os.urandom(_TOKEN_BYTES)
         )
-        return _token_text(bytes(token))
+        return token_text(bytes(token))
 
     @staticmethod
     def seal_evidence(
@@ -123,7 +124,7 @@ class AuditWriter:
         return SubjectLeafContext(
             log_id=log_id,
             origin=origin,
-            subject_token=_token_text(token)
+            subject_token=token_text(token)
             if token is not None
             else await self.subject_token(conn, tenant_id, subject_id),
             evidence=self.seal_evidence(dek, tenant_id, subject_id, event_uuid, details),

@@ -24,9 +24,9 @@ values ($1, $2, $3, $4, $5, $6, $7);
 insert into audit_evidence (event_uuid, tenant_id, ciphertext) values ($1, $2, $3);
 
 -- name: pending_logs
--- One probe of the pending index per log (a DISTINCT over the pending rows would read them all).
+-- One probe of the outbox per log (a DISTINCT over the pending rows would read them all).
 select l.log_id from audit_log as l
-where exists (select 1 from audit_event as e where e.log_id = l.log_id and e.leaf_index is null)
+where exists (select 1 from audit_pending as p where p.log_id = l.log_id)
 order by l.log_id;
 
 -- name: try_lock_log
@@ -36,16 +36,23 @@ select pg_try_advisory_xact_lock(1094996036, $1::int);
 -- "no key update": writers' foreign keys (for key share) on this row do not wait for us.
 select tree_size, frontier, origin, tenant_id from audit_log where log_id = $1 for no key update;
 
--- name: pending_events
-select event_id, leaf_hash from audit_event
-where log_id = $1 and leaf_index is null
-order by event_id
-limit $2;
+-- name: take_pending
+-- The oldest pending leaves of the log, out of the outbox (the batch's transaction puts them
+-- into audit_leaf, or rolls both back).
+with taken as (
+    delete from audit_pending
+    where log_id = $1
+      and event_id in (select event_id from audit_pending where log_id = $1
+                       order by event_id limit $2)
+    returning event_id, leaf_hash
+)
+select event_id, leaf_hash from taken order by event_id;
 
--- name: assign_indexes
-update audit_event as e set leaf_index = u.leaf_index
-from unnest($1::bigint[], $2::bigint[]) as u (event_id, leaf_index)
-where e.event_id = u.event_id;
+-- name: insert_leaves
+-- Leaf indexes $2, $2 + 1, ... in the order of the event ids given.
+insert into audit_leaf (log_id, leaf_index, event_id, leaf_hash)
+select $1, $2 + u.ord - 1, u.event_id, u.leaf_hash
+from unnest($3::bigint[], $4::bytea[]) with ordinality as u (event_id, leaf_hash, ord);
 
 -- name: insert_nodes
 insert into audit_node (log_id, level, idx, hash)
@@ -67,7 +74,7 @@ select tree_size, root_hash, note from audit_checkpoint where log_id = $1 and tr
 insert into audit_checkpoint (log_id, tree_size, root_hash, note) values ($1, $2, $3, $4);
 
 -- name: leaf_hashes_at
-select leaf_index, leaf_hash from audit_event
+select leaf_index, leaf_hash from audit_leaf
 where log_id = $1 and leaf_index = any($2::bigint[]);
 
 -- name: nodes_at
@@ -86,14 +93,17 @@ limit 1;
 select log_id, origin, tree_size from audit_log where tenant_id = $1;
 
 -- name: event_by_uuid
-select e.leaf_index, e.leaf_bytes, e.kind, e.log_id, l.origin
-from audit_event as e join audit_log as l on l.log_id = e.log_id
+select f.leaf_index, e.leaf_bytes, e.kind, e.log_id, l.origin
+from audit_event as e
+join audit_log as l on l.log_id = e.log_id
+left join audit_leaf as f on f.event_id = e.event_id
 where e.event_uuid = $1;
 
 -- name: entries
-select leaf_index, leaf_bytes from audit_event
-where log_id = $1 and leaf_index >= $2 and leaf_index < $3
-order by leaf_index;
+select f.leaf_index, e.leaf_bytes from audit_leaf as f
+join audit_event as e on e.event_id = f.event_id
+where f.log_id = $1 and f.leaf_index >= $2 and f.leaf_index < $3
+order by f.leaf_index;
 
 -- name: subject_activity
 -- The subject's own leaves, and the audience runs that listed it (GIN on subject_ids).
@@ -115,40 +125,56 @@ with own as (
     order by event_id desc
     limit $4
 )
-select e.event_id, e.event_uuid, e.kind, e.leaf_index, e.leaf_bytes, e.recorded_at,
+select e.event_id, e.event_uuid, e.kind, f.leaf_index, e.leaf_bytes, e.recorded_at,
        c.surface as consent_surface, c.channel as consent_channel, c.method as consent_method,
        p.surface as preference_surface, p.channel as preference_channel,
        p.method as preference_method
 from page
 join audit_event as e on e.event_id = page.event_id
+left join audit_leaf as f on f.event_id = e.event_id
 left join consent_event as c on c.id = e.event_uuid
 left join preference_event as p on p.id = e.event_uuid
 order by e.event_id desc;
 
 -- name: export_subject
 -- The subject's own leaves and those of the audience runs that listed it.
-select e.leaf_index, e.leaf_bytes from audit_event as e
-where e.log_id = $1 and e.leaf_index is not null and e.leaf_index < $3
+select f.leaf_index, e.leaf_bytes from audit_event as e
+join audit_leaf as f on f.event_id = e.event_id
+where e.log_id = $1 and f.leaf_index < $3
   and (e.subject_id = any($2::uuid[])
        or e.event_uuid in (select m.event_uuid from audience_member as m
                            where m.subject_ids && $2::uuid[] and m.event_uuid is not null))
-order by e.leaf_index
+order by f.leaf_index
 limit $4;
 
 -- name: export_period
-select e.leaf_index, e.leaf_bytes from audit_event as e
-where e.log_id = $1 and e.leaf_index is not null and e.leaf_index < $2
+select f.leaf_index, e.leaf_bytes from audit_event as e
+join audit_leaf as f on f.event_id = e.event_id
+where e.log_id = $1 and f.leaf_index < $2
   and e.recorded_at >= $3 and e.recorded_at < $4
-order by e.leaf_index
+order by f.leaf_index
 limit $5;
 
 -- name: all_logs
 select log_id, tenant_id, origin, tree_size, root_hash, frontier from audit_log order by log_id;
 
 -- name: stream_leaves
-select leaf_index, event_uuid, leaf_bytes, leaf_hash from audit_event
-where log_id = $1 and leaf_index is not null
-order by leaf_index;
+-- Every integrated leaf with its event (null columns: the event row is gone).
+select f.leaf_index, f.leaf_hash, e.event_uuid, e.leaf_bytes, e.leaf_hash as event_leaf_hash
+from audit_leaf as f
+left join audit_event as e on e.event_id = f.event_id and e.log_id = f.log_id
+where f.log_id = $1
+order by f.leaf_index;
+
+-- name: lost_events
+-- Events of the log that are neither integrated nor waiting: dropped from the outbox.
+select e.event_uuid from audit_event as e
+where e.log_id = $1
+  and not exists (select 1 from audit_leaf as f where f.event_id = e.event_id)
+  and not exists (select 1 from audit_pending as p
+                  where p.log_id = e.log_id and p.event_id = e.event_id)
+order by e.event_id
+limit 3;
 
 -- name: stream_level
 select idx, hash from audit_node where log_id = $1 and level = $2 order by idx;

@@ -1,12 +1,12 @@
 """`consent audit verify`: recompute every tenant's tree from the stored leaves.
 
-Checks, per log, streaming (constant memory): leaf indexes are contiguous from 0; each stored
-leaf hash is SHA-256(0x00 || leaf bytes); each leaf is canonical and names its own event id; the
-recomputed nodes of the lowest stored level equal the stored ones (which pins a reordered or
-swapped leaf to its group of 16); every checkpoint is signed by the verification key, names the
-log's origin, and its root equals the root recomputed from the leaves at its size; the log
-state's size and root equal the recomputation. The first divergence is reported with its leaf
-index.
+Checks, per log, streaming (constant memory): leaf indexes are contiguous from 0; each leaf
+index names an existing event; each stored leaf hash is SHA-256(0x00 || leaf bytes); each leaf
+is canonical and names its own event id; the recomputed nodes of the lowest stored level equal
+the stored ones (which pins a reordered or swapped leaf to its group of 16); every checkpoint is
+signed by the verification key, names the log's origin, and its root equals the root recomputed
+from the leaves at its size; the log state's size and root equal the recomputation; no event is
+missing from both the tree and the outbox. The first divergence is reported with its leaf index.
 """
 
 from __future__ import annotations
@@ -75,11 +75,17 @@ class _LogVerifier:
             self.roots[size] = parsed.root_hash
 
     def check_leaf(self, expected: int, record: asyncpg.Record) -> bytes:
-        index, data = int(record["leaf_index"]), bytes(record["leaf_bytes"])
+        index, stored_hash = int(record["leaf_index"]), bytes(record["leaf_hash"])
+        if record["leaf_bytes"] is None:
+            self.diverged(f"leaf {index}: its event is missing")
+            return stored_hash
+        data = bytes(record["leaf_bytes"])
         computed = merkle.leaf_hash(data)
         if index != expected:
             self.diverged(f"leaf {expected}: missing or out of order (found {index})")
-        elif not hmac.compare_digest(computed, bytes(record["leaf_hash"])):
+        elif not hmac.compare_digest(computed, stored_hash) or not hmac.compare_digest(
+            computed, bytes(record["event_leaf_hash"])
+        ):
             self.diverged(f"leaf {index}: bytes do not match the stored leaf hash")
         else:
             try:
@@ -111,6 +117,10 @@ class _LogVerifier:
                 self.diverged(f"checkpoint {size}: its root differs from the leaves")
                 self.report.problems.append(f"checkpoint {size}: root differs from the leaves")
             expected = int(record["leaf_index"]) + 1
+        for lost in await self.conn.fetch(Q.lost_events, self.log_id):
+            self.report.problems.append(
+                f"event {lost['event_uuid']}: neither integrated nor pending"
+            )
         return self.finish()
 
     def finish(self) -> LogReport:

@@ -62,38 +62,52 @@ async def test_untouched_log_verifies(
     assert report.checkpoints >= 4
 
 
-async def _leaf_id(conn: Conn, index: int) -> int:
-    return int(await conn.fetchval("select event_id from audit_event where leaf_index = $1", index))
+async def _event_at(conn: Conn, index: int) -> int:
+    """The audit_event row of leaf `index`."""
+    return int(await conn.fetchval("select event_id from audit_leaf where leaf_index = $1", index))
 
 
 async def change_bytes(conn: Conn) -> None:
     changed = await conn.execute(
         "update audit_event set leaf_bytes = convert_to(replace(convert_from(leaf_bytes, 'UTF8'), "
-        "'\"analytics\"', '\"analytic5\"'), 'UTF8') where leaf_index = 7"
+        "'\"analytics\"', '\"analytic5\"'), 'UTF8') where event_id = $1",
+        await _event_at(conn, 7),
     )
     assert changed == "UPDATE 1"
 
 
 async def change_bytes_and_hash(conn: Conn) -> None:
-    row = await conn.fetchrow("select leaf_bytes from audit_event where leaf_index = 7")
+    """Leaf 7 forged consistently: its bytes, the event's hash and the tree's leaf hash."""
+    event_id = await _event_at(conn, 7)
+    row = await conn.fetchrow("select leaf_bytes from audit_event where event_id = $1", event_id)
     assert row is not None
     forged = bytes(row["leaf_bytes"]).replace(b'"analytics"', b'"analytic5"')
+    forged_hash = hashlib.sha256(b"\x00" + forged).digest()
     await conn.execute(
-        "update audit_event set leaf_bytes = $1, leaf_hash = $2 where leaf_index = 7",
+        "update audit_event set leaf_bytes = $2, leaf_hash = $3 where event_id = $1",
+        event_id,
         forged,
-        hashlib.sha256(b"\x00" + forged).digest(),
+        forged_hash,
+    )
+    await conn.execute(
+        "update audit_leaf set leaf_hash = $2 where event_id = $1", event_id, forged_hash
     )
 
 
 async def delete_leaf(conn: Conn) -> None:
-    await conn.execute("delete from audit_event where leaf_index = 7")
+    event_id = await _event_at(conn, 7)
+    await conn.execute("delete from audit_leaf where event_id = $1", event_id)
+    await conn.execute("delete from audit_event where event_id = $1", event_id)
+
+
+async def delete_event_only(conn: Conn) -> None:
+    await conn.execute("delete from audit_event where event_id = $1", await _event_at(conn, 7))
 
 
 async def reorder_leaves(conn: Conn) -> None:
-    a, b = await _leaf_id(conn, 7), await _leaf_id(conn, 12)
-    await conn.execute("update audit_event set leaf_index = -1 where event_id = $1", a)
-    await conn.execute("update audit_event set leaf_index = 7 where event_id = $1", b)
-    await conn.execute("update audit_event set leaf_index = 12 where event_id = $1", a)
+    await conn.execute("update audit_leaf set leaf_index = -1 where leaf_index = 7")
+    await conn.execute("update audit_leaf set leaf_index = 7 where leaf_index = 12")
+    await conn.execute("update audit_leaf set leaf_index = 12 where leaf_index = -1")
 
 
 async def change_stored_node(conn: Conn) -> None:
@@ -105,17 +119,18 @@ async def change_stored_node(conn: Conn) -> None:
 
 
 async def insert_leaf(conn: Conn) -> None:
-    row = await conn.fetchrow("select * from audit_event where leaf_index = 3")
+    """A copy of leaf 3 slipped in as leaf 7, the later leaves moved up by one."""
+    row = await conn.fetchrow(
+        "select * from audit_event where event_id = $1", await _event_at(conn, 3)
+    )
     assert row is not None
+    await conn.execute("update audit_leaf set leaf_index = leaf_index + 1000 where leaf_index >= 7")
     await conn.execute(
-        "update audit_event set leaf_index = leaf_index + 1000 where leaf_index >= 7"
+        "update audit_leaf set leaf_index = leaf_index - 999 where leaf_index >= 1007"
     )
-    await conn.execute(
-        "update audit_event set leaf_index = leaf_index - 999 where leaf_index >= 1007"
-    )
-    await conn.execute(
-        "insert into audit_event (event_uuid, log_id, tenant_id, leaf_index, leaf_bytes, "
-        "leaf_hash, kind) values ($1, $2, $3, 7, $4, $5, $6)",
+    event_id = await conn.fetchval(
+        "insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind) "
+        "values ($1, $2, $3, $4, $5, $6) returning event_id",
         uuid.uuid4(),
         row["log_id"],
         row["tenant_id"],
@@ -123,6 +138,20 @@ async def insert_leaf(conn: Conn) -> None:
         row["leaf_hash"],
         row["kind"],
     )
+    await conn.execute(
+        "insert into audit_leaf (log_id, leaf_index, event_id, leaf_hash) values ($1, 7, $2, $3)",
+        row["log_id"],
+        event_id,
+        row["leaf_hash"],
+    )
+
+
+async def drop_pending_leaf(conn: Conn) -> None:
+    """A leaf taken out of the outbox before the integrator saw it: the event stays unproved."""
+    deleted = await conn.execute(
+        "delete from audit_pending where event_id = (select max(event_id) from audit_pending)"
+    )
+    assert deleted == "DELETE 1"
 
 
 async def swap_checkpoint(conn: Conn) -> None:
@@ -145,7 +174,10 @@ async def edit_checkpoint_text(conn: Conn) -> None:
 
 
 async def drop_latest_leaves(conn: Conn) -> None:
-    await conn.execute("delete from audit_event where leaf_index >= 25")
+    await conn.execute(
+        "with gone as (delete from audit_leaf where leaf_index >= 25 returning event_id) "
+        "delete from audit_event where event_id in (select event_id from gone)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -156,12 +188,14 @@ async def drop_latest_leaves(conn: Conn) -> None:
         # (stored nodes start at level 4, so the node over leaves 0-15 is not reached first).
         (change_bytes_and_hash, "first divergence: checkpoint 13: its root differs"),
         (delete_leaf, "leaf 7: missing"),
+        (delete_event_only, "first divergence: leaf 7: its event is missing"),
         (change_stored_node, "first divergence: leaves 0-15: differ from the stored tree"),
         (reorder_leaves, "first divergence: checkpoint 13: its root differs"),
         (insert_leaf, "first divergence: leaf 7"),
         (swap_checkpoint, "its signed note says another tree"),
         (edit_checkpoint_text, "checkpoint"),
         (drop_latest_leaves, "checkpoint 27: beyond the 25 stored leaves"),
+        (drop_pending_leaf, "neither integrated nor pending"),
     ],
 )
 async def test_tampering_is_detected(
@@ -173,6 +207,10 @@ async def test_tampering_is_detected(
     expected: str,
 ) -> None:
     await _populate(catalog, integrator)
+    await catalog.consent(  # one leaf still waiting in the outbox
+        identifier={"type": "device", "value": "tamper-late"},
+        choices=[{"purpose": "analytics", "choice": "granted"}],
+    )
     await _as_superuser(db, tamper)
     report = await _verify(db, signer, catalog.tenant.id)
     assert not report.ok
@@ -183,17 +221,35 @@ async def test_triggers_block_the_application_role(
     catalog: Catalog, db: Database, integrator: Integrator
 ) -> None:
     await _populate(catalog, integrator, n=3)
+    await catalog.consent(  # one leaf still waiting in the outbox
+        identifier={"type": "device", "value": "tamper-late"},
+        choices=[{"purpose": "analytics", "choice": "granted"}],
+    )
     import asyncpg
 
     async with db.pool.acquire() as conn:
         for statement in (
-            "update audit_event set leaf_bytes = '\\x00' where leaf_index = 0",
-            "delete from audit_event where leaf_index = 0",
+            "update audit_event set leaf_bytes = '\\x00'",
+            "delete from audit_event",
             "truncate audit_event cascade",
+            "update audit_leaf set leaf_index = leaf_index + 1",
+            "delete from audit_leaf",
+            "truncate audit_leaf",
             "update audit_checkpoint set note = 'x'",
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await conn.execute(statement)
+    # The outbox: the application role cannot see, add or remove pending leaves.
+    for statement in (
+        "select count(*) from audit_pending",
+        "delete from audit_pending",
+        "insert into audit_pending select log_id, 0, sha256('') from audit_log",
+    ):
+        async with db.tenant(catalog.tenant.id) as conn:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(statement)
+    async with db.system() as conn:
+        assert await conn.fetchval("select count(*) from audit_pending") == 1
 
 
 def test_verify_cli_exits_nonzero_on_tampering(
