@@ -31,6 +31,7 @@ from consent.health.api import live, ready
 from consent.middleware import RequestIdMiddleware
 from consent.preferences.api import PreferenceController
 from consent.problems import problem_page
+from consent.subjects.api import SubjectController
 from consent.tenancy.api import TenancyController
 
 __all__ = ["create_app"]
@@ -116,6 +117,7 @@ def create_app(
             ConsentController,
             DecisionController,
             PreferenceController,
+            SubjectController,
             AuditController,
             audit_keys,
             verify_page,

@@ -124,3 +124,26 @@ from (
 ) as w
 left join subject_key as k on k.tenant_id = $1 and k.subject_id = w.id
 left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = w.id;
+
+-- name: erasure_tokens
+select subject_id, token from audit_subject_token where subject_id = any($1::uuid[]);
+
+-- name: erase_subjects
+-- Crypto-shredding of a group of subjects (row-level security scopes it to the tenant): their
+-- data keys (so every ciphertext under them is unreadable for good), identifier mappings, audit
+-- tokens, evidence ciphertexts and current state; then the subject rows are marked erased.
+with keys as (
+    delete from subject_key where subject_id = any($1::uuid[])
+), identifiers as (
+    delete from subject_identifier where subject_id = any($1::uuid[])
+), tokens as (
+    delete from audit_subject_token where subject_id = any($1::uuid[])
+), evidence as (
+    delete from audit_evidence
+    where event_uuid in (select event_uuid from audit_event where subject_id = any($1::uuid[]))
+), consents as (
+    delete from consent_state where subject_id = any($1::uuid[])
+), preferences as (
+    delete from preference_state where subject_id = any($1::uuid[])
+)
+select mark_subjects_erased($1::uuid[]);

@@ -8,7 +8,7 @@ from uuid import UUID
 
 import msgspec
 
-__all__ = ["IdentifierIn", "LinkRequest", "LinkResult", "SubjectRef"]
+__all__ = ["ErasureResult", "IdentifierIn", "LinkRequest", "LinkResult", "SubjectRef"]
 
 IdType = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
@@ -37,3 +37,14 @@ class LinkResult(msgspec.Struct, frozen=True, kw_only=True):
     subject_id: UUID
     merged: list[UUID]
     linked_at: datetime
+
+
+class ErasureResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What an erasure destroyed, and the audit leaves that record it."""
+
+    subject_id: UUID
+    # The subject and every subject that had been linked into it.
+    erased_subjects: list[UUID]
+    erased_at: datetime
+    # One `subject.erased` leaf per erased subject (`GET /v1/audit/events/{id}/proof`).
+    audit_events: list[UUID]

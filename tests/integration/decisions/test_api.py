@@ -388,3 +388,52 @@ async def test_a_failure_after_the_first_chunks_answers_nothing(ledger: Ledger) 
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["field"] == "line 4"
     assert "yes@example.com" not in response.text
+
+
+async def test_an_erased_subject_is_unknown_to_every_decision_path(ledger: Ledger) -> None:
+    subject_id = await ledger.consent("erased@example.com", {"email_marketing": "granted"})
+    asks = [
+        {"subject_id": subject_id},
+        {"identifier": {"type": "email", "value": "erased@example.com"}},
+    ]
+    for subject in asks:  # allowed before, and any per-process cache has seen it
+        got = await ledger.post(
+            "/v1/decisions",
+            {"subject": subject, "action": "email.marketing", "context": {"requester": "esp"}},
+            status=200,
+        )
+        assert got["allow"] is True
+    erased = await ledger.client.delete(f"/v1/subjects/{subject_id}", headers=ledger.h)
+    assert erased.status_code == 200, erased.text
+
+    unknown = (False, ["denied.no_consent", "denied.unknown_subject"], None)
+    for subject in asks:
+        got = await ledger.post(
+            "/v1/decisions",
+            {"subject": subject, "action": "email.marketing", "context": {"requester": "esp"}},
+            status=200,
+        )
+        assert (got["allow"], got["reasons"], got["subject_id"]) == unknown
+    batch = await ledger.post(
+        "/v1/decisions/batch",
+        {
+            "decisions": [
+                {"subject": s, "action": "email.marketing", "context": {"requester": "esp"}}
+                for s in asks
+            ]
+        },
+        status=200,
+    )
+    assert [(d["allow"], d["reasons"], d["subject_id"]) for d in batch["decisions"]] == [
+        unknown,
+        unknown,
+    ]
+    lines = await ledger.audience(
+        {"action": "email.marketing", "context": {"requester": "esp"}},
+        [{"subject_id": subject_id}, {"type": "email", "value": "erased@example.com"}],
+    )
+    assert lines[-1]["summary"]["allowed"] == 0
+    assert lines[-1]["summary"]["denied_by_reason"] == {
+        "denied.no_consent": 2,
+        "denied.unknown_subject": 2,
+    }

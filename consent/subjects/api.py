@@ -1,0 +1,68 @@
+"""HTTP: erase a subject (the right to erasure, GDPR Art 17; CCPA deletion)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from litestar import Controller, Request, delete
+from litestar.params import FromPath, HeaderParameter
+
+from consent.db.database import Database
+from consent.idempotency import run_idempotent
+from consent.subjects.erasure import erase_subject
+from consent.subjects.resolver import SubjectResolver
+from consent.subjects.schemas import ErasureResult
+from consent.tenancy.auth import principal, requires
+
+__all__ = ["SubjectController"]
+
+IdemKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="Retry-safe key: a retry with the same key gets the first answer again.",
+        max_length=200,
+    ),
+]
+
+
+class SubjectController(Controller):
+    path = "/v1/subjects"
+    tags = ["subjects"]
+    security = [{"apiKey": []}]
+
+    @delete(
+        "/{subject_id:uuid}",
+        guards=[requires("admin")],
+        summary="Erase a subject",
+        status_code=200,
+    )
+    async def erase(
+        self, request: Request[Any, Any, Any], subject_id: FromPath[UUID], idempotency_key: IdemKey
+    ) -> ErasureResult:
+        """Erase the subject and every subject linked into it, in one transaction, by
+        destroying their data keys: identifiers, evidence and current state are gone for good
+        and a lookup by the same identifier finds nothing. Events, decisions and audit leaves
+        stay as pseudonymous proof, so every audit proof still verifies; each erased subject
+        gets a `subject.erased` leaf. Afterwards the subject answers 404 everywhere and
+        decisions about it are denied as unknown."""
+        db: Database = request.app.state.db
+        tenant_id = principal(request).tenant_id
+        resolver = SubjectResolver(request.app.state.keyring)
+        async with db.tenant(tenant_id) as conn:
+
+            async def produce() -> ErasureResult:
+                return await erase_subject(
+                    conn, tenant_id, subject_id, resolver, request.app.state.audit
+                )
+
+            result, _ = await run_idempotent(
+                conn,
+                tenant_id,
+                idempotency_key,
+                b"erase-subject/" + subject_id.bytes,
+                ErasureResult,
+                produce,
+            )
+            return result
