@@ -12,15 +12,17 @@ import base64
 import hashlib
 import os
 import uuid
-from typing import Final
+from datetime import UTC, datetime
+from typing import Final, Literal
 
 import msgspec
 
 from consent.audit import merkle
-from consent.audit.leaf import Leaf, encode_leaf
+from consent.audit.leaf import AdminChanged, Leaf, encode_leaf
 from consent.crypto.datakeys import DataKeys
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
+from consent.ids import uuid7
 
 __all__ = ["AuditWriter", "EncryptedEvidence", "LeafRow", "SubjectLeafContext", "token_text"]
 
@@ -178,3 +180,29 @@ class AuditWriter:
         else:
             await conn.execute(Q.insert_event_with_evidence, *args, row.evidence)
         return row.leaf_bytes
+
+    async def admin_changed(
+        self,
+        conn: Conn,
+        tenant_id: uuid.UUID,
+        *,
+        actor: str,
+        entity: str,
+        entity_id: str,
+        operation: Literal["create", "update", "delete"],
+        change: object,
+    ) -> None:
+        """An admin change (catalogue, settings) as a leaf, in the transaction that makes it:
+        who, what, and the SHA-256 of the new value in sorted-key JSON."""
+        log_id, origin = await self.log(conn, tenant_id)
+        leaf = AdminChanged(
+            event_uuid=uuid7(),
+            occurred_at=datetime.now(UTC),
+            log=origin,
+            actor_ref=actor,
+            entity=entity,
+            entity_id=entity_id,
+            operation=operation,
+            change_digest=hashlib.sha256(_enc.encode(change)).hexdigest(),
+        )
+        await self.append(conn, tenant_id, log_id, leaf)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Literal
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
-from consent.audit.leaf import AdminChanged
 from consent.audit.outbox import AuditWriter
 from consent.catalog.schemas import (
     IdentifierType,
@@ -28,7 +26,6 @@ from consent.catalog.schemas import (
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import Conflict, NotFound, ValidationFailed
-from consent.ids import uuid7
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 
@@ -77,18 +74,15 @@ class CatalogService:
         change: msgspec.Struct,
     ) -> None:
         """An admin change is a leaf of the audit log, in the transaction that makes it."""
-        log_id, origin = await self.audit.log(conn, self.tenant_id)
-        leaf = AdminChanged(
-            event_uuid=uuid7(),
-            occurred_at=datetime.now(UTC),
-            log=origin,
-            actor_ref=self.actor,
+        await self.audit.admin_changed(
+            conn,
+            self.tenant_id,
+            actor=self.actor,
             entity=entity,
             entity_id=entity_id,
             operation=operation,
-            change_digest=hashlib.sha256(_sorted.encode(change)).hexdigest(),
+            change=change,
         )
-        await self.audit.append(conn, self.tenant_id, log_id, leaf)
 
     # -- purposes ------------------------------------------------------------------------------
     async def create_purpose(self, data: PurposeCreate) -> Purpose:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from litestar import Controller, Request, delete, get, post
+from litestar import Controller, Request, delete, get, post, put
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from consent.tenancy.auth import principal, requires
@@ -18,6 +18,7 @@ from consent.tenancy.schemas import (
     PropertyCreate,
     PropertyPage,
     Tenant,
+    TenantSettings,
 )
 from consent.tenancy.service import TenancyService
 
@@ -51,6 +52,19 @@ class TenancyController(Controller):
     async def get_tenant(self, request: Request[Any, Any, Any]) -> Tenant:
         """The tenant the API key belongs to."""
         return await _service(request).tenant()
+
+    @put("/tenant/settings", guards=[requires("admin")], summary="Change the tenant's settings")
+    async def put_settings(
+        self, request: Request[Any, Any, Any], data: JSONBody[TenantSettings]
+    ) -> TenantSettings:
+        """Replace the settings (an omitted field returns to its default).
+        `store_network_evidence`: keep each consent request's truncated IP (/24 or /48) and
+        user agent, encrypted under the subject's key (default off). Recorded in the audit
+        log; other server workers apply it within 2 seconds."""
+        who = principal(request)
+        return await _service(request).update_settings(
+            data, actor=f"api-key:{who.key_id}", audit=request.app.state.audit
+        )
 
     @post("/properties", guards=[requires("admin")], summary="Create a property")
     async def create_property(

@@ -1,9 +1,13 @@
 -- name: insert_tenant
 insert into tenant (name) values ($1)
-returning id, name, created_at;
+returning id, name, created_at, settings;
 
 -- name: get_tenant
-select id, name, created_at from tenant where id = $1;
+select id, name, created_at, settings from tenant where id = $1;
+
+-- name: update_settings
+update tenant set settings = $2::jsonb where id = $1
+returning settings;
 
 -- name: insert_property
 insert into property (tenant_id, name, kind, allowed_origins)

@@ -10,7 +10,7 @@ import msgspec
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 from consent.pagination import Cursor
-from consent.tenancy.schemas import ApiKey, Property, Tenant
+from consent.tenancy.schemas import ApiKey, Property, Tenant, TenantSettings
 
 __all__ = ["Q", "TenancyRepository"]
 
@@ -37,6 +37,10 @@ class TenancyRepository:
     async def get_tenant(self, tenant_id: UUID) -> Tenant | None:
         row = await self.conn.fetchrow(Q.get_tenant, tenant_id)
         return msgspec.convert(dict(row), Tenant) if row else None
+
+    async def update_settings(self, tenant_id: UUID, settings: TenantSettings) -> TenantSettings:
+        row = await self.conn.fetchrow(Q.update_settings, tenant_id, msgspec.to_builtins(settings))
+        return msgspec.convert(_one(row)["settings"], TenantSettings)
 
     async def insert_property(
         self, tenant_id: UUID, name: str, kind: str, origins: list[str]

@@ -18,6 +18,7 @@ __all__ = [
     "PropertyPage",
     "Scope",
     "Tenant",
+    "TenantSettings",
 ]
 
 Scope = Literal["admin", "write", "decide", "read"]
@@ -27,10 +28,20 @@ Origin = Annotated[
 ]
 
 
+class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a tenant decides for itself; every field has a privacy-protective default, and
+    `PUT /v1/tenant/settings` replaces them all (an omitted field returns to its default)."""
+
+    # Keep the truncated IP (/24, /48) and user agent of each consent request as evidence,
+    # encrypted under the subject's key. Off unless the tenant enables it.
+    store_network_evidence: bool = False
+
+
 class Tenant(msgspec.Struct, frozen=True, kw_only=True):
     id: UUID
     name: str
     created_at: datetime
+    settings: TenantSettings = TenantSettings()
 
 
 class PropertyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

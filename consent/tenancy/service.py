@@ -7,6 +7,8 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
+from consent.audit.outbox import AuditWriter
+from consent.consents.service import write_contexts
 from consent.db.database import Database
 from consent.errors import Conflict, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
@@ -23,6 +25,7 @@ from consent.tenancy.schemas import (
     PropertyCreate,
     PropertyPage,
     Tenant,
+    TenantSettings,
 )
 
 __all__ = ["TenancyService", "create_tenant_with_admin_key"]
@@ -54,6 +57,25 @@ class TenancyService:
         if tenant is None:
             raise NotFound("Tenant not found.")
         return tenant
+
+    async def update_settings(
+        self, data: TenantSettings, *, actor: str, audit: AuditWriter
+    ) -> TenantSettings:
+        """Replace the tenant's settings; the change is an `admin.changed` audit leaf. This
+        process sees it at once, other workers within the write-context TTL (2 s)."""
+        async with self.db.tenant(self.tenant_id) as conn:
+            settings = await TenancyRepository(conn).update_settings(self.tenant_id, data)
+            await audit.admin_changed(
+                conn,
+                self.tenant_id,
+                actor=actor,
+                entity="tenant_settings",
+                entity_id=str(self.tenant_id),
+                operation="update",
+                change=settings,
+            )
+        write_contexts.clear()
+        return settings
 
     async def create_property(self, data: PropertyCreate, idem_key: str | None) -> Property:
         async with self.db.tenant(self.tenant_id) as conn:

@@ -1,0 +1,145 @@
+"""Truncated IP and user agent are kept with a consent only when the tenant enables it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import pytest
+from litestar.enums import ScopeType
+from litestar.testing import AsyncTestClient
+from litestar.types import Receive, Scope, Send
+
+from consent.app import create_app
+from consent.config import Settings
+from consent.crypto.datakeys import DataKeys, EncryptedForErasedSubject
+from consent.crypto.keys import KeyRing
+from consent.db.database import Database
+from tests.conftest import Catalog, Tenant
+
+pytestmark = pytest.mark.integration
+
+VISITOR_IP = "203.0.113.77"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Evidence/1.0"
+
+
+@pytest.fixture
+async def visitor(
+    settings: Settings, db: Database, keyring: KeyRing
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app as a visitor at VISITOR_IP reaches it (the test client's own peer address,
+    "testclient", is not an IP address)."""
+    app = create_app(settings, keyring=keyring)
+
+    async def from_visitor(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            scope["client"] = (VISITOR_IP, 50000)
+        await app(scope, receive, send)
+
+    async with AsyncTestClient(app=from_visitor) as c:
+        yield c
+
+
+async def _catalog(client: Any, tenant: Tenant) -> Catalog:
+    catalog = Catalog(client, tenant)
+    await catalog.post("/v1/purposes", {"key": "ads", "name": "Ads", "legal_basis": "consent"})
+    await catalog.post("/v1/notices", {"key": "main", "purposes": ["ads"]})
+    await catalog.publish_version()
+    return catalog
+
+
+async def _evidence(db: Database, keyring: KeyRing, tenant_id: str, event_id: str) -> Any:
+    async with db.system() as conn:
+        row = await conn.fetchrow(
+            "select subject_id, evidence_enc from consent_event where id = $1", UUID(event_id)
+        )
+        assert row is not None
+        if row["evidence_enc"] is None:
+            return None
+        tenant, subject = UUID(tenant_id), row["subject_id"]
+        dek = await DataKeys(keyring).get(conn, tenant, subject)
+        plain = DataKeys.decrypt(dek, tenant, subject, row["evidence_enc"], b"consent-evidence")
+        return msgspec.json.decode(plain)
+
+
+async def test_network_evidence_only_when_the_tenant_enables_it(
+    visitor: Any, tenant: Tenant, db: Database, keyring: KeyRing
+) -> None:
+    catalog = await _catalog(visitor, tenant)
+    headers = {**tenant.headers, "user-agent": BROWSER}
+    body = {
+        "identifier": {"type": "device", "value": "cookie-ev"},
+        "choices": [{"purpose": "ads", "choice": "granted"}],
+        "surface": "banner",
+        "channel": "web",
+        "notice_version_id": catalog.versions[1],
+    }
+    me = (await visitor.get("/v1/tenant", headers=tenant.headers)).json()
+    assert me["settings"] == {"store_network_evidence": False}
+    off = await visitor.post("/v1/consents", json=body, headers=headers)
+    assert off.status_code == 201, off.text
+    assert await _evidence(db, keyring, tenant.id, off.json()["event_id"]) is None
+
+    changed = await visitor.put(
+        "/v1/tenant/settings", json={"store_network_evidence": True}, headers=tenant.headers
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json() == {"store_network_evidence": True}
+    me = (await visitor.get("/v1/tenant", headers=tenant.headers)).json()
+    assert me["settings"] == {"store_network_evidence": True}
+
+    on = await visitor.post("/v1/consents", json=body, headers=headers)
+    assert on.status_code == 201, on.text
+    kept = await _evidence(db, keyring, tenant.id, on.json()["event_id"])
+    assert kept == {"ip_prefix": "203.0.113.0", "user_agent": BROWSER}
+    async with db.system() as conn:
+        stored = await conn.fetchval(
+            "select evidence_enc from consent_event where id = $1", UUID(on.json()["event_id"])
+        )
+        audited = await conn.fetch(
+            "select leaf_bytes from audit_event where kind = 'admin.changed' and tenant_id = $1",
+            UUID(tenant.id),
+        )
+    assert VISITOR_IP.encode() not in stored
+    assert BROWSER.encode() not in stored
+    assert sum(b'"entity":"tenant_settings"' in bytes(r["leaf_bytes"]) for r in audited) == 1
+
+    # Erasure destroys the key the evidence is sealed under.
+    subject = on.json()["subject_id"]
+    assert (await visitor.delete(f"/v1/subjects/{subject}", headers=tenant.headers)).is_success
+    with pytest.raises(EncryptedForErasedSubject):
+        await _evidence(db, keyring, tenant.id, on.json()["event_id"])
+
+    reset = await visitor.put("/v1/tenant/settings", json={}, headers=tenant.headers)
+    assert reset.json() == {"store_network_evidence": False}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"store_network_evidence": "yes"}, "store_network_evidence"),
+        ({"keep_ip_forever": True}, "keep_ip_forever"),
+    ],
+)
+async def test_bad_settings_are_refused_and_change_nothing(
+    client: Any, tenant: Tenant, body: dict[str, Any], field: str
+) -> None:
+    response = await client.put("/v1/tenant/settings", json=body, headers=tenant.headers)
+    assert response.status_code == 400, response.text
+    assert field in response.text
+    me = (await client.get("/v1/tenant", headers=tenant.headers)).json()
+    assert me["settings"] == {"store_network_evidence": False}
+
+
+async def test_only_an_admin_key_changes_settings(client: Any, tenant: Tenant) -> None:
+    made = await client.post(
+        "/v1/api-keys", json={"name": "crm", "scopes": ["write", "read"]}, headers=tenant.headers
+    )
+    writer = {"Authorization": f"Bearer {made.json()['secret']}"}
+    response = await client.put(
+        "/v1/tenant/settings", json={"store_network_evidence": True}, headers=writer
+    )
+    assert response.status_code == 403
+    assert response.json()["type"] == "/problems/forbidden"
