@@ -8,3 +8,16 @@ select exists (select 1 from tenant where id = app_tenant_id());
 -- Checked before the database write so a file full of unknown purposes is rejected cheaply;
 -- `ConsentService.record_in` checks them again.
 select key from purpose where tenant_id = app_tenant_id();
+
+-- name: prior_import
+select imported_at, rows_imported from import_run where file_sha256 = $1;
+
+-- name: record_import
+-- Before the commit; a concurrent import of the same file waits here for the first one and
+-- then inserts nothing (unless `--again`, $3, which makes each run count as the latest).
+insert into import_run (tenant_id, file_sha256, rows_imported)
+values (app_tenant_id(), $1, $2)
+on conflict (tenant_id, file_sha256) do update
+    set imported_at = now(), rows_imported = excluded.rows_imported
+    where $3
+returning imported_at;

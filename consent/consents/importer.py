@@ -31,10 +31,14 @@ Outcome and exit status:
 
 `--dry-run` does everything, reports the same and exits with the same status, but rolls back.
 
-Limit: a new subject takes a per-identifier advisory lock (see `SubjectResolver.resolve`),
-held until the import commits; on a server with default settings (max_locks_per_transaction
-64, max_connections 100) one transaction can hold about 14,000 of them, so an import creating
-more new subjects than that aborts with a message saying so (and commits nothing).
+Running it again: the tenant's committed files are remembered by the SHA-256 of their bytes
+(`import_run`), so importing the same file again (a retried job, a second cron run) does
+nothing and exits 0, saying when it was imported; `--again` imports it once more. A rejected
+or dry-run import is not remembered.
+
+Size: a new subject holds no lock until the commit (its identifier row decides who creates
+it), so the one transaction is not limited by the server's lock table; an import creating
+20,000 new subjects commits on a server with default settings.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import hashlib
 import sys
 import time
 from collections.abc import Coroutine, Generator, Iterator
@@ -125,6 +130,8 @@ class ImportResult(msgspec.Struct, frozen=True, kw_only=True):
     dry_run: bool
     skip_invalid: bool
     seconds: float
+    # Set when the same file (same bytes) was committed before: nothing was done this time.
+    already_imported_at: datetime | None = None
 
     @property
     def would_commit(self) -> bool:
@@ -184,15 +191,18 @@ def detect_format(path: Path, given: str | None) -> Format:
     raise ImportUsageError(f"{path.name}: cannot tell the format; give --format csv|ndjson")
 
 
-def count_lines(path: Path) -> int:
-    """Line count, for the progress total (reads the file once in 1 MiB chunks)."""
+def scan_file(path: Path) -> tuple[int, bytes]:
+    """Line count (the progress total) and SHA-256 of the bytes (which file this is), reading
+    the file once in 1 MiB chunks."""
     lines = 0
     last = b"\n"
+    digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             lines += chunk.count(b"\n")
             last = chunk[-1:]
-    return lines + (last != b"\n")
+            digest.update(chunk)
+    return lines + (last != b"\n"), digest.digest()
 
 
 def _csv_header(reader: Iterator[list[str]]) -> list[str]:
@@ -529,6 +539,14 @@ class _Run:
             self.progress.update(self.progress.done + 1)
         await self.flush(batch)
 
+    async def record_file(self, digest: bytes, *, again: bool) -> datetime | None:
+        """Remember the file before the commit; waits for a concurrent import of the same
+        file, and returns when that one committed it (then this one must not)."""
+        if await self.conn.fetchval(IQ.record_import, digest, self.valid, again) is not None:
+            return None
+        when: datetime = await self.conn.fetchval(IQ.prior_import, digest)
+        return when
+
     async def _record(self, item: _Checked) -> None:
         assert item.data is not None  # noqa: S101 - only checked rows are batched
         await self.service.record_in(self.conn, item.data, None)
@@ -572,18 +590,20 @@ async def import_file(
     report: IO[bytes] | None = None,
     stderr: IO[str] | None = None,
     audit_origin: str | None = None,
+    again: bool = False,
 ) -> ImportResult:
     """Import `path` into the tenant in one transaction (see the module docstring).
 
     Raises ImportUsageError (bad file, header or tenant) or ImportAborted (the database
     failed); in both cases nothing was committed. `audit_origin`: the service's
-    CONSENT_AUDIT_ORIGIN, used if this import creates the tenant's audit log.
+    CONSENT_AUDIT_ORIGIN, used if this import creates the tenant's audit log. A file the
+    tenant committed before (same bytes) is not imported again unless `again`.
     """
     if batch_size < 1:
         raise ImportUsageError("--batch-size must be at least 1")
     kind = detect_format(path, fmt)
     try:
-        total = count_lines(path)
+        total, digest = scan_file(path)
     except OSError as exc:
         raise ImportUsageError(f"{path}: {exc.strerror}") from None
     if kind == "csv":
@@ -595,6 +615,7 @@ async def import_file(
     reporter = _Reporter(progress, report)
     run: _Run | None = None
     commit = committing = False
+    already: datetime | None = None
     try:
         async with db.tenant(tenant_id) as conn:
             if not await conn.fetchval(IQ.tenant_exists):
@@ -603,8 +624,13 @@ async def import_file(
             audit = AuditWriter(audit_origin) if audit_origin is not None else None
             service = ConsentService(db, keyring, tenant_id, audit=audit)
             run = _Run(conn, service, reporter, progress)
+            already = None if again else await conn.fetchval(IQ.prior_import, digest)
+            _roll_back_unless(already is None)
             await run.run(rows, known, batch_size)
             commit = reporter.rows == 0 or (skip_invalid and run.valid > 0)
+            if commit and not dry_run:
+                already = await run.record_file(digest, again=again)
+                commit = already is None
             _roll_back_unless(commit and not dry_run)
             committing = True
     except _Rollback:
@@ -617,6 +643,19 @@ async def import_file(
     progress.finish()
     assert run is not None  # noqa: S101 - set before anything can roll back
     committed = commit and not dry_run
+    seconds = time.monotonic() - progress.started
+    if already is not None:  # the same file was committed before: nothing done
+        return ImportResult(
+            rows=0,
+            valid=0,
+            rejected=0,
+            imported=0,
+            committed=False,
+            dry_run=dry_run,
+            skip_invalid=skip_invalid,
+            seconds=seconds,
+            already_imported_at=already,
+        )
     return ImportResult(
         rows=run.rows,
         valid=run.valid,
@@ -625,7 +664,7 @@ async def import_file(
         committed=committed,
         dry_run=dry_run,
         skip_invalid=skip_invalid,
-        seconds=time.monotonic() - progress.started,
+        seconds=seconds,
     )
 
 
@@ -641,18 +680,22 @@ def _abort_message(exc: Exception, committing: bool) -> str:
     hint = ""
     if state == "53200":
         hint = (
-            "; the transaction ran out of lock slots (each new subject holds a lock until "
-            "commit): split the file or raise max_locks_per_transaction"
+            "; the transaction ran out of lock slots: split the file or raise "
+            "max_locks_per_transaction"
         )
     return f"the database failed ({what}); {outcome}{hint}"
 
 
 def exit_status(result: ImportResult) -> int:
-    """0 when the import committed (a dry run: would have committed), else 1."""
-    return 0 if result.would_commit else 1
+    """0 when the import committed (a dry run: would have committed) or the file had been
+    imported before, else 1."""
+    return 0 if result.would_commit or result.already_imported_at else 1
 
 
 def summary(result: ImportResult) -> str:
+    if result.already_imported_at is not None:
+        when = result.already_imported_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"nothing to do: this file was imported at {when} (--again imports it once more)"
     rate = f"{result.rows:,} rows in {result.seconds:.2f} s ({result.rows_per_s:,.0f} rows/s)"
     if result.dry_run:
         count = result.valid if result.would_commit else 0
@@ -699,6 +742,7 @@ async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | N
             batch_size=args.batch_size,
             report=report,
             audit_origin=settings.audit_origin,
+            again=args.again,
         )
     finally:
         await db.close()
@@ -802,4 +846,10 @@ def add_parser(sub: Any) -> None:
         "replayed row by row",
     )
     parser.add_argument("--report", metavar="FILE", help="write every rejected row here as NDJSON")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="import the file even if the tenant imported the same file (same bytes) before; "
+        "by default that run does nothing and exits 0",
+    )
     parser.set_defaults(func=cmd_import)

@@ -409,3 +409,62 @@ async def test_bad_header_or_tenant_is_refused_before_anything(
     done = run_cli(str(tmp_path / "missing.csv"), "--tenant", catalog.tenant.id)
     assert done.returncode == 2
     assert await _counts(db) == (0, 0, 0)
+
+
+# -- running the same import again ------------------------------------------------------------
+async def test_the_same_file_again_imports_nothing_unless_asked(
+    run_cli: Any, catalog: Catalog, db: Database, tmp_path: Path
+) -> None:
+    """A retried job or a second cron run must not record every consent twice."""
+    path = _ndjson(tmp_path / "crm.ndjson", [_flat(f"r{i}@example.com", "ads") for i in range(3)])
+    first = run_cli(str(path), "--tenant", catalog.tenant.id)
+    assert first.returncode == 0, first.stderr
+    assert await _counts(db) == (3, 3, 3)
+
+    copy = tmp_path / "crm-copy.ndjson"  # same bytes under another name: the same file
+    copy.write_bytes(path.read_bytes())
+    for again in (path, copy):
+        rerun = run_cli(str(again), "--tenant", catalog.tenant.id)
+        assert rerun.returncode == 0, rerun.stderr
+        assert "nothing to do: this file was imported at " in rerun.stderr
+        assert "--again" in rerun.stderr
+    dry = run_cli(str(path), "--tenant", catalog.tenant.id, "--dry-run")
+    assert "nothing to do" in dry.stderr
+    assert await _counts(db) == (3, 3, 3)
+
+    changed = _ndjson(tmp_path / "crm2.ndjson", [_flat("r0@example.com", "ads", "withdrawn")])
+    assert run_cli(str(changed), "--tenant", catalog.tenant.id).returncode == 0
+    assert await _counts(db) == (4, 3, 3)
+
+    forced = run_cli(str(path), "--tenant", catalog.tenant.id, "--again")
+    assert forced.returncode == 0, forced.stderr
+    assert "imported 3 rows" in forced.stderr
+    assert await _counts(db) == (7, 3, 3)
+
+
+async def test_a_failed_or_dry_run_import_is_not_remembered(
+    catalog: Catalog, db: Database, keyring: KeyRing, tenant: Tenant, tmp_path: Path
+) -> None:
+    path = _ndjson(tmp_path / "x.ndjson", [_flat("f@example.com", "ads"), "{}"])
+    failed, _, _ = await _import(db, keyring, tenant, path)
+    assert (failed.committed, failed.already_imported_at) == (False, None)
+    dry, _, _ = await _import(db, keyring, tenant, path, dry_run=True)
+    assert dry.already_imported_at is None
+    partial, _, _ = await _import(db, keyring, tenant, path, skip_invalid=True)
+    assert (partial.committed, partial.imported) == (True, 1)
+    again, _, _ = await _import(db, keyring, tenant, path, skip_invalid=True)
+    assert again.already_imported_at is not None
+    assert exit_status(again) == 0
+    assert await _counts(db) == (1, 1, 1)
+
+
+async def test_each_tenant_imports_its_own_copy(
+    catalog: Catalog, db: Database, keyring: KeyRing, other_tenant: Tenant, tmp_path: Path
+) -> None:
+    path = _ndjson(tmp_path / "shared.ndjson", [_flat("t@example.com", "ads")])
+    mine, _, _ = await _import(db, keyring, catalog.tenant, path)
+    assert mine.committed
+    theirs = Catalog(catalog.client, other_tenant)
+    await theirs.post("/v1/purposes", {"key": "ads", "name": "Ads", "legal_basis": "consent"})
+    other, _, _ = await _import(db, keyring, other_tenant, path)
+    assert (other.committed, other.imported) == (True, 1)
