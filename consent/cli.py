@@ -87,6 +87,7 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 
 
 async def _tenant_create(settings: Settings, name: str) -> int:
+    from consent.audit.outbox import AuditWriter
     from consent.db.database import Database
     from consent.db.migrate import apply_migrations, default_migrations_dir
     from consent.tenancy.service import create_tenant_with_admin_key
@@ -95,7 +96,9 @@ async def _tenant_create(settings: Settings, name: str) -> int:
     try:
         async with db.pool.acquire() as conn:
             await apply_migrations(conn, default_migrations_dir())
-        tenant, key = await create_tenant_with_admin_key(db, name)
+        tenant, key = await create_tenant_with_admin_key(
+            db, name, AuditWriter(settings.audit_origin)
+        )
     finally:
         await db.close()
     print(f"tenant {tenant.id} created ({tenant.name})")  # noqa: T201

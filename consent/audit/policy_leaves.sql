@@ -5,3 +5,8 @@ returning first_served_at;
 
 -- name: tenants
 select id from tenant order by id;
+
+-- name: latest_revision
+select revision, first_served_at from policy_revision
+order by first_served_at desc, revision desc
+limit 1;

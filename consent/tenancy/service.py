@@ -8,11 +8,13 @@ import asyncpg
 import msgspec
 
 from consent.audit.outbox import AuditWriter
+from consent.audit.policy_leaves import record_policy_for_new_tenant
 from consent.consents.service import write_contexts
 from consent.db.database import Database
 from consent.errors import Conflict, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.pagination import check_limit, decode_cursor, encode_cursor
+from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.tenancy.auth import key_cache
 from consent.tenancy.keys import generate_api_key
 from consent.tenancy.repository import TenancyRepository
@@ -33,8 +35,11 @@ __all__ = ["TenancyService", "create_tenant_with_admin_key"]
 _enc = msgspec.json.Encoder()
 
 
-async def create_tenant_with_admin_key(db: Database, name: str) -> tuple[Tenant, str]:
-    """Operator action (CLI): a new tenant and its first admin key (returned once)."""
+async def create_tenant_with_admin_key(
+    db: Database, name: str, audit: AuditWriter | None = None
+) -> tuple[Tenant, str]:
+    """Operator action (CLI): a new tenant and its first admin key (returned once). Its audit
+    log starts with the policy revision served last (`record_policy_for_new_tenant`)."""
     name = name.strip()
     if not 1 <= len(name) <= 200:  # noqa: PLR2004
         raise ValidationFailed.field("name", "must be 1-200 characters")
@@ -43,6 +48,8 @@ async def create_tenant_with_admin_key(db: Database, name: str) -> tuple[Tenant,
         tenant = await repo.insert_tenant(name)
         full, key_id, digest = generate_api_key()
         await repo.insert_api_key(tenant.id, None, key_id, digest, "initial admin", ["admin"], [])
+        writer = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
+        await record_policy_for_new_tenant(conn, writer, tenant.id)
     return tenant, full
 
 

@@ -39,8 +39,9 @@ async def test_consent_leaf_is_integrated_and_provable_offline(
     assert early.status_code == 409
     assert early.json()["type"] == "/problems/audit-pending"
 
-    # 10 consents + 7 admin changes of the catalogue set-up (purposes, notice, version).
-    assert await integrator.integrate_all() == 17
+    # 10 consents + 8 admin changes: the policy in force (the tenant's first leaf) and the
+    # catalogue set-up (purposes, notice, version).
+    assert await integrator.integrate_all() == 18
     vkey = (await client.get("/.well-known/consent-audit-keys")).text.strip()
     assert vkey == signer.vkey
     for item in written:
@@ -66,7 +67,7 @@ async def test_checkpoints_are_consistent_over_time(
     await integrator.integrate_all()
     new = (await client.get("/v1/audit/checkpoint", headers=catalog.h)).text
     old_size, new_size = int(old.splitlines()[1]), int(new.splitlines()[1])
-    assert (old_size, new_size) == (7 + 5, 7 + 14)
+    assert (old_size, new_size) == (8 + 5, 8 + 14)
     proof = (
         await client.get(
             "/v1/audit/consistency", params={"from": old_size, "to": new_size}, headers=catalog.h
@@ -187,8 +188,8 @@ async def test_every_kind_of_change_becomes_a_leaf(
             r["kind"]: r["n"]
             for r in await conn.fetch("select kind, count(*) as n from audit_event group by kind")
         }
-    # Catalogue set-up: 4 purposes, 1 notice, 1 version created + published.
-    assert kinds["admin.changed"] == 7
+    # The policy in force; catalogue set-up: 4 purposes, 1 notice, 1 version created + published.
+    assert kinds["admin.changed"] == 8
     assert kinds["consent.recorded"] == 2
     assert kinds["preference.recorded"] == 1
     assert kinds["subject.linked"] == 1

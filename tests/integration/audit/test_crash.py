@@ -80,7 +80,7 @@ async def test_killed_integrator_loses_nothing(
             "left join audit_event a on a.event_uuid = c.id "
             "left join audit_leaf f on f.event_id = a.event_id where f.leaf_index is null"
         )
-    assert size == len(written) + 7 == 127  # plus the catalogue's admin changes
+    assert size == len(written) + 8 == 128  # plus the policy's and the catalogue's admin changes
     assert unmatched == 0
     reports = await verify_all(db, signer.verifier, catalog.tenant.id)
     assert reports[0].ok, reports[0].problems
@@ -102,6 +102,6 @@ async def test_two_integrators_do_not_corrupt_the_tree(
             r["leaf_index"]
             for r in await conn.fetch("select leaf_index from audit_leaf order by 1")
         ]
-    assert indexes == list(range(67))
+    assert indexes == list(range(60 + 8))
     reports = await verify_all(db, signer.verifier, catalog.tenant.id)
     assert reports[0].ok, reports[0].problems

@@ -58,7 +58,8 @@ async def test_untouched_log_verifies(
     await _populate(catalog, integrator)
     report = await _verify(db, signer, catalog.tenant.id)
     assert report.ok, report.problems
-    assert report.tree_size == 7 + 20  # the catalogue set-up's admin changes come first
+    # The policy in force and the catalogue set-up's admin changes come first.
+    assert report.tree_size == 1 + 7 + 20
     assert report.checkpoints >= 4
 
 
@@ -71,14 +72,14 @@ async def change_bytes(conn: Conn) -> None:
     changed = await conn.execute(
         "update audit_event set leaf_bytes = convert_to(replace(convert_from(leaf_bytes, 'UTF8'), "
         "'\"analytics\"', '\"analytic5\"'), 'UTF8') where event_id = $1",
-        await _event_at(conn, 7),
+        await _event_at(conn, 8),
     )
     assert changed == "UPDATE 1"
 
 
 async def change_bytes_and_hash(conn: Conn) -> None:
-    """Leaf 7 forged consistently: its bytes, the event's hash and the tree's leaf hash."""
-    event_id = await _event_at(conn, 7)
+    """Leaf 8 forged consistently: its bytes, the event's hash and the tree's leaf hash."""
+    event_id = await _event_at(conn, 8)
     row = await conn.fetchrow("select leaf_bytes from audit_event where event_id = $1", event_id)
     assert row is not None
     forged = bytes(row["leaf_bytes"]).replace(b'"analytics"', b'"analytic5"')
@@ -95,19 +96,19 @@ async def change_bytes_and_hash(conn: Conn) -> None:
 
 
 async def delete_leaf(conn: Conn) -> None:
-    event_id = await _event_at(conn, 7)
+    event_id = await _event_at(conn, 8)
     await conn.execute("delete from audit_leaf where event_id = $1", event_id)
     await conn.execute("delete from audit_event where event_id = $1", event_id)
 
 
 async def delete_event_only(conn: Conn) -> None:
-    await conn.execute("delete from audit_event where event_id = $1", await _event_at(conn, 7))
+    await conn.execute("delete from audit_event where event_id = $1", await _event_at(conn, 8))
 
 
 async def reorder_leaves(conn: Conn) -> None:
-    await conn.execute("update audit_leaf set leaf_index = -1 where leaf_index = 7")
-    await conn.execute("update audit_leaf set leaf_index = 7 where leaf_index = 12")
-    await conn.execute("update audit_leaf set leaf_index = 12 where leaf_index = -1")
+    await conn.execute("update audit_leaf set leaf_index = -1 where leaf_index = 8")
+    await conn.execute("update audit_leaf set leaf_index = 8 where leaf_index = 13")
+    await conn.execute("update audit_leaf set leaf_index = 13 where leaf_index = -1")
 
 
 async def change_stored_node(conn: Conn) -> None:
@@ -119,14 +120,14 @@ async def change_stored_node(conn: Conn) -> None:
 
 
 async def insert_leaf(conn: Conn) -> None:
-    """A copy of leaf 3 slipped in as leaf 7, the later leaves moved up by one."""
+    """A copy of leaf 3 slipped in as leaf 8, the later leaves moved up by one."""
     row = await conn.fetchrow(
         "select * from audit_event where event_id = $1", await _event_at(conn, 3)
     )
     assert row is not None
-    await conn.execute("update audit_leaf set leaf_index = leaf_index + 1000 where leaf_index >= 7")
+    await conn.execute("update audit_leaf set leaf_index = leaf_index + 1000 where leaf_index >= 8")
     await conn.execute(
-        "update audit_leaf set leaf_index = leaf_index - 999 where leaf_index >= 1007"
+        "update audit_leaf set leaf_index = leaf_index - 999 where leaf_index >= 1008"
     )
     event_id = await conn.fetchval(
         "insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind) "
@@ -139,7 +140,7 @@ async def insert_leaf(conn: Conn) -> None:
         row["kind"],
     )
     await conn.execute(
-        "insert into audit_leaf (log_id, leaf_index, event_id, leaf_hash) values ($1, 7, $2, $3)",
+        "insert into audit_leaf (log_id, leaf_index, event_id, leaf_hash) values ($1, 8, $2, $3)",
         row["log_id"],
         event_id,
         row["leaf_hash"],
@@ -175,7 +176,7 @@ async def edit_checkpoint_text(conn: Conn) -> None:
 
 async def drop_latest_leaves(conn: Conn) -> None:
     await conn.execute(
-        "with gone as (delete from audit_leaf where leaf_index >= 25 returning event_id) "
+        "with gone as (delete from audit_leaf where leaf_index >= 26 returning event_id) "
         "delete from audit_event where event_id in (select event_id from gone)"
     )
 
@@ -183,18 +184,18 @@ async def drop_latest_leaves(conn: Conn) -> None:
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
-        (change_bytes, "leaf 7: bytes do not match"),
-        # Leaf 7 re-hashed or swapped with 6: the first checkpoint over it (13) no longer matches
+        (change_bytes, "leaf 8: bytes do not match"),
+        # Leaf 8 re-hashed or swapped with 13: the first checkpoint over it (14) no longer matches
         # (stored nodes start at level 4, so the node over leaves 0-15 is not reached first).
-        (change_bytes_and_hash, "first divergence: checkpoint 13: its root differs"),
-        (delete_leaf, "leaf 7: missing"),
-        (delete_event_only, "first divergence: leaf 7: its event is missing"),
+        (change_bytes_and_hash, "first divergence: checkpoint 14: its root differs"),
+        (delete_leaf, "leaf 8: missing"),
+        (delete_event_only, "first divergence: leaf 8: its event is missing"),
         (change_stored_node, "first divergence: leaves 0-15: differ from the stored tree"),
-        (reorder_leaves, "first divergence: checkpoint 13: its root differs"),
-        (insert_leaf, "first divergence: leaf 7"),
+        (reorder_leaves, "first divergence: checkpoint 14: its root differs"),
+        (insert_leaf, "first divergence: leaf 8"),
         (swap_checkpoint, "its signed note says another tree"),
         (edit_checkpoint_text, "checkpoint"),
-        (drop_latest_leaves, "checkpoint 27: beyond the 25 stored leaves"),
+        (drop_latest_leaves, "checkpoint 28: beyond the 26 stored leaves"),
         (drop_pending_leaf, "neither integrated nor pending"),
     ],
 )

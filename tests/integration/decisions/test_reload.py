@@ -143,6 +143,9 @@ async def test_reload_through_the_cli_and_replay(
     assert (new["allow"], new["reasons"], new["policy_revision"]) == (False, ["denied.gpc"], after)
     # Both policies served are admin changes in the tenant's audit log, once each.
     assert await _policy_leaves(lone_db, served.tenant) == [before, after]
+    # A tenant created now starts its log with the policy in force, not with nothing.
+    created, key = await create_tenant_with_admin_key(lone_db, "Later tenant")
+    assert await _policy_leaves(lone_db, Tenant(str(created.id), key)) == [after]
 
     replayed = await served.client.get(
         f"/v1/decisions/{old['decision_id']}?replay=true", headers=served.h
