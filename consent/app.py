@@ -21,6 +21,7 @@ from consent.audit.page import static_files, verify_page
 from consent.catalog.api import CatalogController
 from consent.config import Settings
 from consent.consents.api import ConsentController
+from consent.consents.evidence import parse_networks
 from consent.crypto.keys import KeyRing, load_keyring
 from consent.db.database import Database
 from consent.db.migrate import apply_migrations, default_migrations_dir, discover
@@ -70,6 +71,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.settings = settings
+        app.state.trusted_proxies = parse_networks(settings.trusted_proxies)
         app.state.migrations = discover(migrations_dir)
         app.state.keyring = keyring or load_keyring(
             settings.resolved_keys_dir,

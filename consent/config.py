@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from consent.consents.evidence import parse_networks
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 
 __all__ = ["ConfigError", "Settings", "load_settings"]
@@ -62,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_origin: str = DEFAULT_AUDIT_ORIGIN
     # Run the audit integrator inside the service (one per replica is safe: they take turns).
     audit_integrator: bool = True
+    # Reverse proxies / load balancers whose X-Forwarded-For is believed (addresses or CIDRs).
+    trusted_proxies: str = ""
 
     @property
     def resolved_keys_dir(self) -> Path:
@@ -131,6 +134,17 @@ def _check_opa_url(url: str | None, problems: list[str]) -> None:
         problems.append("CONSENT_OPA_URL: expected an http(s):// URL of an OPA server")
 
 
+def _trusted_proxies(env: Mapping[str, str], problems: list[str]) -> str:
+    raw = _read(env, "TRUSTED_PROXIES", problems) or ""
+    try:
+        parse_networks(raw)
+    except ValueError:
+        problems.append(
+            "CONSENT_TRUSTED_PROXIES: expected comma-separated IP addresses or CIDR ranges"
+        )
+    return raw
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment).
 
@@ -191,6 +205,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     integrator = _parse(
         source, "AUDIT_INTEGRATOR", _bool, d.audit_integrator, problems, "true/false"
     )
+    proxies = _trusted_proxies(source, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -217,4 +232,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         environment=_read(source, "ENVIRONMENT", problems) or d.environment,
         audit_origin=_read(source, "AUDIT_ORIGIN", problems) or d.audit_origin,
         audit_integrator=integrator,
+        trusted_proxies=proxies,
     )

@@ -8,7 +8,7 @@ from uuid import UUID
 from litestar import Controller, Request, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
-from consent.consents.evidence import NetworkEvidence
+from consent.consents.evidence import NetworkEvidence, client_address
 from consent.consents.schemas import (
     ConsentCreate,
     ConsentHistoryPage,
@@ -67,10 +67,13 @@ class ConsentController(Controller):
         version shown and its hash, language, surface, channel, method). The subject is given
         by id or identifier; an unknown identifier creates a subject. The current state is
         updated in the same transaction. Truncated IP and user agent are kept, encrypted,
-        only when the tenant enables `store_network_evidence`."""
-        evidence = NetworkEvidence.from_request(
-            request.client.host if request.client else None, request.headers.get("user-agent")
+        only when the tenant enables `store_network_evidence`; behind a
+        proxy listed in `CONSENT_TRUSTED_PROXIES` the address is taken from X-Forwarded-For."""
+        peer = request.client.host if request.client else None
+        visitor = client_address(
+            peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
         )
+        evidence = NetworkEvidence.from_request(visitor, request.headers.get("user-agent"))
         return await _service(request).record(
             data, idempotency_key=idempotency_key, evidence=evidence
         )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 
 import msgspec
 
-__all__ = ["NetworkEvidence", "truncate_ip"]
+__all__ = ["Network", "NetworkEvidence", "client_address", "parse_networks", "truncate_ip"]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _UA_MAX = 200
 
@@ -53,3 +56,39 @@ class NetworkEvidence(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
         return cls(
             ip_prefix=truncate_ip(ip), user_agent=(user_agent or None) and user_agent[:_UA_MAX]
         )
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """`CONSENT_TRUSTED_PROXIES`: comma-separated addresses or CIDR ranges (ValueError if bad)."""
+    return tuple(
+        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
+    )
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def client_address(
+    peer: str | None, forwarded_for: str | None, trusted: Sequence[Network]
+) -> str | None:
+    """The visitor's address: the peer, unless the peer is a trusted proxy; then the nearest
+    address in `X-Forwarded-For` (read from the right) that is not a trusted proxy. Anything
+    a proxy did not vouch for (left of the first untrusted hop) is ignored, so a client cannot
+    choose its own address; an unparsable hop gives no address rather than a wrong one."""
+    if not trusted or peer is None:
+        return peer
+    address = _address(peer)
+    if address is None or not any(address in net for net in trusted):
+        return peer
+    hops = [h for h in (forwarded_for or "").split(",") if h.strip()]
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            return None
+        if not any(address in net for net in trusted):
+            return str(address)
+    return str(_address(hops[0])) if hops else peer

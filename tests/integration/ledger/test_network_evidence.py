@@ -25,20 +25,34 @@ VISITOR_IP = "203.0.113.77"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Evidence/1.0"
 
 
+def _client_from(app: Any, peer: str) -> AsyncTestClient[Any]:
+    """A test client whose requests come from `peer` (the test client's own peer address,
+    "testclient", is not an IP address)."""
+
+    async def from_peer(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            scope["client"] = (peer, 50000)
+        await app(scope, receive, send)
+
+    return AsyncTestClient(app=from_peer)
+
+
 @pytest.fixture
 async def visitor(
     settings: Settings, db: Database, keyring: KeyRing
 ) -> AsyncIterator[AsyncTestClient[Any]]:
-    """The app as a visitor at VISITOR_IP reaches it (the test client's own peer address,
-    "testclient", is not an IP address)."""
-    app = create_app(settings, keyring=keyring)
+    """The app as a visitor at VISITOR_IP reaches it directly."""
+    async with _client_from(create_app(settings, keyring=keyring), VISITOR_IP) as c:
+        yield c
 
-    async def from_visitor(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            scope["client"] = (VISITOR_IP, 50000)
-        await app(scope, receive, send)
 
-    async with AsyncTestClient(app=from_visitor) as c:
+@pytest.fixture
+async def behind_proxy(
+    settings: Settings, db: Database, keyring: KeyRing
+) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The app behind a load balancer at 10.0.0.2, trusted by CONSENT_TRUSTED_PROXIES."""
+    trusting = msgspec.structs.replace(settings, trusted_proxies="10.0.0.0/24")
+    async with _client_from(create_app(trusting, keyring=keyring), "10.0.0.2") as c:
         yield c
 
 
@@ -143,3 +157,28 @@ async def test_only_an_admin_key_changes_settings(client: Any, tenant: Tenant) -
     )
     assert response.status_code == 403
     assert response.json()["type"] == "/problems/forbidden"
+
+
+async def test_behind_a_trusted_proxy_the_visitor_address_is_kept(
+    behind_proxy: Any, tenant: Tenant, db: Database, keyring: KeyRing
+) -> None:
+    catalog = await _catalog(behind_proxy, tenant)
+    enabled = await behind_proxy.put(
+        "/v1/tenant/settings", json={"store_network_evidence": True}, headers=tenant.headers
+    )
+    assert enabled.status_code == 200
+    body = {
+        "identifier": {"type": "device", "value": "cookie-proxied"},
+        "choices": [{"purpose": "ads", "choice": "granted"}],
+        "surface": "banner",
+        "channel": "web",
+        "notice_version_id": catalog.versions[1],
+    }
+    # The visitor claims 1.2.3.4; the load balancer appends the address it saw.
+    forwarded = {"x-forwarded-for": f"1.2.3.4, {VISITOR_IP}", "user-agent": BROWSER}
+    written = await behind_proxy.post(
+        "/v1/consents", json=body, headers={**tenant.headers, **forwarded}
+    )
+    assert written.status_code == 201, written.text
+    kept = await _evidence(db, keyring, tenant.id, written.json()["event_id"])
+    assert kept == {"ip_prefix": "203.0.113.0", "user_agent": BROWSER}

@@ -30,6 +30,7 @@ def test_every_problem_is_listed_at_once() -> None:
                 "CONSENT_MIGRATE_ON_START": "maybe",
                 "CONSENT_OPA_URL": "ftp://opa",
                 "CONSENT_KEK": "not-base64!",
+                "CONSENT_TRUSTED_PROXIES": "10.0.0.0/8, lb.internal",
             }
         )
     problems = info.value.problems
@@ -42,9 +43,10 @@ def test_every_problem_is_listed_at_once() -> None:
         "CONSENT_MIGRATE_ON_START",
         "CONSENT_OPA_URL",
         "CONSENT_KEK",
+        "CONSENT_TRUSTED_PROXIES",
     ):
         assert name in joined
-    assert len(problems) == 7
+    assert len(problems) == 8
 
 
 def test_secret_from_file(tmp_path: Path) -> None:
