@@ -1,10 +1,12 @@
 """Policy changes are admin changes: an `admin.changed` leaf in every tenant's audit log.
 
-The first process to serve a policy revision (at start-up or on reload) records it in
-`policy_revision` and, in the same transaction, appends one leaf per tenant (entity `policy`,
-entity id = the revision, change digest = the revision's SHA-256). Later processes serving the
-same revision find it recorded and append nothing, so a reload across many workers is one leaf
-per tenant. A tenant created later starts its log with a leaf for the revision served last
+Whenever a process starts serving a policy revision (at start-up or on reload) that is not the
+one in force, the change is recorded in `policy_in_force` (the revision's first sight also in
+`policy_revision`) and, in the same transaction, one leaf per tenant is appended (entity
+`policy`, entity id = the revision, change digest = the revision's SHA-256). Changes are
+serialised by an advisory lock, so many workers reloading to the same revision record it once,
+and going back to an earlier revision (a rollback) is a change like any other. A tenant
+created later starts its log with a leaf for the revision in force
 (`record_policy_for_new_tenant`), so every tenant's log names the policy its decisions use.
 Every decision leaf also names the revision it was made under.
 """
@@ -29,27 +31,30 @@ _PREFIX: Final = "sha256:"
 
 
 async def record_policy_served(db: Database, audit: AuditWriter, revision: str, engine: str) -> int:
-    """Record that `revision` is served; returns the number of leaves appended (0 if known)."""
+    """Record that `revision` is served; returns the number of leaves appended (0 if it was
+    already the revision in force)."""
     if not revision.startswith(_PREFIX):
         raise ValueError("a policy revision is sha256:<hex>")
     async with db.system() as conn:
-        first: datetime | None = await conn.fetchval(Q.record_revision, revision, engine)
-        if first is None:
+        await conn.execute(Q.lock_policy_changes)
+        await conn.execute(Q.record_revision, revision, engine)
+        since: datetime | None = await conn.fetchval(Q.change_in_force, revision)
+        if since is None:
             return 0
         tenants = [row["id"] for row in await conn.fetch(Q.tenants)]
         for tenant_id in tenants:
-            await _append(conn, audit, tenant_id, revision, first)
+            await _append(conn, audit, tenant_id, revision, since)
         return len(tenants)
 
 
 async def record_policy_for_new_tenant(
     conn: Conn, audit: AuditWriter, tenant_id: uuid.UUID
 ) -> bool:
-    """In the transaction creating the tenant: a leaf for the revision served last, if any."""
-    row = await conn.fetchrow(Q.latest_revision)
+    """In the transaction creating the tenant: a leaf for the revision in force, if any."""
+    row = await conn.fetchrow(Q.in_force)
     if row is None:
         return False
-    await _append(conn, audit, tenant_id, row["revision"], row["first_served_at"])
+    await _append(conn, audit, tenant_id, row["revision"], row["since"])
     return True
 
 

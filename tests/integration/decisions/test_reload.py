@@ -163,6 +163,30 @@ async def test_reload_through_the_cli_and_replay(
     }
 
 
+async def test_going_back_to_an_earlier_policy_is_an_admin_change_too(
+    served: Ledger, policy_copy: Path, lone_dsn: str, lone_db: Database, tmp_path: Path
+) -> None:
+    """A rollback is recorded; reloading the policy already in force is not."""
+    before = await _serving(served)
+    original = (policy_copy / "data" / "jurisdictions.json").read_text()
+    _add_gpc_state(policy_copy, "US-UT")
+    for _ in range(2):  # the second reload changes nothing
+        code, out, err = await _consent_cli(
+            "policy", "reload", "--root", str(policy_copy), database_dsn=lone_dsn, tmp=tmp_path
+        )
+        assert code == 0, (out, err)
+    after = await _serving(served)
+    (policy_copy / "data" / "jurisdictions.json").write_text(original)
+    code, out, err = await _consent_cli(
+        "policy", "reload", "--root", str(policy_copy), database_dsn=lone_dsn, tmp=tmp_path
+    )
+    assert code == 0, (out, err)
+    assert await _serving(served) == before
+    assert await _policy_leaves(lone_db, served.tenant) == [before, after, before]
+    created, key = await create_tenant_with_admin_key(lone_db, "After the rollback")
+    assert await _policy_leaves(lone_db, Tenant(str(created.id), key)) == [before]
+
+
 async def test_a_broken_policy_is_refused_and_the_old_one_keeps_serving(
     served: Ledger, policy_copy: Path, lone_dsn: str, lone_db: Database, tmp_path: Path
 ) -> None:
