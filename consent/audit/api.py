@@ -13,16 +13,13 @@ from litestar.params import FromPath, QueryParameter
 from consent.audit.checkpoint import NoteSigner
 from consent.audit.schemas import ActivityPage, AuditEventInfo, EntriesPage, ExportFile
 from consent.audit.service import AuditReader
+from consent.http_params import CursorParam, Limit
 from consent.subjects.resolver import SubjectResolver
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["AuditController", "audit_keys", "signer_of"]
 
 TEXT = "text/plain; charset=utf-8"
-Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
-CursorParam = Annotated[
-    str | None, QueryParameter(description="`next_cursor` of the previous page.", max_length=200)
-]
 SizeParam = Annotated[
     int | None,
     QueryParameter(ge=1, description="A signed tree size; default: the latest checkpoint."),

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from consent.consents.evidence import NetworkEvidence, client_address
 from consent.consents.schemas import (
@@ -17,25 +17,12 @@ from consent.consents.schemas import (
 )
 from consent.consents.service import ConsentService
 from consent.db.database import Database
+from consent.http_params import CursorParam, IdemKey, Limit
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import LinkRequest, LinkResult, SubjectRef
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["ConsentController"]
-
-IdemKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        description="Retry-safe key: the same key with the same body records the event once.",
-        max_length=200,
-    ),
-]
-Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
-CursorParam = Annotated[
-    str | None,
-    QueryParameter(description="`next_cursor` of the previous page.", max_length=200),
-]
 
 
 class LookupRequest(SubjectRef, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete
-from litestar.params import FromPath, HeaderParameter
+from litestar.params import FromPath
 
 from consent.db.database import Database
+from consent.http_params import IdemKey
 from consent.idempotency import run_idempotent
 from consent.subjects.erasure import erase_subject
 from consent.subjects.resolver import SubjectResolver
@@ -16,15 +17,6 @@ from consent.subjects.schemas import ErasureResult
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["SubjectController"]
-
-IdemKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        description="Retry-safe key: a retry with the same key gets the first answer again.",
-        max_length=200,
-    ),
-]
 
 
 class SubjectController(Controller):

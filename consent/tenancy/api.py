@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
+from consent.http_params import CursorParam, IdemKey, Limit
 from consent.tenancy.auth import principal, requires
 from consent.tenancy.schemas import (
     ApiKey,
@@ -23,20 +24,6 @@ from consent.tenancy.schemas import (
 from consent.tenancy.service import TenancyService
 
 __all__ = ["TenancyController"]
-
-Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
-CursorParam = Annotated[
-    str | None,
-    QueryParameter(description="`next_cursor` of the previous page.", max_length=200),
-]
-IdemKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        description="Retry-safe key: the same key with the same body returns the first result.",
-        max_length=200,
-    ),
-]
 
 
 def _service(request: Request[Any, Any, Any]) -> TenancyService:
