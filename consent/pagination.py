@@ -1,4 +1,5 @@
-"""Keyset pagination: opaque cursors over (created_at, id), newest first."""
+"""Keyset pagination: opaque cursors over (created_at, id) newest first, over a sequence number,
+or over a unique text key in ascending order."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import msgspec
 
 from consent.errors import ValidationFailed
 
-__all__ = ["Cursor", "decode_cursor", "encode_cursor"]
+__all__ = [
+    "Cursor",
+    "check_limit",
+    "decode_cursor",
+    "decode_key_cursor",
+    "decode_seq_cursor",
+    "encode_cursor",
+    "encode_key_cursor",
+    "encode_seq_cursor",
+]
 
 MAX_LIMIT = 200
 
@@ -59,3 +69,20 @@ def decode_seq_cursor(cursor: str | None) -> int | None:
     if len(raw) != 8:  # noqa: PLR2004
         raise ValidationFailed.field("cursor", "not a cursor returned by this API")
     return int.from_bytes(raw, "big")
+
+
+def encode_key_cursor(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+def decode_key_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, ValueError):
+        key = ""
+    if not key:
+        raise ValidationFailed.field("cursor", "not a cursor returned by this API")
+    return key

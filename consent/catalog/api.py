@@ -10,16 +10,22 @@ from litestar.params import FromPath, JSONBody
 from consent.catalog.schemas import (
     IdentifierType,
     IdentifierTypeCreate,
+    IdentifierTypePage,
     Notice,
     NoticeCreate,
+    NoticePage,
     NoticeVersion,
     NoticeVersionCreate,
+    NoticeVersionPage,
     Purpose,
     PurposeCreate,
+    PurposePage,
     Vendor,
     VendorCreate,
+    VendorPage,
 )
 from consent.catalog.service import CatalogService
+from consent.http_params import CursorParam, Limit
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["CatalogController"]
@@ -49,9 +55,11 @@ class CatalogController(Controller):
         return await _service(request).create_purpose(data)
 
     @get("/purposes", guards=[requires("read")], summary="List purposes")
-    async def list_purposes(self, request: Request[Any, Any, Any]) -> list[Purpose]:
-        """All purposes of the tenant, by key (a catalogue, bounded in size: not paginated)."""
-        return await _service(request).list_purposes()
+    async def list_purposes(
+        self, request: Request[Any, Any, Any], cursor: CursorParam = None, limit: Limit = 50
+    ) -> PurposePage:
+        """The tenant's purposes by key, a page at a time."""
+        return await _service(request).list_purposes(cursor, limit)
 
     @get("/purposes/{key:str}", guards=[requires("read")], summary="Get a purpose")
     async def get_purpose(self, request: Request[Any, Any, Any], key: FromPath[str]) -> Purpose:
@@ -66,9 +74,11 @@ class CatalogController(Controller):
         return await _service(request).create_notice(data)
 
     @get("/notices", guards=[requires("read")], summary="List notices")
-    async def list_notices(self, request: Request[Any, Any, Any]) -> list[Notice]:
-        """All notices of the tenant, by key."""
-        return await _service(request).list_notices()
+    async def list_notices(
+        self, request: Request[Any, Any, Any], cursor: CursorParam = None, limit: Limit = 50
+    ) -> NoticePage:
+        """The tenant's notices by key, a page at a time."""
+        return await _service(request).list_notices(cursor, limit)
 
     @post(
         "/notices/{key:str}/versions",
@@ -99,10 +109,14 @@ class CatalogController(Controller):
 
     @get("/notices/{key:str}/versions", guards=[requires("read")], summary="List versions")
     async def versions(
-        self, request: Request[Any, Any, Any], key: FromPath[str]
-    ) -> list[NoticeVersion]:
-        """Every version of a notice, newest first, with texts and content hashes."""
-        return await _service(request).versions(key)
+        self,
+        request: Request[Any, Any, Any],
+        key: FromPath[str],
+        cursor: CursorParam = None,
+        limit: Limit = 50,
+    ) -> NoticeVersionPage:
+        """The versions of a notice, newest first, with texts and content hashes."""
+        return await _service(request).versions(key, cursor, limit)
 
     @post("/vendors", guards=[requires("admin")], summary="Create a vendor")
     async def create_vendor(
@@ -112,9 +126,11 @@ class CatalogController(Controller):
         return await _service(request).create_vendor(data)
 
     @get("/vendors", guards=[requires("read")], summary="List vendors")
-    async def list_vendors(self, request: Request[Any, Any, Any]) -> list[Vendor]:
-        """All vendors of the tenant, by name."""
-        return await _service(request).list_vendors()
+    async def list_vendors(
+        self, request: Request[Any, Any, Any], cursor: CursorParam = None, limit: Limit = 50
+    ) -> VendorPage:
+        """The tenant's vendors by name, a page at a time."""
+        return await _service(request).list_vendors(cursor, limit)
 
     @post("/identifier-types", guards=[requires("admin")], summary="Define an identifier type")
     async def create_identifier_type(
@@ -124,6 +140,8 @@ class CatalogController(Controller):
         return await _service(request).create_identifier_type(data)
 
     @get("/identifier-types", guards=[requires("read")], summary="List identifier types")
-    async def list_identifier_types(self, request: Request[Any, Any, Any]) -> list[IdentifierType]:
-        """Built-in and custom identifier types."""
-        return await _service(request).list_identifier_types()
+    async def list_identifier_types(
+        self, request: Request[Any, Any, Any], cursor: CursorParam = None, limit: Limit = 50
+    ) -> IdentifierTypePage:
+        """Built-in and custom identifier types by key, a page at a time."""
+        return await _service(request).list_identifier_types(cursor, limit)

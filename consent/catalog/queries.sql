@@ -9,7 +9,9 @@ returning key, name, description, legal_basis, max_age_days, strictly_necessary,
 select key, name, description, legal_basis, max_age_days, strictly_necessary, sensitive,
        created_at
 from purpose
-order by key;
+where $1::text is null or key > $1
+order by key
+limit $2;
 
 -- name: get_purpose
 select key, name, description, legal_basis, max_age_days, strictly_necessary, sensitive,
@@ -26,7 +28,10 @@ values ($1, $2, $3)
 returning id, key, purpose_keys as purposes, created_at;
 
 -- name: list_notices
-select id, key, purpose_keys as purposes, created_at from notice order by key;
+select id, key, purpose_keys as purposes, created_at from notice
+where $1::text is null or key > $1
+order by key
+limit $2;
 
 -- name: get_notice
 select id, key, purpose_keys as purposes, created_at from notice where key = $1;
@@ -38,8 +43,9 @@ select id from notice where key = $1 for update;
 select v.id, n.key as notice_key, v.version, v.texts, encode(v.content_hash, 'hex') as content_hash,
        v.change_kind, v.material_version, v.published_at, v.created_at
 from notice_version v join notice n on n.id = v.notice_id
-where n.key = $1
-order by v.version desc;
+where n.key = $1 and ($2::integer is null or v.version < $2)
+order by v.version desc
+limit $3;
 
 -- name: latest_version
 select version, published_at, material_version
@@ -76,7 +82,10 @@ returning id, name, purpose_keys as purposes, url, tcf_vendor_id, created_at;
 
 -- name: list_vendors
 select id, name, purpose_keys as purposes, url, tcf_vendor_id, created_at
-from vendor order by name;
+from vendor
+where $1::text is null or name > $1
+order by name
+limit $2;
 
 -- name: insert_identifier_type
 insert into identifier_type (tenant_id, key, description)
@@ -84,7 +93,10 @@ values ($1, $2, $3)
 returning key, description, false as builtin;
 
 -- name: list_identifier_types
-select key, description, false as builtin from identifier_type order by key;
+select key, description, false as builtin from identifier_type
+where $1::text is null or key > $1
+order by key
+limit $2;
 
 -- name: identifier_type_exists
 select exists (select 1 from identifier_type where key = $1);

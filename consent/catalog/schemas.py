@@ -11,18 +11,23 @@ import msgspec
 __all__ = [
     "IdentifierType",
     "IdentifierTypeCreate",
+    "IdentifierTypePage",
     "Key",
     "Language",
     "LegalBasis",
     "Notice",
     "NoticeCreate",
+    "NoticePage",
     "NoticeText",
     "NoticeVersion",
     "NoticeVersionCreate",
+    "NoticeVersionPage",
     "Purpose",
     "PurposeCreate",
+    "PurposePage",
     "Vendor",
     "VendorCreate",
+    "VendorPage",
 ]
 
 Key = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
@@ -113,3 +118,28 @@ class IdentifierType(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     description: str
     builtin: bool
+
+
+class PurposePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Purpose]
+    next_cursor: str | None
+
+
+class NoticePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Notice]
+    next_cursor: str | None
+
+
+class NoticeVersionPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[NoticeVersion]
+    next_cursor: str | None
+
+
+class VendorPage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[Vendor]
+    next_cursor: str | None
+
+
+class IdentifierTypePage(msgspec.Struct, frozen=True, kw_only=True):
+    items: list[IdentifierType]
+    next_cursor: str | None

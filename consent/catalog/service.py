@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Literal, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -13,19 +14,31 @@ from consent.audit.outbox import AuditWriter
 from consent.catalog.schemas import (
     IdentifierType,
     IdentifierTypeCreate,
+    IdentifierTypePage,
     Notice,
     NoticeCreate,
+    NoticePage,
     NoticeText,
     NoticeVersion,
     NoticeVersionCreate,
+    NoticeVersionPage,
     Purpose,
     PurposeCreate,
+    PurposePage,
     Vendor,
     VendorCreate,
+    VendorPage,
 )
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import Conflict, NotFound, ValidationFailed
+from consent.pagination import (
+    check_limit,
+    decode_key_cursor,
+    decode_seq_cursor,
+    encode_key_cursor,
+    encode_seq_cursor,
+)
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 
@@ -49,6 +62,14 @@ def _row(row: asyncpg.Record | None) -> dict[str, object]:
     if row is None:
         raise RuntimeError("expected a row")
     return dict(row)
+
+
+_Item = TypeVar("_Item")
+
+
+def _next_key(items: Sequence[_Item], limit: int, key: Callable[[_Item], str]) -> str | None:
+    """The cursor after a full page (a page shorter than `limit` is the last one)."""
+    return encode_key_cursor(key(items[-1])) if len(items) == limit else None
 
 
 class CatalogService:
@@ -109,10 +130,12 @@ class CatalogService:
             await self._changed(conn, "purpose", purpose.key, "create", purpose)
         return purpose
 
-    async def list_purposes(self) -> list[Purpose]:
+    async def list_purposes(self, cursor: str | None, limit: int) -> PurposePage:
+        after = decode_key_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_purposes)
-        return [msgspec.convert(dict(r), Purpose) for r in rows]
+            rows = await conn.fetch(Q.list_purposes, after, check_limit(limit))
+        items = [msgspec.convert(dict(r), Purpose) for r in rows]
+        return PurposePage(items=items, next_cursor=_next_key(items, limit, lambda p: p.key))
 
     async def get_purpose(self, key: str) -> Purpose:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -137,10 +160,12 @@ class CatalogService:
             await self._changed(conn, "notice", notice.key, "create", notice)
         return notice
 
-    async def list_notices(self) -> list[Notice]:
+    async def list_notices(self, cursor: str | None, limit: int) -> NoticePage:
+        after = decode_key_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_notices)
-        return [msgspec.convert(dict(r), Notice) for r in rows]
+            rows = await conn.fetch(Q.list_notices, after, check_limit(limit))
+        items = [msgspec.convert(dict(r), Notice) for r in rows]
+        return NoticePage(items=items, next_cursor=_next_key(items, limit, lambda n: n.key))
 
     async def add_version(self, notice_key: str, data: NoticeVersionCreate) -> NoticeVersion:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -183,12 +208,17 @@ class CatalogService:
             await self._changed(conn, "notice_version", str(published.id), "update", published)
             return published
 
-    async def versions(self, notice_key: str) -> list[NoticeVersion]:
+    async def versions(self, notice_key: str, cursor: str | None, limit: int) -> NoticeVersionPage:
+        before = decode_seq_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.notice_versions, notice_key)
+            rows = await conn.fetch(Q.notice_versions, notice_key, before, check_limit(limit))
             if not rows and await conn.fetchrow(Q.get_notice, notice_key) is None:
                 raise NotFound(f"No notice '{notice_key}'.")
-        return [msgspec.convert(dict(r), NoticeVersion) for r in rows]
+        items = [msgspec.convert(dict(r), NoticeVersion) for r in rows]
+        last = items[-1].version if len(items) == limit else None
+        return NoticeVersionPage(
+            items=items, next_cursor=encode_seq_cursor(last) if last is not None else None
+        )
 
     async def _version(self, conn: Conn, notice_key: str, version: int) -> NoticeVersion:
         row = await conn.fetchrow(Q.get_version, notice_key, version)
@@ -217,10 +247,12 @@ class CatalogService:
             await self._changed(conn, "vendor", str(vendor.id), "create", vendor)
         return vendor
 
-    async def list_vendors(self) -> list[Vendor]:
+    async def list_vendors(self, cursor: str | None, limit: int) -> VendorPage:
+        after = decode_key_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_vendors)
-        return [msgspec.convert(dict(r), Vendor) for r in rows]
+            rows = await conn.fetch(Q.list_vendors, after, check_limit(limit))
+        items = [msgspec.convert(dict(r), Vendor) for r in rows]
+        return VendorPage(items=items, next_cursor=_next_key(items, limit, lambda v: v.name))
 
     async def create_identifier_type(self, data: IdentifierTypeCreate) -> IdentifierType:
         if data.key in BUILTIN_TYPES:
@@ -236,11 +268,16 @@ class CatalogService:
             await self._changed(conn, "identifier_type", created.key, "create", created)
         return created
 
-    async def list_identifier_types(self) -> list[IdentifierType]:
-        builtin = [
-            IdentifierType(key=k, description="built-in", builtin=True) for k in BUILTIN_TYPES
-        ]
+    async def list_identifier_types(self, cursor: str | None, limit: int) -> IdentifierTypePage:
+        """Built-in and custom types in one list by key."""
+        after = decode_key_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_identifier_types)
+            rows = await conn.fetch(Q.list_identifier_types, after, check_limit(limit))
+        builtin = [
+            IdentifierType(key=k, description="built-in", builtin=True)
+            for k in BUILTIN_TYPES
+            if after is None or k > after
+        ]
         custom = [msgspec.convert(dict(r), IdentifierType) for r in rows]
-        return sorted(builtin, key=lambda t: t.key) + custom
+        items = sorted(builtin + custom, key=lambda t: t.key)[:limit]
+        return IdentifierTypePage(items=items, next_cursor=_next_key(items, limit, lambda t: t.key))

@@ -78,7 +78,7 @@ async def test_proof_is_recorded_and_history_pages_newest_first(
             surface="portal",
         )
     versions = (await client.get("/v1/notices/main/versions", headers=catalog.h)).json()
-    assert first["notice_hash"] == versions[0]["content_hash"]
+    assert first["notice_hash"] == versions["items"][0]["content_hash"]
     url = f"/v1/subjects/{first['subject_id']}/consents/history"
     page1 = (await client.get(url, params={"limit": 3}, headers=catalog.h)).json()
     page2 = (
