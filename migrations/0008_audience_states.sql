@@ -1,0 +1,175 @@
+-- The consent state behind an audience chunk, grouped in the database: one row per (context,
+-- state key) instead of one per member, so that the service evaluates each group once and
+-- handles its members in bulk (arrays), never one by one.
+--
+-- Read under row-level security exactly like decision_subject_states (a transaction-scoped
+-- switch to consent_app for the tenant; call it outside a transaction): a subject the tenant
+-- cannot see is unknown. The references come packed (per-element array parameters cost the
+-- service more than the lookups cost here): member i (0-based; ord = i + 1) has kind
+-- get_byte(p_kinds, 2i) + 256 * get_byte(p_kinds, 2i + 1): 0 for a subject id (p_subject_ids,
+-- at ord's place in p_subject_ords), n for an identifier of type p_types[n] whose keyed HMAC
+-- is the 32 bytes of p_digests at 32i; its context number is p_ctx[ord] (p_ctx null: all 0).
+--
+-- Members are grouped by (ctx, state): state is null for an unknown subject and otherwise the
+-- list, in p_purposes order, of 'k choice' for each choice about the k-th purpose, followed by
+-- ':' and two digits (within the maximum age, current) when the purpose has a catalogue entry:
+-- what consent.decisions.service.state_key keeps, so members of one group share one normalised
+-- input. Per group: its members in chunk order (ords), the subject ids of the known ones, and
+-- their values as stored in audience_member (row-major, one row per subject and purpose of
+-- p_purposes: the purpose's material version for the subject, the consent's recorded_at_ns and
+-- material version, as `consent_values` gives them; null without a consent); then the first
+-- member's choices as decision_subject_states returns them (to build its exact input) and the
+-- catalogue entries of the purposes (cat_*), as there.
+create function audience_subject_states(
+    p_tenant uuid, p_now_ns bigint, p_purposes text[], p_kinds bytea, p_digests bytea,
+    p_types text[], p_subject_ords int[], p_subject_ids uuid[], p_ctx int[]
+) returns table (
+    ctx int, state text[], members int, ords int[], subject_ids uuid[], purpose_material int[],
+    recorded_at_ns bigint[], consent_material int[], purposes text[], choices text[],
+    recorded_at_us bigint[], consent_mvs int[], notice_material int[], cat_keys text[],
+    cat_bases text[], cat_max_age_days int[], cat_necessary boolean[], cat_material int[]
+)
+    language plpgsql
+    set plan_cache_mode = force_generic_plan
+    set jit = off
+as $$
+#variable_conflict use_column
+begin
+    perform set_config('role', 'consent_app', true), set_config('app.tenant_id', p_tenant::text, true);
+    return query
+        with given as materialized (
+            select r.ord, r.ctx, coalesce(x.subject_id, (
+                select i.subject_id
+                from subject_identifier as i
+                where i.tenant_id = p_tenant and i.id_type = r.id_type and i.lookup_hmac = r.digest
+            )) as subject_id
+            from (
+                select g.i + 1 as ord, coalesce(p_ctx[g.i + 1], 0) as ctx,
+                       p_types[get_byte(p_kinds, 2 * g.i) + 256 * get_byte(p_kinds, 2 * g.i + 1)]
+                           as id_type,
+                       substring(p_digests from g.i * 32 + 1 for 32) as digest
+                from generate_series(0, length(p_kinds) / 2 - 1) as g (i)
+            ) as r
+            left join unnest(p_subject_ords, p_subject_ids) as x (ord, subject_id)
+                on x.ord = r.ord
+        ),
+        ref as materialized (
+            select g.ord, g.ctx, (
+                select coalesce(s.merged_into, s.id)
+                from subject as s
+                where s.tenant_id = p_tenant and s.id = g.subject_id
+            ) as subject_id
+            from given as g
+        ),
+        current_material as materialized (
+            select v.id, (
+                select max(w.material_version)
+                from notice_version as w
+                where w.notice_id = v.notice_id and w.published_at is not null
+            ) as material
+            from notice as n
+            join notice_version as v on v.notice_id = n.id
+            where n.tenant_id = p_tenant
+        ),
+        cat as materialized (
+            select p.key, p.legal_basis, p.max_age_days, p.strictly_necessary,
+                   coalesce((
+                       select max(v.material_version)
+                       from notice as n
+                       join notice_version as v on v.notice_id = n.id
+                       where n.tenant_id = p_tenant and p.key = any(n.purpose_keys)
+                         and v.published_at is not null
+                   ), 0) as material
+            from purpose as p
+            where p.tenant_id = p_tenant and p.key = any(p_purposes)
+        ),
+        needed as materialized (
+            select n.k::int as k, n.key, c.key is not null as in_catalogue, c.max_age_days,
+                   c.material
+            from unnest(p_purposes) with ordinality as n (key, k)
+            left join cat as c on c.key = n.key
+        ),
+        -- One row per known member and needed purpose, with its choice (if any).
+        cell as materialized (
+            select ref.ord, n.k, n.key, n.in_catalogue, n.max_age_days, n.material as cat_material,
+                   cs.choice, cs.recorded_us, cs.consent_mv, cs.notice_mv
+            from ref
+            cross join needed as n
+            -- Lateral and not flattened (offset 0): one index probe per subject and purpose,
+            -- never a hash of the tenant's whole consent_state, whatever the estimates.
+            left join lateral (
+                select cs.choice,
+                       (extract(epoch from cs.occurred_at) * 1000000)::bigint as recorded_us,
+                       cs.material_version as consent_mv,
+                       (select m.material from current_material as m
+                        where m.id = cs.notice_version_id) as notice_mv
+                from consent_state as cs
+                where cs.tenant_id = p_tenant and cs.subject_id = ref.subject_id
+                  and cs.purpose_key = n.key
+                offset 0
+            ) as cs on true
+            where ref.subject_id is not null
+        ),
+        member as materialized (
+            select c.ord,
+                   array_agg(c.key order by c.ord, c.k) filter (where c.choice is not null) as purposes,
+                   array_agg(c.choice order by c.ord, c.k) filter (where c.choice is not null) as choices,
+                   array_agg(c.recorded_us order by c.ord, c.k) filter (where c.choice is not null) as recorded_at_us,
+                   array_agg(c.consent_mv order by c.ord, c.k) filter (where c.choice is not null) as consent_mvs,
+                   array_agg(c.notice_mv order by c.ord, c.k) filter (where c.choice is not null) as notice_material,
+                   array_agg(c.k || ' ' || c.choice || case
+                           when c.in_catalogue then
+                               ':' || (c.max_age_days is null
+                                       or c.recorded_us::numeric * 1000
+                                          + c.max_age_days::numeric * 86400000000000
+                                          >= p_now_ns)::int
+                               || (c.notice_mv is null
+                                   or coalesce(c.consent_mv, 0) >= c.notice_mv)::int
+                           else '' end order by c.ord, c.k) filter (where c.choice is not null) as state,
+                   array_agg(case
+                           when not c.in_catalogue then null
+                           when c.choice is null or c.notice_mv is null then c.cat_material
+                           else c.notice_mv end order by c.ord, c.k) as pm_row,
+                   array_agg(c.recorded_us * 1000 order by c.ord, c.k) as rec_row,
+                   array_agg(case
+                           when c.choice is null then null
+                           when c.notice_mv is null then
+                               case when c.in_catalogue then c.cat_material else 0 end
+                           else coalesce(c.consent_mv, 0) end order by c.ord, c.k) as cm_row
+            from cell as c
+            group by c.ord
+        ),
+        grouped as materialized (
+            select ref.ctx,
+                   case when ref.subject_id is null then null
+                        else coalesce(m.state, '{}') end as state,
+                   count(*)::int as members,
+                   min(ref.ord) as first,
+                   array_agg(ref.ord order by ref.ord) as ords,
+                   array_agg(ref.subject_id order by ref.ord)
+                       filter (where ref.subject_id is not null) as subject_ids,
+                   array_agg(m.pm_row order by ref.ord) filter (where m.pm_row is not null) as pm,
+                   array_agg(m.rec_row order by ref.ord) filter (where m.pm_row is not null) as rec,
+                   array_agg(m.cm_row order by ref.ord) filter (where m.pm_row is not null) as cm
+            from ref
+            left join member as m on m.ord = ref.ord
+            group by 1, 2
+        ),
+        catalogue as materialized (
+            select array_agg(cat.key) as keys, array_agg(cat.legal_basis) as bases,
+                   array_agg(cat.max_age_days) as max_age_days,
+                   array_agg(cat.strictly_necessary) as necessary,
+                   array_agg(cat.material) as material
+            from cat
+        )
+        select g.ctx, g.state, g.members, g.ords, coalesce(g.subject_ids, '{}'),
+               array(select unnest(g.pm)), array(select unnest(g.rec)),
+               array(select unnest(g.cm)),
+               f.purposes, f.choices, f.recorded_at_us, f.consent_mvs, f.notice_material,
+               cat.keys, cat.bases, cat.max_age_days, cat.necessary, cat.material
+        from grouped as g
+        left join member as f on f.ord = g.first
+        cross join catalogue as cat
+        order by g.first;
+end
+$$;
