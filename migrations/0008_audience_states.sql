@@ -11,10 +11,10 @@
 -- is the 32 bytes of p_digests at 32i; its context number is p_ctx[ord] (p_ctx null: all 0).
 --
 -- Members are grouped by (ctx, state): state is null for an unknown subject and otherwise the
--- list, in p_purposes order, of 'k choice' for each choice about the k-th purpose, followed by
--- ':' and two digits (within the maximum age, current) when the purpose has a catalogue entry:
--- what consent.decisions.service.state_key keeps, so members of one group share one normalised
--- input. Per group: its members in chunk order (ords), the subject ids of the known ones, and
+-- comma-separated list, in p_purposes order, of 'k choice' for each choice about the k-th
+-- purpose, followed by ':' and two digits (within the maximum age, current) when the purpose
+-- has a catalogue entry: what consent.decisions.service.state_key keeps, so members of one
+-- group share one normalised input. Per group: its members in chunk order (ords), the subject ids of the known ones, and
 -- their values as stored in audience_member (row-major, one row per subject and purpose of
 -- p_purposes: the purpose's material version for the subject, the consent's recorded_at_ns and
 -- material version, as `consent_values` gives them; null without a consent); then the first
@@ -24,7 +24,7 @@ create function audience_subject_states(
     p_tenant uuid, p_now_ns bigint, p_purposes text[], p_kinds bytea, p_digests bytea,
     p_types text[], p_subject_ords int[], p_subject_ids uuid[], p_ctx int[]
 ) returns table (
-    ctx int, state text[], members int, ords int[], subject_ids uuid[], purpose_material int[],
+    ctx int, state text, members int, ords int[], subject_ids uuid[], purpose_material int[],
     recorded_at_ns bigint[], consent_material int[], purposes text[], choices text[],
     recorded_at_us bigint[], consent_mvs int[], notice_material int[], cat_keys text[],
     cat_bases text[], cat_max_age_days int[], cat_necessary boolean[], cat_material int[]
@@ -89,12 +89,14 @@ begin
             from unnest(p_purposes) with ordinality as n (key, k)
             left join cat as c on c.key = n.key
         ),
-        -- One row per known member and needed purpose, with its choice (if any).
+        -- One row per known member and needed purpose, with its choice (if any); one row (k
+        -- null) per unknown member, or per known member when the action needs no purpose.
         cell as materialized (
-            select ref.ord, n.k, n.key, n.in_catalogue, n.max_age_days, n.material as cat_material,
-                   cs.choice, cs.recorded_us, cs.consent_mv, cs.notice_mv
+            select ref.ord, ref.ctx, ref.subject_id, n.k, n.key, n.in_catalogue, n.max_age_days,
+                   n.material as cat_material, cs.choice, cs.recorded_us, cs.consent_mv,
+                   cs.notice_mv
             from ref
-            cross join needed as n
+            left join needed as n on ref.subject_id is not null
             -- Lateral and not flattened (offset 0): one index probe per subject and purpose,
             -- never a hash of the tenant's whole consent_state, whatever the estimates.
             left join lateral (
@@ -108,16 +110,12 @@ begin
                   and cs.purpose_key = n.key
                 offset 0
             ) as cs on true
-            where ref.subject_id is not null
         ),
-        member as materialized (
-            select c.ord,
-                   array_agg(c.key order by c.ord, c.k) filter (where c.choice is not null) as purposes,
-                   array_agg(c.choice order by c.ord, c.k) filter (where c.choice is not null) as choices,
-                   array_agg(c.recorded_us order by c.ord, c.k) filter (where c.choice is not null) as recorded_at_us,
-                   array_agg(c.consent_mv order by c.ord, c.k) filter (where c.choice is not null) as consent_mvs,
-                   array_agg(c.notice_mv order by c.ord, c.k) filter (where c.choice is not null) as notice_material,
-                   array_agg(c.k || ' ' || c.choice || case
+        -- Each row with its member's state key.
+        keyed as materialized (
+            select c.*,
+                   case when c.subject_id is not null then coalesce(string_agg(
+                       c.k || ' ' || c.choice || case
                            when c.in_catalogue then
                                ':' || (c.max_age_days is null
                                        or c.recorded_us::numeric * 1000
@@ -125,35 +123,52 @@ begin
                                           >= p_now_ns)::int
                                || (c.notice_mv is null
                                    or coalesce(c.consent_mv, 0) >= c.notice_mv)::int
-                           else '' end order by c.ord, c.k) filter (where c.choice is not null) as state,
-                   array_agg(case
-                           when not c.in_catalogue then null
-                           when c.choice is null or c.notice_mv is null then c.cat_material
-                           else c.notice_mv end order by c.ord, c.k) as pm_row,
-                   array_agg(c.recorded_us * 1000 order by c.ord, c.k) as rec_row,
-                   array_agg(case
-                           when c.choice is null then null
-                           when c.notice_mv is null then
-                               case when c.in_catalogue then c.cat_material else 0 end
-                           else coalesce(c.consent_mv, 0) end order by c.ord, c.k) as cm_row
+                           else '' end, ',') filter (where c.choice is not null) over w, '')
+                   end as state
             from cell as c
-            group by c.ord
+            window w as (partition by c.ord order by c.k
+                         rows between unbounded preceding and unbounded following)
         ),
         grouped as materialized (
-            select ref.ctx,
-                   case when ref.subject_id is null then null
-                        else coalesce(m.state, '{}') end as state,
-                   count(*)::int as members,
-                   min(ref.ord) as first,
-                   array_agg(ref.ord order by ref.ord) as ords,
-                   array_agg(ref.subject_id order by ref.ord)
-                       filter (where ref.subject_id is not null) as subject_ids,
-                   array_agg(m.pm_row order by ref.ord) filter (where m.pm_row is not null) as pm,
-                   array_agg(m.rec_row order by ref.ord) filter (where m.pm_row is not null) as rec,
-                   array_agg(m.cm_row order by ref.ord) filter (where m.pm_row is not null) as cm
-            from ref
-            left join member as m on m.ord = ref.ord
-            group by 1, 2
+            select g.ctx, g.state,
+                   count(*) filter (where g.k is null or g.k = 1)::int as members,
+                   min(g.ord) as first,
+                   array_agg(g.ord order by g.ord, g.k)
+                       filter (where g.k is null or g.k = 1) as ords,
+                   array_agg(g.subject_id order by g.ord, g.k)
+                       filter (where (g.k is null or g.k = 1) and g.subject_id is not null)
+                       as subject_ids,
+                   -- The stored values, in p_purposes order (consent_values).
+                   array_agg(case
+                           when not g.in_catalogue then null
+                           when g.choice is null or g.notice_mv is null then g.cat_material
+                           else g.notice_mv end order by g.ord, g.k)
+                       filter (where g.k is not null) as pm,
+                   array_agg(g.recorded_us * 1000 order by g.ord, g.k)
+                       filter (where g.k is not null) as rec,
+                   array_agg(case
+                           when g.choice is null then null
+                           when g.notice_mv is null then
+                               case when g.in_catalogue then g.cat_material else 0 end
+                           else coalesce(g.consent_mv, 0) end order by g.ord, g.k)
+                       filter (where g.k is not null) as cm
+            from keyed as g
+            group by g.ctx, g.state
+        ),
+        -- The choices of each group's first member.
+        firsts as materialized (
+            select c.ord,
+                   array_agg(c.key order by c.k) filter (where c.choice is not null) as purposes,
+                   array_agg(c.choice order by c.k) filter (where c.choice is not null) as choices,
+                   array_agg(c.recorded_us order by c.k)
+                       filter (where c.choice is not null) as recorded_at_us,
+                   array_agg(c.consent_mv order by c.k)
+                       filter (where c.choice is not null) as consent_mvs,
+                   array_agg(c.notice_mv order by c.k)
+                       filter (where c.choice is not null) as notice_material
+            from cell as c
+            where c.ord in (select g.first from grouped as g)
+            group by c.ord
         ),
         catalogue as materialized (
             select array_agg(cat.key) as keys, array_agg(cat.legal_basis) as bases,
@@ -163,12 +178,11 @@ begin
             from cat
         )
         select g.ctx, g.state, g.members, g.ords, coalesce(g.subject_ids, '{}'),
-               array(select unnest(g.pm)), array(select unnest(g.rec)),
-               array(select unnest(g.cm)),
+               coalesce(g.pm, '{}'), coalesce(g.rec, '{}'), coalesce(g.cm, '{}'),
                f.purposes, f.choices, f.recorded_at_us, f.consent_mvs, f.notice_material,
                cat.keys, cat.bases, cat.max_age_days, cat.necessary, cat.material
         from grouped as g
-        left join member as f on f.ord = g.first
+        left join firsts as f on f.ord = g.first
         cross join catalogue as cat
         order by g.first;
 end

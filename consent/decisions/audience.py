@@ -370,12 +370,7 @@ class AudienceFilter:
         keys: list[tuple[object, ...]] = []
         unseen: dict[tuple[object, ...], Any] = {}
         for r in found:
-            state = r["state"]
-            key: tuple[object, ...] = (
-                bundle.revision,
-                chunk.context_keys[r["ctx"]],
-                None if state is None else tuple(tuple(s) for s in state),
-            )
+            key: tuple[object, ...] = (bundle.revision, chunk.context_keys[r["ctx"]], r["state"])
             keys.append(key)
             if key not in run.known and key not in unseen:
                 unseen[key] = r
