@@ -26,7 +26,7 @@ and sent once the whole request has been decided and logged: all or nothing, so 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import re
 import sys
 import tempfile
 from array import array
@@ -66,6 +66,7 @@ from consent.decisions.service import (
     Caller,
     Catalogue,
     DecisionService,
+    KeyedDigest,
     PolicyChanged,
     SubjectRow,
     build_input,
@@ -92,6 +93,8 @@ _decode_member = msgspec.json.Decoder(AudienceMember).decode
 _decode_header = msgspec.json.Decoder(AudienceHeader).decode
 _NO_OVERRIDES: Final = (msgspec.UNSET,) * len(_CONTEXT_FIELDS)
 _NO_DIGEST: Final = bytes(32)
+# PLAIN_EMAIL for each line of a text (no line break inside a match: `$` ends the line).
+_PLAIN_LINES: Final = re.compile(f"^(?:{PLAIN_EMAIL.pattern})$", re.MULTILINE)
 
 
 def member_input(
@@ -282,8 +285,9 @@ class AudienceFilter:
         subject_ids: list[UUID] = []
         lines: list[bytes] = []
         valid_nos: list[int] = []
+        plain = _all_plain_emails(members)
         for line_no, line, member in zip(line_nos, raw, members, strict=True):
-            ref = _ref(keyed, member) if member is not None else None
+            ref = _ref(keyed, member, plain=plain) if member is not None else None
             if ref is None or member is None:
                 self._invalid(run, line_no)
                 continue
@@ -534,22 +538,38 @@ def _decode_one(line: bytes) -> AudienceMember | None:
         return None
 
 
-def _ref(keyed: hmac.HMAC, member: AudienceMember) -> UUID | tuple[str, bytes] | None:
-    """A member's subject id, or its identifier's type and keyed HMAC; None if invalid."""
+def _all_plain_emails(members: Sequence[AudienceMember | None]) -> bool:
+    """Whether every e-mail value of the chunk is in normal form already (PLAIN_EMAIL), checked
+    with one regular-expression scan of them all, one per line (values with a line break in
+    them are never taken for plain)."""
+    emails = [
+        m.value for m in members if m is not None and m.type == "email" and m.value is not None
+    ]
+    if not emails:
+        return True
+    joined = "\n".join(emails)
+    return joined.count("\n") == len(emails) - 1 and len(_PLAIN_LINES.findall(joined)) == len(
+        emails
+    )
+
+
+def _ref(
+    keyed: KeyedDigest, member: AudienceMember, *, plain: bool = False
+) -> UUID | tuple[str, bytes] | None:
+    """A member's subject id, or its identifier's type and keyed HMAC; None if invalid.
+    `plain`: e-mail values are known to be in normal form (see `_all_plain_emails`)."""
     id_type = member.type
     value = member.value
     if member.subject_id is not None:
         return member.subject_id if id_type is None and value is None else None
     if id_type is None or value is None:
         return None
-    if id_type != "email" or PLAIN_EMAIL.fullmatch(value) is None:
+    if id_type != "email" or not (plain or PLAIN_EMAIL.fullmatch(value)):
         try:
             value = normalize_identifier(id_type, value)
         except InvalidIdentifier:
             return None
-    state = keyed.copy()
-    state.update(id_type.encode() + b"\x00" + value.encode())
-    return id_type, state.digest()
+    return id_type, keyed.digest(id_type.encode() + b"\x00" + value.encode())
 
 
 def _overrides(member: AudienceMember) -> tuple[Any, ...]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -70,6 +69,7 @@ __all__ = [
     "Catalogue",
     "DecisionService",
     "Evaluator",
+    "KeyedDigest",
     "LedgerUnavailable",
     "PolicyChanged",
     "Ref",
@@ -123,6 +123,33 @@ def ns_to_datetime(ns: int) -> datetime:
     """The instant of `ns` (nanoseconds since the epoch), truncated to microseconds."""
     seconds, rest = divmod(ns, 1_000_000_000)
     return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=rest // 1000)
+
+
+_SHA256_BLOCK: Final = 64
+_IPAD: Final = bytes(x ^ 0x36 for x in range(256))
+_OPAD: Final = bytes(x ^ 0x5C for x in range(256))
+
+
+class KeyedDigest:
+    """HMAC-SHA256 under one key (RFC 2104), from the SHA-256 states of the key's inner and outer
+    pads, copied per message: the digests of `hmac.digest(key, message, "sha256")`, for about
+    half the CPU of copying an `hmac.HMAC` (audiences hash millions of identifiers)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) > _SHA256_BLOCK:
+            key = hashlib.sha256(key).digest()
+        padded = key.ljust(_SHA256_BLOCK, b"\x00")
+        self._inner = hashlib.sha256(padded.translate(_IPAD))
+        self._outer = hashlib.sha256(padded.translate(_OPAD))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,31 +364,24 @@ class DecisionService:
         self.log = log
         self.clock = clock
         self.evaluator = Evaluator(runtime, concurrency=concurrency)
-        self._lookup_keys: dict[UUID, hmac.HMAC] = {}
+        self._lookup_keys: dict[UUID, KeyedDigest] = {}
 
     # -- references ------------------------------------------------------------------------------
 
-    def lookup_state(self, tenant_id: UUID) -> hmac.HMAC:
-        """The tenant's keyed HMAC-SHA256 state (made once per tenant): copy it, then update."""
+    def lookup_state(self, tenant_id: UUID) -> KeyedDigest:
+        """HMAC-SHA256 under the tenant's lookup key (as `KeyRing.lookup_digest`), keyed once
+        per tenant."""
         keyed = self._lookup_keys.get(tenant_id)
         if keyed is None:
             if len(self._lookup_keys) >= 4096:  # noqa: PLR2004
                 self._lookup_keys.clear()
             key = self.keyring.lookup_key(str(tenant_id))
-            keyed = self._lookup_keys[tenant_id] = hmac.new(key, digestmod=hashlib.sha256)
+            keyed = self._lookup_keys[tenant_id] = KeyedDigest(key)
         return keyed
 
     def lookup_hmac(self, tenant_id: UUID) -> Callable[[bytes], bytes]:
-        """HMAC-SHA256 under the tenant's lookup key (as `KeyRing.lookup_digest`), from a keyed
-        state made once per tenant and copied per identifier."""
-        keyed = self.lookup_state(tenant_id)
-
-        def digest(message: bytes) -> bytes:
-            state = keyed.copy()
-            state.update(message)
-            return state.digest()
-
-        return digest
+        """HMAC-SHA256 under the tenant's lookup key (as `KeyRing.lookup_digest`)."""
+        return self.lookup_state(tenant_id).digest
 
     def ref(self, tenant_id: UUID, subject: SubjectRef, field: str) -> Ref:
         """Raises ValidationFailed naming `field`."""
