@@ -4,22 +4,27 @@
 --
 -- Read under row-level security exactly like decision_subject_states (a transaction-scoped
 -- switch to consent_app for the tenant; call it outside a transaction): a subject the tenant
--- cannot see is unknown. The references come packed (per-element array parameters cost the
--- service more than the lookups cost here): member i (0-based; ord = i + 1) has kind
--- get_byte(p_kinds, 2i) + 256 * get_byte(p_kinds, 2i + 1): 0 for a subject id (p_subject_ids,
--- at ord's place in p_subject_ords), n for an identifier of type p_types[n] whose keyed HMAC
--- is the 32 bytes of p_digests at 32i; its context number is p_ctx[ord] (p_ctx null: all 0).
+-- cannot see is unknown. Each table is read by ONE index scan for the whole chunk (keys =
+-- any(array) held in a variable: a parameter, so the scan keys pass the security barrier, and
+-- the B-tree walks the sorted keys instead of descending once per member); the steps are then
+-- joined in memory (hash joins: enable_nestloop is off in the function).
+--
+-- The references come packed (per-element array parameters cost the service more than the
+-- lookups cost here): member i (0-based; ord = i + 1) has kind get_byte(p_kinds, 2i) + 256 *
+-- get_byte(p_kinds, 2i + 1): 0 for a subject id (p_subject_ids, at ord's place in
+-- p_subject_ords), n for an identifier of type p_types[n] whose keyed HMAC is the 32 bytes of
+-- p_digests at 32i; its context number is p_ctx[ord] (p_ctx null: all 0).
 --
 -- Members are grouped by (ctx, state): state is null for an unknown subject and otherwise the
 -- comma-separated list, in p_purposes order, of 'k choice' for each choice about the k-th
 -- purpose, followed by ':' and two digits (within the maximum age, current) when the purpose
 -- has a catalogue entry: what consent.decisions.service.state_key keeps, so members of one
--- group share one normalised input. Per group: its members in chunk order (ords), the subject ids of the known ones, and
--- their values as stored in audience_member (row-major, one row per subject and purpose of
--- p_purposes: the purpose's material version for the subject, the consent's recorded_at_ns and
--- material version, as `consent_values` gives them; null without a consent); then the first
--- member's choices as decision_subject_states returns them (to build its exact input) and the
--- catalogue entries of the purposes (cat_*), as there.
+-- group share one normalised input. Per group: its members in chunk order (ords), the subject
+-- ids of the known ones, and their values as stored in audience_member (row-major, one row per
+-- subject and purpose of p_purposes: the purpose's material version for the subject, the
+-- consent's recorded_at_ns and material version, as `consent_values` gives them; null without
+-- a consent); then the first member's choices as decision_subject_states returns them (to
+-- build its exact input) and the catalogue entries of the purposes (cat_*), as there.
 create function audience_subject_states(
     p_tenant uuid, p_now_ns bigint, p_purposes text[], p_kinds bytea, p_digests bytea,
     p_types text[], p_subject_ords int[], p_subject_ids uuid[], p_ctx int[]
@@ -32,34 +37,71 @@ create function audience_subject_states(
     language plpgsql
     set plan_cache_mode = force_generic_plan
     set jit = off
+    set enable_nestloop = off
 as $$
 #variable_conflict use_column
+declare
+    v_n int := length(p_kinds) / 2;
+    v_digests bytea[];
+    v_f_type text[];
+    v_f_hmac bytea[];
+    v_f_subject uuid[];
+    v_given uuid[];
+    v_s_id uuid[];
+    v_s_survivor uuid[];
+    v_survivors uuid[];
+    v_c_subject uuid[];
+    v_c_key text[];
+    v_c_choice text[];
+    v_c_recorded_us bigint[];
+    v_c_mv int[];
+    v_c_notice_version uuid[];
 begin
     perform set_config('role', 'consent_app', true), set_config('app.tenant_id', p_tenant::text, true);
+    -- Each step is one index scan for the whole chunk (keys = any(array), a parameter), under
+    -- row-level security; the steps are then joined in memory.
+    v_digests := array(
+        select substring(p_digests from g.i * 32 + 1 for 32)
+        from generate_series(0, v_n - 1) as g (i)
+        where get_byte(p_kinds, 2 * g.i) + 256 * get_byte(p_kinds, 2 * g.i + 1) > 0
+    );
+    select array_agg(i.id_type), array_agg(i.lookup_hmac), array_agg(i.subject_id)
+    into v_f_type, v_f_hmac, v_f_subject
+    from subject_identifier as i
+    where i.tenant_id = p_tenant and i.id_type = any(p_types) and i.lookup_hmac = any(v_digests);
+    v_given := array(
+        select distinct x.id
+        from (select unnest(v_f_subject) union all select unnest(p_subject_ids)) as x (id)
+    );
+    select array_agg(s.id), array_agg(coalesce(s.merged_into, s.id))
+    into v_s_id, v_s_survivor
+    from subject as s
+    where s.tenant_id = p_tenant and s.id = any(v_given);
+    v_survivors := array(select distinct unnest(v_s_survivor));
+    select array_agg(cs.subject_id), array_agg(cs.purpose_key), array_agg(cs.choice),
+           array_agg((extract(epoch from cs.occurred_at) * 1000000)::bigint),
+           array_agg(cs.material_version), array_agg(cs.notice_version_id)
+    into v_c_subject, v_c_key, v_c_choice, v_c_recorded_us, v_c_mv, v_c_notice_version
+    from consent_state as cs
+    where cs.tenant_id = p_tenant and cs.subject_id = any(v_survivors)
+      and cs.purpose_key = any(p_purposes);
     return query
-        with given as materialized (
-            select r.ord, r.ctx, coalesce(x.subject_id, (
-                select i.subject_id
-                from subject_identifier as i
-                where i.tenant_id = p_tenant and i.id_type = r.id_type and i.lookup_hmac = r.digest
-            )) as subject_id
-            from (
-                select g.i + 1 as ord, coalesce(p_ctx[g.i + 1], 0) as ctx,
-                       p_types[get_byte(p_kinds, 2 * g.i) + 256 * get_byte(p_kinds, 2 * g.i + 1)]
-                           as id_type,
-                       substring(p_digests from g.i * 32 + 1 for 32) as digest
-                from generate_series(0, length(p_kinds) / 2 - 1) as g (i)
-            ) as r
-            left join unnest(p_subject_ords, p_subject_ids) as x (ord, subject_id)
-                on x.ord = r.ord
+        with member as materialized (
+            select g.i + 1 as ord, coalesce(p_ctx[g.i + 1], 0) as ctx,
+                   p_types[get_byte(p_kinds, 2 * g.i) + 256 * get_byte(p_kinds, 2 * g.i + 1)]
+                       as id_type,
+                   substring(p_digests from g.i * 32 + 1 for 32) as digest
+            from generate_series(0, v_n - 1) as g (i)
         ),
         ref as materialized (
-            select g.ord, g.ctx, (
-                select coalesce(s.merged_into, s.id)
-                from subject as s
-                where s.tenant_id = p_tenant and s.id = g.subject_id
-            ) as subject_id
-            from given as g
+            select m.ord, m.ctx, s.survivor as subject_id
+            from member as m
+            left join unnest(p_subject_ords, p_subject_ids) as x (ord, subject_id)
+                on x.ord = m.ord
+            left join unnest(v_f_type, v_f_hmac, v_f_subject) as f (id_type, hmac, subject_id)
+                on f.id_type = m.id_type and f.hmac = m.digest
+            left join unnest(v_s_id, v_s_survivor) as s (id, survivor)
+                on s.id = coalesce(x.subject_id, f.subject_id)
         ),
         current_material as materialized (
             select v.id, (
@@ -91,25 +133,22 @@ begin
         ),
         -- One row per known member and needed purpose, with its choice (if any); one row (k
         -- null) per unknown member, or per known member when the action needs no purpose.
+        choice as materialized (
+            select c.subject_id, c.key, c.choice, c.recorded_us, c.mv as consent_mv,
+                   m.material as notice_mv
+            from unnest(v_c_subject, v_c_key, v_c_choice, v_c_recorded_us, v_c_mv,
+                        v_c_notice_version) as c (subject_id, key, choice, recorded_us, mv, nv)
+            left join current_material as m on m.id = c.nv
+        ),
+        -- One row per known member and needed purpose, with its choice (if any); one row (k
+        -- null) per unknown member, or per known member when the action needs no purpose.
         cell as materialized (
             select ref.ord, ref.ctx, ref.subject_id, n.k, n.key, n.in_catalogue, n.max_age_days,
                    n.material as cat_material, cs.choice, cs.recorded_us, cs.consent_mv,
                    cs.notice_mv
             from ref
             left join needed as n on ref.subject_id is not null
-            -- Lateral and not flattened (offset 0): one index probe per subject and purpose,
-            -- never a hash of the tenant's whole consent_state, whatever the estimates.
-            left join lateral (
-                select cs.choice,
-                       (extract(epoch from cs.occurred_at) * 1000000)::bigint as recorded_us,
-                       cs.material_version as consent_mv,
-                       (select m.material from current_material as m
-                        where m.id = cs.notice_version_id) as notice_mv
-                from consent_state as cs
-                where cs.tenant_id = p_tenant and cs.subject_id = ref.subject_id
-                  and cs.purpose_key = n.key
-                offset 0
-            ) as cs on true
+            left join choice as cs on cs.subject_id = ref.subject_id and cs.key = n.key
         ),
         -- Each row with its member's state key.
         keyed as materialized (
