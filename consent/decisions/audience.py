@@ -202,7 +202,7 @@ class AudienceFilter:
         service: DecisionService,
         log: GroupCommitWriter,
         *,
-        chunk_size: int = 5000,
+        chunk_size: int = 20_000,
         in_flight: int = 2,
     ) -> None:
         self.service = service
