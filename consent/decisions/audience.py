@@ -4,12 +4,16 @@ Request: a header line `{"action": ..., "context": {...}, "output": "allowed"|"a
 member per line: `{"subject_id": ...}` or `{"type": "email", "value": ...}`, optionally with
 per-member overrides of the context (`jurisdiction`, `age`, `gpc`, ...).
 
-Members are processed in chunks through the single call's pipeline (`DecisionService`): keyed
-HMAC lookups, one ledger read per chunk, the exact input per member, its normalised form; each
-distinct normalised input (a consent-state shape) is evaluated once per run (and the engine's
-cache remembers it across runs). Each chunk's decisions are committed to the log (group commit)
-as the request streams in; two chunks are in flight at a time, so memory depends on the chunk
-size, never on the audience size.
+Members are processed in chunks, in bulk: a chunk's lines are decoded in one msgspec call,
+identifiers normalised and hashed (keyed HMAC) into packed bytes, and one statement
+(`audience_subject_states`, migrations/0008, under row-level security) looks every member up and
+groups the chunk by (context, state key) in PostgreSQL, returning per group its members'
+positions, subject ids and stored input values as arrays. Python then works per group, not per
+member: the first member's exact input is built and normalised, each distinct normalised input
+(a consent-state shape) is evaluated once per run (and the engine's cache remembers it across
+runs), and the group's arrays become its audience_member row as they are. Each chunk's decisions
+are committed to the log (group commit) as the request streams in; two chunks are in flight at a
+time, so memory depends on the chunk size, never on the audience size.
 
 Answer: the lines of the allowed members, verbatim (or, with `"output": "all"`, one
 `{"line": n, "allow": ..., "reasons": [...]}` per member), then `{"summary": {...}}` with the
@@ -22,9 +26,12 @@ and sent once the whole request has been decided and logged: all or nothing, so 
 from __future__ import annotations
 
 import asyncio
+import re
+import sys
 import tempfile
+from array import array
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any, Final
 from uuid import UUID
@@ -53,18 +60,18 @@ from consent.decisions.schemas import (
     DecisionContext,
 )
 from consent.decisions.service import (
+    PLAIN_EMAIL,
     UNKNOWN,
+    AudienceRefs,
     Caller,
     Catalogue,
     DecisionService,
+    KeyedDigest,
     PolicyChanged,
-    Ref,
     SubjectRow,
     build_input,
-    consent_values,
     normalize_identifier,
     ns_to_datetime,
-    state_key,
     uuid7,
 )
 from consent.decisions.shape import needed_purposes
@@ -84,6 +91,10 @@ _encode = msgspec.json.Encoder().encode
 _decode_members = msgspec.json.Decoder(list[AudienceMember]).decode
 _decode_member = msgspec.json.Decoder(AudienceMember).decode
 _decode_header = msgspec.json.Decoder(AudienceHeader).decode
+_NO_OVERRIDES: Final = (msgspec.UNSET,) * len(_CONTEXT_FIELDS)
+_NO_DIGEST: Final = bytes(32)
+# PLAIN_EMAIL for each line of a text (no line break inside a match: `$` ends the line).
+_PLAIN_LINES: Final = re.compile(f"^(?:{PLAIN_EMAIL.pattern})$", re.MULTILINE)
 
 
 def member_input(
@@ -144,10 +155,24 @@ class _Run:
 @dataclass(slots=True)
 class _Chunk:
     number: int
-    lines: list[tuple[int, bytes]]  # (line number, raw line) of valid members
-    refs: list[Ref]
-    contexts: list[DecisionContext]
-    context_keys: list[tuple[Any, ...]]
+    lines: list[bytes]  # raw lines of the valid members, in order
+    line_nos: list[int]  # their line numbers
+    contexts: list[DecisionContext]  # the distinct contexts of the chunk, by number
+    context_keys: list[tuple[Any, ...]]  # their overrides
+    refs: AudienceRefs
+
+
+@dataclass(slots=True)
+class _Group:
+    """Members of a chunk that share a context and a state key (hence a shape)."""
+
+    shape: _Shape
+    ords: list[int]  # 1-based positions in the chunk
+    members: int
+    subject_ids: list[UUID]
+    purpose_material: list[int | None]
+    recorded_at_ns: list[int | None]
+    consent_material: list[int | None]
 
 
 class AudienceAnswer:
@@ -177,7 +202,7 @@ class AudienceFilter:
         service: DecisionService,
         log: GroupCommitWriter,
         *,
-        chunk_size: int = 5000,
+        chunk_size: int = 20_000,
         in_flight: int = 2,
     ) -> None:
         self.service = service
@@ -189,14 +214,14 @@ class AudienceFilter:
         """Read and decide the whole audience; the answer is spooled (to disk beyond
         SPOOL_MEMORY bytes) and streamed afterwards. Raises ProblemError or PolicyError: then
         nothing is answered (decisions already logged stay logged: they were made)."""
-        lines = _lines(body)
-        run = await self._start(caller, lines)
+        reader = _Reader(body)
+        run = await self._start(caller, reader)
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 - handed over
         pending: deque[asyncio.Task[bytes]] = deque()
         try:
             number = 0
-            async for raw in _batched(lines, self.chunk_size):
-                chunk = self._prepare(run, number, raw)
+            async for line_nos, lines in reader.chunks(self.chunk_size):
+                chunk = self._prepare(run, number, line_nos, lines)
                 number += 1
                 pending.append(asyncio.create_task(self._decide_chunk(run, chunk)))
                 while len(pending) >= self.in_flight:
@@ -213,11 +238,8 @@ class AudienceFilter:
             raise
         return AudienceAnswer(spool, self._summary(run))
 
-    async def _start(self, caller: Caller, lines: AsyncIterator[tuple[int, bytes]]) -> _Run:
-        header_line: bytes | None = None
-        async for _, line in lines:
-            header_line = line
-            break
+    async def _start(self, caller: Caller, reader: _Reader) -> _Run:
+        header_line = await reader.first()
         if header_line is None:
             raise ValidationFailed.field("header", "the body has no header line")
         try:
@@ -243,98 +265,147 @@ class AudienceFilter:
 
     # -- one chunk ------------------------------------------------------------------------------
 
-    def _prepare(self, run: _Run, number: int, raw: list[tuple[int, bytes]]) -> _Chunk:
+    def _prepare(self, run: _Run, number: int, line_nos: Sequence[int], raw: list[bytes]) -> _Chunk:
         """Decode, validate and hash a chunk's member lines (invalid ones are counted, skipped)."""
         try:
             members: list[AudienceMember | None] = list(
-                _decode_members(b"[" + b",".join(line for _, line in raw) + b"]")
+                _decode_members(b"[" + b",".join(raw) + b"]")
             )
         except (msgspec.DecodeError, msgspec.ValidationError):
-            members = [_decode_one(line) for _, line in raw]
-        chunk = _Chunk(number=number, lines=[], refs=[], contexts=[], context_keys=[])
-        digest = self.service.lookup_hmac(run.caller.tenant_id)
-        for (line_no, line), member in zip(raw, members, strict=True):
-            ref = _ref(digest, member) if member is not None else None
+            members = [_decode_one(line) for line in raw]
+        keyed = self.service.lookup_state(run.caller.tenant_id)
+        numbers: dict[tuple[Any, ...], int] = {}
+        contexts: list[DecisionContext] = []
+        context_keys: list[tuple[Any, ...]] = []
+        ctx: list[int] = []
+        type_numbers: dict[str, int] = {}
+        kinds = array("H")
+        digests: list[bytes] = []
+        subject_ords: list[int] = []
+        subject_ids: list[UUID] = []
+        lines: list[bytes] = []
+        valid_nos: list[int] = []
+        plain = _all_plain_emails(members)
+        for line_no, line, member in zip(line_nos, raw, members, strict=True):
+            ref = _ref(keyed, member, plain=plain) if member is not None else None
             if ref is None or member is None:
-                run.invalid += 1
-                if len(run.invalid_lines) < _MAX_INVALID_LINES:
-                    run.invalid_lines.append(line_no)
+                self._invalid(run, line_no)
                 continue
-            chunk.lines.append((line_no, line))
-            chunk.refs.append(ref)
-            overrides = (
-                member.jurisdiction,
-                member.gpc,
-                member.age,
-                member.parental_consent,
-                member.limit_sensitive,
-            )
-            chunk.contexts.append(_context(run, overrides))
-            chunk.context_keys.append(overrides)
-        return chunk
+            if isinstance(ref, UUID):
+                kinds.append(0)
+                digests.append(_NO_DIGEST)
+                subject_ords.append(len(lines) + 1)
+                subject_ids.append(ref)
+            else:
+                id_type, digest = ref
+                kind = type_numbers.get(id_type)
+                if kind is None:
+                    kind = type_numbers[id_type] = len(type_numbers) + 1
+                kinds.append(kind)
+                digests.append(digest)
+            overrides = _overrides(member)
+            number_ = numbers.get(overrides)
+            if number_ is None:
+                number_ = numbers[overrides] = len(contexts)
+                contexts.append(_context(run, overrides))
+                context_keys.append(overrides)
+            ctx.append(number_)
+            lines.append(line)
+            valid_nos.append(line_no)
+        if sys.byteorder == "big":
+            kinds.byteswap()
+        return _Chunk(
+            number=number,
+            lines=lines,
+            line_nos=valid_nos,
+            contexts=contexts,
+            context_keys=context_keys,
+            refs=AudienceRefs(
+                kinds=kinds.tobytes(),
+                digests=b"".join(digests),
+                types=list(type_numbers),
+                subject_ords=subject_ords,
+                subject_ids=subject_ids,
+                contexts=ctx if len(contexts) > 1 else None,
+            ),
+        )
+
+    @staticmethod
+    def _invalid(run: _Run, line_no: int) -> None:
+        run.invalid += 1
+        if len(run.invalid_lines) < _MAX_INVALID_LINES:
+            run.invalid_lines.append(line_no)
 
     async def _decide_chunk(self, run: _Run, chunk: _Chunk) -> bytes:
-        if not chunk.refs:
+        if not chunk.lines:
             return b""
         service = self.service
         action = run.header.action
         tenant_id = run.caller.tenant_id
-        # Lookups in HMAC order: neighbouring index pages, fewer cache misses.
-        order = sorted(range(len(chunk.refs)), key=lambda i: chunk.refs[i].digest or b"")
         for _ in range(_ATTEMPTS):
             bundle = service.runtime.engine.bundle
             needed = needed_purposes(bundle, action)
-            catalogue, sorted_rows = await service.read(
-                tenant_id, needed, [chunk.refs[i] for i in order]
-            )
-            rows: list[SubjectRow] = [UNKNOWN] * len(order)
-            for position, i in enumerate(order):
-                rows[i] = sorted_rows[position]
-            catalogue = catalogue.restrict(needed)
+            found = await service.audience_states(tenant_id, run.now_ns, needed, chunk.refs)
             try:
-                shapes = await self._shapes(run, chunk, bundle, needed, catalogue, rows)
+                groups = await self._groups(run, chunk, bundle, needed, found)
             except PolicyChanged:
                 continue
             break
         else:
             raise PolicyUnavailable("the policy changed repeatedly during the run; retry")
-        batch = self._records(run, chunk, needed, catalogue, rows, shapes)
+        batch = self._records(run, chunk, needed, groups)
         await self.log.write(batch)
         run.run_committed = True
         run.committed_shapes.update(s.shape for s in batch.audience_shapes)
-        return self._answer(run, chunk, shapes)
+        return self._answer(run, chunk, groups)
 
-    async def _shapes(
+    async def _groups(
         self,
         run: _Run,
         chunk: _Chunk,
         bundle: PolicyBundle,
         needed: tuple[str, ...],
-        catalogue: Catalogue,
-        rows: list[SubjectRow],
-    ) -> list[_Shape]:
-        """Each member's shape. Members whose (context, state key) was seen before share its
-        shape; for the others the exact input is built and normalised, and each distinct
-        normalised input is evaluated once."""
-        keys: list[tuple[object, ...]] = [
-            (bundle.revision, ctx_key, state_key(catalogue, run.now_ns, row))
-            for ctx_key, row in zip(chunk.context_keys, rows, strict=True)
-        ]
-        unseen: dict[tuple[object, ...], int] = {}
-        for i, key in enumerate(keys):
+        found: Sequence[Any],
+    ) -> list[_Group]:
+        """The chunk's groups with their shapes. A group whose (context, state key) was seen
+        before in the run has its shape; for the others the exact input of the group's first
+        member is built and normalised, and each distinct normalised input is evaluated once."""
+        catalogue = self.service.catalogue_of(found[0]).restrict(needed) if found else Catalogue({})
+        keys: list[tuple[object, ...]] = []
+        unseen: dict[tuple[object, ...], Any] = {}
+        for r in found:
+            key: tuple[object, ...] = (bundle.revision, chunk.context_keys[r["ctx"]], r["state"])
+            keys.append(key)
             if key not in run.known and key not in unseen:
-                unseen[key] = i
+                unseen[key] = r
         if unseen:
             inputs = [
-                build_input(run.header.action, run.now_ns, chunk.contexts[i], catalogue, rows[i])
-                for i in unseen.values()
+                build_input(
+                    run.header.action,
+                    run.now_ns,
+                    chunk.contexts[r["ctx"]],
+                    catalogue,
+                    _first_row(r),
+                )
+                for r in unseen.values()
             ]
             results, normal_keys = await self.service.evaluator.decide(
                 bundle, [(x, needed) for x in inputs]
             )
             for key, normal, result in zip(unseen, normal_keys, results, strict=True):
                 run.known[key] = self._shape(run, normal, result)
-        return [run.known[key] for key in keys]
+        return [
+            _Group(
+                shape=run.known[key],
+                ords=r["ords"],
+                members=r["members"],
+                subject_ids=r["subject_ids"],
+                purpose_material=r["purpose_material"],
+                recorded_at_ns=r["recorded_at_ns"],
+                consent_material=r["consent_material"],
+            )
+            for key, r in zip(keys, found, strict=True)
+        ]
 
     @staticmethod
     def _shape(run: _Run, key: bytes, result: DecisionResult) -> _Shape:
@@ -353,33 +424,28 @@ class AudienceFilter:
         return shape
 
     def _records(
-        self,
-        run: _Run,
-        chunk: _Chunk,
-        needed: tuple[str, ...],
-        catalogue: Catalogue,
-        rows: list[SubjectRow],
-        shapes: list[_Shape],
+        self, run: _Run, chunk: _Chunk, needed: tuple[str, ...], groups: list[_Group]
     ) -> LogBatch:
         """The log records of a chunk: the run (until committed), its new shapes, and per shape
         the members with the values of their exact inputs (see `member_input`)."""
         tenant_id = run.caller.tenant_id
-        groups: dict[int, AudienceMemberRecord] = {}
+        by_shape: dict[int, AudienceMemberRecord] = {}
         keys = list(needed)
-        for row, shape in zip(rows, shapes, strict=True):
-            group = groups.get(shape.number)
-            if group is None:
-                group = groups[shape.number] = AudienceMemberRecord(
+        for group in groups:
+            shape = group.shape
+            record = by_shape.get(shape.number)
+            if record is None:
+                by_shape[shape.number] = AudienceMemberRecord(
                     run_id=run.id,
                     chunk=chunk.number,
                     shape=shape.number,
                     tenant_id=tenant_id,
-                    members=0,
-                    subject_ids=[],
+                    members=group.members,
+                    subject_ids=group.subject_ids,
                     purpose_keys=keys,
-                    purpose_material=[],
-                    recorded_at_ns=[],
-                    consent_material=[],
+                    purpose_material=group.purpose_material,
+                    recorded_at_ns=group.recorded_at_ns,
+                    consent_material=group.consent_material,
                     event_uuid=uuid7(run.now_ns),
                     decided_at=run.record.started_at,
                     requester=run.record.requester,
@@ -389,35 +455,15 @@ class AudienceFilter:
                     policy_revision=shape.result.revision,
                     shape_input=shape.input,
                 )
-            group.members += 1
-            if row.subject_id is None:
                 continue
-            group.subject_ids.append(row.subject_id)
-            given = {
-                key: (recorded_us, consent_mv, notice_mv)
-                for key, recorded_us, consent_mv, notice_mv in zip(
-                    row.purposes,
-                    row.recorded_at_us,
-                    row.consent_material,
-                    row.notice_material,
-                    strict=True,
-                )
-            }
-            for key in keys:
-                purpose = catalogue.purposes.get(key)
-                choice = given.get(key)
-                if choice is None:
-                    group.purpose_material.append(
-                        purpose.material_version if purpose is not None else None
-                    )
-                    group.recorded_at_ns.append(None)
-                    group.consent_material.append(None)
-                    continue
-                purpose_mv, material = consent_values(purpose, choice[1], choice[2])
-                group.purpose_material.append(purpose_mv)
-                group.recorded_at_ns.append(choice[0] * 1000)
-                group.consent_material.append(material)
-        shapes_used = {s.number: s for s in shapes}
+            # Groups of one shape (different contexts or state keys with the same normalised
+            # input) share its row: their members one group after the other.
+            record.members += group.members
+            record.subject_ids.extend(group.subject_ids)
+            record.purpose_material.extend(group.purpose_material)
+            record.recorded_at_ns.extend(group.recorded_at_ns)
+            record.consent_material.extend(group.consent_material)
+        shapes_used = {g.shape.number: g.shape for g in groups}
         return LogBatch(
             audience_runs=[] if run.run_committed else [run.record],
             audience_shapes=[
@@ -434,24 +480,36 @@ class AudienceFilter:
                 for s in shapes_used.values()
                 if s.number not in run.committed_shapes
             ],
-            audience_members=list(groups.values()),
+            audience_members=list(by_shape.values()),
         )
 
-    def _answer(self, run: _Run, chunk: _Chunk, shapes: list[_Shape]) -> bytes:
-        out: list[bytes] = []
+    def _answer(self, run: _Run, chunk: _Chunk, groups: list[_Group]) -> bytes:
         everything = run.header.output == "all"
-        for (line_no, line), shape in zip(chunk.lines, shapes, strict=True):
-            result = shape.result
-            run.total += 1
+        allowed: list[int] = []
+        suffixes: list[bytes] = [b""] * len(chunk.lines) if everything else []
+        for group in groups:
+            result = group.shape.result
+            run.total += group.members
             if result.allow:
-                run.allowed += 1
+                run.allowed += group.members
+                allowed.extend(group.ords)
             else:
-                run.denied += 1
-                run.by_reason.update(result.reasons)
+                run.denied += group.members
+                for reason in result.reasons:
+                    run.by_reason[reason] += group.members
             if everything:
-                out.append(b'{"line":%d,' % line_no + shape.all_suffix)
-            elif result.allow:
-                out.append(line)
+                suffix = group.shape.all_suffix
+                for i in group.ords:
+                    suffixes[i - 1] = suffix
+        lines = chunk.lines
+        if everything:
+            out = [
+                b'{"line":%d,' % line_no + suffix
+                for line_no, suffix in zip(chunk.line_nos, suffixes, strict=True)
+            ]
+        else:
+            allowed.sort()
+            out = [lines[i - 1] for i in allowed]
         return b"\n".join(out) + b"\n" if out else b""
 
     def _summary(self, run: _Run) -> AudienceSummary:
@@ -480,19 +538,75 @@ def _decode_one(line: bytes) -> AudienceMember | None:
         return None
 
 
-def _ref(digest: Callable[[bytes], bytes], member: AudienceMember) -> Ref | None:
+def _all_plain_emails(members: Sequence[AudienceMember | None]) -> bool:
+    """Whether every e-mail value of the chunk is in normal form already (PLAIN_EMAIL), checked
+    with one regular-expression scan of them all, one per line (values with a line break in
+    them are never taken for plain)."""
+    emails = [
+        m.value for m in members if m is not None and m.type == "email" and m.value is not None
+    ]
+    if not emails:
+        return True
+    joined = "\n".join(emails)
+    return joined.count("\n") == len(emails) - 1 and len(_PLAIN_LINES.findall(joined)) == len(
+        emails
+    )
+
+
+def _ref(
+    keyed: KeyedDigest, member: AudienceMember, *, plain: bool = False
+) -> UUID | tuple[str, bytes] | None:
+    """A member's subject id, or its identifier's type and keyed HMAC; None if invalid.
+    `plain`: e-mail values are known to be in normal form (see `_all_plain_emails`)."""
+    id_type = member.type
+    value = member.value
     if member.subject_id is not None:
-        if member.type is not None or member.value is not None:
+        return member.subject_id if id_type is None and value is None else None
+    if id_type is None or value is None:
+        return None
+    if id_type != "email" or not (plain or PLAIN_EMAIL.fullmatch(value)):
+        try:
+            value = normalize_identifier(id_type, value)
+        except InvalidIdentifier:
             return None
-        return Ref(member.subject_id, None, None)
-    if member.type is None or member.value is None:
-        return None
-    try:
-        value = normalize_identifier(member.type, member.value)
-    except InvalidIdentifier:
-        return None
-    message = member.type.encode() + b"\x00" + value.encode()
-    return Ref(None, member.type, digest(message))
+    return id_type, keyed.digest(id_type.encode() + b"\x00" + value.encode())
+
+
+def _overrides(member: AudienceMember) -> tuple[Any, ...]:
+    """The member's overrides of the header's context (all UNSET: none)."""
+    unset = msgspec.UNSET
+    if (
+        member.jurisdiction is unset
+        and member.gpc is unset
+        and member.age is unset
+        and member.parental_consent is unset
+        and member.limit_sensitive is unset
+    ):
+        return _NO_OVERRIDES
+    return (
+        member.jurisdiction,
+        member.gpc,
+        member.age,
+        member.parental_consent,
+        member.limit_sensitive,
+    )
+
+
+def _first_row(r: Any) -> SubjectRow:
+    """The choices of a group's first member (as `DecisionService.load` reads them)."""
+    subject_ids = r["subject_ids"]
+    if r["state"] is None or not subject_ids:
+        return UNKNOWN
+    if not r["purposes"]:
+        return SubjectRow(subject_ids[0])
+    return SubjectRow(
+        subject_ids[0],
+        r["purposes"],
+        r["choices"],
+        r["recorded_at_us"],
+        r["consent_mvs"],
+        r["notice_material"],
+    )
 
 
 def _context(run: _Run, overrides: tuple[Any, ...]) -> DecisionContext:
@@ -513,32 +627,65 @@ def _context(run: _Run, overrides: tuple[Any, ...]) -> DecisionContext:
     return ctx
 
 
-async def _lines(body: AsyncIterator[bytes]) -> AsyncIterator[tuple[int, bytes]]:
-    """Non-empty lines with their 1-based numbers; a line longer than MAX_LINE_BYTES fails."""
-    buffer = b""
-    number = 0
-    async for part in body:
-        buffer += part
-        *complete, buffer = buffer.split(b"\n")
-        for line in complete:
-            number += 1
-            stripped = line.strip()
-            if stripped:
-                yield number, stripped
-        if len(buffer) > MAX_LINE_BYTES:
-            raise ValidationFailed.field(f"line {number + 1}", "line too long")
-    if buffer.strip():
-        yield number + 1, buffer.strip()
+class _Reader:
+    """The body's non-empty lines (stripped) with their 1-based numbers, a chunk at a time; a
+    line longer than MAX_LINE_BYTES fails."""
 
+    def __init__(self, body: AsyncIterator[bytes]) -> None:
+        self._body = body
+        self._buffer = b""
+        self._number = 0  # lines complete so far
+        self._numbers: list[int] = []
+        self._lines: list[bytes] = []
+        self._done = False
 
-async def _batched(
-    lines: AsyncIterator[tuple[int, bytes]], size: int
-) -> AsyncIterator[list[tuple[int, bytes]]]:
-    batch: list[tuple[int, bytes]] = []
-    async for item in lines:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    async def _fill(self) -> bool:
+        """Read one more part of the body into the pending lines; False at its end."""
+        if self._done:
+            return False
+        part = await anext(self._body, None)
+        if part is None:
+            self._done = True
+            rest = self._buffer.strip()
+            self._buffer = b""
+            if rest:
+                self._number += 1
+                self._numbers.append(self._number)
+                self._lines.append(rest)
+            return True
+        buffer = self._buffer + part
+        complete = buffer.split(b"\n")
+        self._buffer = complete.pop()
+        first = self._number + 1
+        self._number += len(complete)
+        stripped = [line.strip() for line in complete]
+        if b"" in stripped:
+            for n, line in enumerate(stripped, first):
+                if line:
+                    self._numbers.append(n)
+                    self._lines.append(line)
+        else:
+            self._numbers.extend(range(first, self._number + 1))
+            self._lines.extend(stripped)
+        if len(self._buffer) > MAX_LINE_BYTES:
+            raise ValidationFailed.field(f"line {self._number + 1}", "line too long")
+        return True
+
+    async def first(self) -> bytes | None:
+        """The first non-empty line (the header), or None."""
+        while not self._lines:
+            if not await self._fill():
+                return None
+        del self._numbers[0]
+        return self._lines.pop(0)
+
+    async def chunks(self, size: int) -> AsyncIterator[tuple[list[int], list[bytes]]]:
+        """The remaining lines, `size` at a time (line numbers, lines)."""
+        while True:
+            while len(self._lines) < size and await self._fill():
+                pass
+            if not self._lines:
+                return
+            numbers, lines = self._numbers[:size], self._lines[:size]
+            del self._numbers[:size], self._lines[:size]
+            yield numbers, lines

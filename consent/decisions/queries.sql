@@ -4,6 +4,12 @@
 -- Call it outside a transaction: it switches its own (implicit) transaction to consent_app.
 select * from decision_subject_states($1, $2, $3, $4, $5, $6);
 
+-- name: audience_states
+-- An audience chunk's consent state, grouped by (context, state key): see
+-- audience_subject_states() in migrations/0008_audience_states.sql (row-level security applies).
+-- Call it outside a transaction, like subject_states.
+select * from audience_subject_states($1, $2, $3, $4, $5, $6, $7, $8, $9);
+
 -- name: known_identifier_types
 select key from identifier_type where tenant_id = $1 and key = any($2::text[]);
 
