@@ -49,7 +49,7 @@ async def erase_subject(
     )
     assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
     members = await resolver.group(conn, survivor)
-    await conn.execute(Q.lock_subjects, members)
+    await conn.execute(Q.lock_for_erasure, members, survivor)
     tokens = {
         UUID(str(r["subject_id"])): bytes(r["token"])
         for r in await conn.fetch(Q.erasure_tokens, members)

@@ -102,10 +102,12 @@ select pg_advisory_xact_lock(hashtextextended('consent/link/' || $1::text, 0));
 select id, created_at from subject where id = any($1::uuid[]) order by id for update;
 
 -- name: write_context_by_identifier
--- The surviving subject of an identifier, locked against a concurrent link, with its wrapped
--- data key and audit token when they exist (one round trip for the common write).
-select w.id, k.kek_id, k.dek_wrapped, t.token
-from (
+-- The surviving subject of an identifier with its wrapped data key and audit token when they
+-- exist (one round trip for the common write). Locks (FOR KEY SHARE, until the commit) the
+-- subject found and its survivor, in that order, before the write's foreign keys would: a link
+-- or an erasure (FOR UPDATE) waits for the write, and a write that holds a merged member never
+-- waits for its survivor while holding state rows (which would deadlock with them).
+with found as (
     select coalesce(s.merged_into, s.id) as id
     from subject as s
     where s.id = (
@@ -113,17 +115,40 @@ from (
         where tenant_id = $1 and id_type = $2 and lookup_hmac = $3
     )
     for key share of s
-) as w
+), w as (
+    -- coalesce: a link that merged the survivor while this waited sends the write on to the
+    -- new survivor, never to a merged subject.
+    select coalesce(s.merged_into, s.id) as id
+    from subject as s join found as f on s.id = f.id
+    for key share of s
+)
+select w.id, k.kek_id, k.dek_wrapped, t.token
+from w
 left join subject_key as k on k.tenant_id = $1 and k.subject_id = w.id
 left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = w.id;
 
 -- name: write_context_by_id
-select w.id, k.kek_id, k.dek_wrapped, t.token
-from (
+-- As write_context_by_identifier, for a subject named by id.
+with found as (
     select coalesce(s.merged_into, s.id) as id from subject as s where s.id = $2 for key share
-) as w
+), w as (
+    -- coalesce: a link that merged the survivor while this waited sends the write on to the
+    -- new survivor, never to a merged subject.
+    select coalesce(s.merged_into, s.id) as id
+    from subject as s join found as f on s.id = f.id
+    for key share of s
+)
+select w.id, k.kek_id, k.dek_wrapped, t.token
+from w
 left join subject_key as k on k.tenant_id = $1 and k.subject_id = w.id
 left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = w.id;
+
+-- name: lock_for_erasure
+-- The group's rows FOR UPDATE (a write holds FOR KEY SHARE on the subject it names until it
+-- commits, so in-flight writes finish first and later ones find the subject erased), merged
+-- members first and the survivor ($2) last: a write naming a merged member locks it and then,
+-- by its foreign keys, the survivor, so this order cannot close a cycle with it.
+select id from subject where id = any($1::uuid[]) order by id = $2, id for update;
 
 -- name: erasure_tokens
 select subject_id, token from audit_subject_token where subject_id = any($1::uuid[]);

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 from uuid import UUID
 
+import msgspec
 import pytest
 
 from consent.audit.checkpoint import NoteSigner
 from consent.audit.integrator import Integrator
+from consent.audit.outbox import AuditWriter
 from consent.audit.verify_db import verify_all
 from consent.audit.verify_offline import verify_consistency_notes, verify_inclusion_proof
+from consent.consents.schemas import ConsentCreate
+from consent.consents.service import ConsentService
+from consent.crypto.keys import KeyRing
 from consent.db.database import Database
+from consent.errors import NotFound
+from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
+from consent.subjects.erasure import erase_subject
+from consent.subjects.resolver import SubjectResolver
 from tests.conftest import Catalog as _Catalog
 from tests.conftest import Tenant
 from tests.integration.ledger.conftest import Catalog
@@ -219,3 +229,57 @@ async def test_erasure_needs_the_admin_scope_and_stays_in_its_tenant(
     found = await theirs.post("/v1/subjects/lookup", {"identifier": EMAIL}, status=200)
     assert found["subject_id"] == same_person["subject_id"]
     assert [c["purpose"] for c in found["consents"]] == ["ads"]
+
+
+async def test_writes_racing_an_erasure_leave_nothing_behind(
+    client: Any, catalog: Catalog, db: Database, keyring: KeyRing
+) -> None:
+    """Consent writes to the subject while it is being erased either commit before the erasure
+    (and are erased with it) or find no subject: never a state row or key after it."""
+    survivor, other, _ = await _person(client, catalog)
+    tenant_id = UUID(catalog.tenant.id)
+    audit = AuditWriter(DEFAULT_AUDIT_ORIGIN)
+    service = ConsentService(db, keyring, tenant_id, audit)
+
+    async def write(i: int) -> str:
+        data = msgspec.convert(
+            {
+                "subject_id": other if i % 2 else survivor,
+                "choices": [{"purpose": "ads", "choice": "granted" if i % 3 else "denied"}],
+                "surface": "banner",
+                "channel": "web",
+                "notice_version_id": catalog.versions[1],
+            },
+            ConsentCreate,
+        )
+        try:
+            await service.record(data)
+        except NotFound:
+            return "not found"
+        return "written"
+
+    async def keep_writing(i: int) -> list[str]:
+        """Write until the subject is gone (a write every few milliseconds)."""
+        seen: list[str] = []
+        for n in range(1000):
+            seen.append(await write(i + 2 * n))
+            if seen[-1] == "not found":
+                break
+        return seen
+
+    async def erase() -> None:
+        await asyncio.sleep(0.2)  # the writers are under way
+        async with db.tenant(tenant_id) as conn:
+            await erase_subject(conn, tenant_id, UUID(survivor), SubjectResolver(keyring), audit)
+
+    erasing = asyncio.ensure_future(erase())
+    writers = await asyncio.gather(*(keep_writing(i) for i in range(4)))
+    await erasing
+    for seen in writers:  # each wrote before the erasure and was refused after it
+        assert seen[0] == "written"
+        assert seen[-1] == "not found"
+        assert seen.count("not found") == 1
+    assert (await _rows(db, [survivor, other]))["consent_state"] == 0
+    assert (await _rows(db, [survivor, other]))["subject_key"] == 0
+    got = await client.get(f"/v1/subjects/{survivor}/consents", headers=catalog.h)
+    assert got.status_code == 404
