@@ -64,6 +64,16 @@ async def _catalog(client: Any, tenant: Tenant) -> Catalog:
     return catalog
 
 
+def _banner_consent(catalog: Catalog, device: str) -> dict[str, Any]:
+    return {
+        "identifier": {"type": "device", "value": device},
+        "choices": [{"purpose": "ads", "choice": "granted"}],
+        "surface": "banner",
+        "channel": "web",
+        "notice_version_id": catalog.versions[1],
+    }
+
+
 async def _evidence(db: Database, keyring: KeyRing, tenant_id: str, event_id: str) -> Any:
     async with db.system() as conn:
         row = await conn.fetchrow(
@@ -83,13 +93,7 @@ async def test_network_evidence_only_when_the_tenant_enables_it(
 ) -> None:
     catalog = await _catalog(visitor, tenant)
     headers = {**tenant.headers, "user-agent": BROWSER}
-    body = {
-        "identifier": {"type": "device", "value": "cookie-ev"},
-        "choices": [{"purpose": "ads", "choice": "granted"}],
-        "surface": "banner",
-        "channel": "web",
-        "notice_version_id": catalog.versions[1],
-    }
+    body = _banner_consent(catalog, "cookie-ev")
     me = (await visitor.get("/v1/tenant", headers=tenant.headers)).json()
     assert me["settings"] == {"store_network_evidence": False}
     off = await visitor.post("/v1/consents", json=body, headers=headers)
@@ -167,13 +171,7 @@ async def test_behind_a_trusted_proxy_the_visitor_address_is_kept(
         "/v1/tenant/settings", json={"store_network_evidence": True}, headers=tenant.headers
     )
     assert enabled.status_code == 200
-    body = {
-        "identifier": {"type": "device", "value": "cookie-proxied"},
-        "choices": [{"purpose": "ads", "choice": "granted"}],
-        "surface": "banner",
-        "channel": "web",
-        "notice_version_id": catalog.versions[1],
-    }
+    body = _banner_consent(catalog, "cookie-proxied")
     # The visitor claims 1.2.3.4; the load balancer appends the address it saw.
     forwarded = {"x-forwarded-for": f"1.2.3.4, {VISITOR_IP}", "user-agent": BROWSER}
     written = await behind_proxy.post(
