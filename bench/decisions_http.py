@@ -19,7 +19,8 @@ Reported: requests/s and latency percentiles of both, ratio = decisions / health
 >= 0.5), decisions p99 (target <= 10 ms), non-2xx answers, CPU cores used by the service,
 PostgreSQL and wrk during the decision phase, the decision cache's hit rate and the number of
 decisions in the log (every answered decision must be there). `--profile DIR` records the
-service workers with py-spy (raw collapsed stacks) during the decision phase.
+service workers with py-spy (raw collapsed stacks) during the decision phase; `--keep` keeps the
+work directory with the service's log.
 """
 
 from __future__ import annotations
@@ -250,6 +251,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "ratio": ratio,
         "targets": {"decisions_p99_ms": 10, "ratio": 0.5},
         "met": {"p99": decide["p99_ms"] <= 10, "ratio": ratio >= 0.5},
+        # A non-2xx answer under load is a defect (the service log says why: --keep).
+        "no_errors": decide["non_2xx"] + light["non_2xx"] + decide["socket_errors"] == 0,
         "cpu_cores_during_decisions": cores,
         "decision_cache_hit_rate": round(policy["cache_hits"] / lookups, 4) if lookups else None,
         "decisions_logged": logged,
@@ -269,12 +272,18 @@ def main() -> int:
         "--linger-ms", type=float, default=1.0, help="CONSENT_DECISION_LOG_LINGER_MS"
     )
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (the service's log)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="consent-bench-decisions-"))
     try:
         print(json.dumps(run(args, work)))
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if args.keep:
+            print(f"[bench] kept {work} (service log, wrk scripts, keys)", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -14,7 +14,6 @@ a run costs leaves per (chunk, shape), not per subject, and every subject's use 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -25,7 +24,7 @@ import msgspec
 
 from consent.audit import merkle
 from consent.audit.leaf import AudienceUsed, DecisionMade, encode_leaf
-from consent.audit.outbox import AuditWriter, token_text
+from consent.audit.outbox import AuditWriter
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 
@@ -130,12 +129,9 @@ async def append_decision_leaves(
     appended = 0
     for tenant_id, group in by_tenant.items():
         log_id, origin = await audit.log(conn, tenant_id)
-        subjects = sorted({r.subject_id for r in group if r.subject_id is not None})
-        fresh = [os.urandom(32) for _ in subjects]
-        tokens = {
-            row["subject_id"]: token_text(bytes(row["token"]))
-            for row in await conn.fetch(Q.tokens_for, tenant_id, subjects, fresh)
-        }
+        tokens = await audit.subject_tokens(
+            conn, tenant_id, {r.subject_id for r in group if r.subject_id is not None}
+        )
         uuids, leaves, hashes, owners = [], [], [], []
         for r in group:
             assert r.subject_id is not None  # noqa: S101 - filtered above

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import os
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -94,10 +95,27 @@ class AuditWriter:
     @staticmethod
     async def subject_token(conn: Conn, tenant_id: uuid.UUID, subject_id: uuid.UUID) -> str:
         """The subject's random token (base64url, 43 characters), created on first use."""
-        token = await conn.fetchval(
-            Q.subject_token, tenant_id, subject_id, os.urandom(_TOKEN_BYTES)
-        )
-        return token_text(bytes(token))
+        return (await AuditWriter.subject_tokens(conn, tenant_id, [subject_id]))[subject_id]
+
+    @staticmethod
+    async def subject_tokens(
+        conn: Conn, tenant_id: uuid.UUID, subject_ids: Collection[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        """The tokens of many subjects (base64url), each created on first use; one statement,
+        plus a second only when a concurrent transaction created some of them meanwhile."""
+        ids = sorted(set(subject_ids))
+        fresh = [os.urandom(_TOKEN_BYTES) for _ in ids]
+        tokens = {
+            row["subject_id"]: token_text(bytes(row["token"]))
+            for row in await conn.fetch(Q.subject_tokens, tenant_id, ids, fresh)
+        }
+        if len(tokens) < len(ids):
+            missing = [i for i in ids if i not in tokens]
+            for row in await conn.fetch(Q.subject_tokens_existing, tenant_id, missing):
+                tokens[row["subject_id"]] = token_text(bytes(row["token"]))
+        if len(tokens) < len(ids):
+            raise RuntimeError("a subject's audit token could neither be created nor read")
+        return tokens
 
     @staticmethod
     def seal_evidence(

@@ -5,16 +5,30 @@ on conflict (tenant_id) do nothing;
 -- name: log_of_tenant
 select log_id, origin from audit_log where tenant_id = $1;
 
--- name: subject_token
-with created as (
-    insert into audit_subject_token (tenant_id, subject_id, token) values ($1, $2, $3)
+-- name: subject_tokens
+-- Audit tokens of many subjects, created for those that have none, in one statement (the
+-- select cannot see the CTE's inserts, hence the union). Under READ COMMITTED a token that a
+-- concurrent transaction inserted and committed while this insert waited on it is in neither
+-- half (a conflict, and not in this statement's snapshot): the caller reads those again with
+-- `subject_tokens_existing`, whose new snapshot sees them.
+with given as (
+    select u.subject_id, u.token
+    from unnest($2::uuid[], $3::bytea[]) as u (subject_id, token)
+), created as (
+    insert into audit_subject_token (tenant_id, subject_id, token)
+    select $1, g.subject_id, g.token from given as g
     on conflict (tenant_id, subject_id) do nothing
-    returning token
+    returning subject_id, token
 )
-select token from created
+select subject_id, token from created
 union all
-select token from audit_subject_token where tenant_id = $1 and subject_id = $2
-limit 1;
+select t.subject_id, t.token from audit_subject_token as t
+where t.tenant_id = $1 and t.subject_id = any($2::uuid[])
+  and t.subject_id not in (select subject_id from created);
+
+-- name: subject_tokens_existing
+select subject_id, token from audit_subject_token
+where tenant_id = $1 and subject_id = any($2::uuid[]);
 
 -- name: insert_event
 insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind, subject_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -12,6 +13,7 @@ import pytest
 from consent.audit.decision_leaves import members_digest, state_digest
 from consent.audit.integrator import Integrator
 from consent.audit.leaf import AudienceUsed, DecisionMade, decode_leaf
+from consent.audit.outbox import AuditWriter
 from consent.db.database import Database
 from tests.conftest import Catalog
 
@@ -137,3 +139,30 @@ class _Group:
         self.purpose_material = list(row["purpose_material"])
         self.recorded_at_ns = list(row["recorded_at_ns"])
         self.consent_material = list(row["consent_material"])
+
+
+async def test_a_token_another_transaction_creates_meanwhile_is_read_not_lost(
+    catalog: Catalog, db: Database
+) -> None:
+    """Two transactions give the same new subject its first use at once (two decision batches,
+    or a decision and a link). The second waits on the first's insert; it must come back with
+    the first one's token, not without a token (a KeyError that lost a whole decision batch)."""
+    tenant_id, subject_id = uuid.UUID(catalog.tenant.id), uuid.uuid4()
+    async with db.tenant(tenant_id) as first:
+        mine = await AuditWriter.subject_token(first, tenant_id, subject_id)
+
+        async def second() -> str:
+            async with db.tenant(tenant_id) as conn:
+                return await AuditWriter.subject_token(conn, tenant_id, subject_id)
+
+        waiting = asyncio.create_task(second())
+        async with db.system() as probe:
+            for _ in range(500):  # until the second insert waits on the first's row lock
+                if await probe.fetchval(
+                    "select count(*) from pg_locks where not granted and locktype = 'transactionid'"
+                ):
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the second transaction never waited on the first")
+    assert await waiting == mine
