@@ -40,22 +40,12 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
-    from granian.constants import Interfaces, Loops
-    from granian.server import Server
+    from consent.serving import serve
 
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"consent: serving on http://{host}:{port} (docs: /schema)", file=sys.stderr)  # noqa: T201
-    Server(
-        "consent.asgi:app",
-        address=host,
-        port=port,
-        interface=Interfaces.ASGI,
-        workers=args.workers or settings.workers,
-        loop=Loops.uvloop,
-        log_enabled=False,
-        workers_kill_timeout=int(settings.shutdown_grace_seconds),
-    ).serve()
+    serve(settings, host, port, args.workers or settings.workers)
     return 0
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -155,3 +157,90 @@ def test_zero_config_serve_and_graceful_shutdown(tmp_path: Path) -> None:
     assert "service.stopped" in output
     postmaster = tmp_path / "data" / "pgdata" / "postmaster.pid"
     assert not postmaster.exists(), "the embedded PostgreSQL should be stopped"
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _wait_for(what: str, log: Path, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if what in log.read_text():
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{what!r} never appeared in the service's log:\n{log.read_text()[-3000:]}")
+
+
+def test_sighup_reloads_the_policy_and_a_broken_one_keeps_the_old_serving(
+    database_dsn: str, db: object, tmp_path: Path
+) -> None:
+    """`kill -HUP <main pid>` (what `systemctl reload` sends) is a checked reload, like
+    `consent policy reload`: a broken bundle is refused and every worker keeps serving, a good
+    one is served by every worker, and no worker restarts. (granian's own SIGHUP respawned the
+    workers, which then crashed on the broken bundle and took the service down.)"""
+    from consent.decisions.policy import check_policy
+
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    port, log = _free_port(), tmp_path / "service.log"
+    env = _env(
+        CONSENT_DATABASE_URL=database_dsn,
+        CONSENT_DATA_DIR=str(tmp_path / "data"),
+        CONSENT_POLICY_DIR=str(policies),
+        CONSENT_PORT=str(port),
+        CONSENT_WORKERS="2",
+    )
+    created = _consent("tenant", "create", "Reloads", env=env)
+    assert created.returncode == 0, created.stderr
+    auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+    base = f"http://127.0.0.1:{port}"
+
+    def revision() -> str:
+        status, body = _get(base + "/v1/policy", auth)
+        assert status == 200, body
+        served: str = json.loads(body)["revision"]
+        return served
+
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "consent", "serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_ready(base, proc)
+        before, workers = revision(), _children(proc.pid)
+        assert len(workers) == 2
+
+        rego = policies / "consent" / "decision.rego"
+        good = rego.read_text()
+        rego.write_text(good + "\nthis is not rego {\n")
+        proc.send_signal(signal.SIGHUP)
+        _wait_for("policy.reload.refused", log)
+        assert proc.poll() is None, "the service exited"
+        assert {revision() for _ in range(6)} == {before}
+
+        rego.write_text(good + "\n# an editorial change\n")
+        after = check_policy(policies).revision
+        assert after != before
+        proc.send_signal(signal.SIGHUP)
+        _wait_for('"serving":2', log)
+        assert {revision() for _ in range(6)} == {after}
+        assert _children(proc.pid) == workers, "no worker may restart"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,109 @@
+"""`consent serve`: granian workers, and SIGHUP as a checked policy reload.
+
+granian's own SIGHUP handler respawns every worker. A worker loads the policy when it starts,
+so with a broken policy on disk the new workers crash, granian sees a crash loop and the whole
+service exits: the opposite of "a broken policy is refused while the old one keeps serving".
+Here SIGHUP to the main process does what `consent policy reload` does instead: check the
+bundle in CONSENT_POLICY_DIR, then ask every running worker (through PostgreSQL NOTIFY) to
+load it. A worker that cannot load it keeps serving its current policy. No worker restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+from types import FrameType
+
+import structlog
+
+from consent.config import Settings
+
+__all__ = ["serve"]
+
+_log = structlog.get_logger("consent.serve")
+
+
+class SignalReload:
+    """Runs one checked policy reload per SIGHUP, in a thread of the main process (a signal
+    handler must return at once); a SIGHUP that arrives during a reload is folded into one
+    more reload after it, so the last bundle written is the one checked."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.main_pid = os.getpid()
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGHUP, self.on_signal)
+
+    def on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        if os.getpid() != self.main_pid:  # a forked worker inherited the handler
+            return
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+            self._running = True
+        threading.Thread(target=self._loop, name="policy-reload", daemon=True).start()
+
+    def _loop(self) -> None:
+        while True:
+            asyncio.run(self.reload())
+            with self._lock:
+                if not self._again:
+                    self._running = False
+                    return
+                self._again = False
+
+    async def reload(self) -> None:
+        from consent.db.database import Database
+        from consent.decisions.engine import PolicyLoadError
+        from consent.decisions.policy import policy_root, request_reload
+
+        _log.info("policy.reload.signal")
+        try:
+            db = await Database.from_settings(self.settings)
+        except Exception as exc:  # noqa: BLE001 - reported; the service keeps serving
+            _log.error("policy.reload.failed", error=type(exc).__name__)
+            return
+        try:
+            bundle, acks = await request_reload(db, policy_root(self.settings))
+        except PolicyLoadError as exc:
+            _log.error("policy.reload.refused", error=str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - reported; the service keeps serving
+            _log.error("policy.reload.failed", error=type(exc).__name__)
+            return
+        finally:
+            await db.close()
+        _log.info(
+            "policy.reload.requested",
+            revision=bundle.revision,
+            serving=sum(1 for a in acks if a.ok and a.revision == bundle.revision),
+            refused=sum(1 for a in acks if not a.ok),
+            answered=len(acks),
+        )
+
+
+def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    from granian.constants import Interfaces, Loops
+    from granian.server import Server
+
+    server = Server(
+        "consent.asgi:app",
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
+        log_enabled=False,
+        workers_kill_timeout=int(settings.shutdown_grace_seconds),
+    )
+    # granian installs its signal handlers at startup, just before this hook runs and before
+    # any worker is forked: replace its SIGHUP (respawn every worker) with the checked reload.
+    server.on_startup(SignalReload(settings).install)
+    server.serve()
