@@ -47,7 +47,7 @@ from audience import (
     Service,
     cpu_seconds,
     log,
-    postgres_pids,
+    postgres_cpu_seconds,
     postgres_server,
     profiled,
     seed,
@@ -180,8 +180,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 log("GET /health/live")
                 health = wrk(base + "/health/live", health_lua, [], args.seconds, args.connections)
                 before = asyncio.run(logged_decisions(dsn))
-                pids, pg = service.workers(), postgres_pids()
-                cpu = (cpu_seconds(pids), cpu_seconds(pg), time.perf_counter())
+                pids = service.workers()
+                cpu = (cpu_seconds(pids), postgres_cpu_seconds(), time.perf_counter())
                 children = os.times()
                 log("POST /v1/decisions")
                 with profiled(pids, args.profile, name="decisions"):
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 after_children = os.times()
                 cores = {
                     "service": round((cpu_seconds(pids) - cpu[0]) / wall, 2),
-                    "postgres": round((cpu_seconds(pg) - cpu[1]) / wall, 2),
+                    "postgres": round((postgres_cpu_seconds() - cpu[1]) / wall, 2),
                     "wrk": round(
                         (
                             after_children.children_user
