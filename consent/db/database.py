@@ -11,6 +11,7 @@ connection, used for authentication, migrations and operator commands that act a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import warnings
@@ -112,7 +113,11 @@ class EmbeddedPostgres:
         try:
             exists = await conn.fetchval("select 1 from pg_database where datname = $1", database)
             if not exists:
-                await conn.execute(f'create database "{database}"')
+                # Workers of one `consent serve` start together: another may create it first.
+                with contextlib.suppress(
+                    asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError
+                ):
+                    await conn.execute(f'create database "{database}"')
         finally:
             await conn.close()
         dsn: str = self._server.get_uri(database)
@@ -166,7 +171,7 @@ class Database:
         if dsn is None:
             embedded = EmbeddedPostgres(settings.data_dir)
             dsn = await embedded.start()
-            _log.info("embedded_postgres.started", pgdata=str(embedded.pgdata))
+            _log.info("embedded_postgres.joined", pgdata=str(embedded.pgdata))
         try:
             db = await cls.connect(
                 dsn, min_size=settings.db_pool_min, max_size=settings.db_pool_max
@@ -182,7 +187,7 @@ class Database:
         await self.pool.close()
         if self.embedded is not None:
             await self.embedded.stop()
-            _log.info("embedded_postgres.stopped")
+            _log.info("embedded_postgres.left")
 
     @asynccontextmanager
     async def tenant(self, tenant_id: UUID | str) -> AsyncIterator[Conn]:

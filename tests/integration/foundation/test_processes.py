@@ -180,29 +180,32 @@ def _wait_for(what: str, log: Path, seconds: float = 30) -> None:
     pytest.fail(f"{what!r} never appeared in the service's log:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.parametrize("embedded", [False, True], ids=["database-url", "embedded"])
 def test_sighup_reloads_the_policy_and_a_broken_one_keeps_the_old_serving(
-    database_dsn: str, db: object, tmp_path: Path
+    database_dsn: str, db: object, tmp_path: Path, embedded: bool
 ) -> None:
     """`kill -HUP <main pid>` (what `systemctl reload` sends) is a checked reload, like
     `consent policy reload`: a broken bundle is refused and every worker keeps serving, a good
     one is served by every worker, and no worker restarts. (granian's own SIGHUP respawned the
-    workers, which then crashed on the broken bundle and took the service down.)"""
+    workers, which then crashed on the broken bundle and took the service down.)
+
+    Embedded: two workers start the one embedded PostgreSQL together (the second's `create
+    database` used to fail, so `CONSENT_WORKERS=2` without a database URL exited at once), and
+    the main process's reload joins and leaves that server without stopping it."""
     from consent.decisions.policy import check_policy
 
     policies = tmp_path / "policies"
     shutil.copytree(ROOT / "policies", policies)
     port, log = _free_port(), tmp_path / "service.log"
     env = _env(
-        CONSENT_DATABASE_URL=database_dsn,
         CONSENT_DATA_DIR=str(tmp_path / "data"),
         CONSENT_POLICY_DIR=str(policies),
         CONSENT_PORT=str(port),
         CONSENT_WORKERS="2",
+        **({} if embedded else {"CONSENT_DATABASE_URL": database_dsn}),
     )
-    created = _consent("tenant", "create", "Reloads", env=env)
-    assert created.returncode == 0, created.stderr
-    auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
     base = f"http://127.0.0.1:{port}"
+    auth: dict[str, str] = {}
 
     def revision() -> str:
         status, body = _get(base + "/v1/policy", auth)
@@ -220,6 +223,9 @@ def test_sighup_reloads_the_policy_and_a_broken_one_keeps_the_old_serving(
         )
     try:
         _wait_ready(base, proc)
+        created = _consent("tenant", "create", "Reloads", env=env)
+        assert created.returncode == 0, created.stderr
+        auth["Authorization"] = f"Bearer {created.stdout.strip().splitlines()[-1]}"
         before, workers = revision(), _children(proc.pid)
         assert len(workers) == 2
 
@@ -238,8 +244,10 @@ def test_sighup_reloads_the_policy_and_a_broken_one_keeps_the_old_serving(
         _wait_for('"serving":2', log)
         assert {revision() for _ in range(6)} == {after}
         assert _children(proc.pid) == workers, "no worker may restart"
+        assert _get(base + "/health/ready")[0] == 200
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+        assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
     finally:
         if proc.poll() is None:
             proc.kill()
