@@ -22,7 +22,8 @@ Prints ONE JSON object on stdout (progress goes to stderr):
 - read_wal_bytes_per_read: WAL written per read (a read that locks rows writes WAL and
   waits for a durable commit).
 
-`--profile DIR` records the service workers with py-spy during the first-sight write phase.
+`--profile DIR` records the service workers with py-spy during the first-sight write phase and
+the read phase (`writes-worker-PID.txt`, `reads-worker-PID.txt`).
 
 The HTTP load comes from wrk (`apt-get install -y wrk`) when on PATH, else from httpx. The
 database is its own: an embedded PostgreSQL in a temporary directory, or a new database on the
@@ -710,7 +711,9 @@ def postmaster_pid(work: Path) -> int | None:
 
 
 @contextlib.contextmanager
-def profiled(service: Service, out: Path | None, seconds: float) -> Iterator[None]:
+def profiled(
+    service: Service, out: Path | None, seconds: float, phase: str = "writes"
+) -> Iterator[None]:
     """py-spy (PATH or $PY_SPY) on every service worker, raw collapsed stacks into `out`."""
     spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
     if out is None or spy is None or service.proc is None:
@@ -735,7 +738,7 @@ def profiled(service: Service, out: Path | None, seconds: float) -> Iterator[Non
                 "-f",
                 "raw",
                 "-o",
-                str(out / f"worker-{pid}.txt"),
+                str(out / f"{phase}-worker-{pid}.txt"),
                 "--nonblocking",
             ],
             stdout=subprocess.DEVNULL,
@@ -906,7 +909,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             load.reads(min(5.0, args.seconds))
             wal_before = uvloop.run(db_facts(dsn, 0, None))["wal_lsn"]
             cpu = {}
-            with meter.measure(cpu):
+            with profiled(service, args.profile, args.seconds, "reads"), meter.measure(cpu):
                 reads = load.reads(args.seconds)
             read_wal = uvloop.run(wal_bytes(dsn, wal_before))
             result["reads_per_s"] = round(reads["ok_per_s"], 1)

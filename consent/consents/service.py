@@ -282,13 +282,19 @@ class ConsentService:
         )
 
     async def state(self, ref: SubjectRef) -> SubjectConsents:
-        async with self.db.tenant(self.tenant_id) as conn:
-            subject_id = await self.subjects.resolve(conn, self.tenant_id, ref, create=False)
-            if subject_id is None:
-                raise NotFound("No subject with this identifier.")
-            rows = await conn.fetch(Q.subject_state, subject_id)
+        """The current state of the subject `ref` names: three round trips (begin, the one
+        statement of `subject_state`, commit)."""
+        async with self.db.tenant_hot(self.tenant_id) as conn:
+            key = await self.subjects.lookup_key(conn, self.tenant_id, ref)
+            rows = await conn.fetch(
+                Q.subject_state, key.subject_id, self.tenant_id, key.id_type, key.digest
+            )
+        if not rows:
+            raise NotFound(
+                "No such subject." if ref.subject_id else "No subject with this identifier."
+            )
         return SubjectConsents(
-            subject_id=subject_id,
+            subject_id=rows[0]["subject_id"],
             consents=[
                 ConsentState(
                     purpose=r["purpose"],
@@ -301,6 +307,7 @@ class ConsentService:
                     notice_version_id=r["notice_version_id"],
                 )
                 for r in rows
+                if r["purpose"] is not None
             ],
         )
 

@@ -27,7 +27,7 @@ from consent.ids import uuid7
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 from consent.subjects.schemas import IdentifierIn, LinkResult, SubjectRef
 
-__all__ = ["SubjectResolver", "WriteSubject"]
+__all__ = ["LookupKey", "SubjectResolver", "WriteSubject"]
 
 Q = SqlFile.beside(__file__)
 
@@ -40,6 +40,14 @@ class _Normalized(msgspec.Struct, frozen=True):
     type: str
     value: str
     digest: bytes
+
+
+class LookupKey(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject id, or an identifier type and its keyed HMAC (`SubjectResolver.lookup_key`)."""
+
+    subject_id: UUID | None = None
+    id_type: str | None = None
+    digest: bytes | None = None
 
 
 class WriteSubject(msgspec.Struct, frozen=True):
@@ -110,6 +118,18 @@ class SubjectResolver:
         ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
         found = await conn.fetchval(Q.find_identifier_unlocked, tenant_id, ident.type, ident.digest)
         return UUID(str(found)) if found is not None else None
+
+    async def lookup_key(
+        self, conn: Conn, tenant_id: UUID, ref: SubjectRef, field: str = "subject"
+    ) -> LookupKey:
+        """What finds `ref` in the ledger without reading it (a subject id, or an identifier
+        type and keyed HMAC), for a query that resolves and reads in one statement."""
+        self._check_ref(ref, field)
+        if ref.subject_id is not None:
+            return LookupKey(subject_id=ref.subject_id)
+        assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
+        ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
+        return LookupKey(id_type=ident.type, digest=ident.digest)
 
     def _write_subject(self, tenant_id: UUID, row: asyncpg.Record) -> WriteSubject:
         subject_id = UUID(str(row["id"]))
