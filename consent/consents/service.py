@@ -317,7 +317,7 @@ class ConsentService:
     async def history(self, subject_id: UUID, cursor: str | None, limit: int) -> ConsentHistoryPage:
         check_limit(limit)
         before = decode_seq_cursor(cursor)
-        async with self.db.tenant(self.tenant_id) as conn:
+        async with self.db.tenant_hot(self.tenant_id) as conn:
             survivor = await self.subjects.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
             )

@@ -157,7 +157,7 @@ class PreferenceService:
             return result
 
     async def state(self, subject_id: UUID) -> SubjectPreferences:
-        async with self.db.tenant(self.tenant_id) as conn:
+        async with self.db.tenant_hot(self.tenant_id) as conn:
             survivor = await self.subjects.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
             )
@@ -174,7 +174,7 @@ class PreferenceService:
     ) -> PreferenceHistoryPage:
         check_limit(limit)
         before = decode_seq_cursor(cursor)
-        async with self.db.tenant(self.tenant_id) as conn:
+        async with self.db.tenant_hot(self.tenant_id) as conn:
             survivor = await self.subjects.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
             )
