@@ -7,17 +7,19 @@ from typing import Annotated, Any, Final
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import Stream
 
 from consent.decisions.audience import AudienceFilter
 from consent.decisions.policy import PolicyRuntime
+from consent.decisions.reasons import choose_language, reasons_in
 from consent.decisions.schemas import (
     BatchRequest,
     BatchResponse,
     DecisionOut,
     DecisionRequest,
     PolicyStatus,
+    ReasonCatalogue,
     StoredDecision,
 )
 from consent.decisions.service import Caller, DecisionService
@@ -27,6 +29,18 @@ __all__ = ["DecisionController"]
 
 NDJSON: Final = "application/x-ndjson"
 BATCH_MAX_BODY: Final = 16 * 1024 * 1024
+LangParam = Annotated[
+    str | None,
+    QueryParameter(
+        description="Language of the texts (BCP 47, e.g. `de`); English if absent.", max_length=35
+    ),
+]
+AcceptLanguage = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Accept-Language", description="Used when `lang` is absent.", max_length=500
+    ),
+]
 ReplayParam = Annotated[
     bool,
     QueryParameter(description="Also evaluate the stored input under the policy in force now."),
@@ -133,3 +147,27 @@ class DecisionController(Controller):
         Operators reload it with `consent policy reload`."""
         runtime: PolicyRuntime = request.app.state.policy
         return runtime.status()
+
+    @get(
+        "/policy/reasons",
+        guards=[requires("read")],
+        summary="What each reason code means",
+    )
+    async def reasons(
+        self,
+        request: Request[Any, Any, Any],
+        lang: LangParam = None,
+        accept_language: AcceptLanguage = None,
+    ) -> ReasonCatalogue:
+        """Every reason code the policy being served can give (`denied.gpc`,
+        `allowed.consent`, ...), whether it allows, and a sentence a person can read: for a
+        marketer's tool that shows why a customer was left out, or a customer's privacy page.
+        The language is `lang` if the catalogue has it, else the best match of the
+        Accept-Language header, else English (`language` in the answer says which). The texts
+        are the policy's data (`policies/data/reasons.json`), part of its revision."""
+        runtime: PolicyRuntime = request.app.state.policy
+        bundle = runtime.engine.bundle
+        language = choose_language(bundle, lang, accept_language)
+        return ReasonCatalogue(
+            revision=bundle.revision, language=language, reasons=reasons_in(bundle, language)
+        )

@@ -35,6 +35,7 @@ from consent.decisions.engine import (
     open_engine,
 )
 from consent.decisions.logwriter import DB_UNAVAILABLE
+from consent.decisions.reasons import check_reason_texts
 from consent.decisions.schemas import PolicyStatus
 from consent.decisions.shape import check_normalisation
 
@@ -71,6 +72,7 @@ def check_policy(root: Path) -> PolicyBundle:
     """Load and check a bundle as a reload would (raises PolicyLoadError)."""
     bundle = PolicyBundle.load(root)
     check_bundle(bundle)
+    check_reason_texts(bundle)
     check_normalisation(bundle)
     return bundle
 
@@ -97,6 +99,7 @@ class PolicyRuntime:
         """Load, check and serve the bundle of `settings` (raises PolicyLoadError if refused)."""
         root = policy_root(settings)
         bundle = await asyncio.to_thread(PolicyBundle.load, root)
+        check_reason_texts(bundle)
         await asyncio.to_thread(check_normalisation, bundle)
         engine = await open_engine(
             root,
@@ -130,6 +133,7 @@ class PolicyRuntime:
             bundle = await asyncio.to_thread(PolicyBundle.load, self.root)
             if bundle.revision == self.engine.revision:
                 return bundle.revision
+            check_reason_texts(bundle)
             await asyncio.to_thread(check_normalisation, bundle)
             revision = await self.engine.reload(bundle)
             self.loaded_at = datetime.now(UTC)

@@ -22,6 +22,8 @@ __all__ = [
     "DecisionOut",
     "DecisionRequest",
     "PolicyStatus",
+    "ReasonCatalogue",
+    "ReasonText",
     "Replay",
     "StoredDecision",
 ]
@@ -166,6 +168,20 @@ class AudienceSummary(msgspec.Struct, frozen=True, kw_only=True):
     invalid: int
     invalid_lines: list[int]
     distinct_inputs: int
+
+
+class ReasonText(msgspec.Struct, frozen=True, kw_only=True):
+    code: str
+    allow: bool
+    text: str
+
+
+class ReasonCatalogue(msgspec.Struct, frozen=True, kw_only=True):
+    """What every reason code of the policy being served means, in one language."""
+
+    revision: str
+    language: str
+    reasons: list[ReasonText]
 
 
 class PolicyStatus(msgspec.Struct, frozen=True, kw_only=True):

@@ -248,6 +248,46 @@ async def test_decide_scope_is_needed(ledger: Ledger, dclient: Any) -> None:
     assert policy.json()["engine"] == "in-process"
 
 
+async def test_every_reason_a_decision_gives_can_be_read_in_the_callers_language(
+    ledger: Ledger, dclient: Any
+) -> None:
+    denied = await ledger.decide("nobody@example.com", "email.marketing")
+    assert denied["reasons"] == ["denied.no_consent", "denied.unknown_subject"]
+    key = await ledger.post("/v1/api-keys", {"name": "reader", "scopes": ["read"]})
+    reader = {"Authorization": f"Bearer {key['secret']}"}
+
+    async def catalogue(query: str = "", **headers: str) -> dict[str, Any]:
+        response = await dclient.get("/v1/policy/reasons" + query, headers={**reader, **headers})
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    english = await catalogue()
+    assert english["language"] == "en"
+    assert english["revision"] == denied["policy_revision"]
+    words = {r["code"]: r for r in english["reasons"]}
+    assert set(denied["reasons"]) <= set(words)
+    assert words["denied.no_consent"] == {
+        "code": "denied.no_consent",
+        "allow": False,
+        "text": "The customer has not consented to a purpose this needs.",
+    }
+    assert words["allowed.consent"]["allow"] is True
+    german = await catalogue(**{"Accept-Language": "fr-CH, de;q=0.8"})
+    assert german["language"] == "de"
+    assert [r["code"] for r in german["reasons"]] == [r["code"] for r in english["reasons"]]
+    assert {r["code"]: r["text"] for r in german["reasons"]}["denied.withdrawn"] == (
+        "Die Person hat ihre Einwilligung widerrufen."
+    )
+    assert (await catalogue("?lang=en", **{"Accept-Language": "de"}))["language"] == "en"
+    assert (await catalogue("?lang=tlh"))["language"] == "en"
+    too_long = await dclient.get("/v1/policy/reasons?lang=" + "x" * 36, headers=reader)
+    assert too_long.status_code == 400
+    assert too_long.headers["content-type"].startswith("application/problem+json")
+    unauthenticated = await dclient.get("/v1/policy/reasons")
+    assert unauthenticated.status_code == 401
+
+
 # -- audience filter -----------------------------------------------------------------------------
 
 

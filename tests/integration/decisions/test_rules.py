@@ -8,31 +8,15 @@ from typing import Any
 
 import pytest
 
+from consent.decisions.engine import PolicyBundle, default_policy_root
+from consent.decisions.reasons import reason_codes
 from tests.conftest import Tenant
 from tests.integration.decisions.conftest import Ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.policy]
 
-DENIAL_CODES = {
-    "denied.no_consent",
-    "denied.withdrawn",
-    "denied.expired",
-    "denied.stale",
-    "denied.objected",
-    "denied.gpc",
-    "denied.child",
-    "denied.sensitive_limited",
-    "denied.unknown_action",
-    "denied.unknown_purpose",
-    "denied.unknown_subject",
-}
-GRANT_CODES = {
-    "allowed.consent",
-    "allowed.legitimate_interest",
-    "allowed.strictly_necessary",
-    "allowed.contract",
-    "allowed.legal_obligation",
-}
+# Every reason code the shipped policy can give (string literals of its serving modules).
+POLICY_CODES = reason_codes(PolicyBundle.load(default_policy_root()))
 # A second tenant whose catalogue uses the other legal bases (and lacks sms_marketing).
 ALT_PURPOSES: dict[str, tuple[str, int | None]] = {
     "data_sharing": ("legitimate_interest", None),
@@ -275,7 +259,7 @@ SCENARIOS = [
 @pytest.mark.unit
 def test_scenarios_cover_every_reason_code() -> None:
     seen = {code for s in SCENARIOS for code in s.reasons}
-    assert seen == DENIAL_CODES | GRANT_CODES
+    assert seen == POLICY_CODES
     assert len({s.name for s in SCENARIOS}) == len(SCENARIOS)
 
 
