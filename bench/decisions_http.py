@@ -14,7 +14,9 @@ generator) then loads, in the same run and against the same server:
   path (API key, ledger read under row-level security, policy via the decision cache, decision
   log by group commit, durable before the answer).
 
-Then the decisions again from `--light-connections` connections (latency below saturation).
+Then the decisions again from `--light-connections` connections (latency below saturation), and
+a sweep over `--sweep` connection counts: `max_decisions_per_s_within_p99_target` is the most
+decisions/s served with p99 <= 10 ms, the capacity to plan with.
 Reported: requests/s and latency percentiles of both, ratio = decisions / health (target
 >= 0.5), decisions p99 (target <= 10 ms), non-2xx answers, CPU cores used by the service,
 PostgreSQL and wrk during the decision phase, the decision cache's hit rate and the number of
@@ -221,6 +223,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     args.seconds,
                     args.light_connections,
                 )
+                sweep = []
+                for n in args.sweep:
+                    log(f"POST /v1/decisions, {n} connections (sweep)")
+                    point = wrk(base + "/v1/decisions", decide_lua, [*wargs, str(10 + n)], 5, n)
+                    sweep.append({"connections": n, **point})
             finally:
                 service.stop()
         finally:
@@ -252,7 +259,16 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "targets": {"decisions_p99_ms": 10, "ratio": 0.5},
         "met": {"p99": decide["p99_ms"] <= 10, "ratio": ratio >= 0.5},
         # A non-2xx answer under load is a defect (the service log says why: --keep).
-        "no_errors": decide["non_2xx"] + light["non_2xx"] + decide["socket_errors"] == 0,
+        "no_errors": sum(r["non_2xx"] + r["socket_errors"] for r in [decide, light, *sweep]) == 0,
+        # Capacity within the latency target: the most decisions/s any sweep point served with
+        # p99 <= 10 ms (None when none did).
+        "decisions_by_connections": [
+            {k: r[k] for k in ("connections", "requests_per_s", "p50_ms", "p99_ms", "non_2xx")}
+            for r in sweep
+        ],
+        "max_decisions_per_s_within_p99_target": max(
+            (r["requests_per_s"] for r in sweep if r["p99_ms"] <= 10), default=None
+        ),
         "cpu_cores_during_decisions": cores,
         "decision_cache_hit_rate": round(policy["cache_hits"] / lookups, 4) if lookups else None,
         "decisions_logged": logged,
@@ -266,6 +282,12 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--light-connections", type=int, default=2)
+    parser.add_argument(
+        "--sweep",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[1, 2, 4, 8, 16],
+        help="connection counts to measure decisions at, 5 s each (comma-separated)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--pool", type=int, default=16, help="CONSENT_DB_POOL_MAX")
     parser.add_argument(
