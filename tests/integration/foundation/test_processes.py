@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -252,3 +253,47 @@ def test_sighup_reloads_the_policy_and_a_broken_one_keeps_the_old_serving(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_after_a_crash_the_next_clean_stop_stops_the_embedded_database(tmp_path: Path) -> None:
+    """`consent serve` killed outright (SIGKILL, the OOM killer) cannot let go of the embedded
+    PostgreSQL; the next run takes over that server, and its clean stop must stop it (it used to
+    stay running for good, still counting the dead worker as a user)."""
+    port = _free_port()
+    env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port))
+    base, postmaster = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata" / "postmaster.pid"
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "consent", "serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    crashed = start()
+    try:
+        _wait_ready(base, crashed)
+        os.killpg(crashed.pid, signal.SIGKILL)
+        crashed.wait(timeout=30)
+        assert postmaster.exists(), "the server outlives a crash (nothing could stop it)"
+        again = start()
+        try:
+            _wait_ready(base, again)
+            again.send_signal(signal.SIGTERM)
+            assert again.wait(timeout=60) == 0
+        finally:
+            if again.poll() is None:
+                os.killpg(again.pid, signal.SIGKILL)
+                again.wait()
+        deadline = time.monotonic() + 30
+        while postmaster.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not postmaster.exists(), "the embedded PostgreSQL should be stopped"
+    finally:
+        if postmaster.exists():  # leave no server behind, even when the test fails
+            pid = int(postmaster.read_text().split()[0])
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
