@@ -91,6 +91,7 @@ class SignalReload:
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     from granian.constants import Interfaces, Loops
+    from granian.log import LogLevels
     from granian.server import Server
 
     server = Server(
@@ -100,7 +101,10 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         interface=Interfaces.ASGI,
         workers=workers,
         loop=Loops.uvloop,
-        log_enabled=False,
+        # granian's own log: warnings and errors only, e.g. the traceback of a worker that
+        # failed to start (without it the service exits with no word of why).
+        log_enabled=True,
+        log_level=LogLevels.warning,
         workers_kill_timeout=int(settings.shutdown_grace_seconds),
     )
     # granian installs its signal handlers at startup, just before this hook runs and before

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -41,6 +44,7 @@ _KEK_DIR: Final = "kek"
 _CURRENT: Final = "current"
 _LOOKUP: Final = "lookup.key"
 _SIGNING: Final = "signing.ed25519"
+_LOCK: Final = ".generation.lock"  # empty; flock(2) on it serialises key generation
 
 
 class KeyError_(Exception):  # noqa: N801 - KeyError is a builtin with another meaning
@@ -62,9 +66,23 @@ def kek_id_of(kek: bytes) -> str:
     return hashlib.sha256(b"consent/kek-id\x00" + kek).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _generation_lock(keys_dir: Path) -> Iterator[None]:
+    """Serialise key generation between processes: the workers of a first `consent serve`
+    start together, and each would otherwise generate (and keep using) keys of its own while
+    only the last one written survives on disk."""
+    _ensure_dir(keys_dir)
+    fd = os.open(keys_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def _write_secret(path: Path, data: bytes) -> None:
     """Write a new secret file atomically with mode 0600."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, data)
@@ -173,10 +191,16 @@ def load_keyring(keys_dir: Path, *, kek: str | None = None, create: bool = True)
     """Load the key ring from `keys_dir`, generating missing keys when `create` is true.
 
     `kek` (base64, e.g. from CONSENT_KEK) becomes the current KEK; KEKs found in the
-    directory stay available to unwrap data keys wrapped before.
+    directory stay available to unwrap data keys wrapped before. Processes that create keys at
+    the same time take turns, so they all end up with the same keys.
     """
-    if create:
-        _ensure_dir(keys_dir)
+    if not create:
+        return _load_keyring(keys_dir, kek, create=False)
+    with _generation_lock(keys_dir):
+        return _load_keyring(keys_dir, kek, create=True)
+
+
+def _load_keyring(keys_dir: Path, kek: str | None, *, create: bool) -> KeyRing:
     keks, current = _read_keks(keys_dir)
     if kek is not None:
         env_kek = parse_kek(kek)
@@ -225,4 +249,5 @@ def load_keyring(keys_dir: Path, *, kek: str | None = None, create: bool = True)
 
 def rotate_kek(keys_dir: Path) -> str:
     """Generate a new KEK in `keys_dir` and make it current; returns its id."""
-    return _add_kek(keys_dir, new_key())
+    with _generation_lock(keys_dir):
+        return _add_kek(keys_dir, new_key())

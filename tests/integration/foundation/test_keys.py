@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import stat
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from consent.db.database import Database
 from tests.conftest import Tenant
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_keys_are_generated_once_with_private_permissions(tmp_path: Path) -> None:
@@ -111,3 +116,46 @@ async def test_data_is_bound_to_its_subject_and_dies_with_its_key(
         await datakeys.destroy(conn, tid, a)
         with pytest.raises(EncryptedForErasedSubject):
             await datakeys.get(conn, tid, a)
+
+
+_LOAD_WHEN_TOLD = """
+import hashlib, sys, time
+from pathlib import Path
+from cryptography.hazmat.primitives import serialization
+from consent.crypto.keys import load_keyring
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.001)
+ring = load_keyring(Path(sys.argv[1]))
+public = ring.signing_key.public_key().public_bytes(
+    serialization.Encoding.Raw, serialization.PublicFormat.Raw
+)
+print(ring.current_kek_id, hashlib.sha256(ring.lookup_root).hexdigest(), public.hex())
+"""
+
+
+def test_processes_creating_keys_at_once_all_get_the_same_keys(tmp_path: Path) -> None:
+    """The workers of a first `consent serve` create the keys together. Each used to generate
+    its own: one crashed on the other's temporary file, or, worse, kept encrypting under a key
+    that another worker then overwrote on disk (lost for good at the next restart)."""
+    keys, go = tmp_path / "keys", tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _LOAD_WHEN_TOLD, str(keys), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for _ in range(6)
+    ]
+    time.sleep(1.5)  # every process has imported and waits
+    go.touch()
+    outputs = [p.communicate(timeout=60) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-500:] for _, err in outputs]
+    seen = {out.strip() for out, _ in outputs}
+    assert len(seen) == 1, seen
+    ring = load_keyring(keys, create=False)
+    kek_id, lookup, _ = seen.pop().split()
+    assert (ring.current_kek_id, hashlib.sha256(ring.lookup_root).hexdigest()) == (kek_id, lookup)
+    assert len(list((keys / "kek").glob("*.key"))) == 1

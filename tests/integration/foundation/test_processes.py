@@ -50,7 +50,7 @@ def _key_material(keys_dir: Path) -> list[str]:
     """Every secret in the keys directory, as it could appear in text (base64, hex, PEM)."""
     found: list[str] = []
     for path in keys_dir.rglob("*"):
-        if not path.is_file() or path.name == "current":
+        if not path.is_file() or path.name == "current" or path.name.startswith("."):
             continue
         text = path.read_text().strip()
         if text.startswith("-----BEGIN"):
