@@ -173,7 +173,7 @@ def test_bundle_separates_tests_and_maps_data_paths(root: Path) -> None:
     bundle = PolicyBundle.load(root)
     assert set(bundle.modules) == {"consent/decision.rego"}
     assert set(bundle.test_modules) == {"consent/decision_test.rego"}
-    assert set(bundle.data) == {"consent.actions", "consent.jurisdictions"}
+    assert set(bundle.data) == {"consent.actions", "consent.jurisdictions", "consent.reasons"}
     assert "email.marketing" in bundle.data["consent.actions"]
 
 

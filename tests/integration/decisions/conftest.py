@@ -204,3 +204,14 @@ def add_faults(root: Path) -> None:
         1,
     )
     rego.write_text(source + FAULTS)
+    add_reason_text(root, "denied.fault", "Test fault: an evaluation error.")
+    add_reason_text(root, "denied.slow", "Test fault: a slow evaluation.")
+
+
+def add_reason_text(root: Path, code: str, text: str) -> None:
+    """Words for a code a test's rule gives: without them the bundle is refused
+    (consent.decisions.reasons), before any check the test means to exercise."""
+    path = root / "data" / "reasons.json"
+    doc = json.loads(path.read_text())
+    doc["value"][code] = {"en": text}
+    path.write_text(json.dumps(doc))

@@ -27,7 +27,7 @@ from consent.db.scratch import create_database, drop_database
 from consent.decisions.policy import RELOAD_CHANNEL, STATUS_CHANNEL, ReloadAck
 from consent.tenancy.service import create_tenant_with_admin_key
 from tests.conftest import Tenant
-from tests.integration.decisions.conftest import Ledger
+from tests.integration.decisions.conftest import Ledger, add_reason_text
 
 pytestmark = [pytest.mark.integration, pytest.mark.policy]
 
@@ -239,6 +239,7 @@ async def test_each_process_checks_again_and_refuses(
         (ROOT / "policies" / "consent" / "decision.rego").read_text()
         + '\ndenials contains "denied.late" if input.now_ns > 3000000000000000000\n'
     )
+    add_reason_text(policy_copy, "denied.late", "Too late.")
     (ack,) = await _notify_and_collect(lone_dsn)
     assert not ack.ok
     assert "normalised" in (ack.error or "")
