@@ -22,6 +22,7 @@ from consent.catalog.api import CatalogController
 from consent.config import Settings
 from consent.consents.api import ConsentController
 from consent.consents.evidence import parse_networks
+from consent.crypto.binding import KeyRingMismatch, bind_or_check
 from consent.crypto.keys import KeyRing, load_keyring
 from consent.db.database import Database
 from consent.db.migrate import apply_migrations, default_migrations_dir, discover
@@ -86,6 +87,12 @@ def create_app(
                     applied = await apply_migrations(conn, migrations_dir)
                 if applied:
                     _log.info("migrations.applied", versions=[m.version for m in applied])
+            async with app.state.db.pool.acquire() as conn:
+                try:
+                    await bind_or_check(conn, app.state.keyring)
+                except KeyRingMismatch as exc:
+                    _log.error("keys.not_this_database", detail=str(exc))
+                    raise
             app.state.audit = AuditWriter(settings.audit_origin)
             app.state.audit_signer = NoteSigner(
                 settings.audit_origin, app.state.keyring.signing_key

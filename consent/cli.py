@@ -126,6 +126,7 @@ async def _keys_rotate(settings: Settings, batch_size: int) -> int:
 
 
 async def _rewrap(settings: Settings, batch_size: int) -> int:
+    from consent.crypto.binding import KeyRingMismatch, bind_or_check
     from consent.crypto.datakeys import rewrap_all
     from consent.crypto.keys import load_keyring
     from consent.db.database import Database
@@ -133,6 +134,12 @@ async def _rewrap(settings: Settings, batch_size: int) -> int:
     ring = load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
     db = await Database.from_settings(settings)
     try:
+        async with db.pool.acquire() as conn:
+            try:
+                await bind_or_check(conn, ring)  # records the new KEK
+            except KeyRingMismatch as exc:
+                print(f"consent keys rotate: {exc}", file=sys.stderr)  # noqa: T201
+                return 1
         count = await rewrap_all(db, ring, batch_size=batch_size, progress=_progress("re-wrapped"))
     finally:
         await db.close()

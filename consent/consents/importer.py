@@ -718,6 +718,7 @@ def summary(result: ImportResult) -> str:
 
 async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | None) -> int:
     from consent.config import load_settings
+    from consent.crypto.binding import KeyRingMismatch, bind_or_check
     from consent.crypto.keys import load_keyring
     from consent.db.migrate import apply_migrations, default_migrations_dir
 
@@ -731,6 +732,10 @@ async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | N
     try:
         async with db.pool.acquire() as conn:
             await apply_migrations(conn, default_migrations_dir())
+            try:
+                await bind_or_check(conn, keyring)
+            except KeyRingMismatch as exc:
+                return _fail(str(exc), 2)
         result = await import_file(
             db,
             keyring,

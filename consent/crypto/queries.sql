@@ -25,3 +25,14 @@ update subject_key as k
 set kek_id = $1, dek_wrapped = u.dek_wrapped, rotated_at = now()
 from unnest($2::uuid[], $3::uuid[], $4::bytea[]) as u (tenant_id, subject_id, dek_wrapped)
 where k.tenant_id = u.tenant_id and k.subject_id = u.subject_id;
+
+-- name: bind_keys
+-- The first process binds the database to its key ring (see consent/crypto/binding.py).
+insert into key_binding (lookup_fingerprint, kek_ids) values ($1, $2)
+on conflict (id) do nothing;
+
+-- name: key_binding_for_update
+select lookup_fingerprint, kek_ids from key_binding where id for update;
+
+-- name: record_kek
+update key_binding set kek_ids = kek_ids || $1::text, updated_at = now() where id;

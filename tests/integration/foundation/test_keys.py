@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
 import stat
 import subprocess
 import sys
@@ -12,10 +13,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from litestar.testing import AsyncTestClient
 
+from consent.app import create_app
+from consent.config import Settings
 from consent.crypto.aead import DecryptionError
+from consent.crypto.binding import KeyRingMismatch, bind_or_check
 from consent.crypto.datakeys import DataKeys, EncryptedForErasedSubject, rewrap_all
-from consent.crypto.keys import KeyError_, load_keyring, rotate_kek
+from consent.crypto.keys import KeyError_, KeyRing, load_keyring, rotate_kek
 from consent.db.database import Database
 from tests.conftest import Tenant
 
@@ -159,3 +164,42 @@ def test_processes_creating_keys_at_once_all_get_the_same_keys(tmp_path: Path) -
     kek_id, lookup, _ = seen.pop().split()
     assert (ring.current_kek_id, hashlib.sha256(ring.lookup_root).hexdigest()) == (kek_id, lookup)
     assert len(list((keys / "kek").glob("*.key"))) == 1
+
+
+async def test_a_database_refuses_a_key_ring_it_does_not_belong_to(
+    db: Database, tmp_path: Path
+) -> None:
+    """Started with another key directory, a process would hash identifiers anew (customers
+    become new, empty subjects) and wrap data keys under a KEK the others lack: refused."""
+    first = load_keyring(tmp_path / "first")
+    async with db.pool.acquire() as conn:
+        await bind_or_check(conn, first)
+        await bind_or_check(conn, load_keyring(tmp_path / "first"))  # the same ring again
+
+        with pytest.raises(KeyRingMismatch, match="lookup key"):
+            await bind_or_check(conn, load_keyring(tmp_path / "other"))
+
+        rotate_kek(tmp_path / "first")
+        rotated = load_keyring(tmp_path / "first")
+        await bind_or_check(conn, rotated)  # a rotation is recorded, not refused
+        recorded = await conn.fetchval("select kek_ids from key_binding")
+        assert recorded == [first.current_kek_id, rotated.current_kek_id]
+
+        shutil.copytree(tmp_path / "first", tmp_path / "lost")
+        (tmp_path / "lost" / "kek" / f"{first.current_kek_id}.key").unlink()
+        with pytest.raises(KeyRingMismatch, match=first.current_kek_id):
+            await bind_or_check(conn, load_keyring(tmp_path / "lost"))
+
+
+async def test_the_service_does_not_start_with_another_key_ring(
+    db: Database, settings: Settings, keyring: KeyRing, tmp_path: Path
+) -> None:
+    async with db.pool.acquire() as conn:
+        await bind_or_check(conn, keyring)
+    stranger = load_keyring(tmp_path / "stranger")
+    with pytest.raises(BaseException) as failed:
+        async with AsyncTestClient(app=create_app(settings, keyring=stranger)):
+            pass
+    assert "lookup key" in repr(failed.value)
+    async with AsyncTestClient(app=create_app(settings, keyring=keyring)) as client:
+        assert (await client.get("/health/ready")).status_code == 200
