@@ -228,11 +228,16 @@ class PolicyRuntime:
         await self.engine.aclose()
 
 
+_ACK_QUIET_SECONDS: Final = 1.5
+
+
 async def request_reload(
     db: Database, root: Path, *, wait: float = 3.0
 ) -> tuple[PolicyBundle, list[ReloadAck]]:
     """Check the bundle at `root` (raises PolicyLoadError), ask every running worker to reload
-    and collect their answers for up to `wait` seconds (0.5 s after the last one)."""
+    and collect their answers for up to `wait` seconds, or until none came for
+    `_ACK_QUIET_SECONDS` (workers compile the bundle at their own pace: on a busy machine one
+    answers a second after another)."""
     bundle = await asyncio.to_thread(check_policy, root)
     acks: list[ReloadAck] = []
     last = asyncio.Event()
@@ -249,7 +254,8 @@ async def request_reload(
             deadline = time.monotonic() + wait
             while time.monotonic() < deadline:
                 last.clear()
-                timeout = deadline - time.monotonic() if not acks else 0.5
+                remaining = deadline - time.monotonic()
+                timeout = remaining if not acks else min(_ACK_QUIET_SECONDS, remaining)
                 try:
                     async with asyncio.timeout(max(0.0, timeout)):
                         await last.wait()
