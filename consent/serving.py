@@ -11,18 +11,43 @@ load it. A worker that cannot load it keeps serving its current policy. No worke
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
+import sys
 import threading
 from types import FrameType
+from typing import Final
 
 import structlog
 
 from consent.config import Settings
 
-__all__ = ["serve"]
+__all__ = ["follow_main_process", "serve"]
 
 _log = structlog.get_logger("consent.serve")
+# Set by `serve` for its workers (not a CONSENT_ setting: the configuration never reads it).
+_MAIN_PID_ENV: Final = "_CONSENT_SERVE_MAIN_PID"
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def follow_main_process() -> None:
+    """In a worker of `consent serve` (on Linux): stop gracefully when the main process dies.
+
+    Killed outright (SIGKILL, the OOM killer), granian's main process cannot stop its workers;
+    they would go on serving on the shared socket, integrating and signing audit logs, and
+    holding the embedded PostgreSQL. The kernel sends each worker SIGTERM instead
+    (PR_SET_PDEATHSIG), which granian turns into a graceful stop.
+    """
+    main = os.environ.get(_MAIN_PID_ENV)
+    if not main or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        _log.warning("serve.parent_death_signal_unavailable", errno=ctypes.get_errno())
+        return
+    if os.getppid() != int(main):  # the main process died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class SignalReload:
@@ -110,4 +135,5 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     # granian installs its signal handlers at startup, just before this hook runs and before
     # any worker is forked: replace its SIGHUP (respawn every worker) with the checked reload.
     server.on_startup(SignalReload(settings).install)
+    os.environ[_MAIN_PID_ENV] = str(os.getpid())  # workers: see follow_main_process
     server.serve()

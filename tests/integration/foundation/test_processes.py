@@ -305,3 +305,42 @@ def test_after_a_crash_the_next_clean_stop_stops_the_embedded_database(tmp_path:
             pid = int(postmaster.read_text().split()[0])
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGINT)
+
+
+def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path) -> None:
+    """`kill -9` of the main process alone: its workers stop gracefully instead of serving on
+    (and holding the embedded PostgreSQL) with nothing to supervise them."""
+    port = _free_port()
+    env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port), CONSENT_WORKERS="2")
+    base, postmaster = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata" / "postmaster.pid"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consent", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        _wait_ready(base, proc)
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 30
+        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(pid) for pid in workers), "the workers outlived the main process"
+        while postmaster.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not postmaster.exists(), "the last worker to go should stop the embedded database"
+    finally:
+        _kill_group(proc)
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
