@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from litestar import Controller, Request, delete
-from litestar.params import FromPath
+import msgspec
+from litestar import Controller, Request, delete, post
+from litestar.params import FromPath, JSONBody
 
 from consent.db.database import Database
+from consent.errors import NotFound
 from consent.http_params import IdemKey
 from consent.idempotency import run_idempotent
 from consent.subjects.erasure import erase_subject
 from consent.subjects.resolver import SubjectResolver
-from consent.subjects.schemas import ErasureResult
+from consent.subjects.schemas import ErasureRequest, ErasureResult
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["SubjectController"]
@@ -54,6 +56,47 @@ class SubjectController(Controller):
                 tenant_id,
                 idempotency_key,
                 b"erase-subject/" + subject_id.bytes,
+                ErasureResult,
+                produce,
+            )
+            return result
+
+    @post(
+        "/erase",
+        guards=[requires("admin")],
+        summary="Erase a subject found by identifier",
+        status_code=200,
+    )
+    async def erase_by_reference(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ErasureRequest],
+        idempotency_key: IdemKey,
+    ) -> ErasureResult:
+        """The erasure of `DELETE /v1/subjects/{id}`, for a request that names the person by
+        an identifier (the e-mail address, phone number or customer id they wrote from) or by
+        subject id, in one call: the identifier is normalised and looked up, and the subject it
+        belongs to is erased with every subject linked into it. An identifier the ledger does
+        not know (or no longer knows) answers 404. A retry with the same Idempotency-Key gets
+        the first answer (without one, a retry finds nothing: 404)."""
+        db: Database = request.app.state.db
+        tenant_id = principal(request).tenant_id
+        resolver = SubjectResolver(request.app.state.keyring)
+        async with db.tenant(tenant_id) as conn:
+
+            async def produce() -> ErasureResult:
+                subject_id = await resolver.resolve(conn, tenant_id, data, create=False)
+                if subject_id is None:
+                    raise NotFound("No subject with this identifier.")
+                return await erase_subject(
+                    conn, tenant_id, subject_id, resolver, request.app.state.audit
+                )
+
+            result, _ = await run_idempotent(
+                conn,
+                tenant_id,
+                idempotency_key,
+                b"erase-subject-ref/" + msgspec.json.encode(data),
                 ErasureResult,
                 produce,
             )

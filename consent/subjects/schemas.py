@@ -8,7 +8,14 @@ from uuid import UUID
 
 import msgspec
 
-__all__ = ["ErasureResult", "IdentifierIn", "LinkRequest", "LinkResult", "SubjectRef"]
+__all__ = [
+    "ErasureRequest",
+    "ErasureResult",
+    "IdentifierIn",
+    "LinkRequest",
+    "LinkResult",
+    "SubjectRef",
+]
 
 IdType = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
@@ -37,6 +44,11 @@ class LinkResult(msgspec.Struct, frozen=True, kw_only=True):
     subject_id: UUID
     merged: list[UUID]
     linked_at: datetime
+
+
+class ErasureRequest(SubjectRef, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Whom to erase: a subject id, or an identifier (in the body, so that an e-mail address
+    in an erasure request never lands in a URL or an access log)."""
 
 
 class ErasureResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -205,6 +205,46 @@ async def test_a_retried_erasure_gets_the_first_answer(client: Any, catalog: Cat
     assert without_key.status_code == 404
 
 
+async def test_an_erasure_request_by_e_mail_erases_the_person_in_one_call(
+    client: Any, catalog: Catalog
+) -> None:
+    """What an erasure request usually says: 'delete me, I am erin@…' (in any letter case)."""
+    survivor, other, _ = await _person(client, catalog)
+    ask = {"identifier": {"type": "email", "value": "erin.example@mail.example"}}
+    headers = {**catalog.h, "Idempotency-Key": "dsr-4711"}
+    erased = await client.post("/v1/subjects/erase", json=ask, headers=headers)
+    assert erased.status_code == 200, erased.text
+    body = erased.json()
+    assert body["subject_id"] == survivor
+    assert sorted(body["erased_subjects"]) == sorted([survivor, other])
+    assert len(body["audit_events"]) == 2
+    for identifier in (EMAIL, DEVICE):  # every linked identifier is forgotten
+        await catalog.post("/v1/subjects/lookup", {"identifier": identifier}, status=404)
+
+    retry = await client.post("/v1/subjects/erase", json=ask, headers=headers)
+    assert (retry.status_code, retry.json()) == (200, body)
+    again = await client.post("/v1/subjects/erase", json=ask, headers=catalog.h)
+    assert again.status_code == 404
+    assert again.json()["detail"] == "No subject with this identifier."
+
+    bad = await client.post(
+        "/v1/subjects/erase",
+        json={"identifier": {"type": "email", "value": "not an address"}},
+        headers=catalog.h,
+    )
+    assert bad.status_code == 400
+    assert bad.json()["errors"][0]["field"] == "subject.identifier.value"
+    both = await client.post(
+        "/v1/subjects/erase", json={**ask, "subject_id": survivor}, headers=catalog.h
+    )
+    assert both.status_code == 400
+    writer = await catalog.post("/v1/api-keys", {"name": "crm", "scopes": ["write", "read"]})
+    forbidden = await client.post(
+        "/v1/subjects/erase", json=ask, headers={"Authorization": f"Bearer {writer['secret']}"}
+    )
+    assert forbidden.status_code == 403
+
+
 async def test_erasure_needs_the_admin_scope_and_stays_in_its_tenant(
     client: Any, catalog: Catalog, other_tenant: Tenant
 ) -> None:
