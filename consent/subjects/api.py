@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -9,7 +10,7 @@ import msgspec
 from litestar import Controller, Request, delete, post
 from litestar.params import FromPath, JSONBody
 
-from consent.db.database import Database
+from consent.db.database import Conn, Database
 from consent.errors import NotFound
 from consent.http_params import IdemKey
 from consent.idempotency import run_idempotent
@@ -19,6 +20,31 @@ from consent.subjects.schemas import ErasureRequest, ErasureResult
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["SubjectController"]
+
+
+async def _erase(
+    request: Request[Any, Any, Any],
+    idempotency_key: str | None,
+    fingerprint: bytes,
+    find: Callable[[Conn, UUID, SubjectResolver], Awaitable[UUID]],
+) -> ErasureResult:
+    """Find the subject and erase it, in one transaction under the caller's tenant, once per
+    Idempotency-Key (`fingerprint`: what the request asked, for the key's reuse check)."""
+    db: Database = request.app.state.db
+    tenant_id = principal(request).tenant_id
+    resolver = SubjectResolver(request.app.state.keyring)
+    async with db.tenant(tenant_id) as conn:
+
+        async def produce() -> ErasureResult:
+            subject_id = await find(conn, tenant_id, resolver)
+            return await erase_subject(
+                conn, tenant_id, subject_id, resolver, request.app.state.audit
+            )
+
+        result, _ = await run_idempotent(
+            conn, tenant_id, idempotency_key, fingerprint, ErasureResult, produce
+        )
+        return result
 
 
 class SubjectController(Controller):
@@ -41,25 +67,11 @@ class SubjectController(Controller):
         stay as pseudonymous proof, so every audit proof still verifies; each erased subject
         gets a `subject.erased` leaf. Afterwards the subject answers 404 everywhere and
         decisions about it are denied as unknown."""
-        db: Database = request.app.state.db
-        tenant_id = principal(request).tenant_id
-        resolver = SubjectResolver(request.app.state.keyring)
-        async with db.tenant(tenant_id) as conn:
 
-            async def produce() -> ErasureResult:
-                return await erase_subject(
-                    conn, tenant_id, subject_id, resolver, request.app.state.audit
-                )
+        async def given(_conn: Conn, _tenant_id: UUID, _resolver: SubjectResolver) -> UUID:
+            return subject_id  # erase_subject answers 404 for an unknown or erased one
 
-            result, _ = await run_idempotent(
-                conn,
-                tenant_id,
-                idempotency_key,
-                b"erase-subject/" + subject_id.bytes,
-                ErasureResult,
-                produce,
-            )
-            return result
+        return await _erase(request, idempotency_key, b"erase-subject/" + subject_id.bytes, given)
 
     @post(
         "/erase",
@@ -79,25 +91,12 @@ class SubjectController(Controller):
         belongs to is erased with every subject linked into it. An identifier the ledger does
         not know (or no longer knows) answers 404. A retry with the same Idempotency-Key gets
         the first answer (without one, a retry finds nothing: 404)."""
-        db: Database = request.app.state.db
-        tenant_id = principal(request).tenant_id
-        resolver = SubjectResolver(request.app.state.keyring)
-        async with db.tenant(tenant_id) as conn:
 
-            async def produce() -> ErasureResult:
-                subject_id = await resolver.resolve(conn, tenant_id, data, create=False)
-                if subject_id is None:
-                    raise NotFound("No subject with this identifier.")
-                return await erase_subject(
-                    conn, tenant_id, subject_id, resolver, request.app.state.audit
-                )
+        async def named(conn: Conn, tenant_id: UUID, resolver: SubjectResolver) -> UUID:
+            found = await resolver.resolve(conn, tenant_id, data, create=False)
+            if found is None:
+                raise NotFound("No subject with this identifier.")
+            return found
 
-            result, _ = await run_idempotent(
-                conn,
-                tenant_id,
-                idempotency_key,
-                b"erase-subject-ref/" + msgspec.json.encode(data),
-                ErasureResult,
-                produce,
-            )
-            return result
+        fingerprint = b"erase-subject-ref/" + msgspec.json.encode(data)
+        return await _erase(request, idempotency_key, fingerprint, named)

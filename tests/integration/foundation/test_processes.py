@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,6 +96,18 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def _serve(env: dict[str, str], out: Any = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """`consent serve` in a session of its own (see `_kill_group`), output to `out`."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "consent", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill a `consent serve` started with start_new_session and all of its workers (killing
     the main process alone leaves the workers serving, and integrating and signing audit logs
@@ -123,14 +136,7 @@ def test_zero_config_serve_and_graceful_shutdown(tmp_path: Path) -> None:
     port = _free_port()
     env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port))
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "consent", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    proc = _serve(env, subprocess.PIPE)
     try:
         _wait_ready(base, proc)
         assert (tmp_path / "data" / "keys" / "signing.ed25519").exists()
@@ -223,14 +229,7 @@ def test_sighup_reloads_the_policy_and_a_broken_one_keeps_the_old_serving(
         return served
 
     with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "consent", "serve"],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = _serve(env, out)
     try:
         _wait_ready(base, proc)
         created = _consent("tenant", "create", "Reloads", env=env)
@@ -273,23 +272,13 @@ def test_after_a_crash_the_next_clean_stop_stops_the_embedded_database(tmp_path:
     env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port))
     base, postmaster = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata" / "postmaster.pid"
 
-    def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "consent", "serve"],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    crashed = start()
+    crashed = _serve(env)
     try:
         _wait_ready(base, crashed)
         os.killpg(crashed.pid, signal.SIGKILL)
         crashed.wait(timeout=30)
         assert postmaster.exists(), "the server outlives a crash (nothing could stop it)"
-        again = start()
+        again = _serve(env)
         try:
             _wait_ready(base, again)
             again.send_signal(signal.SIGTERM)
@@ -313,14 +302,7 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path) -> None:
     port = _free_port()
     env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port), CONSENT_WORKERS="2")
     base, postmaster = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata" / "postmaster.pid"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "consent", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _serve(env)
     try:
         _wait_ready(base, proc)
         workers = _children(proc.pid)
