@@ -40,10 +40,15 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
-    from consent.serving import serve
+    from consent.serving import AddressInUse, check_address_free, serve
 
     host = args.host or settings.host
     port = args.port or settings.port
+    try:
+        check_address_free(host, port)
+    except AddressInUse as exc:
+        print(f"consent serve: {exc} (another consent serve? set CONSENT_PORT)", file=sys.stderr)  # noqa: T201
+        return 1
     print(f"consent: serving on http://{host}:{port} (docs: /schema)", file=sys.stderr)  # noqa: T201
     serve(settings, host, port, args.workers or settings.workers)
     return 0

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import os
 import signal
+import socket
 import sys
 import threading
 from types import FrameType
@@ -23,7 +25,7 @@ import structlog
 
 from consent.config import Settings
 
-__all__ = ["follow_main_process", "serve"]
+__all__ = ["AddressInUse", "check_address_free", "follow_main_process", "serve"]
 
 _log = structlog.get_logger("consent.serve")
 # Set by `serve` for its workers (not a CONSENT_ setting: the configuration never reads it).
@@ -114,11 +116,38 @@ class SignalReload:
         )
 
 
+class AddressInUse(Exception):
+    """Another process listens on the address."""
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Raise AddressInUse if something already listens on (host, port).
+
+    granian's workers bind with SO_REUSEPORT, so a second `consent serve` on a port in use
+    would start without complaint and the kernel would share the connections between the two
+    services (perhaps on two different databases). A bind without that option fails on a port
+    that a socket listens on.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR, as servers set it: connections of a previous run lingering in
+        # TIME_WAIT do not count; a listening socket still does (Linux).
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise AddressInUse(f"{host}:{port} is already in use") from None
+            raise
+
+
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
+    """Run granian (raises AddressInUse first if the address is taken)."""
     from granian.constants import Interfaces, Loops
     from granian.log import LogLevels
     from granian.server import Server
 
+    check_address_free(host, port)
     server = Server(
         "consent.asgi:app",
         address=host,

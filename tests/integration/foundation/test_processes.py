@@ -326,3 +326,24 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+def test_a_second_service_on_a_port_in_use_is_refused(database_dsn: str, tmp_path: Path) -> None:
+    """granian binds with SO_REUSEPORT: a second `consent serve` on the same port used to start
+    quietly, and the kernel shared the connections between the two (two databases, perhaps)."""
+    port = _free_port()
+    env = _env(
+        CONSENT_DATABASE_URL=database_dsn,
+        CONSENT_DATA_DIR=str(tmp_path / "data"),
+        CONSENT_PORT=str(port),
+    )
+    proc = _serve(env)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        second = _consent("serve", env={**env, "CONSENT_DATA_DIR": str(tmp_path / "other")})
+        assert second.returncode == 1
+        assert f"127.0.0.1:{port} is already in use" in second.stderr
+        assert not (tmp_path / "other").exists()  # refused before touching anything
+        assert _get(f"http://127.0.0.1:{port}/health/live")[0] == 200
+    finally:
+        _kill_group(proc)
