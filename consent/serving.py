@@ -1,4 +1,5 @@
-"""`consent serve`: granian workers, and SIGHUP as a checked policy reload.
+"""`consent serve`: granian workers, SIGHUP as a checked policy reload, a port that must be
+free, and workers that stop with their main process.
 
 granian's own SIGHUP handler respawns every worker. A worker loads the policy when it starts,
 so with a broken policy on disk the new workers crash, granian sees a crash loop and the whole
