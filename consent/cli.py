@@ -135,11 +135,13 @@ async def _rewrap(settings: Settings, batch_size: int) -> int:
     from consent.crypto.datakeys import rewrap_all
     from consent.crypto.keys import load_keyring
     from consent.db.database import Database
+    from consent.db.migrate import apply_migrations, default_migrations_dir
 
     ring = load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
     db = await Database.from_settings(settings)
     try:
         async with db.pool.acquire() as conn:
+            await apply_migrations(conn, default_migrations_dir())  # as `consent import` does
             try:
                 await bind_or_check(conn, ring)  # records the new KEK
             except KeyRingMismatch as exc:
