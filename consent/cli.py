@@ -176,19 +176,14 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
 
 
 async def _policy_reload(settings: Settings, root: Path | None, wait: float) -> int:
-    from consent.db.database import Database
     from consent.decisions.engine import PolicyLoadError
-    from consent.decisions.policy import policy_root, request_reload
+    from consent.decisions.policy import reload_everywhere
 
-    directory = root or policy_root(settings)
-    db = await Database.from_settings(settings)
     try:
-        bundle, acks = await request_reload(db, directory, wait=wait)
+        bundle, acks = await reload_everywhere(settings, root, wait=wait)
     except PolicyLoadError as exc:
         print(f"consent policy reload: refused, nothing changed: {exc}", file=sys.stderr)  # noqa: T201
         return 1
-    finally:
-        await db.close()
     print(f"policy {bundle.revision} passed its checks; reload requested")  # noqa: T201
     for ack in acks:
         state = "serving" if ack.ok else f"refused ({ack.error}); still serving"

@@ -88,26 +88,18 @@ class SignalReload:
                 self._again = False
 
     async def reload(self) -> None:
-        from consent.db.database import Database
         from consent.decisions.engine import PolicyLoadError
-        from consent.decisions.policy import policy_root, request_reload
+        from consent.decisions.policy import reload_everywhere
 
         _log.info("policy.reload.signal")
         try:
-            db = await Database.from_settings(self.settings)
-        except Exception as exc:  # noqa: BLE001 - reported; the service keeps serving
-            _log.error("policy.reload.failed", error=type(exc).__name__)
-            return
-        try:
-            bundle, acks = await request_reload(db, policy_root(self.settings))
+            bundle, acks = await reload_everywhere(self.settings)
         except PolicyLoadError as exc:
             _log.error("policy.reload.refused", error=str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - reported; the service keeps serving
             _log.error("policy.reload.failed", error=type(exc).__name__)
             return
-        finally:
-            await db.close()
         _log.info(
             "policy.reload.requested",
             revision=bundle.revision,

@@ -45,7 +45,9 @@ __all__ = [
     "PolicyRuntime",
     "ReloadAck",
     "check_policy",
+    "check_serving",
     "policy_root",
+    "reload_everywhere",
     "request_reload",
 ]
 
@@ -68,12 +70,19 @@ def policy_root(settings: Settings) -> Path:
     return settings.policy_dir or default_policy_root()
 
 
+def check_serving(bundle: PolicyBundle) -> None:
+    """What a bundle must pass beyond compiling and its Rego tests (which the engines check)
+    before this service serves it: words for every reason code, and decisions the cache keeps
+    exact. Raises PolicyLoadError."""
+    check_reason_texts(bundle)
+    check_normalisation(bundle)
+
+
 def check_policy(root: Path) -> PolicyBundle:
     """Load and check a bundle as a reload would (raises PolicyLoadError)."""
     bundle = PolicyBundle.load(root)
     check_bundle(bundle)
-    check_reason_texts(bundle)
-    check_normalisation(bundle)
+    check_serving(bundle)
     return bundle
 
 
@@ -99,8 +108,7 @@ class PolicyRuntime:
         """Load, check and serve the bundle of `settings` (raises PolicyLoadError if refused)."""
         root = policy_root(settings)
         bundle = await asyncio.to_thread(PolicyBundle.load, root)
-        check_reason_texts(bundle)
-        await asyncio.to_thread(check_normalisation, bundle)
+        await asyncio.to_thread(check_serving, bundle)
         engine = await open_engine(
             root,
             opa_url=settings.opa_url,
@@ -133,8 +141,7 @@ class PolicyRuntime:
             bundle = await asyncio.to_thread(PolicyBundle.load, self.root)
             if bundle.revision == self.engine.revision:
                 return bundle.revision
-            check_reason_texts(bundle)
-            await asyncio.to_thread(check_normalisation, bundle)
+            await asyncio.to_thread(check_serving, bundle)
             revision = await self.engine.reload(bundle)
             self.loaded_at = datetime.now(UTC)
             _log.info("policy.reloaded", revision=revision)
@@ -229,6 +236,18 @@ class PolicyRuntime:
 
 
 _ACK_QUIET_SECONDS: Final = 1.5
+
+
+async def reload_everywhere(
+    settings: Settings, root: Path | None = None, *, wait: float = 3.0
+) -> tuple[PolicyBundle, list[ReloadAck]]:
+    """`request_reload` from outside the service (`consent policy reload`, SIGHUP to `consent
+    serve`), on a database connection opened for it and closed after."""
+    db = await Database.from_settings(settings)
+    try:
+        return await request_reload(db, root or policy_root(settings), wait=wait)
+    finally:
+        await db.close()
 
 
 async def request_reload(

@@ -31,6 +31,8 @@ DEFAULT_LANGUAGE: Final = "en"
 # A reason code as a string literal of a serving module.
 _CODE: Final = re.compile(r'"((?:allowed|denied)\.[a-z][a-z0-9_]*)"')
 _LANGUAGE: Final = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*")
+_KEEP_REVISIONS: Final = 8
+_by_revision: dict[str, dict[str, dict[str, str]]] = {}
 
 
 def reason_codes(bundle: PolicyBundle) -> set[str]:
@@ -39,12 +41,20 @@ def reason_codes(bundle: PolicyBundle) -> set[str]:
 
 
 def reason_texts(bundle: PolicyBundle) -> dict[str, dict[str, str]]:
-    """code -> {language: text}; raises PolicyLoadError when the document is malformed."""
+    """code -> {language: text}; raises PolicyLoadError when the document is malformed.
+    Converted once per revision (the revision is a hash of the bundle's content)."""
+    cached = _by_revision.get(bundle.revision)
+    if cached is not None:
+        return cached
     doc: Any = bundle.data.get(REASONS_PATH, {})
     try:
-        return msgspec.convert(doc, dict[str, dict[str, str]])
+        texts = msgspec.convert(doc, dict[str, dict[str, str]])
     except msgspec.ValidationError as exc:
         raise PolicyLoadError(f"data {REASONS_PATH}: {exc}") from None
+    if len(_by_revision) >= _KEEP_REVISIONS:
+        _by_revision.clear()
+    _by_revision[bundle.revision] = texts
+    return texts
 
 
 def check_reason_texts(bundle: PolicyBundle) -> None:
