@@ -140,7 +140,10 @@ class EmbeddedPostgres:
 
     async def start(self, database: str = "consent") -> str:
         """Start (or join) the server and return a DSN for `database`, creating it if needed."""
-        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        # The library creates pgdata with exist_ok=False when it is missing: two workers of a
+        # first `consent serve` both saw it missing and one failed. Created here, race-free;
+        # the library then initialises it (and hands it to its system user) under its lock.
+        self.pgdata.mkdir(parents=True, exist_ok=True)
         self._server = await asyncio.to_thread(self._get_server)
         admin_dsn: str = self._server.get_uri("postgres")
         conn = await asyncpg.connect(admin_dsn)
