@@ -47,6 +47,7 @@ class Decisions:
         service = DecisionService(
             db, keyring, policy, log, concurrency=max(2, settings.opa_pool_size * 2)
         )
+        service.start()
         return cls(policy, service, AudienceFilter(service, bulk), (log, bulk))
 
     def install(self, state: Any) -> None:
@@ -56,7 +57,8 @@ class Decisions:
         state.audiences = self.audiences
 
     async def aclose(self) -> None:
-        """Commit pending log records, stop the listener and the engine."""
+        """Finish the reads, commit pending log records, stop the listener and the engine."""
+        await self.service.aclose()
         for writer in self.writers:
             await writer.aclose()
         await self.policy.aclose()

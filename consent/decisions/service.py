@@ -5,7 +5,8 @@ the single call's answer for every subject:
 
 1. subject references -> keyed HMAC lookups (no identifier reaches the database in clear);
 2. one statement per request (or audience chunk) loads the tenant's catalogue entries of the
-   purposes the action needs and each subject's current choices (`queries.sql`);
+   purposes the action needs and each subject's current choices (`queries.sql`); single
+   decisions asked at the same moment share one (`reader.GroupReader`);
 3. `build_input` makes the exact policy input; `normalise` makes its cache key; distinct
    normalised inputs are evaluated once (and the engine's LRU remembers them across requests);
 4. the decisions, with their exact inputs, are committed to the decision log (group commit);
@@ -48,6 +49,7 @@ from consent.decisions.logwriter import (
     LogBatch,
 )
 from consent.decisions.policy import PolicyRuntime
+from consent.decisions.reader import GroupReader, ReadRequest
 from consent.decisions.schemas import (
     BatchResponse,
     DecisionContext,
@@ -207,6 +209,20 @@ class SubjectRow(msgspec.Struct, frozen=True):
     consent_material: Sequence[int | None] = ()
     notice_material: Sequence[int | None] = ()
 
+    def only(self, purposes: Sequence[str]) -> SubjectRow:
+        """This row restricted to the choices about `purposes` (as if read for them alone)."""
+        if all(p in purposes for p in self.purposes):
+            return self
+        keep = [i for i, p in enumerate(self.purposes) if p in purposes]
+        return SubjectRow(
+            self.subject_id,
+            [self.purposes[i] for i in keep],
+            [self.choices[i] for i in keep],
+            [self.recorded_at_us[i] for i in keep],
+            [self.consent_material[i] for i in keep],
+            [self.notice_material[i] for i in keep],
+        )
+
 
 UNKNOWN: Final = SubjectRow(subject_id=None)
 
@@ -364,7 +380,15 @@ class DecisionService:
         self.log = log
         self.clock = clock
         self.evaluator = Evaluator(runtime, concurrency=concurrency)
+        self.reader = GroupReader(db, self.load)
         self._lookup_keys: dict[UUID, KeyedDigest] = {}
+
+    def start(self) -> None:
+        """Start the group reads of single decisions (within the event loop)."""
+        self.reader.start()
+
+    async def aclose(self) -> None:
+        await self.reader.aclose()
 
     # -- references ------------------------------------------------------------------------------
 
@@ -416,10 +440,19 @@ class DecisionService:
     # -- reading the ledger ----------------------------------------------------------------------
 
     async def read(
-        self, tenant_id: UUID, purposes: Sequence[str], refs: Sequence[Ref]
+        self,
+        tenant_id: UUID,
+        purposes: Sequence[str],
+        refs: Sequence[Ref],
+        *,
+        grouped: bool = False,
     ) -> tuple[Catalogue, list[SubjectRow]]:
-        """`load` on a connection of the pool; LedgerUnavailable when the database is not."""
+        """`load` on a connection of the pool, or `grouped` with the reads pending at the same
+        time (`GroupReader`: for single decisions, whose reads are small and many);
+        LedgerUnavailable when the database is not there."""
         try:
+            if grouped:
+                return await self.reader.read(ReadRequest(tenant_id, tuple(purposes), refs))
             async with self.db.pool.acquire() as conn:
                 return await self.load(conn, tenant_id, purposes, refs)
         except DB_UNAVAILABLE as exc:
@@ -577,7 +610,9 @@ class DecisionService:
             needed = {a: needed_purposes(bundle, a) for a in {r.action for r in requests}}
             union = sorted({p for keys in needed.values() for p in keys})
             now_ns = self.clock()
-            catalogue, rows = await self.read(caller.tenant_id, union, refs)
+            catalogue, rows = await self.read(
+                caller.tenant_id, union, refs, grouped=kind == "single"
+            )
             await self.check_identifier_types(caller.tenant_id, refs, rows, prefix)
             restricted = {a: catalogue.restrict(keys) for a, keys in needed.items()}
             inputs = [
