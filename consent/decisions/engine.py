@@ -588,6 +588,16 @@ class CachedPolicyEngine:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def cached(self, canonical: bytes) -> DecisionResult | None:
+        """The cached decision of the input whose `canonical_input` is `canonical`, or None
+        (counted as a hit; a None is not counted: `evaluate` follows and counts the miss)."""
+        key = (self.inner.revision, canonical)
+        found = self._entries.get(key)
+        if found is not None:
+            self.hits += 1
+            self._entries.move_to_end(key)
+        return found
+
     async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult:
         key = (self.inner.revision, canonical_input(input_value))
         cached = self._entries.get(key)

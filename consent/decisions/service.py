@@ -33,6 +33,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.decisions.engine import (
+    CachedPolicyEngine,
     ConsentState,
     DecisionInput,
     DecisionResult,
@@ -346,18 +347,27 @@ class Evaluator:
         """Results in input order, and each input's normalised form as canonical JSON (equal for
         inputs that share a decision). Raises PolicyUnavailable, or PolicyChanged when `bundle`
         is no longer the one served."""
+        engine = self.runtime.engine
+        cache = engine if isinstance(engine, CachedPolicyEngine) else None
+        by_key: dict[bytes, DecisionResult] = {}
         distinct: dict[bytes, DecisionInput] = {}
         keys: list[bytes] = []
         for value, needed in inputs:
             normal = normalise(value, needed)
             key = canonical_input(normal)
             keys.append(key)
-            if key not in distinct:
+            if key in by_key or key in distinct:
+                continue
+            hit = cache.cached(key) if cache is not None else None
+            if hit is not None:
+                by_key[key] = hit  # no task for what the cache answers
+            else:
                 distinct[key] = normal
-        results = await asyncio.gather(*(self._one(v) for v in distinct.values()))
-        if any(r.revision != bundle.revision for r in results):
+        if distinct:
+            results = await asyncio.gather(*(self._one(v) for v in distinct.values()))
+            by_key.update(zip(distinct, results, strict=True))
+        if any(r.revision != bundle.revision for r in by_key.values()):
             raise PolicyChanged
-        by_key = dict(zip(distinct, results, strict=True))
         return [by_key[k] for k in keys], keys
 
 

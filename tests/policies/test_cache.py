@@ -86,6 +86,20 @@ async def test_identical_inputs_hit() -> None:
     assert (inner.calls, cache.hits, cache.misses) == (1, 2, 1)
 
 
+@pytest.mark.unit
+async def test_a_lookup_by_canonical_input_finds_only_what_this_revision_decided() -> None:
+    inner = FakeEngine()
+    cache = CachedPolicyEngine(inner, maxsize=8)
+    key = canonical_input(_as_struct())
+    assert cache.cached(key) is None
+    first = await cache.evaluate(INPUT)
+    assert cache.cached(key) is first
+    assert cache.cached(canonical_input(_at(2))) is None
+    assert (inner.calls, cache.hits, cache.misses) == (1, 1, 1)
+    await cache.reload()
+    assert cache.cached(key) is None
+
+
 def _as_struct() -> DecisionInput:
     return msgspec.convert(INPUT, DecisionInput)
 
