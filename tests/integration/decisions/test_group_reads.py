@@ -20,7 +20,13 @@ from tests.integration.decisions.conftest import Ledger, in_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.policy]
 
-ACTIONS = ["email.marketing", "ads.targeted", "web.analytics", "personalize.recommendations"]
+ACTIONS = [
+    "email.marketing",
+    "ads.targeted",
+    "web.analytics",
+    "personalize.recommendations",
+    "teleport.customer",  # unknown: needs no purpose, read with others that do
+]
 CONTEXTS: list[dict[str, Any]] = [
     {"jurisdiction": "DE"},
     {"jurisdiction": "US-CA", "gpc": True, "age": 30},
