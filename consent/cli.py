@@ -177,8 +177,9 @@ def cmd_policy_test(args: argparse.Namespace) -> int:
 
 async def _policy_reload(settings: Settings, root: Path | None, wait: float) -> int:
     from consent.decisions.engine import PolicyLoadError
-    from consent.decisions.policy import reload_everywhere
+    from consent.decisions.policy import describe_ack, policy_root, reload_everywhere
 
+    root = root or policy_root(settings)
     try:
         bundle, acks = await reload_everywhere(settings, root, wait=wait)
     except PolicyLoadError as exc:
@@ -186,8 +187,7 @@ async def _policy_reload(settings: Settings, root: Path | None, wait: float) -> 
         return 1
     print(f"policy {bundle.revision} passed its checks; reload requested")  # noqa: T201
     for ack in acks:
-        state = "serving" if ack.ok else f"refused ({ack.error}); still serving"
-        print(f"  process {ack.pid}: {state} {ack.revision}")  # noqa: T201
+        print(f"  {describe_ack(ack, bundle.revision, root)}")  # noqa: T201
     if not acks:
         print("no running service answered (it loads the policy when it starts)", file=sys.stderr)  # noqa: T201
         return 3

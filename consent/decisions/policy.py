@@ -46,6 +46,7 @@ __all__ = [
     "ReloadAck",
     "check_policy",
     "check_serving",
+    "describe_ack",
     "policy_root",
     "reload_everywhere",
     "request_reload",
@@ -64,6 +65,9 @@ class ReloadAck(msgspec.Struct, frozen=True, kw_only=True):
     ok: bool
     revision: str
     error: str | None = None
+    # The directory the process loads its policy from (its CONSENT_POLICY_DIR); absent in the
+    # answers of older versions.
+    root: str | None = None
 
 
 def policy_root(settings: Settings) -> Path:
@@ -205,15 +209,25 @@ class PolicyRuntime:
                     await self.on_served(revision)
                 except DB_UNAVAILABLE as exc:
                     _log.warning("policy.record_failed", error=type(exc).__name__)
-            ack = ReloadAck(pid=os.getpid(), ok=True, revision=revision)
+            ack = ReloadAck(pid=os.getpid(), ok=True, revision=revision, root=str(self.root))
         except PolicyLoadError as exc:
             _log.warning("policy.reload_refused", error=str(exc)[:2000])
             ack = ReloadAck(
-                pid=os.getpid(), ok=False, revision=self.revision, error=str(exc)[:4000]
+                pid=os.getpid(),
+                ok=False,
+                revision=self.revision,
+                error=str(exc)[:4000],
+                root=str(self.root),
             )
         except (OSError, ValueError) as exc:
             _log.warning("policy.reload_failed", error=str(exc)[:2000])
-            ack = ReloadAck(pid=os.getpid(), ok=False, revision=self.revision, error=str(exc))
+            ack = ReloadAck(
+                pid=os.getpid(),
+                ok=False,
+                revision=self.revision,
+                error=str(exc),
+                root=str(self.root),
+            )
         try:
             async with db.pool.acquire() as conn:
                 await conn.execute(
@@ -236,6 +250,23 @@ class PolicyRuntime:
 
 
 _ACK_QUIET_SECONDS: Final = 1.5
+
+
+def describe_ack(ack: ReloadAck, revision: str, root: Path) -> str:
+    """One line for `consent policy reload`: what process `ack.pid` serves after a request to
+    reload the bundle of `revision`, checked at `root`, and why it differs if it does."""
+    if not ack.ok:
+        return f"process {ack.pid}: refused ({ack.error}); still serving {ack.revision}"
+    if ack.revision == revision:
+        return f"process {ack.pid}: serving {ack.revision}"
+    if ack.root is not None and Path(ack.root).resolve() != root.resolve():
+        why = (
+            f"it loads its policy from {ack.root} (its CONSENT_POLICY_DIR), not from {root}: "
+            "reload with --root pointing there, or start it with this directory"
+        )
+    else:
+        why = "the bundle changed again after this command checked it: run the reload again"
+    return f"process {ack.pid}: serving {ack.revision}, not {revision}: {why}"
 
 
 async def reload_everywhere(

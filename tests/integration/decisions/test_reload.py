@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -244,6 +245,36 @@ async def test_each_process_checks_again_and_refuses(
     assert not ack.ok
     assert "normalised" in (ack.error or "")
     assert await _serving(served) == before
+
+
+async def test_the_cli_says_why_a_process_serves_another_bundle(
+    served: Ledger,
+    settings: Settings,
+    policy_copy: Path,
+    lone_dsn: str,
+    lone_db: Database,
+    tmp_path: Path,
+) -> None:
+    """A process on the same database that loads its policy from another directory answers a
+    reload with its own bundle: the command fails and names that process's directory."""
+    from consent.decisions.policy import PolicyRuntime
+
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(ROOT / "policies", elsewhere)
+    stray = await PolicyRuntime.open(msgspec.structs.replace(settings, policy_dir=elsewhere))
+    stray.listen(lone_db)
+    try:
+        await asyncio.sleep(0.5)  # its listener is connected
+        _add_gpc_state(policy_copy, "US-UT")
+        code, out, err = await _consent_cli(
+            "policy", "reload", "--root", str(policy_copy), database_dsn=lone_dsn, tmp=tmp_path
+        )
+    finally:
+        await stray.aclose()
+    assert code == 1, (out, err)
+    assert f"serving {await _serving(served)}\n" in out  # the process reading policy_copy
+    assert f"serving {stray.revision}, not " in out
+    assert f"it loads its policy from {elsewhere} (its CONSENT_POLICY_DIR)" in out
 
 
 async def test_a_process_that_lost_its_listener_catches_up(
