@@ -9,7 +9,9 @@ from consent.serving import follow_main_process
 
 __all__ = ["app"]
 
-follow_main_process()
+_watch = follow_main_process()
 _settings = load_settings()
 configure_logging(_settings.log_level, json=_settings.log_json)
 app = create_app(_settings)
+if _watch is not None:
+    app.on_startup.append(_watch.started)

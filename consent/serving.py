@@ -26,31 +26,95 @@ import structlog
 
 from consent.config import Settings
 
-__all__ = ["AddressInUse", "check_address_free", "follow_main_process", "serve"]
+__all__ = [
+    "AddressInUse",
+    "MainProcessGone",
+    "MainProcessWatch",
+    "check_address_free",
+    "follow_main_process",
+    "serve",
+]
 
 _log = structlog.get_logger("consent.serve")
 # Set by `serve` for its workers (not a CONSENT_ setting: the configuration never reads it).
 _MAIN_PID_ENV: Final = "_CONSENT_SERVE_MAIN_PID"
 _PR_SET_PDEATHSIG: Final = 1
+_DEATH_SIGNAL: Final = signal.SIGUSR1
 
 
-def follow_main_process() -> None:
-    """In a worker of `consent serve` (on Linux): stop gracefully when the main process dies.
+class MainProcessGone(Exception):
+    """The main process of `consent serve` died while this worker was starting."""
+
+
+class MainProcessWatch:
+    """In a worker of `consent serve` (on Linux): stop when the main process dies.
 
     Killed outright (SIGKILL, the OOM killer), granian's main process cannot stop its workers;
     they would go on serving on the shared socket, integrating and signing audit logs, and
-    holding the embedded PostgreSQL. The kernel sends each worker SIGTERM instead
-    (PR_SET_PDEATHSIG), which granian turns into a graceful stop.
+    holding the embedded PostgreSQL. The kernel tells each worker instead
+    (PR_SET_PDEATHSIG), with SIGUSR1 rather than SIGTERM: granian's SIGTERM handler blocks,
+    holding the GIL, until the worker serves, so a SIGTERM during start-up froze the worker
+    for good (its start-up could never finish). So:
+
+    - the main process dies while the worker starts: the start-up fails at its end
+      (`started`, an on_startup hook), the app's lifespan releases what it holds (the embedded
+      PostgreSQL among it) and the worker exits 1;
+    - it dies once the worker serves: the worker sends itself SIGTERM, which granian turns
+      into a graceful stop. "Serves" is counted from `_SETTLE_SECONDS` after start-up, once
+      granian is surely past creating the worker that receives SIGTERM.
     """
+
+    _SETTLE_SECONDS: Final = 1.0
+
+    def __init__(self, main_pid: int) -> None:
+        self.main_pid = main_pid
+        self.serving = False
+
+    def install(self) -> bool:
+        """Ask for the signal; False where Linux refuses (then nothing is watched)."""
+        signal.signal(_DEATH_SIGNAL, self._on_signal)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(_DEATH_SIGNAL), 0, 0, 0) != 0:
+            _log.warning("serve.parent_death_signal_unavailable", errno=ctypes.get_errno())
+            return False
+        return True
+
+    def main_gone(self) -> bool:
+        """Whether this worker has been handed to another parent (a dead main process's
+        children are). The signal alone does not tell: Linux also sends it when the thread
+        that forked the worker ends in a main process that lives on."""
+        return os.getppid() != self.main_pid
+
+    def _on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.serving and self.main_gone():
+            self._stop()
+
+    async def started(self) -> None:
+        """The app's last start-up step: fail if the main process has gone meanwhile."""
+        if self.main_gone():
+            _log.warning("serve.main_process_gone", during="start-up")
+            raise MainProcessGone("the main process of `consent serve` has gone; not serving")
+        asyncio.get_running_loop().call_later(self._SETTLE_SECONDS, self._settled)
+
+    def _settled(self) -> None:
+        self.serving = True
+        if self.main_gone():
+            self._stop()
+
+    @staticmethod
+    def _stop() -> None:
+        _log.warning("serve.main_process_gone", during="serving")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def follow_main_process() -> MainProcessWatch | None:
+    """The watch of this worker's main process, installed; None outside `consent serve`'s
+    workers or where Linux offers no parent-death signal."""
     main = os.environ.get(_MAIN_PID_ENV)
     if not main or not sys.platform.startswith("linux"):
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
-        _log.warning("serve.parent_death_signal_unavailable", errno=ctypes.get_errno())
-        return
-    if os.getppid() != int(main):  # the main process died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+        return None
+    watch = MainProcessWatch(int(main))
+    return watch if watch.install() else None
 
 
 class SignalReload:

@@ -296,9 +296,12 @@ def test_after_a_crash_the_next_clean_stop_stops_the_embedded_database(tmp_path:
                 os.kill(pid, signal.SIGINT)
 
 
-def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path) -> None:
-    """`kill -9` of the main process alone: its workers stop gracefully instead of serving on
-    (and holding the embedded PostgreSQL) with nothing to supervise them."""
+@pytest.mark.parametrize("moment", ["start-up", "serving"])
+def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path, moment: str) -> None:
+    """`kill -9` of the main process alone: its workers stop instead of serving on (and
+    holding the embedded PostgreSQL) with nothing to supervise them, whether they were still
+    starting (their start-up fails at its end and releases what it holds) or serving (a
+    graceful stop). A SIGTERM during start-up used to freeze a worker for good."""
     port = _free_port()
     env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port), CONSENT_WORKERS="2")
     base, postmaster = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata" / "postmaster.pid"
@@ -306,13 +309,18 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path) -> None:
     with log.open("wb") as out:
         proc = _serve(env, out)
     try:
-        _wait_ready(base, proc)
-        # A running service: both workers have started (killed while a worker is still
-        # starting, that worker does not follow yet; see the closing note).
         deadline = time.monotonic() + 60
-        while log.read_text().count('"event":"service.started"') < 2:
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        if moment == "start-up":  # both workers forked; a new data directory takes seconds
+            while len(_children(proc.pid)) < 2:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.05)
+        else:
+            _wait_ready(base, proc)
+            while log.read_text().count('"event":"service.started"') < 2:
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.2)
+            time.sleep(1.5)  # past MainProcessWatch's settling time
         workers = _children(proc.pid)
         assert len(workers) == 2
         proc.kill()
@@ -324,6 +332,7 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path) -> None:
         while postmaster.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not postmaster.exists(), "the last worker to go should stop the embedded database"
+        assert log.read_text().count(f'"during":"{moment}"') == 2, log.read_text()[-3000:]
     finally:
         _kill_group(proc)
 
