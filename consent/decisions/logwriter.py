@@ -10,25 +10,21 @@ a batch commits the next one gathers, so under load batches grow instead of queu
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
-
-import asyncpg
-import structlog
 
 from consent.audit.decision_leaves import append_audience_leaves, append_decision_leaves
 from consent.audit.outbox import AuditWriter
-from consent.db.database import Conn, Database, DatabaseUnavailable
+from consent.db.database import Conn, Database
+from consent.db.grouped import Grouped
 from consent.db.sql import SqlFile
 from consent.decisions.engine import DecisionInput
 from consent.errors import ServiceUnavailable
 
 __all__ = [
-    "DB_UNAVAILABLE",
     "AudienceMemberRecord",
     "AudienceRunRecord",
     "AudienceShapeRecord",
@@ -40,17 +36,6 @@ __all__ = [
 ]
 
 Q = SqlFile.beside(__file__)
-_log = structlog.get_logger(__name__)
-# The database cannot be reached or is going away: the caller gets a 503, never an answer.
-DB_UNAVAILABLE: Final = (
-    OSError,
-    TimeoutError,
-    DatabaseUnavailable,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
 
 
 class DecisionLogUnavailable(ServiceUnavailable):
@@ -243,8 +228,10 @@ async def write_batch(conn: Conn, batch: LogBatch, audit: AuditWriter | None = N
             await append_audience_leaves(conn, audit, batch.audience_members)
 
 
-class GroupCommitWriter:
-    """One writer task; `write()` returns once the records are committed."""
+class GroupCommitWriter(Grouped[LogBatch, None]):
+    """One writer task; `write()` returns once the records are committed. Batches commit two
+    at a time: while one waits for its WAL flush the next is written (PostgreSQL flushes
+    concurrent commits together)."""
 
     def __init__(
         self,
@@ -257,128 +244,47 @@ class GroupCommitWriter:
         concurrent_commits: int = 2,
         audit: AuditWriter | None = None,
     ) -> None:
-        self.db = db
+        super().__init__(
+            db,
+            name=f"decision_log_{name}",
+            concurrent=concurrent_commits,
+            timeout=timeout,
+            linger=linger,
+            max_weight=max_rows,
+        )
         self.audit = audit
-        self.name = name
-        self.linger = linger
-        self.max_rows = max_rows
-        self.timeout = timeout
-        self.batches = 0
         self.rows = 0
-        self._pending: list[tuple[LogBatch, asyncio.Future[None]]] = []
-        self._pending_rows = 0
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        # Batches committing at once: while one waits for its WAL flush the next is written
-        # (PostgreSQL flushes concurrent commits together), each on a connection the writer
-        # holds between batches (no pool queue, no reset) and drops after any failure.
-        self._commits = asyncio.Semaphore(concurrent_commits)
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._idle: list[Any] = []
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"decision-log-{self.name}"
-            )
+    @property
+    def batches(self) -> int:
+        """Batches committed."""
+        return self.groups
 
     async def write(self, records: LogBatch) -> None:
         """Wait until `records` are durable; raises DecisionLogUnavailable otherwise."""
-        if self._closing or self._task is None or self._task.done():
-            raise DecisionLogUnavailable("The decision log is not accepting writes.")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((records, future))
-        self._pending_rows += records.rows
-        self._wake.set()
         try:
-            async with asyncio.timeout(self.timeout):
-                await asyncio.shield(future)
+            await self.submit(records)
         except TimeoutError:
             raise DecisionLogUnavailable("The decision log did not commit in time.") from None
 
-    async def _run(self) -> None:
-        while True:
-            if not self._pending:
-                if self._closing:
-                    break
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            # Linger only while another batch is committing: an idle writer commits at once
-            # (no added latency); under load the batch grows while the previous one flushes.
-            if (
-                self.linger > 0
-                and self._in_flight
-                and self._pending_rows < self.max_rows
-                and not self._closing
-            ):
-                await asyncio.sleep(self.linger)
-            await self._commits.acquire()  # more gathers while every slot is committing
-            taken, self._pending, self._pending_rows = self._pending, [], 0
-            task = asyncio.get_running_loop().create_task(self._commit(taken))
-            self._in_flight.add(task)
-            task.add_done_callback(self._done)
-        await asyncio.gather(*self._in_flight, return_exceptions=True)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
-        self._commits.release()
-
-    async def _commit(self, taken: Sequence[tuple[LogBatch, asyncio.Future[None]]]) -> None:
+    async def process(
+        self, conn: Conn, group: Sequence[tuple[LogBatch, asyncio.Future[None]]]
+    ) -> None:
         batch = LogBatch()
-        for records, _ in taken:
+        for records, _ in group:
             batch.extend(records)
-        error: BaseException | None = None
-        conn: Any = None
-        try:
-            async with asyncio.timeout(self.timeout):
-                conn = self._idle.pop() if self._idle else await self.db.pool.acquire()
-                async with conn.transaction():
-                    await write_batch(conn, batch, self.audit)
-        except DB_UNAVAILABLE as exc:
-            _log.warning("decision_log.write_failed", error=type(exc).__name__, rows=batch.rows)
-            error = exc
-        except Exception as exc:  # noqa: BLE001 - a bug must not leave requests waiting
-            _log.exception("decision_log.write_crashed", rows=batch.rows)
-            error = exc
-        if conn is not None:
-            if error is None and not conn.is_closed():
-                self._idle.append(conn)
-            else:
-                await self._release(conn)
-        if error is None:
-            self.batches += 1
-            self.rows += batch.rows
-        for _, future in taken:
-            if future.done():
-                continue
-            if error is None:
-                future.set_result(None)
-            else:
-                failure = DecisionLogUnavailable("The decision could not be logged; retry.")
-                failure.__cause__ = error
-                future.set_exception(failure)
-
-    async def _release(self, conn: Any) -> None:
-        with contextlib.suppress(*DB_UNAVAILABLE):
-            await self.db.pool.release(conn, timeout=self.timeout)
-
-    async def aclose(self) -> None:
-        """Commit what is pending, then stop."""
-        self._closing = True
-        self._wake.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                try:
-                    async with asyncio.timeout(self.timeout):
-                        await self._task
-                except TimeoutError:
-                    self._task.cancel()
-                    await self._task
-        for _, future in self._pending:
+        async with conn.transaction():
+            await write_batch(conn, batch, self.audit)
+        self.rows += batch.rows
+        for _, future in group:
             if not future.done():
-                future.set_exception(DecisionLogUnavailable("The service is shutting down."))
-        self._pending.clear()
-        while self._idle:
-            await self._release(self._idle.pop())
+                future.set_result(None)
+
+    def weight(self, item: LogBatch) -> int:
+        return item.rows
+
+    def failure(self, exc: Exception) -> Exception:  # noqa: ARG002 - the cause is chained
+        return DecisionLogUnavailable("The decision could not be logged; retry.")
+
+    def closed(self) -> Exception:
+        return DecisionLogUnavailable("The decision log is not accepting writes.")

@@ -25,6 +25,7 @@ import structlog
 
 from consent.config import Settings
 from consent.db.database import Database
+from consent.db.grouped import DB_UNAVAILABLE
 from consent.decisions.engine import (
     CachedPolicyEngine,
     ManagedPolicyEngine,
@@ -34,7 +35,6 @@ from consent.decisions.engine import (
     default_policy_root,
     open_engine,
 )
-from consent.decisions.logwriter import DB_UNAVAILABLE
 from consent.decisions.reasons import check_reason_texts
 from consent.decisions.schemas import PolicyStatus
 from consent.decisions.shape import check_normalisation

@@ -31,6 +31,7 @@ import structlog
 
 from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
+from consent.db.grouped import DB_UNAVAILABLE
 from consent.db.sql import SqlFile
 from consent.decisions.engine import (
     CachedPolicyEngine,
@@ -43,12 +44,7 @@ from consent.decisions.engine import (
     SubjectState,
     canonical_input,
 )
-from consent.decisions.logwriter import (
-    DB_UNAVAILABLE,
-    DecisionRecord,
-    GroupCommitWriter,
-    LogBatch,
-)
+from consent.decisions.logwriter import DecisionRecord, GroupCommitWriter, LogBatch
 from consent.decisions.policy import PolicyRuntime
 from consent.decisions.reader import GroupReader, ReadRequest
 from consent.decisions.schemas import (
