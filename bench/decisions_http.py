@@ -2,7 +2,7 @@
 JSON object.
 
     .venv/bin/python bench/decisions_http.py [--subjects 10000] [--seconds 15] [--connections 32]
-                                             [--workers 1] [--profile DIR]
+                                             [--workers 1] [--profile DIR] [--integrator-off]
 
 `python -m consent serve` (granian + uvloop) runs in a subprocess on its own database (an embedded
 PostgreSQL in a temporary directory, or a new database on CONSENT_BENCH_DATABASE_URL) with
@@ -21,8 +21,9 @@ Reported: requests/s and latency percentiles of both, ratio = decisions / health
 >= 0.5), decisions p99 (target <= 10 ms), non-2xx answers, CPU cores used by the service,
 PostgreSQL and wrk during the decision phase, the decision cache's hit rate and the number of
 decisions in the log (every answered decision must be there). `--profile DIR` records the
-service workers with py-spy (raw collapsed stacks) during the decision phase; `--keep` keeps the
-work directory with the service's log.
+service workers with py-spy (raw collapsed stacks) during the decision phase; `--integrator-off`
+runs the service without its in-worker audit integrator (to measure what it costs); `--keep`
+keeps the work directory with the service's log.
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 env={
                     "CONSENT_DB_POOL_MAX": str(args.pool),
                     "CONSENT_DECISION_LOG_LINGER_MS": str(args.linger_ms),
+                    "CONSENT_AUDIT_INTEGRATOR": "false" if args.integrator_off else "true",
                 },
             )
             service.start()
@@ -242,6 +244,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "workers": args.workers,
             "db_pool_max": args.pool,
             "decision_log_linger_ms": args.linger_ms,
+            "audit_integrator_in_worker": not args.integrator_off,
         },
         "load": {
             "tool": "wrk",
@@ -292,6 +295,12 @@ def main() -> int:
     parser.add_argument("--pool", type=int, default=16, help="CONSENT_DB_POOL_MAX")
     parser.add_argument(
         "--linger-ms", type=float, default=1.0, help="CONSENT_DECISION_LOG_LINGER_MS"
+    )
+    parser.add_argument(
+        "--integrator-off",
+        action="store_true",
+        help="CONSENT_AUDIT_INTEGRATOR=false: measure without the in-worker audit integrator "
+        "(as when it runs as its own process; leaves then wait in the outbox)",
     )
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument(
