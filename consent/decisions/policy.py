@@ -209,25 +209,14 @@ class PolicyRuntime:
                     await self.on_served(revision)
                 except DB_UNAVAILABLE as exc:
                     _log.warning("policy.record_failed", error=type(exc).__name__)
-            ack = ReloadAck(pid=os.getpid(), ok=True, revision=revision, root=str(self.root))
+            ok, served, error = True, revision, None
         except PolicyLoadError as exc:
             _log.warning("policy.reload_refused", error=str(exc)[:2000])
-            ack = ReloadAck(
-                pid=os.getpid(),
-                ok=False,
-                revision=self.revision,
-                error=str(exc)[:4000],
-                root=str(self.root),
-            )
+            ok, served, error = False, self.revision, str(exc)[:4000]
         except (OSError, ValueError) as exc:
             _log.warning("policy.reload_failed", error=str(exc)[:2000])
-            ack = ReloadAck(
-                pid=os.getpid(),
-                ok=False,
-                revision=self.revision,
-                error=str(exc),
-                root=str(self.root),
-            )
+            ok, served, error = False, self.revision, str(exc)
+        ack = ReloadAck(pid=os.getpid(), ok=ok, revision=served, error=error, root=str(self.root))
         try:
             async with db.pool.acquire() as conn:
                 await conn.execute(
