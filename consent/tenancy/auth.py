@@ -23,7 +23,7 @@ from consent.errors import Forbidden, Unauthorized
 from consent.tenancy.keys import parse_api_key, secret_matches
 from consent.tenancy.repository import TenancyRepository
 
-__all__ = ["Principal", "authenticate", "key_cache", "principal", "requires"]
+__all__ = ["Principal", "authenticate", "bearer_key", "key_cache", "principal", "requires"]
 
 _SCOPE_KEY: Final = "consent.principal"
 _UNAUTHORIZED: Final = "A valid API key is required (Authorization: Bearer <key>)."
@@ -70,10 +70,15 @@ class _KeyCache:
 key_cache = _KeyCache()
 
 
-async def authenticate(db: Database, authorization: str | None) -> Principal:
+def bearer_key(authorization: str | None) -> tuple[str, str] | None:
+    """(key id, secret) of an `Authorization: Bearer csk_…` header, or None."""
     if not authorization or not authorization.startswith("Bearer "):
-        raise Unauthorized(_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
-    parsed = parse_api_key(authorization.removeprefix("Bearer ").strip())
+        return None
+    return parse_api_key(authorization.removeprefix("Bearer ").strip())
+
+
+async def authenticate(db: Database, authorization: str | None) -> Principal:
+    parsed = bearer_key(authorization)
     if parsed is None:
         raise Unauthorized(_UNAUTHORIZED, headers={"WWW-Authenticate": "Bearer"})
     key_id, secret = parsed
