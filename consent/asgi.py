@@ -5,7 +5,7 @@ from __future__ import annotations
 from consent.app import create_app
 from consent.config import load_settings
 from consent.logging import configure_logging
-from consent.serving import follow_main_process
+from consent.serving import follow_main_process, freeze_startup_heap
 
 __all__ = ["app"]
 
@@ -13,5 +13,6 @@ _watch = follow_main_process()
 _settings = load_settings()
 configure_logging(_settings.log_level, json=_settings.log_json)
 app = create_app(_settings)
+app.on_startup.append(freeze_startup_heap)
 if _watch is not None:
     app.on_startup.append(_watch.started)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
+import gc
 import os
 import signal
 import socket
@@ -32,6 +33,7 @@ __all__ = [
     "MainProcessWatch",
     "check_address_free",
     "follow_main_process",
+    "freeze_startup_heap",
     "serve",
 ]
 
@@ -105,6 +107,16 @@ class MainProcessWatch:
     def _stop() -> None:
         _log.warning("serve.main_process_gone", during="serving")
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def freeze_startup_heap() -> None:
+    """A served worker's start-up step: what start-up built (modules, routes, the policy and
+    its engines, caches) leaves the garbage collector's view, so that the full collections
+    load triggers walk only what requests create. Measured at 32 connections: decisions p99
+    42 -> 25 ms, throughput unchanged (bench/RESULTS.md). Not for tests, which start many apps
+    in one process: frozen objects are never collected."""
+    gc.collect()
+    gc.freeze()
 
 
 def follow_main_process() -> MainProcessWatch | None:

@@ -229,9 +229,9 @@ async def write_batch(conn: Conn, batch: LogBatch, audit: AuditWriter | None = N
 
 
 class GroupCommitWriter(Grouped[LogBatch, None]):
-    """One writer task; `write()` returns once the records are committed. Batches commit two
-    at a time: while one waits for its WAL flush the next is written (PostgreSQL flushes
-    concurrent commits together)."""
+    """One writer task; `write()` returns once the records are committed. Up to
+    `concurrent_commits` batches commit at once: while one waits for its WAL flush the next is
+    written (PostgreSQL flushes concurrent commits together)."""
 
     def __init__(
         self,
