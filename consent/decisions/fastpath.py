@@ -24,7 +24,6 @@ from typing import Any, Final
 import msgspec
 import structlog
 from litestar import Litestar, Request
-from litestar.middleware._internal.exceptions.middleware import get_exception_handler
 from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 
 from consent.decisions.schemas import DecisionRequest
@@ -154,10 +153,10 @@ class DecisionFastPath:
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def _problem(self, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
-        handler: Callable[[Request[Any, Any, Any], Exception], Any] | None
-        handler = get_exception_handler(self._handlers, exc)
-        if handler is None:  # `Exception` is mapped: never
-            raise exc
+        # The app's handler for the nearest class of `exc` (`Exception` is always mapped).
+        handler: Callable[[Request[Any, Any, Any], Exception], Any] = next(
+            self._handlers[cls] for cls in type(exc).__mro__ if cls in self._handlers
+        )
         request: Request[Any, Any, Any] = Request(scope, receive, send)
         response = handler(request, exc)
         asgi: Callable[[Scope, Receive, Send], Awaitable[None]] = response.to_asgi_response(

@@ -25,6 +25,8 @@ from consent.db.database import Database
 from consent.db.scratch import create_database
 from consent.decisions.service import Caller
 from consent.errors import ServiceUnavailable
+from consent.tenancy.auth import key_cache
+from consent.tenancy.keys import parse_api_key
 from consent.tenancy.service import create_tenant_with_admin_key
 from tests.conftest import Tenant
 from tests.integration.decisions.conftest import Ledger, add_faults, in_app
@@ -235,9 +237,15 @@ async def faulty(
 @pytest.mark.parametrize("action", ["boom.error", "void.undefined", "slow.timeout"])
 async def test_engine_error_undefined_or_timeout(faulty: Ledger, db: Database, action: str) -> None:
     ask = {**ASK, "action": action}
+    fast = faulty.client.app.state.decision_fast_path
+    key_id = (parse_api_key(faulty.tenant.key) or ("", ""))[0]
+    key_cache.forget(key_id)
+    assert (await faulty.client.get("/v1/policy", headers=faulty.h)).status_code == 200
+    answered = fast.answered  # the key is verified afresh: the fast path answers the next
     _unavailable(
         await faulty.client.post("/v1/decisions", json=ask, headers=faulty.h), "policy-unavailable"
     )
+    assert fast.answered == answered + 1
     batch = {"decisions": [ASK, ask, ASK]}
     _unavailable(
         await faulty.client.post("/v1/decisions/batch", json=batch, headers=faulty.h),

@@ -95,7 +95,9 @@ async def test_invalid_bodies_get_litestars_problems(ledger: Ledger) -> None:
     assert unknown_field.status_code == 400
     problem = unknown_field.json()
     assert problem["type"] == "/problems/validation-error"
-    assert problem["errors"] == [{"field": "extra", "message": "Object contains unknown field `extra`"}]
+    assert problem["errors"] == [
+        {"field": "extra", "message": "Object contains unknown field `extra`"}
+    ]
 
     not_json = await ledger.client.post(
         "/v1/decisions",
