@@ -408,12 +408,21 @@ def profiled(pids: list[int], out: Path | None, name: str = "audience") -> Itera
                 p.wait(timeout=30)
 
 
+async def _show(dsn: str, setting: str) -> str:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return str(await conn.fetchval(f"show {setting}"))
+    finally:
+        await conn.close()
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     with postgres_server(work) as (server_dsn, _pid):
         dsn = asyncio.run(create_database(server_dsn, prefix="consent_bench"))
         try:
             load_keyring(work / "keys", create=True)
             _, key = asyncio.run(seed(dsn, work / "keys", args.subjects))
+            shared_buffers = asyncio.run(_show(dsn, "shared_buffers"))
             results: dict[str, Any] = {}
             for label, size in (("small", args.small), ("full", args.audience)):
                 body = work / f"audience-{label}.ndjson"
@@ -437,6 +446,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {
         "benchmark": "audience_filter",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "postgres": {"shared_buffers": shared_buffers},
         "stored_subjects": args.subjects,
         "identifiers": args.audience,
         "action": args.action,

@@ -780,6 +780,7 @@ async def db_facts(dsn: str, sample: int, ids_file: Path | None) -> dict[str, An
             "server_version": await conn.fetchval("show server_version"),
             "synchronous_commit": await conn.fetchval("show synchronous_commit"),
             "fsync": await conn.fetchval("show fsync"),
+            "shared_buffers": await conn.fetchval("show shared_buffers"),
         }
         if ids_file is not None:
             rows = await conn.fetch(SAMPLE_SUBJECTS, sample)
@@ -868,7 +869,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             load = Load(service.base, key, version_id, work, args.connections)
             facts = uvloop.run(db_facts(dsn, 50_000, load.ids_file))
             result["postgres"] = {
-                k: facts[k] for k in ("server_version", "fsync", "synchronous_commit")
+                k: facts[k]
+                for k in ("server_version", "fsync", "synchronous_commit", "shared_buffers")
             }
             result["config"]["http_load_tool"] = load.tool
 
