@@ -40,8 +40,8 @@ class Decisions:
         policy.on_served = served
         linger = settings.decision_log_linger_ms / 1000
         # Single decisions wait on a read group and a commit group: up to 4 of each at once
-        # (+20 % decisions/s over 2 at 32 connections), each holding a pool connection, so
-        # never more than a quarter of the pool each.
+        # (+20 % decisions/s over 2 at 32 connections). Each holds a pool connection, so
+        # beyond 2 of each, no more than a quarter of the pool each.
         groups = min(4, max(2, settings.db_pool_max // 4))
         log = GroupCommitWriter(
             db, name="decisions", linger=linger, audit=audit, concurrent_commits=groups
