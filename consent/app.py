@@ -103,7 +103,7 @@ def create_app(
             stop = asyncio.Event()
             background: list[asyncio.Task[None]] = []
             if settings.audit_integrator:
-                integrator = Integrator(app.state.db, app.state.audit_signer)
+                integrator = Integrator(app.state.db, app.state.audit_signer, sign_interval=1.0)
                 background.append(asyncio.create_task(integrator.run(stop)))
             _log.info("service.started")
             try:

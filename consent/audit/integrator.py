@@ -5,7 +5,11 @@ outbox (`audit_pending`) in arrival order, give them the next leaf indexes (`aud
 only), extend the frontier, store the completed perfect-subtree nodes (of level >= 4: see
 `nodes`), update the log state and sign a checkpoint. A crash rolls the whole batch back, so
 integration is idempotent. Two integrators cannot corrupt a tree: an advisory lock makes the
-second skip the log, and the `for update` on the log row would serialise them anyway.
+second skip the log, and the `for update` on the log row would serialise them anyway. With a
+`sign_interval`, a batch signs only when that long has passed since the log's last checkpoint,
+and `sign_due` signs what was integrated meanwhile once it has: the service signs at most once a
+second per log under load, not once per batch (five times a second), and within about a second
+of the last batch.
 
 Before signing (n, root) the signer guard verifies a consistency proof from the last signed
 checkpoint (m, r): a log must never sign a checkpoint inconsistent with one it signed before.
@@ -48,14 +52,64 @@ class IntegrationResult:
 
 class Integrator:
     def __init__(
-        self, db: Database, signer: NoteSigner, *, batch_size: int = DEFAULT_BATCH
+        self,
+        db: Database,
+        signer: NoteSigner,
+        *,
+        batch_size: int = DEFAULT_BATCH,
+        sign_interval: float = 0.0,
     ) -> None:
+        """`sign_interval`: the least time in seconds between two checkpoints this integrator
+        signs for one log (0: one per batch). A log integrated past its last checkpoint meanwhile
+        is signed by `sign_due`, which `run` calls after every pass."""
         self.db = db
         self.signer = signer
         self.batch_size = batch_size
+        self.sign_interval = sign_interval
+        self._signed_at: dict[int, float] = {}  # monotonic time of each log's last checkpoint
+        self._unsigned: set[int] = set()  # logs integrated past their last checkpoint here
+
+    def _due(self, log_id: int) -> bool:
+        last = self._signed_at.get(log_id)
+        return last is None or time.monotonic() - last >= self.sign_interval
+
+    def _signed(self, log_id: int, *, signed: bool) -> None:
+        """Bookkeeping once a transaction that integrated (and maybe signed) `log_id` committed."""
+        if signed:
+            self._signed_at[log_id] = time.monotonic()
+            self._unsigned.discard(log_id)
+        else:
+            self._unsigned.add(log_id)
 
     async def integrate_log(self, log_id: int) -> IntegrationResult:
-        """Integrate one batch of one log (no-op when another integrator holds it)."""
+        """Integrate one batch of one log (no-op when another integrator holds it); sign a
+        checkpoint when `sign_interval` has passed since this log's last one."""
+        sign = self._due(log_id)
+        result = await self._integrate(log_id, sign=sign)
+        if result.integrated:
+            self._signed(log_id, signed=sign)
+        return result
+
+    async def sign_due(self) -> int:
+        """Sign a checkpoint for each log integrated past its last one whose `sign_interval`
+        has passed; returns how many were signed."""
+        signed = 0
+        for log_id in sorted(self._unsigned):
+            if not self._due(log_id):
+                continue
+            async with self.db.system() as conn:
+                if not await conn.fetchval(Q.try_lock_log, log_id):
+                    continue
+                state = await conn.fetchrow(Q.lock_log, log_id)
+                if state is not None:
+                    size = int(state["tree_size"])
+                    root = merkle.Frontier(size, [bytes(h) for h in state["frontier"]]).root()
+                    await self._sign(conn, log_id, str(state["origin"]), size, root)
+            self._signed(log_id, signed=True)
+            signed += 1
+        return signed
+
+    async def _integrate(self, log_id: int, *, sign: bool) -> IntegrationResult:
         async with self.db.system() as conn:
             if not await conn.fetchval(Q.try_lock_log, log_id):
                 return IntegrationResult(log_id, 0, -1)
@@ -85,7 +139,8 @@ class Integrator:
                 )
             root = frontier.root()
             await conn.execute(Q.update_log, log_id, frontier.size, root, list(frontier.hashes))
-            await self._sign(conn, log_id, str(state["origin"]), frontier.size, root)
+            if sign:
+                await self._sign(conn, log_id, str(state["origin"]), frontier.size, root)
             return IntegrationResult(log_id, len(pending), frontier.size)
 
     async def _sign(self, conn: Conn, log_id: int, origin: str, size: int, root: bytes) -> None:
@@ -132,6 +187,7 @@ class Integrator:
                 count = await self.integrate_all()
                 if count:
                     _log.debug("audit.integrated", leaves=count)
+                await self.sign_due()
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 _log.warning("audit.integrator_unavailable", error=type(exc).__name__)
             except SignerGuardError:
