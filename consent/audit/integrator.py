@@ -97,6 +97,9 @@ class Integrator:
         for log_id in sorted(self._unsigned):
             if not self._due(log_id):
                 continue
+            # An attempt that fails (the signer guard refusing, the database gone) is tried
+            # again an interval later, not on every pass.
+            self._signed_at[log_id] = time.monotonic()
             async with self.db.system() as conn:
                 if not await conn.fetchval(Q.try_lock_log, log_id):
                     continue

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from consent.audit.checkpoint import NoteSigner
-from consent.audit.integrator import Integrator
+from consent.audit.integrator import Integrator, SignerGuardError
 from consent.audit.verify_db import verify_all
 from consent.db.database import Database
 from tests.integration.conftest import Catalog
@@ -85,3 +85,21 @@ async def test_the_running_integrator_signs_the_tail(
         await running
     # One checkpoint from the pass (its first batch), one for the tail: not one per batch.
     assert await _state(db) == (n, 2, n)
+
+
+async def test_a_refused_tail_is_retried_once_per_interval(
+    catalog: Catalog, db: Database, signer: NoteSigner
+) -> None:
+    integrator = Integrator(db, signer, batch_size=3, sign_interval=1.0)
+    await _write(catalog, 4, "d")
+    await integrator.integrate_all()  # the first batch signs; the rest waits for the interval
+    async with db.system() as conn:  # the signed checkpoint no longer matches the tree
+        await conn.execute("set local session_replication_role = replica")  # past the guard
+        await conn.execute("update audit_checkpoint set root_hash = $1", bytes(32))
+    await asyncio.sleep(1.05)
+    with pytest.raises(SignerGuardError):
+        await integrator.sign_due()
+    assert await integrator.sign_due() == 0  # not tried again on the next pass
+    size, checkpoints, last = await _state(db)
+    assert (checkpoints, last) == (1, 3)
+    assert size > last
