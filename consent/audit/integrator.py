@@ -101,29 +101,37 @@ class Integrator:
             # again an interval later, not on every pass.
             self._signed_at[log_id] = time.monotonic()
             async with self.db.system() as conn:
-                if not await conn.fetchval(Q.try_lock_log, log_id):
+                locked = await self._lock(conn, log_id)
+                if locked is None:  # another integrator holds it: an interval later
                     continue
-                state = await conn.fetchrow(Q.lock_log, log_id)
-                if state is not None:
-                    size = int(state["tree_size"])
-                    root = merkle.Frontier(size, [bytes(h) for h in state["frontier"]]).root()
-                    await self._sign(conn, log_id, str(state["origin"]), size, root)
+                origin, frontier = locked
+                await self._sign(conn, log_id, origin, frontier.size, frontier.root())
             self._signed(log_id, signed=True)
             signed += 1
         return signed
 
+    @staticmethod
+    async def _lock(conn: Conn, log_id: int) -> tuple[str, merkle.Frontier] | None:
+        """The log's origin and frontier, locked for this transaction (advisory lock, then the
+        row); None when another integrator holds it."""
+        if not await conn.fetchval(Q.try_lock_log, log_id):
+            return None
+        state = await conn.fetchrow(Q.lock_log, log_id)
+        if state is None:
+            return None
+        size = int(state["tree_size"])
+        return str(state["origin"]), merkle.Frontier(size, [bytes(h) for h in state["frontier"]])
+
     async def _integrate(self, log_id: int, *, sign: bool) -> IntegrationResult:
         async with self.db.system() as conn:
-            if not await conn.fetchval(Q.try_lock_log, log_id):
+            locked = await self._lock(conn, log_id)
+            if locked is None:
                 return IntegrationResult(log_id, 0, -1)
-            state = await conn.fetchrow(Q.lock_log, log_id)
-            if state is None:
-                return IntegrationResult(log_id, 0, -1)
+            origin, frontier = locked
+            size = frontier.size
             pending = await conn.fetch(Q.take_pending, log_id, self.batch_size)
-            size = int(state["tree_size"])
             if not pending:
                 return IntegrationResult(log_id, 0, size)
-            frontier = merkle.Frontier(size, [bytes(h) for h in state["frontier"]])
             nodes: list[merkle.Node] = []
             hashes = [bytes(r["leaf_hash"]) for r in pending]
             for leaf_hash in hashes:
@@ -143,7 +151,7 @@ class Integrator:
             root = frontier.root()
             await conn.execute(Q.update_log, log_id, frontier.size, root, list(frontier.hashes))
             if sign:
-                await self._sign(conn, log_id, str(state["origin"]), frontier.size, root)
+                await self._sign(conn, log_id, origin, frontier.size, root)
             return IntegrationResult(log_id, len(pending), frontier.size)
 
     async def _sign(self, conn: Conn, log_id: int, origin: str, size: int, root: bytes) -> None:
