@@ -5,8 +5,10 @@ requests each hand in a small piece of work and wait; one task takes everything 
 does it as one group (one statement or one transaction for all of it), then answers each
 request. Up to `concurrent` groups run at once, each on a connection the runner holds between
 groups (no pool queue, no reset) and drops after any failure; while every slot is busy the next
-group gathers. With `linger`, a group that would start while another runs waits that long
-first, so that it grows (not when idle: an idle runner adds no latency).
+group gathers. A held connection that no group used for `idle_release` seconds goes back to the
+pool, so that a burst does not leave the other endpoints a smaller pool for good. With `linger`,
+a group that would start while another runs waits that long first, so that it grows (not when
+idle: an idle runner adds no latency).
 
 A request whose group failed gets the failure (`failure(exc)`), never a result; one that
 waits longer than `timeout` gets TimeoutError.
@@ -63,6 +65,7 @@ class Grouped(Generic[T, R]):
         timeout: float = 10.0,
         linger: float = 0.0,
         max_weight: int = 20_000,
+        idle_release: float = 1.0,
     ) -> None:
         self.db = db
         self.name = name
@@ -77,7 +80,11 @@ class Grouped(Generic[T, R]):
         self._closing = False
         self._slots = asyncio.Semaphore(concurrent)
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._idle: list[Any] = []
+        # Connections held between groups, with when each was last used (most recent last).
+        self._idle: list[tuple[Any, float]] = []
+        self.idle_release = idle_release
+        self._trim_timer: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
 
     # -- what subclasses define ----------------------------------------------------------------
 
@@ -166,7 +173,7 @@ class Grouped(Generic[T, R]):
                 if failed or conn.is_closed():
                     await self._release(conn)
                 else:
-                    self._idle.append(conn)
+                    self._keep(conn)
 
     def _fail(self, taken: list[tuple[T, asyncio.Future[R]]], exc: Exception) -> None:
         for _, future in taken:
@@ -176,14 +183,42 @@ class Grouped(Generic[T, R]):
                     failure.__cause__ = exc
                 future.set_exception(failure)
 
+    @property
+    def held(self) -> int:
+        """Connections this runner holds between groups (not counting those in use)."""
+        return len(self._idle)
+
     async def _connection(self) -> Any:
-        """An idle connection of this runner's that is still open, or one from the pool."""
+        """The runner's most recently used idle connection that is still open (so that the
+        others age out), or one from the pool."""
         while self._idle:
-            conn = self._idle.pop()
+            conn, _ = self._idle.pop()
             if not conn.is_closed():
                 return conn
             await self._release(conn)
         return await self.db.pool.acquire()
+
+    def _keep(self, conn: Any) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle.append((conn, loop.time()))
+        if self._trim_timer is None:
+            self._trim_timer = loop.call_later(self.idle_release, self._trim)
+
+    def _trim(self) -> None:
+        """Give the pool back the connections idle for `idle_release` seconds; look again
+        when the next one is due."""
+        loop = asyncio.get_running_loop()
+        self._trim_timer = None
+        due = loop.time() - self.idle_release
+        expired = [conn for conn, used in self._idle if used <= due]
+        self._idle = [(conn, used) for conn, used in self._idle if used > due]
+        for conn in expired:
+            task = loop.create_task(self._release(conn))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
+        if self._idle:
+            wait = self._idle[0][1] + self.idle_release - loop.time()
+            self._trim_timer = loop.call_later(max(wait, 0.0), self._trim)
 
     async def _release(self, conn: Any) -> None:
         with contextlib.suppress(*DB_UNAVAILABLE):
@@ -206,5 +241,10 @@ class Grouped(Generic[T, R]):
             if not future.done():
                 future.set_exception(self.closed())
         self._pending.clear()
+        if self._trim_timer is not None:
+            self._trim_timer.cancel()
+            self._trim_timer = None
         while self._idle:
-            await self._release(self._idle.pop())
+            await self._release(self._idle.pop()[0])
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
