@@ -17,7 +17,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 from uuid import UUID
 
 import msgspec
@@ -32,9 +32,10 @@ __all__ = [
     "AudienceGroupLike",
     "DataUse",
     "DecisionLike",
+    "LeafColumns",
     "MemberColumns",
     "append_audience_leaves",
-    "append_decision_leaves",
+    "decision_leaf_columns",
     "members_digest",
     "state_digest",
 ]
@@ -118,21 +119,44 @@ def state_digest(policy_input: object) -> str:
     return hashlib.sha256(_canonical.encode(policy_input)).hexdigest()
 
 
-async def append_decision_leaves(
+class LeafColumns(msgspec.Struct):
+    """`decision.made` leaves as the columns of one multi-row insert (any number of tenants)."""
+
+    log_ids: list[int] = msgspec.field(default_factory=list)
+    tenant_ids: list[UUID] = msgspec.field(default_factory=list)
+    event_uuids: list[UUID] = msgspec.field(default_factory=list)
+    leaves: list[bytes] = msgspec.field(default_factory=list)
+    hashes: list[bytes] = msgspec.field(default_factory=list)
+    subject_ids: list[UUID] = msgspec.field(default_factory=list)
+
+    def args(self) -> tuple[list[Any], ...]:
+        """The columns in the order insert_decisions takes them ($18-$23)."""
+        return (
+            self.log_ids,
+            self.tenant_ids,
+            self.event_uuids,
+            self.leaves,
+            self.hashes,
+            self.subject_ids,
+        )
+
+
+async def decision_leaf_columns(
     conn: Conn, audit: AuditWriter, records: Sequence[DecisionLike]
-) -> int:
-    """Append one leaf per decision about a known subject; returns the number appended."""
+) -> LeafColumns:
+    """One leaf per decision about a known subject, encoded; reads (or creates) the subjects'
+    tokens, one statement per tenant. The caller inserts the columns in the statement that
+    logs the decisions (`insert_decisions`), so that no decision is durable without its leaf."""
     by_tenant: dict[UUID, list[DecisionLike]] = defaultdict(list)
     for record in records:
         if record.subject_id is not None:
             by_tenant[record.tenant_id].append(record)
-    appended = 0
+    out = LeafColumns()
     for tenant_id, group in by_tenant.items():
         log_id, origin = await audit.log(conn, tenant_id)
         tokens = await audit.subject_tokens(
             conn, tenant_id, {r.subject_id for r in group if r.subject_id is not None}
         )
-        uuids, leaves, hashes, owners = [], [], [], []
         for r in group:
             assert r.subject_id is not None  # noqa: S101 - filtered above
             data = encode_leaf(
@@ -150,15 +174,13 @@ async def append_decision_leaves(
                     state_digest=state_digest(r.input),
                 )
             )
-            uuids.append(r.id)
-            leaves.append(data)
-            hashes.append(merkle.leaf_hash(data))
-            owners.append(r.subject_id)
-        await conn.execute(
-            Q.insert_leaves, log_id, tenant_id, "decision.made", uuids, leaves, hashes, owners
-        )
-        appended += len(group)
-    return appended
+            out.log_ids.append(log_id)
+            out.tenant_ids.append(tenant_id)
+            out.event_uuids.append(r.id)
+            out.leaves.append(data)
+            out.hashes.append(merkle.leaf_hash(data))
+            out.subject_ids.append(r.subject_id)
+    return out
 
 
 async def append_audience_leaves(

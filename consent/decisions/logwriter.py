@@ -16,7 +16,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from consent.audit.decision_leaves import append_audience_leaves, append_decision_leaves
+from consent.audit.decision_leaves import (
+    LeafColumns,
+    append_audience_leaves,
+    decision_leaf_columns,
+)
 from consent.audit.outbox import AuditWriter
 from consent.db.database import Conn, Database
 from consent.db.grouped import Grouped
@@ -164,29 +168,7 @@ async def write_batch(conn: Conn, batch: LogBatch, audit: AuditWriter | None = N
             ],
         )
     if batch.decisions:
-        d = batch.decisions
-        await conn.execute(
-            Q.insert_decisions,
-            [r.id for r in d],
-            [r.tenant_id for r in d],
-            [r.decided_at for r in d],
-            [r.subject_id for r in d],
-            [r.id_type for r in d],
-            [r.lookup_hmac for r in d],
-            [r.requester for r in d],
-            [r.api_key_id for r in d],
-            [r.request_id for r in d],
-            [r.kind for r in d],
-            [r.batch_id for r in d],
-            [r.action for r in d],
-            [r.allow for r in d],
-            [",".join(r.reasons) for r in d],
-            [r.purposes for r in d],
-            [r.policy_revision for r in d],
-            [r.input for r in d],
-        )
-        if audit is not None:
-            await append_decision_leaves(conn, audit, d)
+        await write_decisions(conn, batch.decisions, audit)
     if batch.audience_shapes:
         await conn.executemany(
             Q.insert_audience_shape,
@@ -226,6 +208,35 @@ async def write_batch(conn: Conn, batch: LogBatch, audit: AuditWriter | None = N
         )
         if audit is not None:
             await append_audience_leaves(conn, audit, batch.audience_members)
+
+
+async def write_decisions(
+    conn: Conn, d: Sequence[DecisionRecord], audit: AuditWriter | None = None
+) -> None:
+    """The decisions and (with `audit`) their leaves: the subjects' tokens, then one statement
+    (atomic on its own: outside a transaction it commits, durably, by itself)."""
+    leaves = await decision_leaf_columns(conn, audit, d) if audit is not None else LeafColumns()
+    await conn.execute(
+        Q.insert_decisions,
+        [r.id for r in d],
+        [r.tenant_id for r in d],
+        [r.decided_at for r in d],
+        [r.subject_id for r in d],
+        [r.id_type for r in d],
+        [r.lookup_hmac for r in d],
+        [r.requester for r in d],
+        [r.api_key_id for r in d],
+        [r.request_id for r in d],
+        [r.kind for r in d],
+        [r.batch_id for r in d],
+        [r.action for r in d],
+        [r.allow for r in d],
+        [",".join(r.reasons) for r in d],
+        [r.purposes for r in d],
+        [r.policy_revision for r in d],
+        [r.input for r in d],
+        *leaves.args(),
+    )
 
 
 class GroupCommitWriter(Grouped[LogBatch, None]):
@@ -273,8 +284,13 @@ class GroupCommitWriter(Grouped[LogBatch, None]):
         batch = LogBatch()
         for records, _ in group:
             batch.extend(records)
-        async with conn.transaction():
-            await write_batch(conn, batch, self.audit)
+        if batch.decisions and batch.rows == len(batch.decisions):
+            # Single decisions: no transaction needed, the statement that logs them is atomic
+            # (two round trips instead of five: begin, tokens, insert, leaves, commit).
+            await write_decisions(conn, batch.decisions, self.audit)
+        else:
+            async with conn.transaction():
+                await write_batch(conn, batch, self.audit)
         self.rows += batch.rows
         for _, future in group:
             if not future.done():

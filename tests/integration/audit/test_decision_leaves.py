@@ -8,6 +8,8 @@ import json
 import uuid
 from typing import Any
 
+import asyncpg
+import msgspec
 import pytest
 
 from consent.audit.decision_leaves import members_digest, state_digest
@@ -15,6 +17,8 @@ from consent.audit.integrator import Integrator
 from consent.audit.leaf import AudienceUsed, DecisionMade, decode_leaf
 from consent.audit.outbox import AuditWriter
 from consent.db.database import Database
+from consent.decisions.engine import DecisionInput
+from consent.decisions.logwriter import DecisionRecord, write_decisions
 from tests.conftest import Catalog
 
 pytestmark = pytest.mark.integration
@@ -166,3 +170,72 @@ async def test_a_token_another_transaction_creates_meanwhile_is_read_not_lost(
             else:
                 raise AssertionError("the second transaction never waited on the first")
     assert await waiting == mine
+
+
+async def test_decisions_and_their_leaves_are_one_statement_none_without_the_other(
+    client: Any, catalog: Catalog, db: Database
+) -> None:
+    """The decision log writes a group of single decisions as one statement outside a
+    transaction: if any leaf cannot be written, no decision of the group is logged either."""
+    written = await catalog.consent(
+        identifier={"type": "device", "value": "atomic-1"},
+        choices=[{"purpose": "analytics", "choice": "granted"}],
+    )
+    answer = (
+        await client.post(
+            "/v1/decisions",
+            json={
+                "subject": {"subject_id": written["subject_id"]},
+                "action": "web.analytics",
+                "context": {"requester": "cdp-main"},
+            },
+            headers=catalog.h,
+        )
+    ).json()
+    async with db.system() as conn:
+        stored = await conn.fetchrow(
+            "select * from decision_log where id = $1::uuid", answer["decision_id"]
+        )
+    assert stored is not None
+
+    def record(record_id: uuid.UUID) -> DecisionRecord:
+        return DecisionRecord(
+            id=record_id,
+            tenant_id=stored["tenant_id"],
+            decided_at=stored["decided_at"],
+            subject_id=stored["subject_id"],
+            id_type=None,
+            lookup_hmac=None,
+            requester="cdp-main",
+            api_key_id=stored["api_key_id"],
+            request_id=None,
+            kind="single",
+            batch_id=None,
+            action="web.analytics",
+            allow=stored["allow"],
+            reasons=tuple(stored["reasons"]),
+            purposes=dict(stored["purposes"]),
+            policy_revision=stored["policy_revision"],
+            input=msgspec.convert(stored["input"], DecisionInput),
+        )
+
+    fine = record(uuid.uuid4())
+    # A new decision id that is already a leaf's event id (the consent event's): its decision
+    # row alone could be written, its leaf cannot.
+    clashing = record(uuid.UUID(written["event_id"]))
+    audit = AuditWriter(client.app.state.settings.audit_origin)
+    async with db.pool.acquire() as conn:
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await write_decisions(conn, [fine, clashing], audit)
+        await write_decisions(conn, [fine], audit)
+    async with db.system() as conn:
+        logged = await conn.fetch(
+            "select id from decision_log where id = any($1::uuid[])", [fine.id, clashing.id]
+        )
+        leaves = await conn.fetch(
+            "select event_uuid from audit_event where kind = 'decision.made' "
+            "and event_uuid = any($1::uuid[])",
+            [fine.id, clashing.id],
+        )
+    assert [r["id"] for r in logged] == [fine.id]
+    assert [r["event_uuid"] for r in leaves] == [fine.id]
