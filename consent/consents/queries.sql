@@ -49,34 +49,12 @@ with ev as (
 select id, occurred_at, recorded_at from ev;
 
 -- name: subject_state
--- A read of the current state in one statement: the reference ($1 a subject id, or $3/$4 an
--- identifier type and its keyed HMAC, in tenant $2) resolved to its surviving subject, then that subject's
--- state per purpose. No row: no such subject (or erased: row-level security hides it); one row
--- with a null purpose: a subject with no state yet. Materialised steps keep every index
--- probe's key a plain column (see decision_subject_states in migrations/0003_decisions.sql).
-with ref as materialized (
-    select coalesce($1::uuid, (
-        select i.subject_id from subject_identifier as i
-        where i.tenant_id = $2 and i.id_type = $3 and i.lookup_hmac = $4
-    )) as id
-), survivor as materialized (
-    select coalesce(s.merged_into, s.id) as id from ref join subject as s on s.id = ref.id
-)
-select v.id as subject_id, s.purpose_key as purpose, s.choice, s.occurred_at, s.event_id,
-       s.notice_version_id,
-       coalesce(p.max_age_days is not null
-                and s.occurred_at + make_interval(days => p.max_age_days) < now(), false)
-           as expired,
-       coalesce(s.material_version < (
-           select max(v2.material_version)
-           from notice_version as v1
-           join notice_version as v2 on v2.notice_id = v1.notice_id
-           where v1.id = s.notice_version_id and v2.published_at is not null
-       ), false) as stale
-from survivor as v
-left join consent_state as s on s.subject_id = v.id
-left join purpose as p on p.tenant_id = s.tenant_id and p.key = s.purpose_key
-order by s.purpose_key;
+-- The current state in one call outside a transaction (migrations/0014): the reference ($2 a
+-- subject id, or $3/$4 an identifier type and its keyed HMAC, in tenant $1) resolved to its
+-- surviving subject, then that subject's state per purpose. No row: no such subject; one row
+-- with a null purpose: a subject with no state yet.
+select subject_id, purpose, choice, occurred_at, event_id, notice_version_id, expired, stale
+from subject_consent_state($1, $2, $3, $4);
 
 -- name: subject_history
 select e.id as event_id, e.subject_id, e.occurred_at, e.recorded_at, e.choices,

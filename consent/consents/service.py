@@ -43,6 +43,7 @@ from consent.idempotency import run_idempotent
 from consent.ids import uuid7
 from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
+from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import IdentifierIn, SubjectRef
 
@@ -282,12 +283,17 @@ class ConsentService:
         )
 
     async def state(self, ref: SubjectRef) -> SubjectConsents:
-        """The current state of the subject `ref` names: three round trips (begin, the one
-        statement of `subject_state`, commit)."""
-        async with self.db.tenant_hot(self.tenant_id) as conn:
-            key = await self.subjects.lookup_key(conn, self.tenant_id, ref)
+        """The current state of the subject `ref` names: one round trip (`subject_state`, a
+        function that reads under row-level security outside a transaction), after a tenant
+        transaction that checks the identifier type only when it is a tenant's own."""
+        if ref.identifier is not None and ref.identifier.type not in BUILTIN_TYPES:
+            async with self.db.tenant(self.tenant_id) as conn:
+                key = await self.subjects.lookup_key(conn, self.tenant_id, ref)
+        else:
+            key = await self.subjects.lookup_key(None, self.tenant_id, ref)
+        async with self.db.pool.acquire() as conn:
             rows = await conn.fetch(
-                Q.subject_state, key.subject_id, self.tenant_id, key.id_type, key.digest
+                Q.subject_state, self.tenant_id, key.subject_id, key.id_type, key.digest
             )
         if not rows:
             raise NotFound(

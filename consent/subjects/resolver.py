@@ -66,12 +66,19 @@ class SubjectResolver:
         self.datakeys = DataKeys(keyring)
 
     async def _normalize(
-        self, conn: Conn, tenant_id: UUID, ident: IdentifierIn, field: str
+        self, conn: Conn | None, tenant_id: UUID, ident: IdentifierIn, field: str
     ) -> _Normalized:
-        if ident.type not in BUILTIN_TYPES and not await conn.fetchval(
-            "select exists (select 1 from identifier_type where key = $1)", ident.type
-        ):
-            raise ValidationFailed.field(f"{field}.type", f"unknown identifier type '{ident.type}'")
+        """The normalised identifier and its keyed HMAC. A tenant's own identifier type is
+        looked up on `conn` (a tenant transaction), which only built-in types may omit."""
+        if ident.type not in BUILTIN_TYPES:
+            if conn is None:
+                raise RuntimeError("a tenant's own identifier type needs a tenant transaction")
+            if not await conn.fetchval(
+                "select exists (select 1 from identifier_type where key = $1)", ident.type
+            ):
+                raise ValidationFailed.field(
+                    f"{field}.type", f"unknown identifier type '{ident.type}'"
+                )
         try:
             value = normalize(ident.type, ident.value)
         except InvalidIdentifier as exc:
@@ -120,10 +127,11 @@ class SubjectResolver:
         return UUID(str(found)) if found is not None else None
 
     async def lookup_key(
-        self, conn: Conn, tenant_id: UUID, ref: SubjectRef, field: str = "subject"
+        self, conn: Conn | None, tenant_id: UUID, ref: SubjectRef, field: str = "subject"
     ) -> LookupKey:
         """What finds `ref` in the ledger without reading it (a subject id, or an identifier
-        type and keyed HMAC), for a query that resolves and reads in one statement."""
+        type and keyed HMAC), for a query that resolves and reads in one statement. `conn` (a
+        tenant transaction) is needed only for a tenant's own identifier types."""
         self._check_ref(ref, field)
         if ref.subject_id is not None:
             return LookupKey(subject_id=ref.subject_id)
