@@ -2,9 +2,11 @@
 
 Requests hand their records to a `GroupCommitWriter` and wait. One writer task collects what is
 pending for up to `linger` seconds (or until `max_rows` rows are waiting), writes it all in one
-transaction (`write_batch`: one multi-row insert per table) and then wakes every request of the
-batch; a request whose batch failed gets `DecisionLogUnavailable` (a 503), never an answer. While
-a batch commits the next one gathers, so under load batches grow instead of queueing commits.
+transaction (`write_batch`: one multi-row insert per table), or, when the group holds decisions
+only, in one statement with their audit leaves (`write_decisions`), and then wakes every request
+of the batch; a request whose batch failed gets `DecisionLogUnavailable` (a 503), never an
+answer. While a batch commits the next one gathers, so under load batches grow instead of
+queueing commits.
 """
 
 from __future__ import annotations
@@ -285,8 +287,9 @@ class GroupCommitWriter(Grouped[LogBatch, None]):
         for records, _ in group:
             batch.extend(records)
         if batch.decisions and batch.rows == len(batch.decisions):
-            # Single decisions: no transaction needed, the statement that logs them is atomic
-            # (two round trips instead of five: begin, tokens, insert, leaves, commit).
+            # Decisions only (single or batch calls): no transaction needed, the statement that
+            # logs them with their leaves is atomic (two round trips instead of five: begin,
+            # tokens, insert, leaves, commit).
             await write_decisions(conn, batch.decisions, self.audit)
         else:
             async with conn.transaction():
