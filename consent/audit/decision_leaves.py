@@ -17,7 +17,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
 import msgspec
@@ -120,7 +120,8 @@ def state_digest(policy_input: object) -> str:
 
 
 class LeafColumns(msgspec.Struct):
-    """`decision.made` leaves as the columns of one multi-row insert (any number of tenants)."""
+    """`decision.made` leaves as the columns of one multi-row insert (any number of tenants), in
+    the order insert_decisions takes them ($18-$23: `msgspec.structs.astuple`)."""
 
     log_ids: list[int] = msgspec.field(default_factory=list)
     tenant_ids: list[UUID] = msgspec.field(default_factory=list)
@@ -128,17 +129,6 @@ class LeafColumns(msgspec.Struct):
     leaves: list[bytes] = msgspec.field(default_factory=list)
     hashes: list[bytes] = msgspec.field(default_factory=list)
     subject_ids: list[UUID] = msgspec.field(default_factory=list)
-
-    def args(self) -> tuple[list[Any], ...]:
-        """The columns in the order insert_decisions takes them ($18-$23)."""
-        return (
-            self.log_ids,
-            self.tenant_ids,
-            self.event_uuids,
-            self.leaves,
-            self.hashes,
-            self.subject_ids,
-        )
 
 
 async def decision_leaf_columns(

@@ -43,7 +43,6 @@ from consent.idempotency import run_idempotent
 from consent.ids import uuid7
 from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
-from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import IdentifierIn, SubjectRef
 
@@ -284,13 +283,8 @@ class ConsentService:
 
     async def state(self, ref: SubjectRef) -> SubjectConsents:
         """The current state of the subject `ref` names: one round trip (`subject_state`, a
-        function that reads under row-level security outside a transaction), after a tenant
-        transaction that checks the identifier type only when it is a tenant's own."""
-        if ref.identifier is not None and ref.identifier.type not in BUILTIN_TYPES:
-            async with self.db.tenant(self.tenant_id) as conn:
-                key = await self.subjects.lookup_key(conn, self.tenant_id, ref)
-        else:
-            key = await self.subjects.lookup_key(None, self.tenant_id, ref)
+        function that reads under row-level security outside a transaction)."""
+        key = await self.subjects.lookup_key_alone(self.db, self.tenant_id, ref)
         async with self.db.pool.acquire() as conn:
             rows = await conn.fetch(
                 Q.subject_state, self.tenant_id, key.subject_id, key.id_type, key.digest

@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from consent.audit.decision_leaves import (
     LeafColumns,
     append_audience_leaves,
@@ -237,7 +239,7 @@ async def write_decisions(
         [r.purposes for r in d],
         [r.policy_revision for r in d],
         [r.input for r in d],
-        *leaves.args(),
+        *msgspec.structs.astuple(leaves),
     )
 
 

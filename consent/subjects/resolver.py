@@ -20,7 +20,7 @@ from consent.audit.outbox import AuditWriter
 from consent.consents.rules import ChoiceRecord, PreferenceRecord, fold, latest_by
 from consent.crypto.datakeys import DataKeys, dek_aad
 from consent.crypto.keys import KeyRing
-from consent.db.database import Conn
+from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import NotFound, ValidationFailed
 from consent.ids import uuid7
@@ -138,6 +138,16 @@ class SubjectResolver:
         assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
         ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
         return LookupKey(id_type=ident.type, digest=ident.digest)
+
+    async def lookup_key_alone(
+        self, db: Database, tenant_id: UUID, ref: SubjectRef, field: str = "subject"
+    ) -> LookupKey:
+        """`lookup_key` for a read outside a transaction: a tenant transaction is opened only
+        for a tenant's own identifier type (built-in types need no database)."""
+        if ref.identifier is not None and ref.identifier.type not in BUILTIN_TYPES:
+            async with db.tenant(tenant_id) as conn:
+                return await self.lookup_key(conn, tenant_id, ref, field)
+        return await self.lookup_key(None, tenant_id, ref, field)
 
     def _write_subject(self, tenant_id: UUID, row: asyncpg.Record) -> WriteSubject:
         subject_id = UUID(str(row["id"]))
