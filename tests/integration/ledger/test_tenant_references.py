@@ -29,10 +29,6 @@ class Side:
     preference_event: UUID
 
 
-class _Rollback(Exception):
-    pass
-
-
 async def _side(db: Database, catalog: Catalog, device: str) -> Side:
     written = await catalog.consent(
         identifier={"type": "device", "value": device},
@@ -159,12 +155,12 @@ def _cases(mine: Side, theirs: Side) -> dict[str, tuple[str, list[Any], list[Any
 async def _attempt(db: Database, statement: str, args: list[Any]) -> None:
     """Run `statement` as the owner and roll it back; raises what the database raised."""
     async with db.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
         try:
-            async with conn.transaction():
-                await conn.execute(statement, *args)
-                raise _Rollback
-        except _Rollback:
-            pass
+            await conn.execute(statement, *args)
+        finally:
+            await transaction.rollback()
 
 
 async def test_no_ledger_row_can_reference_another_tenants_rows(
