@@ -251,7 +251,8 @@ class Service:
         raise RuntimeError("the service did not become ready")
 
     def workers(self) -> list[int]:
-        """Pids of the worker processes (children of granian's main process)."""
+        """Pids of the service's processes: the workers and the audit integrator (children of
+        granian's main process)."""
         if self.proc is None:
             return []
         found = []

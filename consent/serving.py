@@ -18,20 +18,25 @@ import gc
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
+import time
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 
 import structlog
 
 from consent.config import Settings
 
 __all__ = [
+    "INTEGRATOR_ELSEWHERE_ENV",
     "AddressInUse",
+    "IntegratorProcess",
     "MainProcessGone",
     "MainProcessWatch",
     "check_address_free",
+    "die_with_main_process",
     "follow_main_process",
     "freeze_startup_heap",
     "serve",
@@ -40,7 +45,10 @@ __all__ = [
 _log = structlog.get_logger("consent.serve")
 # Set by `serve` for its workers (not a CONSENT_ setting: the configuration never reads it).
 _MAIN_PID_ENV: Final = "_CONSENT_SERVE_MAIN_PID"
+# Set by `serve` for its workers when its own integrator process integrates the audit logs.
+INTEGRATOR_ELSEWHERE_ENV: Final = "_CONSENT_SERVE_INTEGRATOR_PROCESS"
 _PR_SET_PDEATHSIG: Final = 1
+_MINUTE: Final = 60.0
 _DEATH_SIGNAL: Final = signal.SIGUSR1
 
 
@@ -185,6 +193,91 @@ class SignalReload:
         )
 
 
+class IntegratorProcess:
+    """The audit integrator of `consent serve`, in a process of its own
+    (`consent audit integrate --loop --wait-ready --sign-interval 1`) instead of inside every
+    worker: integration (Merkle hashing, leaf and node writes, signing) no longer shares the
+    event loop that answers requests, which cost decisions 1-2.5 ms of p99 at 4-12
+    connections (bench/RESULTS.md), and one process integrates however many workers serve.
+
+    It stops with the service (SIGTERM, then SIGKILL after the grace period), dies with the
+    main process (the kernel's parent-death signal), and is started again when it exits on its
+    own, at most `MAX_RESTARTS` times a minute (then it is given up, and the log says so)."""
+
+    MAX_RESTARTS: Final = 5
+
+    def __init__(self, grace_seconds: float) -> None:
+        self.grace_seconds = grace_seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._restarts: list[float] = []
+        self._previous_sigchld: Any = signal.SIG_DFL
+        self._main_pid = os.getpid()
+
+    def start(self) -> None:
+        self._previous_sigchld = signal.signal(signal.SIGCHLD, self._on_child)
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "consent",
+                "audit",
+                "integrate",
+                "--loop",
+                "--wait-ready",
+                "--sign-interval",
+                "1",
+            ],
+        )
+        _log.info("audit.integrator_process.started", pid=self.proc.pid)
+
+    def _on_child(self, _signum: int, _frame: FrameType | None) -> None:
+        if os.getpid() != self._main_pid:  # a forked worker inherited the handler
+            return
+        proc = self.proc
+        if proc is None or self._stopping or proc.poll() is None:
+            return
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < _MINUTE] + [now]
+        if len(self._restarts) > self.MAX_RESTARTS:
+            _log.error("audit.integrator_process.given_up", exit_code=proc.returncode)
+            self.proc = None
+            return
+        _log.warning("audit.integrator_process.exited", exit_code=proc.returncode)
+        self._spawn()
+
+    def stop(self) -> None:
+        self._stopping = True
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=self.grace_seconds)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._previous_sigchld is not None:
+            signal.signal(signal.SIGCHLD, self._previous_sigchld)
+
+
+def die_with_main_process() -> bool:
+    """In `consent serve`'s integrator process: ask the kernel for SIGTERM (a graceful stop of
+    the loop) when the main process dies, so that it never integrates on with nothing to
+    supervise it. False when the main process is gone already; True outside `consent serve`
+    or where Linux offers no parent-death signal (nothing to watch)."""
+    main = os.environ.get(_MAIN_PID_ENV)
+    if not main or not sys.platform.startswith("linux"):
+        return True
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        _log.warning("serve.parent_death_signal_unavailable", errno=ctypes.get_errno())
+        return True
+    return os.getppid() == int(main)
+
+
 class AddressInUse(Exception):
     """Another process listens on the address."""
 
@@ -234,4 +327,13 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     # any worker is forked: replace its SIGHUP (respawn every worker) with the checked reload.
     server.on_startup(SignalReload(settings).install)
     os.environ[_MAIN_PID_ENV] = str(os.getpid())  # workers: see follow_main_process
-    server.serve()
+    integrator = None
+    if settings.audit_integrator:
+        os.environ[INTEGRATOR_ELSEWHERE_ENV] = "1"  # workers leave integration to it
+        integrator = IntegratorProcess(settings.shutdown_grace_seconds)
+        integrator.start()
+    try:
+        server.serve()
+    finally:
+        if integrator is not None:
+            integrator.stop()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import base64
 import json
+import signal
 import sys
 import time
 import urllib.request
@@ -62,19 +63,72 @@ async def _verify(args: argparse.Namespace) -> int:
 async def _integrate(args: argparse.Namespace) -> int:
     from consent.audit.integrator import Integrator
     from consent.cli import _settings
+    from consent.serving import die_with_main_process
 
+    if args.loop and not die_with_main_process():
+        _out("consent audit integrate: the service that started it has gone")
+        return 1
     settings = _settings()
     ring, db = await _open(settings)
-    integrator = Integrator(db, NoteSigner(settings.audit_origin, ring.signing_key))
     try:
+        if args.wait_ready and not await _wait_until_ready(db):
+            return 1
+        if not await _keys_bound(db, ring):
+            return 1
+        integrator = Integrator(
+            db,
+            NoteSigner(settings.audit_origin, ring.signing_key),
+            sign_interval=args.sign_interval,
+        )
         if args.loop:
-            await integrator.run(asyncio.Event(), interval=args.interval)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            _out("consent audit integrate: integrating until stopped")
+            await integrator.run(stop, interval=args.interval)
             return 0
         count = await integrator.integrate_all()
     finally:
         await db.close()
     _out(f"integrated {count} leaves")
     return 0
+
+
+async def _wait_until_ready(db: Any) -> bool:
+    """Wait (quietly) until the database answers and every migration on disk is applied: a
+    service's integrator process starts with its workers, which migrate a new database."""
+    from consent.db.migrate import (
+        MigrationError,
+        default_migrations_dir,
+        discover,
+        pending_migrations,
+    )
+
+    migrations = discover(default_migrations_dir())
+    while True:
+        if await db.ping():
+            try:
+                async with db.pool.acquire() as conn:
+                    if not await pending_migrations(conn, migrations):
+                        return True
+            except (MigrationError, OSError):
+                pass
+        await asyncio.sleep(0.5)
+
+
+async def _keys_bound(db: Any, ring: Any) -> bool:
+    """Whether these keys are the database's (binding them to a new one): checkpoints must never
+    be signed with another service's key."""
+    from consent.crypto.binding import KeyRingMismatch, bind_or_check
+
+    async with db.pool.acquire() as conn:
+        try:
+            await bind_or_check(conn, ring)
+        except KeyRingMismatch as exc:
+            _out(f"consent audit integrate: {exc}")
+            return False
+    return True
 
 
 def _get(url: str, api_key: str) -> bytes:
@@ -175,8 +229,21 @@ def add_parser(sub: Any) -> None:
         help="integrate pending leaves now (the service also does this continuously)",
         description="Assign leaf indexes to pending audit events and sign a checkpoint.",
     )
-    integrate.add_argument("--loop", action="store_true", help="keep integrating")
+    integrate.add_argument(
+        "--loop", action="store_true", help="keep integrating until SIGTERM or SIGINT"
+    )
     integrate.add_argument("--interval", type=float, default=0.2, help="seconds between runs")
+    integrate.add_argument(
+        "--sign-interval",
+        type=float,
+        default=0.0,
+        help="least seconds between two checkpoints of a log (0: sign after every batch)",
+    )
+    integrate.add_argument(
+        "--wait-ready",
+        action="store_true",
+        help="first wait until the database is reachable and fully migrated",
+    )
     integrate.set_defaults(func=lambda a: asyncio.run(_integrate(a)))
 
     monitor = cmds.add_parser(

@@ -174,7 +174,7 @@ def test_zero_config_serve_and_graceful_shutdown(tmp_path: Path) -> None:
     assert not postmaster.exists(), "the embedded PostgreSQL should be stopped"
 
 
-def _children(pid: int) -> set[int]:
+def _all_children(pid: int) -> set[int]:
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -184,6 +184,23 @@ def _children(pid: int) -> set[int]:
         if int(fields[1]) == pid:
             found.add(int(stat.parent.name))
     return found
+
+
+def _is_integrator(pid: int) -> bool:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"audit" in args and b"integrate" in args
+
+
+def _children(pid: int) -> set[int]:
+    """The workers of `consent serve` `pid` (its children but the audit integrator)."""
+    return {c for c in _all_children(pid) if not _is_integrator(c)}
+
+
+def _integrators(pid: int) -> set[int]:
+    return {c for c in _all_children(pid) if _is_integrator(c)}
 
 
 def _wait_for(what: str, log: Path, seconds: float = 30) -> None:
@@ -323,12 +340,17 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path, moment: st
             time.sleep(1.5)  # past MainProcessWatch's settling time
         workers = _children(proc.pid)
         assert len(workers) == 2
+        integrators = _integrators(proc.pid)
+        assert len(integrators) == 1
         proc.kill()
         proc.wait()
         deadline = time.monotonic() + 30
         while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(_running(pid) for pid in workers), "the workers outlived the main process"
+        while any(_running(pid) for pid in integrators) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(pid) for pid in integrators), "the integrator outlived it"
         while postmaster.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not postmaster.exists(), "the last worker to go should stop the embedded database"
@@ -362,5 +384,66 @@ def test_a_second_service_on_a_port_in_use_is_refused(database_dsn: str, tmp_pat
         assert f"127.0.0.1:{port} is already in use" in second.stderr
         assert not (tmp_path / "other").exists()  # refused before touching anything
         assert _get(f"http://127.0.0.1:{port}/health/live")[0] == 200
+    finally:
+        _kill_group(proc)
+
+
+def _tree_size(base: str, auth: dict[str, str]) -> int:
+    status, body = _get(base + "/v1/audit/checkpoint", auth)
+    return int(body.decode().splitlines()[1]) if status == 200 else 0
+
+
+def _wait_tree_size(base: str, auth: dict[str, str], size: int, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while _tree_size(base, auth) < size:
+        assert time.monotonic() < deadline, f"the audit log never reached {size} signed leaves"
+        time.sleep(0.2)
+
+
+def test_the_audit_integrator_is_a_process_of_its_own(
+    database_dsn: str, db: object, tmp_path: Path
+) -> None:
+    """`consent serve` integrates and signs the audit logs in one process beside its workers
+    (not on the event loop that answers requests), starts it again when it dies, and stops it
+    with the service."""
+    port, log = _free_port(), tmp_path / "service.log"
+    env = _env(
+        CONSENT_DATABASE_URL=database_dsn,
+        CONSENT_DATA_DIR=str(tmp_path / "data"),
+        CONSENT_PORT=str(port),
+        CONSENT_WORKERS="2",
+    )
+    base = f"http://127.0.0.1:{port}"
+    with log.open("wb") as out:
+        proc = _serve(env, out)
+    try:
+        _wait_ready(base, proc)
+        created = _consent("tenant", "create", "Integrated", env=env)
+        assert created.returncode == 0, created.stderr
+        auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+        _wait_tree_size(base, auth, 1)  # the tenant's first leaf (its policy), signed
+        assert len(_children(proc.pid)) == 2
+        (first,) = _integrators(proc.pid)
+
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not (_integrators(proc.pid) - {first}):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        _wait_for("audit.integrator_process.exited", log)
+        request = urllib.request.Request(  # noqa: S310
+            base + "/v1/tenant/settings",
+            data=b'{"store_network_evidence": true}',
+            headers={**auth, "Content-Type": "application/json"},
+            method="PUT",
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+            assert response.status == 200
+        _wait_tree_size(base, auth, 2)  # integrated and signed by the new one
+        (second,) = _integrators(proc.pid)
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not _running(second), "the integrator outlived the service"
     finally:
         _kill_group(proc)
