@@ -197,8 +197,10 @@ class IntegratorProcess:
     """The audit integrator of `consent serve`, in a process of its own
     (`consent audit integrate --loop --wait-ready --sign-interval 1`) instead of inside every
     worker: integration (Merkle hashing, leaf and node writes, signing) no longer shares the
-    event loop that answers requests, which cost decisions 1-2.5 ms of p99 at 4-12
-    connections (bench/RESULTS.md), and one process integrates however many workers serve.
+    event loop that answers requests, and one process integrates however many workers serve.
+    While it catches up a backlog (300,000 leaves after a burst of batch decisions), decisions
+    at two connections had p99 20-21 ms with it in the worker and 10-15 ms with it here; under
+    steady load, on two cores, its CPU costs about the same either way (bench/RESULTS.md).
 
     It stops with the service (SIGTERM, then SIGKILL after the grace period), dies with the
     main process (the kernel's parent-death signal), and is started again when it exits on its
