@@ -47,6 +47,13 @@ def _consent(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
+def _admin_key(name: str, env: dict[str, str]) -> str:
+    """A new tenant's admin API key, from `consent tenant create` (its last line of output)."""
+    created = _consent("tenant", "create", name, env=env)
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip().splitlines()[-1]
+
+
 def _key_material(keys_dir: Path) -> list[str]:
     """Every secret in the keys directory, as it could appear in text (base64, hex, PEM)."""
     found: list[str] = []
@@ -141,9 +148,7 @@ def test_zero_config_serve_and_graceful_shutdown(tmp_path: Path) -> None:
         _wait_ready(base, proc)
         assert (tmp_path / "data" / "keys" / "signing.ed25519").exists()
         assert (tmp_path / "data" / "pgdata" / "PG_VERSION").exists()
-        created = _consent("tenant", "create", "Shop", env=env)
-        assert created.returncode == 0, created.stderr
-        key = created.stdout.strip().splitlines()[-1]
+        key = _admin_key("Shop", env)
         status, _ = _get(base + "/v1/tenant", {"Authorization": f"Bearer {key}"})
         assert status == 200
 
@@ -249,9 +254,7 @@ def test_sighup_reloads_the_policy_and_a_broken_one_keeps_the_old_serving(
         proc = _serve(env, out)
     try:
         _wait_ready(base, proc)
-        created = _consent("tenant", "create", "Reloads", env=env)
-        assert created.returncode == 0, created.stderr
-        auth["Authorization"] = f"Bearer {created.stdout.strip().splitlines()[-1]}"
+        auth["Authorization"] = f"Bearer {_admin_key('Reloads', env)}"
         before, workers = revision(), _children(proc.pid)
         assert len(workers) == 2
 
@@ -418,9 +421,7 @@ def test_the_audit_integrator_is_a_process_of_its_own(
         proc = _serve(env, out)
     try:
         _wait_ready(base, proc)
-        created = _consent("tenant", "create", "Integrated", env=env)
-        assert created.returncode == 0, created.stderr
-        auth = {"Authorization": f"Bearer {created.stdout.strip().splitlines()[-1]}"}
+        auth = {"Authorization": f"Bearer {_admin_key('Integrated', env)}"}
         _wait_tree_size(base, auth, 1)  # the tenant's first leaf (its policy), signed
         assert len(_children(proc.pid)) == 2
         (first,) = _integrators(proc.pid)
