@@ -71,8 +71,8 @@ async def _integrate(args: argparse.Namespace) -> int:
     settings = _settings()
     ring, db = await _open(settings)
     try:
-        if args.wait_ready and not await _wait_until_ready(db):
-            return 1
+        if args.wait_ready:
+            await _wait_until_ready(db)
         if not await _keys_bound(db, ring):
             return 1
         integrator = Integrator(
@@ -95,9 +95,10 @@ async def _integrate(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _wait_until_ready(db: Any) -> bool:
-    """Wait (quietly) until the database answers and every migration on disk is applied: a
-    service's integrator process starts with its workers, which migrate a new database."""
+async def _wait_until_ready(db: Any) -> None:
+    """Wait (quietly, however long it takes) until the database answers and every migration
+    on disk is applied: a service's integrator process starts with its workers, which migrate
+    a new database."""
     from consent.db.migrate import (
         MigrationError,
         default_migrations_dir,
@@ -111,7 +112,7 @@ async def _wait_until_ready(db: Any) -> bool:
             try:
                 async with db.pool.acquire() as conn:
                     if not await pending_migrations(conn, migrations):
-                        return True
+                        return
             except (MigrationError, OSError):
                 pass
         await asyncio.sleep(0.5)
