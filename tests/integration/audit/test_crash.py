@@ -105,3 +105,42 @@ async def test_two_integrators_do_not_corrupt_the_tree(
     assert indexes == list(range(60 + 8))
     reports = await verify_all(db, signer.verifier, catalog.tenant.id)
     assert reports[0].ok, reports[0].problems
+
+
+async def test_an_integrator_with_another_key_ring_signs_nothing(
+    catalog: Catalog, db: Database, database_dsn: str, keys_dir: Path, tmp_path: Path
+) -> None:
+    """`consent audit integrate` checks that its keys are the database's before it integrates:
+    started with another key directory it would sign the tenants' checkpoints with a key their
+    verifiers do not know. It exits 1, saying why, and leaves the outbox as it was."""
+    await catalog.consent(
+        identifier={"type": "device", "value": "keys"},
+        choices=[{"purpose": "ads", "choice": "granted"}],
+    )
+    async with db.pool.acquire() as conn:
+        pending = await conn.fetchval("select count(*) from audit_pending")
+    assert pending > 0
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")},
+        "CONSENT_DATABASE_URL": database_dsn,
+        "CONSENT_DATA_DIR": str(tmp_path),
+    }
+    for keys, expect in ((tmp_path / "stranger", 1), (keys_dir, 0)):
+        done = subprocess.run(
+            [sys.executable, "-m", "consent", "audit", "integrate"],
+            env={**env, "CONSENT_KEYS_DIR": str(keys)},
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == expect, done.stderr[-2000:]
+        async with db.pool.acquire() as conn:
+            left = await conn.fetchval("select count(*) from audit_pending")
+            signed = await conn.fetchval("select count(*) from audit_checkpoint")
+        if expect:
+            assert "lookup key" in done.stderr
+            assert (left, signed) == (pending, 0)
+        else:  # the service's own keys: integrated and signed
+            assert (left, signed) == (0, 1)
