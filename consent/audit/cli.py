@@ -99,22 +99,12 @@ async def _wait_until_ready(db: Any) -> None:
     """Wait (quietly, however long it takes) until the database answers and every migration
     on disk is applied: a service's integrator process starts with its workers, which migrate
     a new database."""
-    from consent.db.migrate import (
-        MigrationError,
-        default_migrations_dir,
-        discover,
-        pending_migrations,
-    )
+    from consent.db.migrate import default_migrations_dir, discover, migrations_current
 
     migrations = discover(default_migrations_dir())
     while True:
-        if await db.ping():
-            try:
-                async with db.pool.acquire() as conn:
-                    if not await pending_migrations(conn, migrations):
-                        return
-            except (MigrationError, OSError):
-                pass
+        if await db.ping() and await migrations_current(db, migrations):
+            return
         await asyncio.sleep(0.5)
 
 

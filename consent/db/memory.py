@@ -27,6 +27,7 @@ __all__ = [
     "EMBEDDED_SETTINGS",
     "configured_setting",
     "configured_shared_buffers",
+    "embedded_settings",
     "memory_limit_bytes",
     "shared_buffers_mb",
     "size_embedded_buffers",
@@ -44,6 +45,12 @@ EMBEDDED_SETTINGS: Final = {"wal_init_zero": "off"}
 def shared_buffers_mb(memory_bytes: int) -> int:
     """A quarter of `memory_bytes`, between PostgreSQL's default (128 MB) and 2 GB."""
     return max(MIN_MB, min(MAX_MB, memory_bytes // 4 // _MB))
+
+
+def embedded_settings(shared_buffers_megabytes: int) -> dict[str, str]:
+    """Every setting `consent serve` gives the embedded server (its values as ALTER SYSTEM
+    stores them)."""
+    return {"shared_buffers": f"{int(shared_buffers_megabytes)}MB", **EMBEDDED_SETTINGS}
 
 
 def memory_limit_bytes(cgroup_root: Path = Path("/sys/fs/cgroup")) -> int:
@@ -83,9 +90,9 @@ async def size_embedded_buffers(data_dir: Path) -> tuple[int, bool] | None:
 
     want = shared_buffers_mb(memory_limit_bytes())
     embedded = EmbeddedPostgres(data_dir)
-    if configured_shared_buffers(embedded.pgdata) == f"{want}MB" and all(
+    if all(
         configured_setting(embedded.pgdata, name) == value
-        for name, value in EMBEDDED_SETTINGS.items()
+        for name, value in embedded_settings(want).items()
     ):
         return None
     await embedded.start()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from consent.db.database import Conn
+from consent.db.database import Conn, Database
 
 __all__ = [
     "Migration",
@@ -22,6 +22,7 @@ __all__ = [
     "apply_migrations",
     "default_migrations_dir",
     "discover",
+    "migrations_current",
     "pending_migrations",
 ]
 
@@ -104,6 +105,16 @@ def _plan(migrations: list[Migration], applied: dict[int, str]) -> list[Migratio
 async def pending_migrations(conn: Conn, migrations: list[Migration]) -> list[int]:
     """Versions not yet applied (raises MigrationError on a checksum mismatch)."""
     return [m.version for m in _plan(migrations, await _applied(conn))]
+
+
+async def migrations_current(db: Database, migrations: list[Migration]) -> bool:
+    """Whether every migration in `migrations` is applied (False, not an error, when a checksum
+    does not match or the connection fails; ask `db.ping()` first for whether it answers)."""
+    try:
+        async with db.pool.acquire() as conn:
+            return not await pending_migrations(conn, migrations)
+    except (MigrationError, OSError):
+        return False
 
 
 async def apply_migrations(conn: Conn, directory: Path) -> list[Migration]:

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 
-from consent.db.migrate import MigrationError, pending_migrations
+from consent.db.migrate import migrations_current
 
 __all__ = ["live", "ready"]
 
@@ -34,13 +34,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
     """Ready when PostgreSQL answers and every migration on disk is applied; 503 otherwise."""
     db = request.app.state.db
     database = await db.ping()
-    current = False
-    if database:
-        try:
-            async with db.pool.acquire() as conn:
-                current = not await pending_migrations(conn, request.app.state.migrations)
-        except (MigrationError, OSError):
-            current = False
+    current = database and await migrations_current(db, request.app.state.migrations)
     ok = database and current
     body = Health(
         status="ready" if ok else "unavailable", database=database, migrations_current=current
