@@ -183,6 +183,8 @@ def problem_response(
 
 
 _UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]{1,100})`")
+_MISSING_FIELD: Final = re.compile(r"missing required field `([^`]{1,100})`")
+_BODY: Final = frozenset({"data", "body"})
 _AT_PATH: Final = re.compile(r" - at `\$\.?([^`]{0,200})`$")
 
 
@@ -194,13 +196,18 @@ def _validation_errors(extra: Any) -> list[FieldError]:
         if isinstance(item, dict):
             key = str(item.get("key") or item.get("source") or "body")
             message = str(item.get("message", "invalid value"))
+            at: str | None = None
             path = _AT_PATH.search(message)
             if path:
                 message = message[: path.start()]
-                key = path.group(1) or key
-            unknown = _UNKNOWN_FIELD.search(message)
-            if unknown and key in {"data", "body"}:
-                key = unknown.group(1)
+                at = path.group(1)
+            elif item.get("source") == "body" or key in _BODY:
+                at = "" if key in _BODY else key  # Litestar took the path out of the message
+            named = _UNKNOWN_FIELD.search(message) or _MISSING_FIELD.search(message)
+            if named and at is not None:
+                key = f"{at}.{named.group(1)}" if at else named.group(1)
+            elif at:
+                key = at
             errors.append(FieldError(key, message))
     return errors
 

@@ -17,10 +17,12 @@ time, so memory depends on the chunk size, never on the audience size.
 
 Answer: the lines of the allowed members, verbatim (or, with `"output": "all"`, one
 `{"line": n, "allow": ..., "reasons": [...]}` per member), then `{"summary": {...}}` with the
-counts of denied members by reason. The answer is spooled (to a temporary file beyond a few MB)
-and sent once the whole request has been decided and logged: all or nothing, so a failure is a
-503 problem, never a partial answer, and no client or server has to stream both ways at once
-(granian, for one, does not read a request body after the response has started).
+counts of denied members by reason. The answer is spooled (`SealedSpool`: to a temporary file
+beyond a few MB, each piece encrypted under a key held only in memory, so no identifier reaches
+the disk in the clear) and sent once the whole request has been decided and logged: all or
+nothing, so a failure is a 503 problem, never a partial answer, and no client or server has to
+stream both ways at once (granian, for one, does not read a request body after the response has
+started).
 """
 
 from __future__ import annotations
@@ -28,17 +30,17 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
-import tempfile
 from array import array
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, Final
+from typing import Any, Final
 from uuid import UUID
 
 import msgspec
 import structlog
 
+from consent.crypto.spool import SealedSpool
 from consent.decisions.engine import (
     DecisionInput,
     DecisionResult,
@@ -82,7 +84,6 @@ __all__ = ["AudienceAnswer", "AudienceFilter", "member_input"]
 
 MAX_LINE_BYTES: Final = 16_384
 SPOOL_MEMORY: Final = 4 * 1024 * 1024  # answer bytes kept in memory before spooling to disk
-_READ_BYTES: Final = 256 * 1024
 _MAX_INVALID_LINES: Final = 20
 _ATTEMPTS: Final = 3
 _CONTEXT_FIELDS: Final = ("jurisdiction", "gpc", "age", "parental_consent", "limit_sensitive")
@@ -178,14 +179,13 @@ class _Group:
 class AudienceAnswer:
     """A decided audience: the spooled member lines, then the summary line."""
 
-    def __init__(self, spool: IO[bytes], summary: AudienceSummary) -> None:
+    def __init__(self, spool: SealedSpool, summary: AudienceSummary) -> None:
         self.spool = spool
         self.summary = summary
 
     async def body(self) -> AsyncIterator[bytes]:
         try:
-            self.spool.seek(0)
-            while piece := self.spool.read(_READ_BYTES):
+            for piece in self.spool.pieces():
                 yield piece
             yield _encode({"summary": self.summary}) + b"\n"
         finally:
@@ -204,11 +204,13 @@ class AudienceFilter:
         *,
         chunk_size: int = 20_000,
         in_flight: int = 2,
+        spool_memory: int = SPOOL_MEMORY,
     ) -> None:
         self.service = service
         self.log = log
         self.chunk_size = chunk_size
         self.in_flight = in_flight
+        self.spool_memory = spool_memory
 
     async def run(self, caller: Caller, body: AsyncIterator[bytes]) -> AudienceAnswer:
         """Read and decide the whole audience; the answer is spooled (to disk beyond
@@ -216,7 +218,7 @@ class AudienceFilter:
         nothing is answered (decisions already logged stay logged: they were made)."""
         reader = _Reader(body)
         run = await self._start(caller, reader)
-        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY)  # noqa: SIM115 - handed over
+        spool = SealedSpool(self.spool_memory)
         pending: deque[asyncio.Task[bytes]] = deque()
         try:
             number = 0

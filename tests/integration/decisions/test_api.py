@@ -375,6 +375,27 @@ async def test_audience_member_overrides_and_chunks(ledger: Ledger, db: Database
     assert shape_rows == 2
 
 
+async def test_an_answer_larger_than_memory_comes_back_whole_and_in_order(
+    ledger: Ledger,
+) -> None:
+    """Beyond its memory the answer goes to a temporary file, sealed piece by piece
+    (`SealedSpool`, whose own tests show the disk holds no identifier in the clear)."""
+    await ledger.consent("yes@example.com", {"email_marketing": "granted"})
+    audiences = ledger.client.app.state.audiences
+    audiences.chunk_size = 4
+    audiences.spool_memory = 100  # a chunk's lines alone are more: the spool is on disk
+    header = {"action": "email.marketing", "context": {"requester": "esp"}}
+    members = [
+        {"type": "email", "value": "yes@example.com" if i % 2 else "no@example.com"}
+        for i in range(40)
+    ]
+    lines = await ledger.audience({**header, "output": "all"}, members)
+    *results, summary = lines
+    assert [r["line"] for r in results] == list(range(2, 42))
+    assert [r["allow"] for r in results] == [i % 2 == 1 for i in range(40)]
+    assert summary["summary"]["allowed"] == 20
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

@@ -50,6 +50,36 @@ async def test_validation_problem_names_the_field_and_writes_nothing(
     assert listing.json()["items"] == []
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/properties", {"kind": "website"}, "name"),
+        ("/v1/purposes", {"key": "analytics", "legal_basis": "consent"}, "name"),
+        (
+            "/v1/consents",
+            {"identifier": {"type": "email"}, "choices": [], "surface": "banner", "channel": "web"},
+            "identifier.value",
+        ),
+        (
+            "/v1/consents",
+            {
+                "subject_id": "9b0e0a52-5c9c-4d47-9a55-8f4b8a2a3f11",
+                "choices": [{"purpose": "analytics", "choice": "granted", "why": "x"}],
+                "surface": "banner",
+                "channel": "web",
+            },
+            "choices[0].why",
+        ),
+    ],
+)
+async def test_a_missing_or_unknown_field_is_named_with_its_path(
+    client: Any, tenant: Tenant, path: str, body: dict[str, Any], field: str
+) -> None:
+    response = await client.post(path, json=body, headers=tenant.headers)
+    assert response.status_code == 400, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]
+
+
 async def test_malformed_json_and_oversized_body(client: Any, tenant: Tenant) -> None:
     bad = await client.post(
         "/v1/properties",
