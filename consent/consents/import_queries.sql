@@ -21,3 +21,8 @@ on conflict (tenant_id, file_sha256) do update
     set imported_at = now(), rows_imported = excluded.rows_imported
     where $3
 returning imported_at;
+
+-- name: analyze_import_tables
+-- The import's own rows into the planner's statistics (migrations/0016), as its row count
+-- doubles.
+select analyze_import_tables();

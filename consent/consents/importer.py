@@ -36,6 +36,12 @@ Running it again: the tenant's committed files are remembered by the SHA-256 of 
 nothing and exits 0, saying when it was imported; `--again` imports it once more. A rejected
 or dry-run import is not remembered.
 
+Speed: the tables were analysed (by autovacuum) before the import, perhaps while small, and it
+cannot see the import's uncommitted rows. So that plans made for small tables do not scan what
+the import has written (each row slower than the last), the import analyses the tables it
+writes from inside its transaction at ANALYZE_FIRST_AT valid rows and each time that count
+doubles (migrations/0016). `bench/ledger_import.py` measures the rate and its slowdown.
+
 Size: a new subject holds no lock until the commit (its identifier row decides who creates
 it), so the one transaction is not limited by the server's lock table; an import creating
 20,000 new subjects commits on a server with default settings.
@@ -82,6 +88,8 @@ IQ = SqlFile.beside(__file__, "import_queries.sql")
 
 Format = Literal["csv", "ndjson"]
 DEFAULT_BATCH_SIZE: Final = 500
+ANALYZE_FIRST_AT: Final = 1_000
+"""Valid rows after which an import first analyses the tables it writes (then as it doubles)."""
 SHOWN_REJECTIONS: Final = 100
 _PROGRESS_INTERVAL: Final = 0.25
 _CHUNK: Final = 1 << 20
@@ -521,6 +529,7 @@ class _Run:
         self.progress = progress
         self.rows = 0
         self.valid = 0
+        self.analyze_at = ANALYZE_FIRST_AT
 
     async def run(self, rows: Iterator[_Item], known: frozenset[str], batch_size: int) -> None:
         batch: list[_Checked] = []
@@ -551,6 +560,15 @@ class _Run:
         assert item.data is not None  # noqa: S101 - only checked rows are batched
         await self.service.record_in(self.conn, item.data, None)
 
+    async def _analyze_when_doubled(self) -> None:
+        """The planner's statistics of the written tables, refreshed from inside the import at
+        ANALYZE_FIRST_AT valid rows and whenever that count has doubled since (log2(rows)
+        times): without it, tables analysed while small keep plans that scan what the import
+        has written, and each row costs more than the last (migrations/0016)."""
+        if self.valid >= self.analyze_at:
+            await self.conn.execute(IQ.analyze_import_tables)
+            self.analyze_at = 2 * self.valid
+
     async def flush(self, batch: list[_Checked]) -> None:
         """Record a batch in one savepoint; if a row fails, replay it row by row."""
         if not batch:
@@ -565,6 +583,7 @@ class _Run:
             pass
         else:
             self.valid += len(batch)
+            await self._analyze_when_doubled()
             return
         for i, item in enumerate(batch, start=1):
             try:
@@ -575,6 +594,7 @@ class _Run:
             else:
                 self.valid += 1
             self.progress.update(base + i)
+        await self._analyze_when_doubled()
 
 
 async def import_file(

@@ -119,13 +119,17 @@ with found as (
     -- coalesce: a link that merged the survivor while this waited sends the write on to the
     -- new survivor, never to a merged subject.
     select coalesce(s.merged_into, s.id) as id
-    from subject as s join found as f on s.id = f.id
+    from subject as s
+    where s.id = (select id from found)
     for key share of s
 )
+-- Each table is probed by a value (`= (select id from …)`), never joined to a CTE: a join lets
+-- the planner scan the whole tenant's index when its statistics are stale (every import is one
+-- transaction that autovacuum cannot see into), and a write's cost would grow with the tenant.
 select w.id, k.kek_id, k.dek_wrapped, t.token
 from w
-left join subject_key as k on k.tenant_id = $1 and k.subject_id = w.id
-left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = w.id;
+left join subject_key as k on k.tenant_id = $1 and k.subject_id = (select id from w)
+left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = (select id from w);
 
 -- name: write_context_by_id
 -- As write_context_by_identifier, for a subject named by id.
@@ -135,13 +139,17 @@ with found as (
     -- coalesce: a link that merged the survivor while this waited sends the write on to the
     -- new survivor, never to a merged subject.
     select coalesce(s.merged_into, s.id) as id
-    from subject as s join found as f on s.id = f.id
+    from subject as s
+    where s.id = (select id from found)
     for key share of s
 )
+-- Each table is probed by a value (`= (select id from …)`), never joined to a CTE: a join lets
+-- the planner scan the whole tenant's index when its statistics are stale (every import is one
+-- transaction that autovacuum cannot see into), and a write's cost would grow with the tenant.
 select w.id, k.kek_id, k.dek_wrapped, t.token
 from w
-left join subject_key as k on k.tenant_id = $1 and k.subject_id = w.id
-left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = w.id;
+left join subject_key as k on k.tenant_id = $1 and k.subject_id = (select id from w)
+left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = (select id from w);
 
 -- name: lock_for_erasure
 -- The group's rows FOR UPDATE (a write holds FOR KEY SHARE on the subject it names until it

@@ -19,6 +19,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from consent.consents.importer import (
+    ANALYZE_FIRST_AT,
     ImportResult,
     ImportUsageError,
     exit_status,
@@ -385,6 +386,35 @@ async def test_progress_and_throughput(
     assert len(updates) >= 3, err  # the status line is redrawn while the import runs
     assert "import: 1,500/1,500 rows (100%)" in updates[-1]
     assert await _counts(db) == (1500, 1000, 1000)
+
+
+async def test_an_import_brings_its_own_rows_into_the_planners_statistics(
+    catalog: Catalog, db: Database, keyring: KeyRing, tmp_path: Path
+) -> None:
+    """A long import into tables analysed while small: the import analyses what it wrote as it
+    grows (migrations/0016), so the planner stops treating the tables as small and each row
+    keeps its cost (bench/ledger_import.py measures the rate)."""
+    async with db.system() as conn:
+        await conn.execute("analyze consent_event, subject_identifier")
+        before = await conn.fetchval(
+            "select reltuples from pg_class where relname = 'consent_event'"
+        )
+    rows = ANALYZE_FIRST_AT + 300
+    path = tmp_path / "big.csv"
+    with path.open("w") as f:
+        f.write(CSV_HEADER)
+        for i in range(rows):
+            f.write(f"customer_id,C-{i},ads,granted,{DAY_AGO},web,\n")
+    result, _, _ = await _import(db, keyring, catalog.tenant, path, batch_size=100)
+    assert result.imported == rows
+    async with db.system() as conn:
+        seen = await conn.fetch(
+            "select relname, reltuples from pg_class"
+            " where relname in ('consent_event', 'subject_identifier')"
+        )
+    assert {r["relname"] for r in seen} == {"consent_event", "subject_identifier"}
+    for r in seen:
+        assert r["reltuples"] >= max(before, 0) + ANALYZE_FIRST_AT, r["relname"]
 
 
 # -- refusals ---------------------------------------------------------------------------------
