@@ -80,14 +80,13 @@ class ProgressClock:
 
 
 @contextlib.asynccontextmanager
-async def database(work: Path) -> AsyncIterator[str]:
-    """A fresh database on the benchmark's server (bench/ledger.py's `postgres_server`)."""
-    with postgres_server(work) as server_dsn:
-        dsn = await create_database(server_dsn, prefix="bench_import", migrate=False)
-        try:
-            yield dsn
-        finally:
-            await drop_database(server_dsn, dsn)
+async def database(server_dsn: str) -> AsyncIterator[str]:
+    """A fresh database on the benchmark's server."""
+    dsn = await create_database(server_dsn, prefix="bench_import", migrate=False)
+    try:
+        yield dsn
+    finally:
+        await drop_database(server_dsn, dsn)
 
 
 def write_csv(path: Path, rows: int, run: int) -> None:
@@ -134,32 +133,28 @@ async def one_run(
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="consent-bench-import-"))
-    try:
-        async with database(work) as dsn:
-            conn = await asyncpg.connect(dsn)
-            await apply_migrations(conn, default_migrations_dir())
-            await conn.close()
-            db = await Database.connect(dsn, min_size=1, max_size=4)
-            keyring = load_keyring(work / "keys")
-            try:
-                runs = []
-                for run in range(args.runs):
-                    log(f"run {run + 1}: importing {args.rows:,} rows")
-                    runs.append(await one_run(db, keyring, work, args.rows, run))
-                    log(json.dumps(runs[-1]))
-            finally:
-                await db.close()
-        return {
-            "benchmark": "ledger_import",
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-            "database": "external" if os.environ.get("CONSENT_BENCH_DATABASE_URL") else "embedded",
-            **runs[-1],
-            "runs": runs,
-        }
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+async def main_async(args: argparse.Namespace, server_dsn: str, work: Path) -> dict[str, Any]:
+    async with database(server_dsn) as dsn:
+        conn = await asyncpg.connect(dsn)
+        await apply_migrations(conn, default_migrations_dir())
+        await conn.close()
+        db = await Database.connect(dsn, min_size=1, max_size=4)
+        keyring = load_keyring(work / "keys")
+        try:
+            runs = []
+            for run in range(args.runs):
+                log(f"run {run + 1}: importing {args.rows:,} rows")
+                runs.append(await one_run(db, keyring, work, args.rows, run))
+                log(json.dumps(runs[-1]))
+        finally:
+            await db.close()
+    return {
+        "benchmark": "ledger_import",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "database": "external" if os.environ.get("CONSENT_BENCH_DATABASE_URL") else "embedded",
+        **runs[-1],
+        "runs": runs,
+    }
 
 
 def main() -> int:
@@ -167,7 +162,13 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main_async(args))))
+    work = Path(tempfile.mkdtemp(prefix="consent-bench-import-"))
+    try:
+        # bench/ledger.py's server (it sizes an embedded one with its own event loop: first)
+        with postgres_server(work) as server_dsn:
+            print(json.dumps(asyncio.run(main_async(args, server_dsn, work))))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
