@@ -40,7 +40,7 @@ from uuid import UUID
 import msgspec
 import structlog
 
-from consent.crypto.spool import SealedSpool
+from consent.crypto.spool import DEFAULT_MEMORY, SealedSpool
 from consent.decisions.engine import (
     DecisionInput,
     DecisionResult,
@@ -83,7 +83,6 @@ from consent.subjects.identifiers import InvalidIdentifier
 __all__ = ["AudienceAnswer", "AudienceFilter", "member_input"]
 
 MAX_LINE_BYTES: Final = 16_384
-SPOOL_MEMORY: Final = 4 * 1024 * 1024  # answer bytes kept in memory before spooling to disk
 _MAX_INVALID_LINES: Final = 20
 _ATTEMPTS: Final = 3
 _CONTEXT_FIELDS: Final = ("jurisdiction", "gpc", "age", "parental_consent", "limit_sensitive")
@@ -204,7 +203,7 @@ class AudienceFilter:
         *,
         chunk_size: int = 20_000,
         in_flight: int = 2,
-        spool_memory: int = SPOOL_MEMORY,
+        spool_memory: int = DEFAULT_MEMORY,
     ) -> None:
         self.service = service
         self.log = log
@@ -214,7 +213,7 @@ class AudienceFilter:
 
     async def run(self, caller: Caller, body: AsyncIterator[bytes]) -> AudienceAnswer:
         """Read and decide the whole audience; the answer is spooled (to disk beyond
-        SPOOL_MEMORY bytes) and streamed afterwards. Raises ProblemError or PolicyError: then
+        `spool_memory` bytes) and streamed afterwards. Raises ProblemError or PolicyError: then
         nothing is answered (decisions already logged stay logged: they were made)."""
         reader = _Reader(body)
         run = await self._start(caller, reader)

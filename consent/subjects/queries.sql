@@ -132,7 +132,8 @@ left join subject_key as k on k.tenant_id = $1 and k.subject_id = (select id fro
 left join audit_subject_token as t on t.tenant_id = $1 and t.subject_id = (select id from w);
 
 -- name: write_context_by_id
--- As write_context_by_identifier, for a subject named by id.
+-- As write_context_by_identifier (and probed by value for the same reason), for a subject named
+-- by id.
 with found as (
     select coalesce(s.merged_into, s.id) as id from subject as s where s.id = $2 for key share
 ), w as (
@@ -143,9 +144,6 @@ with found as (
     where s.id = (select id from found)
     for key share of s
 )
--- Each table is probed by a value (`= (select id from …)`), never joined to a CTE: a join lets
--- the planner scan the whole tenant's index when its statistics are stale (every import is one
--- transaction that autovacuum cannot see into), and a write's cost would grow with the tenant.
 select w.id, k.kek_id, k.dek_wrapped, t.token
 from w
 left join subject_key as k on k.tenant_id = $1 and k.subject_id = (select id from w)
