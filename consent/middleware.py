@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from typing import Any, Final
 
 import structlog
@@ -28,7 +28,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(_HEADER)
-        rid = incoming.decode() if incoming and _VALID.match(incoming) else uuid.uuid4().hex
+        rid = incoming.decode() if incoming and _VALID.match(incoming) else os.urandom(16).hex()
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
         structlog.contextvars.clear_contextvars()

@@ -24,18 +24,18 @@ import msgspec
 
 from consent.audit import merkle
 from consent.audit.leaf import AudienceUsed, DecisionMade, encode_leaf
-from consent.audit.outbox import AuditWriter
+from consent.audit.outbox import AuditWriter, token_text
 from consent.db.database import Conn
 from consent.db.sql import SqlFile
 
 __all__ = [
     "AudienceGroupLike",
     "DataUse",
+    "DecisionLeaf",
     "DecisionLike",
-    "LeafColumns",
     "MemberColumns",
     "append_audience_leaves",
-    "decision_leaf_columns",
+    "decision_leaves",
     "members_digest",
     "state_digest",
 ]
@@ -72,6 +72,8 @@ class DecisionLike(DataUse, Protocol):
     def subject_id(self) -> UUID | None: ...
     @property
     def input(self) -> object: ...
+    @property
+    def subject_token(self) -> bytes | None: ...
 
 
 class MemberColumns(Protocol):
@@ -119,43 +121,45 @@ def state_digest(policy_input: object) -> str:
     return hashlib.sha256(_canonical.encode(policy_input)).hexdigest()
 
 
-class LeafColumns(msgspec.Struct):
-    """`decision.made` leaves as the columns of one multi-row insert (any number of tenants), in
-    the order insert_decisions takes them ($18-$23: `msgspec.structs.astuple`)."""
+class DecisionLeaf(msgspec.Struct):
+    """A `decision.made` leaf as a row of the insert that logs the decisions (insert_decisions
+    reads the rows from JSON: bytes as base64)."""
 
-    log_ids: list[int] = msgspec.field(default_factory=list)
-    tenant_ids: list[UUID] = msgspec.field(default_factory=list)
-    event_uuids: list[UUID] = msgspec.field(default_factory=list)
-    leaves: list[bytes] = msgspec.field(default_factory=list)
-    hashes: list[bytes] = msgspec.field(default_factory=list)
-    subject_ids: list[UUID] = msgspec.field(default_factory=list)
+    log_id: int
+    tenant_id: UUID
+    event_uuid: UUID
+    leaf_bytes: bytes
+    leaf_hash: bytes
+    subject_id: UUID
 
 
-async def decision_leaf_columns(
+async def decision_leaves(
     conn: Conn, audit: AuditWriter, records: Sequence[DecisionLike]
-) -> LeafColumns:
-    """One leaf per decision about a known subject, encoded; reads (or creates) the subjects'
-    tokens, one statement per tenant. The caller inserts the columns in the statement that
-    logs the decisions (`insert_decisions`), so that no decision is durable without its leaf."""
-    by_tenant: dict[UUID, list[DecisionLike]] = defaultdict(list)
+) -> list[DecisionLeaf]:
+    """One leaf per decision about a known subject, encoded, with the subject's token as the
+    state read found it, or else read (or created) here, one statement per tenant. The caller
+    inserts the leaves in the statement that logs the decisions (`insert_decisions`), so that
+    no decision is durable without its leaf."""
+    by_tenant: dict[UUID, list[tuple[UUID, DecisionLike]]] = defaultdict(list)
     for record in records:
         if record.subject_id is not None:
-            by_tenant[record.tenant_id].append(record)
-    out = LeafColumns()
+            by_tenant[record.tenant_id].append((record.subject_id, record))
+    out: list[DecisionLeaf] = []
     for tenant_id, group in by_tenant.items():
         log_id, origin = await audit.log(conn, tenant_id)
-        tokens = await audit.subject_tokens(
-            conn, tenant_id, {r.subject_id for r in group if r.subject_id is not None}
-        )
-        for r in group:
-            assert r.subject_id is not None  # noqa: S101 - filtered above
+        # Tokens the state read found; the others read, or created on first use.
+        tokens = {s: token_text(r.subject_token) for s, r in group if r.subject_token}
+        lacking = {s for s, _ in group if s not in tokens}
+        if lacking:
+            tokens.update(await audit.subject_tokens(conn, tenant_id, lacking))
+        for subject_id, r in group:
             data = encode_leaf(
                 DecisionMade(
                     event_uuid=r.id,
                     occurred_at=r.decided_at.astimezone(UTC),
                     log=origin,
                     decision_id=r.id,
-                    subject_token=tokens[r.subject_id],
+                    subject_token=tokens[subject_id],
                     requester=r.requester,
                     action=r.action,
                     allow=r.allow,
@@ -164,12 +168,9 @@ async def decision_leaf_columns(
                     state_digest=state_digest(r.input),
                 )
             )
-            out.log_ids.append(log_id)
-            out.tenant_ids.append(tenant_id)
-            out.event_uuids.append(r.id)
-            out.leaves.append(data)
-            out.hashes.append(merkle.leaf_hash(data))
-            out.subject_ids.append(r.subject_id)
+            out.append(
+                DecisionLeaf(log_id, tenant_id, r.id, data, merkle.leaf_hash(data), subject_id)
+            )
     return out
 
 

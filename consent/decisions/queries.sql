@@ -14,28 +14,29 @@ select * from audience_subject_states($1, $2, $3, $4, $5, $6, $7, $8, $9);
 select key from identifier_type where tenant_id = $1 and key = any($2::text[]);
 
 -- name: insert_decisions
--- One multi-row insert per group commit, with the decisions' audit leaves ($18-$23, the
--- columns of consent.audit.decision_leaves.LeafColumns): one statement, so that it is atomic
--- even outside a transaction. Reasons arrive comma-joined (codes have no commas).
+-- One multi-row insert per group commit, with the decisions' audit leaves: one statement, so
+-- that it is atomic even outside a transaction. $1 is a JSON array of the decisions
+-- (consent.decisions.logwriter.DecisionRecord), $2 one of their leaves
+-- (consent.audit.decision_leaves.DecisionLeaf); bytes arrive in base64.
 with decisions as (
     insert into decision_log (id, tenant_id, decided_at, subject_id, id_type, lookup_hmac,
                               requester, api_key_id, request_id, kind, batch_id, action, allow,
                               reasons, purposes, policy_revision, input)
-    select u.id, u.tenant_id, u.decided_at, u.subject_id, u.id_type, u.lookup_hmac, u.requester,
-           u.api_key_id, u.request_id, u.kind, u.batch_id, u.action, u.allow,
-           string_to_array(u.reasons, ','), u.purposes, u.policy_revision, u.input
-    from unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::uuid[], $5::text[], $6::bytea[],
-                $7::text[], $8::text[], $9::text[], $10::text[], $11::uuid[], $12::text[],
-                $13::boolean[], $14::text[], $15::jsonb[], $16::text[], $17::jsonb[])
-        as u (id, tenant_id, decided_at, subject_id, id_type, lookup_hmac, requester,
-              api_key_id, request_id, kind, batch_id, action, allow, reasons, purposes,
-              policy_revision, input)
+    select u.id, u.tenant_id, u.decided_at, u.subject_id, u.id_type,
+           decode(u.lookup_hmac, 'base64'), u.requester, u.api_key_id, u.request_id, u.kind,
+           u.batch_id, u.action, u.allow, u.reasons, u.purposes, u.policy_revision, u.input
+    from json_to_recordset($1::json)
+        as u (id uuid, tenant_id uuid, decided_at timestamptz, subject_id uuid, id_type text,
+              lookup_hmac text, requester text, api_key_id text, request_id text, kind text,
+              batch_id uuid, action text, allow boolean, reasons text[], purposes jsonb,
+              policy_revision text, input jsonb)
 )
 insert into audit_event (event_uuid, log_id, tenant_id, leaf_bytes, leaf_hash, kind, subject_id)
-select l.event_uuid, l.log_id, l.tenant_id, l.leaf_bytes, l.leaf_hash, 'decision.made',
-       l.subject_id
-from unnest($18::bigint[], $19::uuid[], $20::uuid[], $21::bytea[], $22::bytea[], $23::uuid[])
-    as l (log_id, tenant_id, event_uuid, leaf_bytes, leaf_hash, subject_id);
+select l.event_uuid, l.log_id, l.tenant_id, decode(l.leaf_bytes, 'base64'),
+       decode(l.leaf_hash, 'base64'), 'decision.made', l.subject_id
+from json_to_recordset($2::json)
+    as l (log_id bigint, tenant_id uuid, event_uuid uuid, leaf_bytes text, leaf_hash text,
+          subject_id uuid);
 
 -- name: insert_audience_run
 -- Every chunk's batch carries the run (and its shapes) until one has committed: chunks in flight

@@ -197,7 +197,8 @@ class AudienceRefs:
 
 class SubjectRow(msgspec.Struct, frozen=True):
     """A subject's current choices for the needed purposes, as read from consent_state
-    (parallel sequences, one entry per choice)."""
+    (parallel sequences, one entry per choice), and its audit token (None until its first
+    audit leaf; decisions about it are logged with leaves naming it)."""
 
     subject_id: UUID | None
     purposes: Sequence[str] = ()
@@ -205,6 +206,7 @@ class SubjectRow(msgspec.Struct, frozen=True):
     recorded_at_us: Sequence[int] = ()
     consent_material: Sequence[int | None] = ()
     notice_material: Sequence[int | None] = ()
+    audit_token: bytes | None = None
 
     def only(self, purposes: Sequence[str]) -> SubjectRow:
         """This row restricted to the choices about `purposes` (as if read for them alone)."""
@@ -218,6 +220,7 @@ class SubjectRow(msgspec.Struct, frozen=True):
             [self.recorded_at_us[i] for i in keep],
             [self.consent_material[i] for i in keep],
             [self.notice_material[i] for i in keep],
+            self.audit_token,
         )
 
 
@@ -500,9 +503,10 @@ class DecisionService:
                     r["recorded_at_us"],
                     r["consent_material"],
                     r["notice_material"],
+                    r["audit_token"],
                 )
                 if purposes_
-                else SubjectRow(subject_id)
+                else SubjectRow(subject_id, audit_token=r["audit_token"])
             )
         return catalogue, rows
 
@@ -655,6 +659,7 @@ class DecisionService:
                 purposes=result.purposes,
                 policy_revision=result.revision,
                 input=value,
+                subject_token=row.audit_token,
             )
             for request, ref, row, value, result in zip(
                 requests, refs, rows, inputs, results, strict=True

@@ -14,11 +14,12 @@ import pytest
 
 from consent.audit.decision_leaves import members_digest, state_digest
 from consent.audit.integrator import Integrator
-from consent.audit.leaf import AudienceUsed, DecisionMade, decode_leaf
-from consent.audit.outbox import AuditWriter
+from consent.audit.leaf import AudienceUsed, ConsentRecorded, DecisionMade, decode_leaf
+from consent.audit.outbox import AuditWriter, token_text
 from consent.db.database import Database
 from consent.decisions.engine import DecisionInput
 from consent.decisions.logwriter import DecisionRecord, write_decisions
+from consent.decisions.service import Ref
 from tests.conftest import Catalog
 
 pytestmark = pytest.mark.integration
@@ -65,6 +66,47 @@ async def test_decisions_are_leaves_in_the_subjects_activity(
     leaf = decode_leaf(base64.b64decode(uses[-1]["leaf"]))
     assert isinstance(leaf, DecisionMade)
     assert leaf.state_digest == state_digest(stored["input"])
+
+
+async def test_a_decision_names_its_subject_by_the_token_its_state_read_found(
+    client: Any, catalog: Catalog, db: Database, integrator: Integrator
+) -> None:
+    """The state read returns the subject's audit token with its consents; the decision's leaf
+    names the subject by it, as the subject's other leaves do (the portal's activity page and
+    erasure find a subject's leaves by that token)."""
+    written = await catalog.consent(
+        identifier={"type": "device", "value": "token-1"},
+        choices=[{"purpose": "analytics", "choice": "granted"}],
+    )
+    subject_id = uuid.UUID(written["subject_id"])
+    async with db.system() as conn:
+        token = await conn.fetchval(
+            "select token from audit_subject_token where subject_id = $1", subject_id
+        )
+    assert token is not None  # the consent event's leaf created it
+    service = client.app.state.decisions
+    async with db.pool.acquire() as conn:
+        _, rows = await service.load(
+            conn, uuid.UUID(catalog.tenant.id), ["analytics"], [Ref(subject_id, None, None)]
+        )
+    assert rows[0].audit_token == token
+    answer = await catalog.post(
+        "/v1/decisions",
+        {
+            "subject": {"identifier": {"type": "device", "value": "token-1"}},
+            "action": "web.analytics",
+            "context": {"requester": "cdp-main"},
+        },
+        status=200,
+    )
+    await integrator.integrate_all()
+    page = (await client.get(f"/v1/subjects/{subject_id}/activity", headers=catalog.h)).json()
+    leaves = {i["event_uuid"]: decode_leaf(base64.b64decode(i["leaf"])) for i in page["items"]}
+    made = leaves[answer["decision_id"]]
+    recorded = leaves[written["event_id"]]
+    assert isinstance(made, DecisionMade)
+    assert isinstance(recorded, ConsentRecorded)
+    assert made.subject_token == recorded.subject_token == token_text(token)
 
 
 async def test_audience_runs_are_leaves_in_each_members_activity(

@@ -58,7 +58,11 @@ async def test_batch_answers_in_order_and_logs_each_decision(ledger: Ledger, db:
     unknown = [r for r in rows if r["subject_id"] is None]
     assert len(unknown) == 1
     assert unknown[0]["id_type"] == "email"
-    assert len(unknown[0]["lookup_hmac"]) == 32  # pseudonymous: never the address itself
+    # Pseudonymous: the keyed HMAC the ledger would look the address up by, never the address.
+    digest = ledger.client.app.state.keyring.lookup_digest(
+        ledger.tenant.id, "email", "nobody@example.com"
+    )
+    assert bytes(unknown[0]["lookup_hmac"]) == digest
 
 
 @pytest.mark.parametrize(
