@@ -71,7 +71,6 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
-from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 
 __all__ = [
     "ImportAborted",
@@ -404,12 +403,6 @@ def check_row(item: _Item, known_purposes: frozenset[str], now: datetime) -> _Ch
         if choice.purpose not in known_purposes:
             field = "purpose" if flat else f"choices[{i}].purpose"
             errors.append(FieldError(field, f"unknown purpose '{choice.purpose}'"))
-    if data.identifier is not None and data.identifier.type in BUILTIN_TYPES:
-        try:
-            normalize(data.identifier.type, data.identifier.value)
-        except InvalidIdentifier as exc:
-            field = "identifier_value" if flat else "identifier.value"
-            errors.append(FieldError(field, str(exc)))
     if flat:
         errors = [FieldError(_flat_field(e.field), e.message) for e in errors]
     checked.errors = errors

@@ -43,10 +43,18 @@ from consent.idempotency import run_idempotent
 from consent.ids import uuid7
 from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
-from consent.subjects.resolver import SubjectResolver
+from consent.subjects.identifiers import BUILTIN_TYPES
+from consent.subjects.resolver import SubjectResolver, reference_errors
 from consent.subjects.schemas import IdentifierIn, SubjectRef
 
-__all__ = ["WRITE_CONTEXT_TTL", "ConsentService", "validate_shape", "write_contexts"]
+__all__ = [
+    "WRITE_CONTEXT_TTL",
+    "ConsentService",
+    "context_errors",
+    "shape_errors",
+    "validate_shape",
+    "write_contexts",
+]
 
 Q = SqlFile.beside(__file__)
 _CLOCK_SKEW = timedelta(minutes=5)
@@ -91,14 +99,14 @@ def _is_positive(ctx: dict[str, Any], purposes: list[str], version_id: UUID | No
     return version_id is None or (ctx["version_id"] is not None and bool(ctx["published"]))
 
 
-def validate_shape(data: ConsentCreate, now: datetime) -> None:
-    """Checks that need no database (raises ValidationFailed listing every problem)."""
+def shape_errors(data: ConsentCreate, now: datetime) -> list[FieldError]:
+    """Problems that need no database: the event's shape, and a built-in identifier type's
+    value (a tenant's own types are checked against its catalogue)."""
     errors: list[FieldError] = []
     purposes = [c.purpose for c in data.choices]
     if len(set(purposes)) != len(purposes):
         errors.append(FieldError("choices", "a purpose appears more than once in one event"))
-    if (data.subject_id is None) == (data.identifier is None):
-        errors.append(FieldError("subject_id", "give exactly one of subject_id or identifier"))
+    errors += reference_errors(data.subject_id, data.identifier)
     if data.method == "agent" and data.agent_id is None:
         errors.append(FieldError("agent_id", "required when method is 'agent'"))
     if data.occurred_at is not None:
@@ -108,13 +116,23 @@ def validate_shape(data: ConsentCreate, now: datetime) -> None:
             errors.append(FieldError("occurred_at", "is in the future"))
     if data.notice_version_id is None and data.method not in {"gpc", "import"}:
         errors.append(FieldError("notice_version_id", "required: the notice version shown"))
+    return errors
+
+
+def validate_shape(data: ConsentCreate, now: datetime) -> None:
+    """`shape_errors`, raised as one ValidationFailed listing every problem."""
+    _refuse(shape_errors(data, now))
+
+
+def _refuse(errors: list[FieldError]) -> None:
     if errors:
         raise ValidationFailed(
             errors[0].message if len(errors) == 1 else "Invalid consent.", errors=errors
         )
 
 
-def _check_context(data: ConsentCreate, ctx: dict[str, Any]) -> None:
+def context_errors(data: ConsentCreate, ctx: dict[str, Any]) -> list[FieldError]:
+    """Problems the tenant's catalogue finds: purposes, the notice version and its texts."""
     errors: list[FieldError] = []
     known = set(ctx["known_purposes"])
     for i, choice in enumerate(data.choices):
@@ -138,10 +156,7 @@ def _check_context(data: ConsentCreate, ctx: dict[str, Any]) -> None:
                 errors.append(FieldError("notice_hash", "does not match the notice version"))
             if data.language is not None and data.language not in ctx["texts"]:
                 errors.append(FieldError("language", "the notice version has no text in it"))
-    if errors:
-        raise ValidationFailed(
-            errors[0].message if len(errors) == 1 else "Invalid consent.", errors=errors
-        )
+    return errors
 
 
 class ConsentService:
@@ -165,8 +180,12 @@ class ConsentService:
         idempotency_key: str | None = None,
         evidence: NetworkEvidence | None = None,
     ) -> ConsentRecorded:
-        validate_shape(data, datetime.now(UTC))
+        problems = shape_errors(data, datetime.now(UTC))
         async with self.db.tenant_hot(self.tenant_id) as conn:
+            if problems:  # refused: with whatever else the catalogue finds, all at once
+                purposes = [c.purpose for c in data.choices]
+                ctx = await self._write_context(conn, purposes, data.notice_version_id, cached=True)
+                _refuse(problems + context_errors(data, ctx) + await self._custom_type(conn, data))
 
             async def produce() -> ConsentRecorded:
                 return await self.record_in(conn, data, evidence, cached_context=True)
@@ -175,6 +194,13 @@ class ConsentService:
                 conn, self.tenant_id, idempotency_key, _enc.encode(data), ConsentRecorded, produce
             )
             return result
+
+    async def _custom_type(self, conn: Conn, data: ConsentCreate) -> list[FieldError]:
+        """Problems with an identifier of the tenant's own type (its type, its value)."""
+        ident = data.identifier
+        if ident is None or ident.type in BUILTIN_TYPES or data.subject_id is not None:
+            return []
+        return await self.subjects.identifier_errors(conn, self.tenant_id, ident)
 
     async def _write_context(
         self, conn: Conn, purposes: list[str], version_id: UUID | None, cached: bool
@@ -203,7 +229,8 @@ class ConsentService:
         """
         purposes = [c.purpose for c in data.choices]
         ctx = await self._write_context(conn, purposes, data.notice_version_id, cached_context)
-        _check_context(data, ctx)
+        if problems := context_errors(data, ctx):
+            _refuse(problems + await self._custom_type(conn, data))
         if data.property_id is not None and not await conn.fetchval(
             Q.property_exists, data.property_id
         ):

@@ -224,9 +224,7 @@ async def write_decisions(
     two JSON documents, one msgspec call each: per-element array parameters (23 arrays) cost
     the worker ~12 % of its time at saturation, more than PostgreSQL's parsing of the JSON."""
     leaves = await decision_leaves(conn, audit, d) if audit is not None else []
-    await conn.execute(
-        Q.insert_decisions, _rows.encode(d).decode(), _rows.encode(leaves).decode()
-    )
+    await conn.execute(Q.insert_decisions, _rows.encode(d).decode(), _rows.encode(leaves).decode())
 
 
 class GroupCommitWriter(Grouped[LogBatch, None]):

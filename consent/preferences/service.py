@@ -29,7 +29,7 @@ from consent.preferences.schemas import (
     SubjectPreferences,
 )
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
-from consent.subjects.resolver import SubjectResolver
+from consent.subjects.resolver import SubjectResolver, reference_errors
 from consent.subjects.schemas import SubjectRef
 
 __all__ = ["PreferenceService", "validate_preferences"]
@@ -55,8 +55,7 @@ def validate_preferences(data: PreferenceCreate, now: datetime) -> None:
             )
         if item.kind == "frequency" and item.key not in (*CHANNELS, "default"):
             errors.append(FieldError(f"items[{i}].key", "frequency is per channel or 'default'"))
-    if (data.subject_id is None) == (data.identifier is None):
-        errors.append(FieldError("subject_id", "give exactly one of subject_id or identifier"))
+    errors += reference_errors(data.subject_id, data.identifier)
     if data.method == "agent" and data.agent_id is None:
         errors.append(FieldError("agent_id", "required when method is 'agent'"))
     if data.occurred_at is not None and data.occurred_at > now + _CLOCK_SKEW:

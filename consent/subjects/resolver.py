@@ -22,12 +22,12 @@ from consent.crypto.datakeys import DataKeys, dek_aad
 from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
-from consent.errors import NotFound, ValidationFailed
+from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.ids import uuid7
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 from consent.subjects.schemas import IdentifierIn, LinkResult, SubjectRef
 
-__all__ = ["LookupKey", "SubjectResolver", "WriteSubject"]
+__all__ = ["LookupKey", "SubjectResolver", "WriteSubject", "reference_errors"]
 
 Q = SqlFile.beside(__file__)
 
@@ -58,12 +58,41 @@ class WriteSubject(msgspec.Struct, frozen=True):
     token: bytes | None
 
 
+def _at(field: str, name: str) -> str:
+    """The path of `name` inside the reference at `field` ("": the body's top level)."""
+    return f"{field}.{name}" if field else name
+
+
+def reference_errors(subject_id: UUID | None, identifier: IdentifierIn | None) -> list[FieldError]:
+    """Problems, found without the database, with a write's top-level reference to its
+    subject: exactly one of `subject_id` and `identifier`, and a built-in type's value valid
+    (a tenant's own types need its catalogue: `SubjectResolver.identifier_errors`)."""
+    if (subject_id is None) == (identifier is None):
+        return [FieldError("subject_id", "give exactly one of subject_id or identifier")]
+    if identifier is not None and identifier.type in BUILTIN_TYPES:
+        try:
+            normalize(identifier.type, identifier.value)
+        except InvalidIdentifier as exc:
+            return [FieldError("identifier.value", str(exc))]
+    return []
+
+
 class SubjectResolver:
     """Subject lookups and linking, inside the caller's tenant transaction."""
 
     def __init__(self, keyring: KeyRing) -> None:
         self.keyring = keyring
         self.datakeys = DataKeys(keyring)
+
+    async def identifier_errors(
+        self, conn: Conn, tenant_id: UUID, ident: IdentifierIn, field: str = "identifier"
+    ) -> list[FieldError]:
+        """What `_normalize` would refuse about `ident`, as field errors (none: it is valid)."""
+        try:
+            await self._normalize(conn, tenant_id, ident, field)
+        except ValidationFailed as exc:
+            return list(exc.errors or [FieldError(field, exc.detail or "invalid")])
+        return []
 
     async def _normalize(
         self, conn: Conn | None, tenant_id: UUID, ident: IdentifierIn, field: str
@@ -100,7 +129,9 @@ class SubjectResolver:
     @staticmethod
     def _check_ref(ref: SubjectRef, field: str) -> None:
         if (ref.subject_id is None) == (ref.identifier is None):
-            raise ValidationFailed.field(field, "give exactly one of subject_id or identifier")
+            raise ValidationFailed.field(
+                field or "subject_id", "give exactly one of subject_id or identifier"
+            )
 
     async def resolve(
         self,
@@ -109,7 +140,7 @@ class SubjectResolver:
         ref: SubjectRef,
         *,
         create: bool,
-        field: str = "subject",
+        field: str = "",
     ) -> UUID | None:
         """The surviving subject of `ref`. Reads take no lock (a read must not write: row locks
         do); `create=True` is the write path (`resolve_for_write`)."""
@@ -122,12 +153,12 @@ class SubjectResolver:
                 raise NotFound("No such subject.")
             return UUID(str(found))
         assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
-        ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
+        ident = await self._normalize(conn, tenant_id, ref.identifier, _at(field, "identifier"))
         found = await conn.fetchval(Q.find_identifier_unlocked, tenant_id, ident.type, ident.digest)
         return UUID(str(found)) if found is not None else None
 
     async def lookup_key(
-        self, conn: Conn | None, tenant_id: UUID, ref: SubjectRef, field: str = "subject"
+        self, conn: Conn | None, tenant_id: UUID, ref: SubjectRef, field: str = ""
     ) -> LookupKey:
         """What finds `ref` in the ledger without reading it (a subject id, or an identifier
         type and keyed HMAC), for a query that resolves and reads in one statement. `conn` (a
@@ -136,11 +167,11 @@ class SubjectResolver:
         if ref.subject_id is not None:
             return LookupKey(subject_id=ref.subject_id)
         assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
-        ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
+        ident = await self._normalize(conn, tenant_id, ref.identifier, _at(field, "identifier"))
         return LookupKey(id_type=ident.type, digest=ident.digest)
 
     async def lookup_key_alone(
-        self, db: Database, tenant_id: UUID, ref: SubjectRef, field: str = "subject"
+        self, db: Database, tenant_id: UUID, ref: SubjectRef, field: str = ""
     ) -> LookupKey:
         """`lookup_key` for a read outside a transaction: a tenant transaction is opened only
         for a tenant's own identifier type (built-in types need no database)."""
@@ -160,7 +191,7 @@ class SubjectResolver:
         return WriteSubject(subject_id, dek, token)
 
     async def resolve_for_write(
-        self, conn: Conn, tenant_id: UUID, ref: SubjectRef, field: str = "subject"
+        self, conn: Conn, tenant_id: UUID, ref: SubjectRef, field: str = ""
     ) -> WriteSubject:
         """The surviving subject, locked against a concurrent link (`for key share`), with its
         data key and audit token; an identifier seen for the first time creates the subject,
@@ -172,7 +203,7 @@ class SubjectResolver:
                 raise NotFound("No such subject.")
             return self._write_subject(tenant_id, row)
         assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
-        ident = await self._normalize(conn, tenant_id, ref.identifier, f"{field}.identifier")
+        ident = await self._normalize(conn, tenant_id, ref.identifier, _at(field, "identifier"))
         args = (tenant_id, ident.type, ident.digest)
         row = await conn.fetchrow(Q.write_context_by_identifier, *args)
         if row is not None:

@@ -52,9 +52,9 @@ async def _problem(client: Any, catalog: Catalog, body: Any, field: str, status:
             },
             "choices",
         ),
-        ({"identifier": {"type": "email", "value": "not-an-email"}}, "subject.identifier.value"),
-        ({"identifier": {"type": "phone", "value": "0151 123"}}, "subject.identifier.value"),
-        ({"identifier": {"type": "shoe_size", "value": "42"}}, "subject.identifier.type"),
+        ({"identifier": {"type": "email", "value": "not-an-email"}}, "identifier.value"),
+        ({"identifier": {"type": "phone", "value": "0151 123"}}, "identifier.value"),
+        ({"identifier": {"type": "shoe_size", "value": "42"}}, "identifier.type"),
         ({"choices": [{"purpose": "ads", "choice": "maybe"}]}, "choices[0].choice"),
         ({"method": "agent"}, "agent_id"),
         ({"occurred_at": "2999-01-01T00:00:00Z"}, "occurred_at"),
@@ -124,3 +124,54 @@ async def test_published_notice_version_is_immutable(
             await conn.execute("delete from consent_event")
     again = await client.post("/v1/notices/main/versions/1/publish", headers=catalog.h)
     assert again.status_code == 409
+
+
+async def test_every_problem_of_a_consent_is_reported_at_once(
+    client: Any, catalog: Catalog, db: Database
+) -> None:
+    """A form shows every mistake in one round: the shape's, the identifier's and the
+    catalogue's problems come back together, each at the path of its field in the body."""
+    before = await _counts(db)
+    body = {
+        **GOOD,
+        "notice_version_id": catalog.versions[1],
+        "identifier": {"type": "phone", "value": "0151 123"},
+        "choices": [
+            {"purpose": "ads", "choice": "granted"},
+            {"purpose": "telepathy", "choice": "granted"},
+        ],
+        "occurred_at": "2999-01-01T00:00:00Z",
+    }
+    response = await client.post("/v1/consents", json=body, headers=catalog.h)
+    assert response.status_code == 400, response.text
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert sorted(fields) == ["choices[1].purpose", "identifier.value", "occurred_at"]
+    # Only the catalogue is wrong, with a tenant's own identifier type it never defined.
+    body = {
+        **GOOD,
+        "notice_version_id": catalog.versions[1],
+        "identifier": {"type": "shoe_size", "value": "42"},
+        "choices": [{"purpose": "telepathy", "choice": "granted"}],
+    }
+    response = await client.post("/v1/consents", json=body, headers=catalog.h)
+    assert response.status_code == 400, response.text
+    fields = [e["field"] for e in response.json()["errors"]]
+    assert sorted(fields) == ["choices[0].purpose", "identifier.type"]
+    assert await _counts(db) == before
+
+
+async def test_a_preference_names_a_bad_identifier_at_its_path(
+    client: Any, catalog: Catalog
+) -> None:
+    response = await client.post(
+        "/v1/preferences",
+        json={
+            "identifier": {"type": "email", "value": "not-an-email"},
+            "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
+            "surface": "portal",
+            "channel": "web",
+        },
+        headers=catalog.h,
+    )
+    assert response.status_code == 400, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["identifier.value"]

@@ -233,7 +233,7 @@ async def test_an_erasure_request_by_e_mail_erases_the_person_in_one_call(
         headers=catalog.h,
     )
     assert bad.status_code == 400
-    assert bad.json()["errors"][0]["field"] == "subject.identifier.value"
+    assert bad.json()["errors"][0]["field"] == "identifier.value"
     both = await client.post(
         "/v1/subjects/erase", json={**ask, "subject_id": survivor}, headers=catalog.h
     )

@@ -49,7 +49,7 @@ async def test_another_tenant_sees_neither_the_subject_nor_the_identifier_type(
     assert by_id.headers["content-type"].startswith("application/problem+json")
     unknown_type = await theirs.post("/v1/subjects/lookup", {"identifier": who}, status=400)
     assert unknown_type["errors"] == [
-        {"field": "subject.identifier.type", "message": "unknown identifier type 'member_no'"}
+        {"field": "identifier.type", "message": "unknown identifier type 'member_no'"}
     ]
     # The same device identifier, unknown to them: their HMAC key differs and their rows are
     # theirs only.
