@@ -295,19 +295,11 @@ def read_ndjson(path: Path) -> Generator[_Item]:
 
 def _flat_field(path: str) -> str:
     """A ConsentCreate field path as the column it came from."""
-    path = path.removeprefix("subject.")
     if path.startswith("choices"):
         return "choice" if path.endswith(".choice") else "purpose"
     if path.startswith("identifier"):
         return "identifier_type" if path.endswith(".type") else "identifier_value"
-    if path == "subject":
-        return "subject_id"
     return path
-
-
-def _api_field(path: str) -> str:
-    path = path.removeprefix("subject.")
-    return "subject_id" if path == "subject" else path
 
 
 def _convert_error(exc: msgspec.ValidationError) -> FieldError:
@@ -411,10 +403,9 @@ def check_row(item: _Item, known_purposes: frozenset[str], now: datetime) -> _Ch
 
 
 def _db_errors(exc: Exception, flat: bool) -> list[FieldError]:
-    rename = _flat_field if flat else _api_field
     if isinstance(exc, ValidationFailed):
         errors = exc.errors or [FieldError("row", exc.detail or "invalid")]
-        return [FieldError(rename(e.field), e.message) for e in errors]
+        return [FieldError(_flat_field(e.field), e.message) for e in errors] if flat else errors
     if isinstance(exc, NotFound):
         return [FieldError("subject_id", "no such subject")]
     state = getattr(exc, "sqlstate", "?")
