@@ -109,6 +109,38 @@ async def test_a_decision_names_its_subject_by_the_token_its_state_read_found(
     assert made.subject_token == recorded.subject_token == token_text(token)
 
 
+async def test_the_state_read_probes_tokens_by_key_whatever_the_statistics_say(
+    catalog: Catalog, database_dsn: str
+) -> None:
+    """The state read's generic plan is made once per connection: one made while the token
+    table was analysed small must not scan the table for every token once it has grown (a new
+    service's first decisions create the tokens; autovacuum analyses a minute later at best)."""
+    written = await catalog.consent(
+        identifier={"type": "device", "value": "plan-1"},
+        choices=[{"purpose": "analytics", "choice": "granted"}],
+    )
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        await conn.execute("analyze audit_subject_token")  # one row: a scan looks cheapest
+        async with conn.transaction():
+            rows = await conn.fetch(
+                "select * from decision_subject_states($1, $2, $3, $4, $5, $6)",
+                uuid.UUID(catalog.tenant.id),
+                [0],
+                [uuid.UUID(written["subject_id"])],
+                [None],
+                [None],
+                ["analytics"],
+            )
+            scans = await conn.fetchval(
+                "select pg_stat_get_xact_numscans('audit_subject_token'::regclass)"
+            )
+    finally:
+        await conn.close()
+    assert rows[0]["audit_token"] is not None
+    assert scans == 0
+
+
 async def test_audience_runs_are_leaves_in_each_members_activity(
     client: Any, catalog: Catalog, db: Database, integrator: Integrator
 ) -> None:
