@@ -185,7 +185,7 @@ class ConsentService:
             if problems:  # refused: with whatever else the catalogue finds, all at once
                 purposes = [c.purpose for c in data.choices]
                 ctx = await self._write_context(conn, purposes, data.notice_version_id, cached=True)
-                _refuse(problems + context_errors(data, ctx) + await self._custom_type(conn, data))
+                await self._refuse_problems(conn, data, ctx, problems)
 
             async def produce() -> ConsentRecorded:
                 return await self.record_in(conn, data, evidence, cached_context=True)
@@ -195,12 +195,18 @@ class ConsentService:
             )
             return result
 
-    async def _custom_type(self, conn: Conn, data: ConsentCreate) -> list[FieldError]:
-        """Problems with an identifier of the tenant's own type (its type, its value)."""
+    async def _refuse_problems(
+        self, conn: Conn, data: ConsentCreate, ctx: dict[str, Any], found: list[FieldError]
+    ) -> None:
+        """Refuse `found` and what the catalogue finds, with the problems of an identifier of
+        the tenant's own type (its type, its value), all at once; nothing when there are none."""
+        errors = found + context_errors(data, ctx)
+        if not errors:
+            return
         ident = data.identifier
-        if ident is None or ident.type in BUILTIN_TYPES or data.subject_id is not None:
-            return []
-        return await self.subjects.identifier_errors(conn, self.tenant_id, ident)
+        if ident is not None and ident.type not in BUILTIN_TYPES and data.subject_id is None:
+            errors += await self.subjects.identifier_errors(conn, self.tenant_id, ident)
+        _refuse(errors)
 
     async def _write_context(
         self, conn: Conn, purposes: list[str], version_id: UUID | None, cached: bool
@@ -229,8 +235,7 @@ class ConsentService:
         """
         purposes = [c.purpose for c in data.choices]
         ctx = await self._write_context(conn, purposes, data.notice_version_id, cached_context)
-        if problems := context_errors(data, ctx):
-            _refuse(problems + await self._custom_type(conn, data))
+        await self._refuse_problems(conn, data, ctx, [])
         if data.property_id is not None and not await conn.fetchval(
             Q.property_exists, data.property_id
         ):
