@@ -448,3 +448,53 @@ def test_the_audit_integrator_is_a_process_of_its_own(
         assert not _running(second), "the integrator outlived the service"
     finally:
         _kill_group(proc)
+
+
+def _readme_walkthrough() -> str:
+    """The README's first shell block after "Then, in a second shell"."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```sh\n", readme.index("Then, in a second shell")) + len("```sh\n")
+    return readme[start : readme.index("```\n", start)]
+
+
+def test_the_readme_walkthrough_runs_as_written(
+    database_dsn: str, db: object, tmp_path: Path
+) -> None:
+    """A new user's first consent and first decision, exactly as the README shows them, against
+    `consent serve` (only its address and the path of `consent` differ)."""
+    port = _free_port()
+    env = _env(
+        CONSENT_DATABASE_URL=database_dsn,
+        CONSENT_DATA_DIR=str(tmp_path / "data"),
+        CONSENT_PORT=str(port),
+    )
+    script = (
+        _readme_walkthrough()
+        .replace("localhost:8000", f"127.0.0.1:{port}")
+        .replace(".venv/bin/consent", f"{sys.executable} -m consent")
+    )
+    assert "/v1/decisions" in script
+    proc = _serve(env)
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", proc)
+        walked = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        _kill_group(proc)
+    assert walked.returncode == 0, walked.stderr
+    answers = walked.stdout.replace("}{", "}\n{").splitlines()
+    assert not [a for a in answers if '"status":4' in a or '"status":5' in a], answers
+    decision = json.loads(answers[-1])
+    assert decision["allow"] is True
+    assert decision["reasons"] == ["allowed.consent"]
+    state = json.loads(answers[-2])
+    assert [(c["purpose"], c["effective"]) for c in state["consents"]] == [
+        ("email_marketing", True)
+    ]
