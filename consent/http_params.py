@@ -11,7 +11,9 @@ __all__ = ["CursorParam", "IdemKey", "Limit"]
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
 CursorParam = Annotated[
     str | None,
-    QueryParameter(description="`next_cursor` of the previous page.", max_length=200),
+    # A key cursor carries the page's last key: a 200-character name of 4-byte characters is
+    # 1,068 characters of base64.
+    QueryParameter(description="`next_cursor` of the previous page.", max_length=2048),
 ]
 IdemKey = Annotated[
     str | None,

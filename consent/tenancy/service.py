@@ -125,7 +125,8 @@ class TenancyService:
                 digest,
                 data.name,
                 sorted(set(data.scopes)),
-                data.allowed_origins,
+                # Browsers send scheme and host in lower case; the check compares exactly.
+                [origin.lower() for origin in data.allowed_origins],
             )
         return ApiKeyCreated(key=key, secret=full)
 

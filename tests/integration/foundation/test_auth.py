@@ -82,6 +82,17 @@ async def test_banner_key_only_from_its_origins(client: Any, tenant: Tenant) -> 
     _is_problem(await client.get("/v1/tenant", headers=auth), 403, "forbidden")
 
 
+async def test_a_banner_origin_is_matched_as_browsers_send_it(client: Any, tenant: Tenant) -> None:
+    """An origin typed with capitals still admits the browser, which sends it in lower case."""
+    banner = await _make_key(
+        client, tenant, name="banner", scopes=["read"], allowed_origins=["https://Shop.Example"]
+    )
+    assert banner["key"]["allowed_origins"] == ["https://shop.example"]
+    auth = {"Authorization": f"Bearer {banner['secret']}"}
+    ok = await client.get("/v1/tenant", headers={**auth, "Origin": "https://shop.example"})
+    assert ok.status_code == 200, ok.text
+
+
 async def test_secret_is_shown_once_and_never_listed(client: Any, tenant: Tenant) -> None:
     created = await _make_key(client, tenant, name="ci", scopes=["write", "read"])
     assert created["secret"].startswith("csk_" + created["key"]["key_id"] + "_")

@@ -85,3 +85,13 @@ async def test_bad_page_parameters_are_a_problem(
 async def test_versions_of_an_unknown_notice_are_not_found(client: Any, catalog: Catalog) -> None:
     response = await client.get("/v1/notices/nope/versions", headers=catalog.h)
     assert response.status_code == 404
+
+
+async def test_vendors_with_the_longest_names_page_through(client: Any, catalog: Catalog) -> None:
+    """A vendor list's cursor carries the last name of its page: 200 characters of any script
+    must make a cursor the next request accepts."""
+    names = sorted(f"{letter}{'ü' * 199}" for letter in "abc")
+    for name in names:
+        await catalog.post("/v1/vendors", {"name": name, "purposes": ["ads"]})
+    vendors = await _walk(client, "/v1/vendors", catalog.h, 1)
+    assert [v["name"] for v in vendors] == names
