@@ -51,6 +51,7 @@ __all__ = [
     "WRITE_CONTEXT_TTL",
     "ConsentService",
     "context_errors",
+    "proof_errors",
     "shape_errors",
     "validate_shape",
     "write_contexts",
@@ -99,6 +100,21 @@ def _is_positive(ctx: dict[str, Any], purposes: list[str], version_id: UUID | No
     return version_id is None or (ctx["version_id"] is not None and bool(ctx["published"]))
 
 
+def proof_errors(
+    method: str, agent_id: str | None, occurred_at: datetime | None, now: datetime
+) -> list[FieldError]:
+    """What is wrong with who recorded a consent or preference event, and when (pure)."""
+    errors: list[FieldError] = []
+    if method == "agent" and agent_id is None:
+        errors.append(FieldError("agent_id", "required when method is 'agent'"))
+    if occurred_at is not None:
+        if occurred_at.tzinfo is None:
+            errors.append(FieldError("occurred_at", "must include a time zone"))
+        elif occurred_at > now + _CLOCK_SKEW:
+            errors.append(FieldError("occurred_at", "is in the future"))
+    return errors
+
+
 def shape_errors(data: ConsentCreate, now: datetime) -> list[FieldError]:
     """Problems that need no database: the event's shape, and a built-in identifier type's
     value (a tenant's own types are checked against its catalogue)."""
@@ -107,13 +123,7 @@ def shape_errors(data: ConsentCreate, now: datetime) -> list[FieldError]:
     if len(set(purposes)) != len(purposes):
         errors.append(FieldError("choices", "a purpose appears more than once in one event"))
     errors += reference_errors(data.subject_id, data.identifier)
-    if data.method == "agent" and data.agent_id is None:
-        errors.append(FieldError("agent_id", "required when method is 'agent'"))
-    if data.occurred_at is not None:
-        if data.occurred_at.tzinfo is None:
-            errors.append(FieldError("occurred_at", "must include a time zone"))
-        elif data.occurred_at > now + _CLOCK_SKEW:
-            errors.append(FieldError("occurred_at", "is in the future"))
+    errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
     if data.notice_version_id is None and data.method not in {"gpc", "import"}:
         errors.append(FieldError("notice_version_id", "required: the notice version shown"))
     return errors

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from uuid import UUID
 
 import msgspec
@@ -10,6 +10,7 @@ import msgspec
 from consent.audit.leaf import PreferenceChoice
 from consent.audit.leaf import PreferenceRecorded as PreferenceLeaf
 from consent.audit.outbox import AuditWriter
+from consent.consents.service import proof_errors
 from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
@@ -36,7 +37,6 @@ __all__ = ["PreferenceService", "validate_preferences"]
 
 Q = SqlFile.beside(__file__)
 _enc = msgspec.json.Encoder()
-_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def validate_preferences(data: PreferenceCreate, now: datetime) -> None:
@@ -56,10 +56,7 @@ def validate_preferences(data: PreferenceCreate, now: datetime) -> None:
         if item.kind == "frequency" and item.key not in (*CHANNELS, "default"):
             errors.append(FieldError(f"items[{i}].key", "frequency is per channel or 'default'"))
     errors += reference_errors(data.subject_id, data.identifier)
-    if data.method == "agent" and data.agent_id is None:
-        errors.append(FieldError("agent_id", "required when method is 'agent'"))
-    if data.occurred_at is not None and data.occurred_at > now + _CLOCK_SKEW:
-        errors.append(FieldError("occurred_at", "is in the future"))
+    errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
     if errors:
         detail = errors[0].message if len(errors) == 1 else "Invalid preferences."
         raise ValidationFailed(detail, errors=errors)

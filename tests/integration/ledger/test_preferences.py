@@ -97,3 +97,30 @@ async def test_bad_preferences_are_refused(
     )
     assert response.status_code == 400
     assert field in [e["field"] for e in response.json()["errors"]]
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "message"),
+    [("2024-01-01T00:00:00", "must include a time zone"), ("2999-01-01T00:00:00Z", "future")],
+)
+async def test_when_a_preference_was_made_is_checked_like_a_consent(
+    client: Any, catalog: Catalog, occurred_at: str, message: str
+) -> None:
+    """A time without a time zone is a 400 naming `occurred_at` (it was a 500), and nothing is
+    written."""
+    body = {
+        "identifier": {"type": "email", "value": "pat@example.com"},
+        "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
+        "surface": "portal",
+        "channel": "web",
+        "occurred_at": occurred_at,
+    }
+    response = await client.post("/v1/preferences", json=body, headers=catalog.h)
+    assert response.status_code == 400, response.text
+    (error,) = response.json()["errors"]
+    assert error["field"] == "occurred_at"
+    assert message in error["message"]
+    lookup = await client.post(
+        "/v1/subjects/lookup", json={"identifier": body["identifier"]}, headers=catalog.h
+    )
+    assert lookup.status_code == 404
