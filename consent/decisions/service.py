@@ -645,7 +645,9 @@ class DecisionService:
                 id=uuid7(now_ns),
                 tenant_id=caller.tenant_id,
                 decided_at=decided_at,
-                subject_id=row.subject_id if row.subject_id is not None else ref.subject_id,
+                # None when the ledger knows no such subject (never was, or erased), as for
+                # an unknown identifier and an audience member: no leaf, no token for it.
+                subject_id=row.subject_id,
                 id_type=ref.id_type if row.subject_id is None else None,
                 lookup_hmac=ref.digest if row.subject_id is None else None,
                 requester=request.context.requester,

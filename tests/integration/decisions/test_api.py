@@ -164,6 +164,29 @@ async def test_decide_by_subject_id_follows_a_link(ledger: Ledger) -> None:
     assert missing["subject_id"] is None
 
 
+async def test_a_decision_about_an_unknown_subject_id_names_no_subject(
+    ledger: Ledger, db: Database
+) -> None:
+    """A subject id the ledger does not know (never was, or erased) is logged as no subject,
+    like an unknown identifier and like an audience member: no `decision.made` leaf, and no
+    audit token made up for an id anyone can send."""
+    async with db.system() as conn:
+        tokens = await conn.fetchval("select count(*) from audit_subject_token")
+        leaves = await conn.fetchval("select count(*) from audit_event")
+    for subject in ({"subject_id": str(uuid.uuid4())}, {"subject_id": str(uuid.uuid4())}):
+        body = {"subject": subject, "action": "email.marketing", "context": {"requester": "esp"}}
+        got = await ledger.post("/v1/decisions", body, status=200)
+        assert got["subject_id"] is None
+        batch = await ledger.post("/v1/decisions/batch", {"decisions": [body]}, status=200)
+        assert batch["decisions"][0]["subject_id"] is None
+    async with db.system() as conn:
+        logged = await conn.fetch("select subject_id, id_type, lookup_hmac from decision_log")
+        assert len(logged) == 4
+        assert {tuple(row) for row in logged} == {(None, None, None)}
+        assert await conn.fetchval("select count(*) from audit_subject_token") == tokens
+        assert await conn.fetchval("select count(*) from audit_event") == leaves
+
+
 def _request(email: str) -> DecisionRequest:
     return msgspec.convert(_ask(email), DecisionRequest)
 
