@@ -32,6 +32,7 @@ from consent.decisions.runtime import Decisions
 from consent.errors import exception_handlers
 from consent.health.api import live, ready
 from consent.middleware import RequestIdMiddleware
+from consent.openapi import document_problems
 from consent.preferences.api import PreferenceController
 from consent.problems import problem_page
 from consent.subjects.api import SubjectController
@@ -140,6 +141,7 @@ def create_app(
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )
+    document_problems(app)
     # In front of the router: answers the common single decision without Litestar's
     # per-request machinery (see consent.decisions.fastpath); everything else passes through.
     app.asgi_handler = app.state.decision_fast_path = DecisionFastPath(

@@ -66,6 +66,10 @@ PROBLEM_TYPES: Final[dict[str, tuple[str, str]]] = {
         "Idempotency key reused with another request",
         "An Idempotency-Key may be retried only with the identical request body.",
     ),
+    "audit-pending": (
+        "Not yet in the audit log",
+        "The event is recorded but not yet in a signed checkpoint (under a second): retry.",
+    ),
     "payload-too-large": ("Request body too large", "Send a smaller body or split the request."),
     "unsupported-media-type": ("Unsupported media type", "Send `application/json`."),
     "service-unavailable": (

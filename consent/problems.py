@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from html import escape
+from typing import Annotated
 
 from litestar import MediaType, get
-from litestar.params import FromPath
+from litestar.params import Parameter
 
 from consent.errors import PROBLEM_TYPES, NotFound
 
@@ -13,7 +14,11 @@ __all__ = ["problem_page"]
 
 
 @get("/problems/{slug:str}", media_type=MediaType.HTML, tags=["meta"], summary="Problem type")
-async def problem_page(slug: FromPath[str]) -> str:
+async def problem_page(
+    slug: Annotated[
+        str, Parameter(description="The last part of a problem's `type`, e.g. `not-found`.")
+    ],
+) -> str:
     """A human-readable page for each RFC 9457 problem `type` this API returns."""
     if slug not in PROBLEM_TYPES:
         raise NotFound("No such problem type.")

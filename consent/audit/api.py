@@ -8,12 +8,13 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get
-from litestar.params import FromPath, QueryParameter
+from litestar.params import PathParameter, QueryParameter
 
 from consent.audit.checkpoint import NoteSigner
 from consent.audit.schemas import ActivityPage, AuditEventInfo, EntriesPage, ExportFile
 from consent.audit.service import AuditReader
 from consent.http_params import CursorParam, Limit
+from consent.openapi import problems
 from consent.subjects.resolver import SubjectResolver
 from consent.tenancy.auth import principal, requires
 
@@ -23,6 +24,27 @@ TEXT = "text/plain; charset=utf-8"
 SizeParam = Annotated[
     int | None,
     QueryParameter(ge=1, description="A signed tree size; default: the latest checkpoint."),
+]
+SizePath = Annotated[
+    int,
+    PathParameter(
+        description="Tree size of a signed checkpoint (the second line of its note); 404 when "
+        "the tenant's log has no checkpoint of exactly that size."
+    ),
+]
+EventId = Annotated[
+    UUID,
+    PathParameter(
+        description="The audit event's id: a consent's or preference change's `event_id` as "
+        "returned when it was recorded, a decision's `decision_id`, ...; 404 when unknown."
+    ),
+]
+SubjectIdPath = Annotated[
+    UUID,
+    PathParameter(
+        description="The subject's id; one linked into another resolves to the survivor, and "
+        "the activity of every subject linked into it is included. 404 when unknown or erased."
+    ),
 ]
 
 
@@ -53,7 +75,11 @@ class AuditController(Controller):
     security = [{"apiKey": []}]
 
     @get(
-        "/audit/checkpoint", guards=[requires("read")], media_type=TEXT, summary="Latest checkpoint"
+        "/audit/checkpoint",
+        guards=[requires("read")],
+        media_type=TEXT,
+        summary="Latest checkpoint",
+        opt=problems(404),
     )
     async def checkpoint(self, request: Request[Any, Any, Any]) -> str:
         """The latest signed checkpoint of the tenant's log (C2SP tlog-checkpoint signed note).
@@ -66,14 +92,12 @@ class AuditController(Controller):
         media_type=TEXT,
         summary="Checkpoint of a size",
     )
-    async def checkpoint_at(self, request: Request[Any, Any, Any], size: FromPath[int]) -> str:
+    async def checkpoint_at(self, request: Request[Any, Any, Any], size: SizePath) -> str:
         """A historical signed checkpoint, for consistency checks."""
         return await _reader(request).checkpoint(size)
 
     @get("/audit/events/{event_uuid:uuid}", guards=[requires("read")], summary="An audit event")
-    async def event(
-        self, request: Request[Any, Any, Any], event_uuid: FromPath[UUID]
-    ) -> AuditEventInfo:
+    async def event(self, request: Request[Any, Any, Any], event_uuid: EventId) -> AuditEventInfo:
         """The leaf of an event (consent, preference, decision, ...) with its index once
         integrated. The event id of a consent is the id returned when it was recorded."""
         return await _reader(request).event(event_uuid)
@@ -83,16 +107,22 @@ class AuditController(Controller):
         guards=[requires("read")],
         media_type=TEXT,
         summary="Inclusion proof",
+        opt=problems(409, slugs=("audit-pending",)),
     )
     async def proof(
-        self, request: Request[Any, Any, Any], event_uuid: FromPath[UUID], size: SizeParam = None
+        self, request: Request[Any, Any, Any], event_uuid: EventId, size: SizeParam = None
     ) -> str:
         """c2sp.org/tlog-proof@v1: leaf index, audit path and the signed checkpoint. Verify it
         offline with the leaf bytes and the key from /.well-known/consent-audit-keys.
         409 `audit-pending` until the event is integrated (under a second)."""
         return await _reader(request).inclusion_proof(event_uuid, size)
 
-    @get("/audit/consistency", guards=[requires("read")], summary="Consistency proof")
+    @get(
+        "/audit/consistency",
+        guards=[requires("read")],
+        summary="Consistency proof",
+        opt=problems(404),
+    )
     async def consistency(
         self,
         request: Request[Any, Any, Any],
@@ -106,7 +136,7 @@ class AuditController(Controller):
         )
         return proof
 
-    @get("/audit/entries", guards=[requires("admin")], summary="Log entries")
+    @get("/audit/entries", guards=[requires("admin")], summary="Log entries", opt=problems(404))
     async def entries(
         self,
         request: Request[Any, Any, Any],
@@ -116,7 +146,12 @@ class AuditController(Controller):
         """Leaves by index (auditors rebuild the tree from these); admin only."""
         return await _reader(request).entries(start, limit)
 
-    @get("/audit/export", guards=[requires("admin")], summary="Export leaves with proofs")
+    @get(
+        "/audit/export",
+        guards=[requires("admin")],
+        summary="Export leaves with proofs",
+        opt=problems(404),
+    )
     async def export(
         self,
         request: Request[Any, Any, Any],
@@ -143,7 +178,7 @@ class AuditController(Controller):
     async def activity(
         self,
         request: Request[Any, Any, Any],
-        subject_id: FromPath[UUID],
+        subject_id: SubjectIdPath,
         cursor: CursorParam = None,
         limit: Limit = 50,
     ) -> ActivityPage:

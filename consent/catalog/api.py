@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, Parameter
 
 from consent.catalog.schemas import (
     IdentifierType,
@@ -26,9 +26,20 @@ from consent.catalog.schemas import (
 )
 from consent.catalog.service import CatalogService
 from consent.http_params import CursorParam, Limit
+from consent.openapi import problems
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["CatalogController"]
+
+_PurposeKey = Annotated[
+    str, Parameter(description="The purpose's key, as given at creation (e.g. `analytics`).")
+]
+_NoticeKey = Annotated[
+    str, Parameter(description="The notice's key, as given at creation (e.g. `cookie_banner`).")
+]
+_VersionNumber = Annotated[
+    int, Parameter(description="The version number within the notice (1, 2, 3, …).")
+]
 
 
 def _service(request: Request[Any, Any, Any]) -> CatalogService:
@@ -46,7 +57,7 @@ class CatalogController(Controller):
     tags = ["catalog"]
     security = [{"apiKey": []}]
 
-    @post("/purposes", guards=[requires("admin")], summary="Create a purpose")
+    @post("/purposes", guards=[requires("admin")], summary="Create a purpose", opt=problems(409))
     async def create_purpose(
         self, request: Request[Any, Any, Any], data: JSONBody[PurposeCreate]
     ) -> Purpose:
@@ -62,11 +73,11 @@ class CatalogController(Controller):
         return await _service(request).list_purposes(cursor, limit)
 
     @get("/purposes/{key:str}", guards=[requires("read")], summary="Get a purpose")
-    async def get_purpose(self, request: Request[Any, Any, Any], key: FromPath[str]) -> Purpose:
+    async def get_purpose(self, request: Request[Any, Any, Any], key: _PurposeKey) -> Purpose:
         """One purpose by key."""
         return await _service(request).get_purpose(key)
 
-    @post("/notices", guards=[requires("admin")], summary="Create a notice")
+    @post("/notices", guards=[requires("admin")], summary="Create a notice", opt=problems(409))
     async def create_notice(
         self, request: Request[Any, Any, Any], data: JSONBody[NoticeCreate]
     ) -> Notice:
@@ -84,11 +95,12 @@ class CatalogController(Controller):
         "/notices/{key:str}/versions",
         guards=[requires("admin")],
         summary="Draft a notice version",
+        opt=problems(409),
     )
     async def add_version(
         self,
         request: Request[Any, Any, Any],
-        key: FromPath[str],
+        key: _NoticeKey,
         data: JSONBody[NoticeVersionCreate],
     ) -> NoticeVersion:
         """A new draft version with its text per language. `material` changes make earlier
@@ -99,10 +111,11 @@ class CatalogController(Controller):
         "/notices/{key:str}/versions/{version:int}/publish",
         guards=[requires("admin")],
         summary="Publish a notice version",
+        opt=problems(409),
         status_code=200,
     )
     async def publish(
-        self, request: Request[Any, Any, Any], key: FromPath[str], version: FromPath[int]
+        self, request: Request[Any, Any, Any], key: _NoticeKey, version: _VersionNumber
     ) -> NoticeVersion:
         """Publishing makes the version usable as proof in consents and immutable forever."""
         return await _service(request).publish(key, version)
@@ -111,14 +124,14 @@ class CatalogController(Controller):
     async def versions(
         self,
         request: Request[Any, Any, Any],
-        key: FromPath[str],
+        key: _NoticeKey,
         cursor: CursorParam = None,
         limit: Limit = 50,
     ) -> NoticeVersionPage:
         """The versions of a notice, newest first, with texts and content hashes."""
         return await _service(request).versions(key, cursor, limit)
 
-    @post("/vendors", guards=[requires("admin")], summary="Create a vendor")
+    @post("/vendors", guards=[requires("admin")], summary="Create a vendor", opt=problems(409))
     async def create_vendor(
         self, request: Request[Any, Any, Any], data: JSONBody[VendorCreate]
     ) -> Vendor:
@@ -132,7 +145,12 @@ class CatalogController(Controller):
         """The tenant's vendors by name, a page at a time."""
         return await _service(request).list_vendors(cursor, limit)
 
-    @post("/identifier-types", guards=[requires("admin")], summary="Define an identifier type")
+    @post(
+        "/identifier-types",
+        guards=[requires("admin")],
+        summary="Define an identifier type",
+        opt=problems(409),
+    )
     async def create_identifier_type(
         self, request: Request[Any, Any, Any], data: JSONBody[IdentifierTypeCreate]
     ) -> IdentifierType:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, Parameter
 
 from consent.consents.evidence import NetworkEvidence, client_address
 from consent.consents.schemas import (
@@ -18,15 +19,46 @@ from consent.consents.schemas import (
 from consent.consents.service import ConsentService
 from consent.db.database import Database
 from consent.http_params import CursorParam, IdemKey, Limit
+from consent.openapi import problems
 from consent.subjects.resolver import SubjectResolver
-from consent.subjects.schemas import LinkRequest, LinkResult, SubjectRef
+from consent.subjects.schemas import IdentifierIn, LinkRequest, LinkResult, SubjectRef
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["ConsentController"]
 
+_StateSubject = Annotated[
+    UUID,
+    Parameter(
+        description="The subject's id (UUID). A subject merged into another by a link answers "
+        "with its surviving subject's state. Unknown or erased: 404."
+    ),
+]
+_HistorySubject = Annotated[
+    UUID,
+    Parameter(
+        description="The subject's id (UUID). The history holds the events of its surviving "
+        "subject and of every subject linked into that one. Unknown or erased: 404."
+    ),
+]
+
 
 class LookupRequest(SubjectRef, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Find a subject by identifier (in the body, so it never lands in URLs or access logs)."""
+
+    subject_id: Annotated[
+        UUID | None,
+        msgspec.Meta(
+            description="The subject's id (UUID), instead of `identifier`: the same answer as "
+            "`GET /v1/subjects/{subject_id}/consents`. Give exactly one of the two."
+        ),
+    ] = None
+    identifier: Annotated[
+        IdentifierIn | None,
+        msgspec.Meta(
+            description="Any identifier linked to the subject, instead of `subject_id`. A "
+            "lookup never creates a subject: an identifier no subject has answers 404."
+        ),
+    ] = None
 
 
 def _service(request: Request[Any, Any, Any]) -> ConsentService:
@@ -43,7 +75,9 @@ class ConsentController(Controller):
     tags = ["consents"]
     security = [{"apiKey": []}]
 
-    @post("/consents", guards=[requires("write")], summary="Record a consent event")
+    @post(
+        "/consents", guards=[requires("write")], summary="Record a consent event", opt=problems(404)
+    )
     async def record(
         self,
         request: Request[Any, Any, Any],
@@ -71,7 +105,7 @@ class ConsentController(Controller):
         summary="A subject's consent state",
     )
     async def state(
-        self, request: Request[Any, Any, Any], subject_id: FromPath[UUID]
+        self, request: Request[Any, Any, Any], subject_id: _StateSubject
     ) -> SubjectConsents:
         """Current choice per purpose. `expired`: older than the purpose's maximum age;
         `stale`: the notice changed materially since; `effective`: granted and neither."""
@@ -81,6 +115,7 @@ class ConsentController(Controller):
         "/subjects/lookup",
         guards=[requires("read")],
         summary="Find a subject's consents by identifier",
+        opt=problems(404),
         status_code=200,
     )
     async def lookup(
@@ -99,7 +134,7 @@ class ConsentController(Controller):
     async def history(
         self,
         request: Request[Any, Any, Any],
-        subject_id: FromPath[UUID],
+        subject_id: _HistorySubject,
         cursor: CursorParam = None,
         limit: Limit = 50,
     ) -> ConsentHistoryPage:
@@ -110,6 +145,7 @@ class ConsentController(Controller):
         "/subjects/link",
         guards=[requires("write")],
         summary="Link identities of one person",
+        opt=problems(404),
         status_code=200,
     )
     async def link(

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Final
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
+from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
 from consent.decisions.audience import AudienceFilter
@@ -23,11 +23,14 @@ from consent.decisions.schemas import (
     StoredDecision,
 )
 from consent.decisions.service import Caller, DecisionService
+from consent.openapi import problems
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["DecisionController"]
 
 NDJSON: Final = "application/x-ndjson"
+# Without a decision, a 503 says which part failed: the database or the policy engine.
+_POLICY: Final = ("service-unavailable", "policy-unavailable")
 BATCH_MAX_BODY: Final = 16 * 1024 * 1024
 LangParam = Annotated[
     str | None,
@@ -39,6 +42,13 @@ AcceptLanguage = Annotated[
     str | None,
     HeaderParameter(
         name="Accept-Language", description="Used when `lang` is absent.", max_length=500
+    ),
+]
+DecisionId = Annotated[
+    UUID,
+    PathParameter(
+        description="The `decision_id` answered when the decision was made (UUID); 404 when the "
+        "caller's tenant logged no such decision."
     ),
 ]
 ReplayParam = Annotated[
@@ -70,6 +80,7 @@ class DecisionController(Controller):
         "/decisions",
         guards=[requires("decide")],
         summary="Decide one action for one subject",
+        opt=problems(503, slugs=_POLICY),
         status_code=200,
     )
     async def decide(
@@ -88,6 +99,7 @@ class DecisionController(Controller):
         "/decisions/batch",
         guards=[requires("decide")],
         summary="Decide up to 10,000 actions in one call",
+        opt=problems(503, slugs=_POLICY),
         status_code=200,
         request_max_body_size=BATCH_MAX_BODY,
     )
@@ -103,11 +115,12 @@ class DecisionController(Controller):
         "/decisions/{decision_id:uuid}",
         guards=[requires("read")],
         summary="A logged decision, optionally replayed",
+        opt=problems(503, slugs=_POLICY),
     )
     async def get_decision(
         self,
         request: Request[Any, Any, Any],
-        decision_id: FromPath[UUID],
+        decision_id: DecisionId,
         replay: ReplayParam = False,
     ) -> StoredDecision:
         """The decision as logged: who asked, the action, the result and the exact policy input
@@ -121,6 +134,7 @@ class DecisionController(Controller):
         "/audiences/filter",
         guards=[requires("decide")],
         summary="Filter an audience (NDJSON stream in and out)",
+        opt=problems(400, 503, slugs=_POLICY),
         status_code=200,
         request_max_body_size=None,
         media_type=NDJSON,

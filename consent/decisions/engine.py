@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal, Protocol, Self, cast
+from typing import Annotated, Any, Final, Literal, Protocol, Self, cast
 from urllib.parse import urlsplit
 
 import msgspec
@@ -74,36 +74,148 @@ class PolicyLoadError(PolicyError):
 
 
 class SubjectState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    known: bool
-    jurisdiction: str | None = None
-    age: int | None = None
-    parental_consent: bool = False
-    gpc: bool = False
-    limit_sensitive: bool = False
-    objections: tuple[str, ...] = ()
+    known: Annotated[
+        bool,
+        msgspec.Meta(
+            description="The ledger knows the subject (by id, or by identifier); false denies "
+            "every action (`denied.unknown_subject`)."
+        ),
+    ]
+    jurisdiction: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="`context.jurisdiction` of the request: ISO 3166-1 alpha-2 country (DE) "
+            "or ISO 3166-2 subdivision (US-CA); null when not given."
+        ),
+    ] = None
+    age: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="`context.age` of the request, in years; null when not given (then the "
+            "subject is not treated as a child)."
+        ),
+    ] = None
+    parental_consent: Annotated[
+        bool,
+        msgspec.Meta(
+            description="`context.parental_consent`: verified parental consent is on record."
+        ),
+    ] = False
+    gpc: Annotated[
+        bool,
+        msgspec.Meta(description="`context.gpc`: a Global Privacy Control signal applies."),
+    ] = False
+    limit_sensitive: Annotated[
+        bool,
+        msgspec.Meta(
+            description="`context.limit_sensitive`: the subject asked to limit the use of their "
+            "sensitive personal information."
+        ),
+    ] = False
+    objections: Annotated[
+        tuple[str, ...],
+        msgspec.Meta(
+            description="Sorted keys of the needed purposes on legitimate interest whose current "
+            "choice is `denied` or `withdrawn`: the subject objected (`denied.objected`)."
+        ),
+    ] = ()
 
 
 class PurposeDefinition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    legal_basis: Literal["consent", "legitimate_interest", "contract", "legal_obligation"]
-    max_age_ns: int | None
-    strictly_necessary: bool
-    material_version: int
+    legal_basis: Annotated[
+        Literal["consent", "legitimate_interest", "contract", "legal_obligation"],
+        msgspec.Meta(
+            description="The purpose's legal basis in the tenant's catalogue: `consent` needs a "
+            "current grant; `legitimate_interest` is allowed unless the subject objected; "
+            "`contract` and `legal_obligation` are allowed."
+        ),
+    ]
+    max_age_ns: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="How long a consent to it stays valid, in nanoseconds (the catalogue's "
+            "maximum age, set in days); null: no limit. An older consent is `denied.expired`."
+        ),
+    ]
+    strictly_necessary: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Strictly necessary (ePrivacy Art. 5(3) exemption): always allowed "
+            "(`allowed.strictly_necessary`), whatever the legal basis or the subject's choice."
+        ),
+    ]
+    material_version: Annotated[
+        int,
+        msgspec.Meta(
+            description="The material version a consent must have to be current: that of the "
+            "notice the subject's consent was given under, else the highest published one of the "
+            "notices asking about the purpose (0: none). A lower one is `denied.stale`."
+        ),
+    ]
 
 
 class ConsentState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    status: Literal["granted", "denied", "withdrawn"]
-    recorded_at_ns: int
-    material_version: int
+    status: Annotated[
+        Literal["granted", "denied", "withdrawn"],
+        msgspec.Meta(
+            description="The subject's current choice for the purpose. On a consent basis only "
+            "`granted` allows (`denied` gives `denied.no_consent`, `withdrawn` "
+            "`denied.withdrawn`); on legitimate interest, `denied` or `withdrawn` is an objection."
+        ),
+    ]
+    recorded_at_ns: Annotated[
+        int,
+        msgspec.Meta(
+            description="When the choice was made, in nanoseconds since the Unix epoch "
+            "(microsecond precision); expired when it plus `max_age_ns` is before `now_ns`."
+        ),
+    ]
+    material_version: Annotated[
+        int,
+        msgspec.Meta(
+            description="Material version of the notice when the choice was made (for a choice "
+            "recorded without a notice, e.g. GPC or an import, the purpose's own version); stale "
+            "(`denied.stale`) when lower than the purpose's `material_version`."
+        ),
+    ]
 
 
 class DecisionInput(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The policy input (policies/schemas/input.json); a mapping of the same shape works too."""
 
-    now_ns: int
-    action: str
-    subject: SubjectState
-    purposes: dict[str, PurposeDefinition]
-    consents: dict[str, ConsentState]
+    now_ns: Annotated[
+        int,
+        msgspec.Meta(
+            description="Decision time in nanoseconds since the Unix epoch, read once per request "
+            "by the service; passed to the policy, which never reads the clock, so that the "
+            "decision can be replayed."
+        ),
+    ]
+    action: Annotated[
+        str, msgspec.Meta(description="The action asked about (e.g. `email.marketing`).")
+    ]
+    subject: Annotated[
+        SubjectState,
+        msgspec.Meta(
+            description="The subject's state: whether the ledger knows it, the request's "
+            "context and its objections."
+        ),
+    ]
+    purposes: Annotated[
+        dict[str, PurposeDefinition],
+        msgspec.Meta(
+            description="The tenant's catalogue entries of the purposes the action needs, by "
+            "purpose key; a needed purpose missing here is `denied.unknown_purpose`."
+        ),
+    ]
+    consents: Annotated[
+        dict[str, ConsentState],
+        msgspec.Meta(
+            description="The subject's current choice per purpose key, from the ledger, for the "
+            "purposes read for the decision; a needed purpose without one has no consent "
+            "(`denied.no_consent` when its legal basis is `consent`)."
+        ),
+    ]
 
 
 class DecisionResult(msgspec.Struct, frozen=True, kw_only=True):

@@ -61,71 +61,254 @@ class DecisionContext(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
     requester: Requester
     jurisdiction: Jurisdiction | None = None
-    gpc: bool = False
+    gpc: Annotated[
+        bool,
+        msgspec.Meta(
+            description="A Global Privacy Control signal (`Sec-GPC: 1`) applies to this request. "
+            "Where GPC has legal effect (the policy's jurisdictions, e.g. `US-CA`) it denies "
+            "sale, sharing and targeted advertising (`denied.gpc`); elsewhere it changes nothing."
+        ),
+    ] = False
     age: Age | None = None
-    parental_consent: bool = False
-    limit_sensitive: bool = False
+    parental_consent: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Verified parental consent is on record. Without it, a subject whose "
+            "`age` is below the digital consent age of `jurisdiction` is denied personalisation, "
+            "targeted advertising, sale and sharing (`denied.child`)."
+        ),
+    ] = False
+    limit_sensitive: Annotated[
+        bool,
+        msgspec.Meta(
+            description="The subject asked to limit the use of their sensitive personal "
+            "information; actions that use it are then denied (`denied.sensitive_limited`)."
+        ),
+    ] = False
 
 
 class DecisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """May `context.requester` do `action` for `subject`, now?"""
 
-    subject: SubjectRef
+    subject: Annotated[
+        SubjectRef,
+        msgspec.Meta(
+            description="Who the decision is about: exactly one of `subject_id` (a subject "
+            "linked into another resolves to the survivor) or `identifier`. A subject the ledger "
+            "does not know is denied (`denied.unknown_subject`), not an error; an identifier type "
+            "the tenant never defined is a 400."
+        ),
+    ]
     action: Action
-    context: DecisionContext
+    context: Annotated[
+        DecisionContext,
+        msgspec.Meta(
+            description="Who asks and the circumstances of this request (jurisdiction, GPC, "
+            "age, ...); the subject's consents come from the ledger, never from the request."
+        ),
+    ]
 
 
 class DecisionOut(msgspec.Struct, frozen=True, kw_only=True):
     """A decision. `allow` is true only when no rule denies; `reasons` are the codes that denied
     it, or the codes that allowed it; `purposes` has the code of every purpose the action needs."""
 
-    decision_id: UUID
-    allow: bool
-    reasons: list[str]
-    purposes: dict[str, str]
-    policy_revision: str
-    decided_at: datetime
-    subject_id: UUID | None
+    decision_id: Annotated[
+        UUID,
+        msgspec.Meta(
+            description="Id of the decision in the decision log (UUIDv7, time-ordered); read it "
+            "back with GET /v1/decisions/{decision_id}. For a known subject it is also the "
+            "`event_uuid` of its `decision.made` audit leaf."
+        ),
+    ]
+    allow: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True only when no rule denies; an unknown subject, action or purpose "
+            "is denied."
+        ),
+    ]
+    reasons: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="Reason codes, sorted: every `denied.*` code when denied, else the "
+            "`allowed.*` codes that allowed it (e.g. `allowed.consent`). GET /v1/policy/reasons "
+            "says what each means."
+        ),
+    ]
+    purposes: Annotated[
+        dict[str, str],
+        msgspec.Meta(
+            description="The reason code of each purpose the action needs, by purpose key (e.g. "
+            "`email_marketing`: `allowed.consent`); empty for an unknown action."
+        ),
+    ]
+    policy_revision: Annotated[
+        str,
+        msgspec.Meta(
+            description="Revision of the policy that decided: `sha256:` and the hex SHA-256 of "
+            "its Rego policies and data files, as in GET /v1/policy."
+        ),
+    ]
+    decided_at: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="Decision time (ISO 8601, UTC): the policy input's `now_ns`, truncated "
+            "to microseconds; the same for every decision of a batch."
+        ),
+    ]
+    subject_id: Annotated[
+        UUID | None,
+        msgspec.Meta(
+            description="The subject decided about (the survivor, if the one named was linked "
+            "into another); null when the ledger knows no such subject (`denied.unknown_subject`)."
+        ),
+    ]
 
 
 class BatchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    decisions: Annotated[list[DecisionRequest], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+    decisions: Annotated[
+        list[DecisionRequest],
+        msgspec.Meta(
+            min_length=1,
+            max_length=MAX_BATCH,
+            description="1 to 10,000 requests, each as the body of POST /v1/decisions. All are "
+            "decided as of the same instant and logged in one commit; one invalid request fails "
+            "the whole batch.",
+        ),
+    ]
 
 
 class BatchResponse(msgspec.Struct, frozen=True, kw_only=True):
     """One decision per request, in the order of the request."""
 
-    batch_id: UUID
-    decisions: list[DecisionOut]
+    batch_id: Annotated[
+        UUID,
+        msgspec.Meta(
+            description="Id of this batch (UUIDv7), logged with each of its decisions "
+            "(`batch_id` of GET /v1/decisions/{decision_id})."
+        ),
+    ]
+    decisions: Annotated[
+        list[DecisionOut],
+        msgspec.Meta(description="One decision per request, in the order of the request."),
+    ]
 
 
 class Replay(msgspec.Struct, frozen=True, kw_only=True):
     """The stored input evaluated under the policy in force now."""
 
-    policy_revision: str
-    allow: bool
-    reasons: list[str]
-    purposes: dict[str, str]
-    differs: bool
+    policy_revision: Annotated[
+        str,
+        msgspec.Meta(
+            description="Revision of the policy in force now, which evaluated the stored input "
+            "(`sha256:` and the hex SHA-256 of its Rego policies and data files)."
+        ),
+    ]
+    allow: Annotated[
+        bool, msgspec.Meta(description="Today's answer for the stored input (see `allow`).")
+    ]
+    reasons: Annotated[
+        list[str],
+        msgspec.Meta(description="Today's reason codes for the stored input, sorted."),
+    ]
+    purposes: Annotated[
+        dict[str, str],
+        msgspec.Meta(description="Today's reason code of each purpose the action needs, by key."),
+    ]
+    differs: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True when today's `allow`, `reasons` or `purposes` differ from the "
+            "logged decision's."
+        ),
+    ]
     # Purposes the current policy needs for the action that the stored input does not cover
     # (the input holds only what the policy of the time needed).
-    missing_purposes: list[str]
+    missing_purposes: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="Purposes the current policy needs for the action that the stored input "
+            "has no catalogue entry for (it holds only what the policy of the time needed); the "
+            "replay denies them as `denied.unknown_purpose`."
+        ),
+    ]
 
 
 class StoredDecision(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    decision_id: UUID
-    decided_at: datetime
-    subject_id: UUID | None
-    requester: str
-    kind: str
-    batch_id: UUID | None = None
-    action: str
-    allow: bool
-    reasons: list[str]
-    purposes: dict[str, str]
-    policy_revision: str
-    input: DecisionInput
-    replay: Replay | None = None
+    decision_id: Annotated[
+        UUID, msgspec.Meta(description="The decision's id (UUIDv7), as answered when it was made.")
+    ]
+    decided_at: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="Decision time (ISO 8601, UTC): the input's `now_ns`, truncated to "
+            "microseconds."
+        ),
+    ]
+    subject_id: Annotated[
+        UUID | None,
+        msgspec.Meta(
+            description="The subject decided about, as resolved then (the survivor of a link); "
+            "null when the ledger knew no such subject (an unknown or erased id or identifier)."
+        ),
+    ]
+    requester: Annotated[
+        str, msgspec.Meta(description="The system that asked: `context.requester` of the request.")
+    ]
+    kind: Annotated[
+        str,
+        msgspec.Meta(
+            description="How it was asked: `single` (POST /v1/decisions) or `batch` "
+            "(POST /v1/decisions/batch)."
+        ),
+    ]
+    batch_id: Annotated[
+        UUID | None,
+        msgspec.Meta(
+            description="The `batch_id` of the batch call it was part of; absent for a single "
+            "decision."
+        ),
+    ] = None
+    action: Annotated[str, msgspec.Meta(description="The action asked about.")]
+    allow: Annotated[
+        bool, msgspec.Meta(description="The answer given: true only when no rule denied.")
+    ]
+    reasons: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="The reason codes answered, sorted: the `denied.*` codes, or the "
+            "`allowed.*` codes when allowed."
+        ),
+    ]
+    purposes: Annotated[
+        dict[str, str],
+        msgspec.Meta(
+            description="The reason code answered for each purpose the action needed, by key."
+        ),
+    ]
+    policy_revision: Annotated[
+        str,
+        msgspec.Meta(
+            description="Revision of the policy that decided (`sha256:` and the hex SHA-256 of "
+            "its Rego policies and data files)."
+        ),
+    ]
+    input: Annotated[
+        DecisionInput,
+        msgspec.Meta(
+            description="The exact policy input the decision was made from (consent state, "
+            "catalogue entries, context and `now_ns`), logged before the answer: evaluated under "
+            "`policy_revision` it gives the same decision."
+        ),
+    ]
+    replay: Annotated[
+        Replay | None,
+        msgspec.Meta(
+            description="Only with `replay=true`: the stored input evaluated under the policy in "
+            "force now (not logged)."
+        ),
+    ] = None
 
 
 # -- audience filter ----------------------------------------------------------------------------
@@ -171,23 +354,94 @@ class AudienceSummary(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReasonText(msgspec.Struct, frozen=True, kw_only=True):
-    code: str
-    allow: bool
-    text: str
+    code: Annotated[
+        str,
+        msgspec.Meta(
+            description="A reason code, as in `reasons` of a decision (e.g. `denied.gpc`, "
+            "`allowed.consent`)."
+        ),
+    ]
+    allow: Annotated[
+        bool,
+        msgspec.Meta(
+            description="True for an `allowed.*` code (why an action was allowed), false for a "
+            "`denied.*` code."
+        ),
+    ]
+    text: Annotated[
+        str,
+        msgspec.Meta(
+            description="What the code means, in a sentence a person can read, in `language` "
+            "(in English where the catalogue has no translation)."
+        ),
+    ]
 
 
 class ReasonCatalogue(msgspec.Struct, frozen=True, kw_only=True):
     """What every reason code of the policy being served means, in one language."""
 
-    revision: str
-    language: str
-    reasons: list[ReasonText]
+    revision: Annotated[
+        str,
+        msgspec.Meta(
+            description="Revision of the policy being served (`sha256:` ...); the texts are part "
+            "of it (`policies/data/reasons.json`)."
+        ),
+    ]
+    language: Annotated[
+        str,
+        msgspec.Meta(
+            description="Language of the texts, as tagged in the catalogue (e.g. `en`, `de`): "
+            "`lang` if the catalogue has it, else the best Accept-Language match, else `en`."
+        ),
+    ]
+    reasons: Annotated[
+        list[ReasonText],
+        msgspec.Meta(description="Every reason code of the catalogue with its text, by code."),
+    ]
 
 
 class PolicyStatus(msgspec.Struct, frozen=True, kw_only=True):
-    revision: str
-    engine: Literal["in-process", "opa-server"]
-    loaded_at: datetime
-    cache_entries: int
-    cache_hits: int
-    cache_misses: int
+    revision: Annotated[
+        str,
+        msgspec.Meta(
+            description="Revision of the policy bundle this process serves: `sha256:` and the "
+            "hex SHA-256 over the paths and contents of its Rego policies and data files. Every "
+            "decision names the revision that made it."
+        ),
+    ]
+    engine: Annotated[
+        Literal["in-process", "opa-server"],
+        msgspec.Meta(
+            description="`in-process`: OPA embedded in this process (a pool of engines); "
+            "`opa-server`: the OPA server at `CONSENT_OPA_URL`."
+        ),
+    ]
+    loaded_at: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="When this process started serving this revision (ISO 8601, UTC): at "
+            "its start or at the last reload that changed the policy."
+        ),
+    ]
+    cache_entries: Annotated[
+        int,
+        msgspec.Meta(
+            description="Results in this process's decision cache (at most "
+            "`CONSENT_DECISION_CACHE_SIZE`); 0 when the cache is off. Emptied when a reload "
+            "changes the policy."
+        ),
+    ]
+    cache_hits: Annotated[
+        int,
+        msgspec.Meta(
+            description="Evaluations this process answered from its cache since it started "
+            "(each worker process counts its own)."
+        ),
+    ]
+    cache_misses: Annotated[
+        int,
+        msgspec.Meta(
+            description="Evaluations this process sent to the engine because its cache did not "
+            "have them, since it started."
+        ),
+    ]

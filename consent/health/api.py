@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get
+from litestar.openapi.datastructures import ResponseSpec
 
 from consent.db.migrate import migrations_current
 
@@ -13,9 +14,26 @@ __all__ = ["live", "ready"]
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    status: str
-    database: bool | None = None
-    migrations_current: bool | None = None
+    status: Annotated[
+        str,
+        msgspec.Meta(
+            description="`ok` from /health/live; `ready` (HTTP 200) or `unavailable` "
+            "(HTTP 503) from /health/ready."
+        ),
+    ]
+    database: Annotated[
+        bool | None,
+        msgspec.Meta(
+            description="Readiness only: whether PostgreSQL answered. Omitted by /health/live."
+        ),
+    ] = None
+    migrations_current: Annotated[
+        bool | None,
+        msgspec.Meta(
+            description="Readiness only: whether every migration shipped with the service is "
+            "applied (false when the database did not answer). Omitted by /health/live."
+        ),
+    ] = None
 
 
 @get("/health/live", tags=["health"], summary="Liveness")
@@ -28,7 +46,13 @@ async def live() -> Health:
     "/health/ready",
     tags=["health"],
     summary="Readiness",
-    responses={},
+    responses={
+        503: ResponseSpec(
+            Health,
+            description="Not ready: `database` or `migrations_current` says why "
+            "(`status` is `unavailable`).",
+        )
+    },
 )
 async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
     """Ready when PostgreSQL answers and every migration on disk is applied; 503 otherwise."""

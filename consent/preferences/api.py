@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, Parameter
 
 from consent.http_params import CursorParam, IdemKey, Limit
+from consent.openapi import problems
 from consent.preferences.schemas import (
     PreferenceCreate,
     PreferenceHistoryPage,
@@ -19,6 +20,21 @@ from consent.preferences.service import PreferenceService
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["PreferenceController"]
+
+_StateSubject = Annotated[
+    UUID,
+    Parameter(
+        description="The subject's id (UUID). A subject merged into another by a link answers "
+        "with its surviving subject's preferences. Unknown or erased: 404."
+    ),
+]
+_HistorySubject = Annotated[
+    UUID,
+    Parameter(
+        description="The subject's id (UUID). The history holds the events of its surviving "
+        "subject and of every subject linked into that one. Unknown or erased: 404."
+    ),
+]
 
 
 def _service(request: Request[Any, Any, Any]) -> PreferenceService:
@@ -35,7 +51,9 @@ class PreferenceController(Controller):
     tags = ["preferences"]
     security = [{"apiKey": []}]
 
-    @post("/preferences", guards=[requires("write")], summary="Record preferences")
+    @post(
+        "/preferences", guards=[requires("write")], summary="Record preferences", opt=problems(404)
+    )
     async def record(
         self,
         request: Request[Any, Any, Any],
@@ -52,7 +70,7 @@ class PreferenceController(Controller):
         summary="A subject's preferences",
     )
     async def state(
-        self, request: Request[Any, Any, Any], subject_id: FromPath[UUID]
+        self, request: Request[Any, Any, Any], subject_id: _StateSubject
     ) -> SubjectPreferences:
         """Current value per channel, topic and frequency."""
         return await _service(request).state(subject_id)
@@ -65,7 +83,7 @@ class PreferenceController(Controller):
     async def history(
         self,
         request: Request[Any, Any, Any],
-        subject_id: FromPath[UUID],
+        subject_id: _HistorySubject,
         cursor: CursorParam = None,
         limit: Limit = 50,
     ) -> PreferenceHistoryPage:

@@ -8,7 +8,24 @@ from uuid import UUID
 
 import msgspec
 
-from consent.consents.schemas import Channel, Method, Surface
+from consent.consents.schemas import (
+    AGENT_ID_DOC,
+    CHANNEL_DOC,
+    EVENT_ID_DOC,
+    EVENT_SUBJECT_ID_DOC,
+    IDENTIFIER_IN_DOC,
+    METHOD_DOC,
+    NEXT_CURSOR_DOC,
+    OCCURRED_AT_OUT_DOC,
+    PROPERTY_ID_DOC,
+    RECORDED_AT_DOC,
+    SUBJECT_ID_IN_DOC,
+    SUBJECT_ID_RECORDED_DOC,
+    SURFACE_DOC,
+    Channel,
+    Method,
+    Surface,
+)
 from consent.subjects.schemas import IdentifierIn
 
 __all__ = [
@@ -29,60 +46,147 @@ ALLOWED_VALUES: dict[str, frozenset[str]] = {
 }
 
 
+_KIND = (
+    "What the preference is about: `channel` (whether the person may be contacted through a "
+    "medium at all), `topic` (a subscription to a subject matter, e.g. a newsletter), "
+    "`frequency` (how often to contact them, per medium or by default)."
+)
+_KEY = (
+    "Which channel, topic or frequency: for `channel` one of `email`, `sms`, `push`, `post`, "
+    "`phone`; for `topic` a key of the client's choosing (a lowercase letter, then up to 63 of "
+    "a-z, 0-9, `_`, `.`, `-`; e.g. `newsletter`); for `frequency` a channel or `default`."
+)
+_VALUE = (
+    "The setting: for `channel` `opt_in` or `opt_out`; for `topic` `subscribed` or "
+    "`unsubscribed`; for `frequency` `immediate`, `daily`, `weekly`, `monthly` or `never`."
+)
+_OCCURRED_AT_IN = (
+    "When the preference was expressed, for one recorded later (imports, offline channels): "
+    "an ISO 8601 timestamp with a time zone, at most 5 minutes in the future. Omitted: the "
+    "time of recording. Per preference the one expressed latest wins, whatever the order of "
+    "recording."
+)
+
+
 class PreferenceItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """channel: email/sms/push/post/phone = opt_in|opt_out; topic: <key> = subscribed|
     unsubscribed; frequency: <channel or default> = immediate|daily|weekly|monthly|never."""
 
-    kind: Literal["channel", "topic", "frequency"]
-    key: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
-    value: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,20}$")]
+    kind: Annotated[Literal["channel", "topic", "frequency"], msgspec.Meta(description=_KIND)]
+    key: Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_.-]{0,63}$", description=_KEY)]
+    value: Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,20}$", description=_VALUE)]
 
 
 class PreferenceCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    subject_id: UUID | None = None
-    identifier: IdentifierIn | None = None
-    items: Annotated[list[PreferenceItem], msgspec.Meta(min_length=1, max_length=100)]
-    surface: Surface
-    channel: Channel
-    method: Method = "explicit"
-    agent_id: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
-    property_id: UUID | None = None
-    occurred_at: datetime | None = None
+    subject_id: Annotated[UUID | None, msgspec.Meta(description=SUBJECT_ID_IN_DOC)] = None
+    identifier: Annotated[IdentifierIn | None, msgspec.Meta(description=IDENTIFIER_IN_DOC)] = None
+    items: Annotated[
+        list[PreferenceItem],
+        msgspec.Meta(
+            min_length=1,
+            max_length=100,
+            description="The preferences set in this event: 1-100, each (`kind`, `key`) at "
+            "most once. Preferences not named keep their current value.",
+        ),
+    ]
+    surface: Annotated[Surface, msgspec.Meta(description=SURFACE_DOC)]
+    channel: Annotated[
+        Channel,
+        msgspec.Meta(
+            description=CHANNEL_DOC + " Not a contact preference: those are `items` of "
+            "kind `channel`."
+        ),
+    ]
+    method: Annotated[Method, msgspec.Meta(description=METHOD_DOC)] = "explicit"
+    agent_id: (
+        Annotated[str, msgspec.Meta(min_length=1, max_length=100, description=AGENT_ID_DOC)] | None
+    ) = None
+    property_id: Annotated[UUID | None, msgspec.Meta(description=PROPERTY_ID_DOC)] = None
+    occurred_at: Annotated[datetime | None, msgspec.Meta(description=_OCCURRED_AT_IN)] = None
 
 
 class PreferenceRecorded(msgspec.Struct, frozen=True, kw_only=True):
-    event_id: UUID
-    subject_id: UUID
-    occurred_at: datetime
-    recorded_at: datetime
+    event_id: Annotated[UUID, msgspec.Meta(description=EVENT_ID_DOC)]
+    subject_id: Annotated[UUID, msgspec.Meta(description=SUBJECT_ID_RECORDED_DOC)]
+    occurred_at: Annotated[datetime, msgspec.Meta(description=OCCURRED_AT_OUT_DOC)]
+    recorded_at: Annotated[datetime, msgspec.Meta(description=RECORDED_AT_DOC)]
 
 
 class PreferenceState(msgspec.Struct, frozen=True, kw_only=True):
-    kind: str
-    key: str
-    value: str
-    occurred_at: datetime
-    event_id: UUID
+    kind: Annotated[
+        str, msgspec.Meta(description="`channel`, `topic` or `frequency` (see the request).")
+    ]
+    key: Annotated[
+        str, msgspec.Meta(description="Which channel, topic or frequency (see the request).")
+    ]
+    value: Annotated[
+        str,
+        msgspec.Meta(
+            description="The current setting: the one expressed latest (by `occurred_at`, "
+            "then by arrival) across the subject and every subject linked into it."
+        ),
+    ]
+    occurred_at: Annotated[
+        datetime,
+        msgspec.Meta(description="When the current setting was expressed (ISO 8601, UTC)."),
+    ]
+    event_id: Annotated[
+        UUID,
+        msgspec.Meta(description="The preference event that set the current value (UUID)."),
+    ]
 
 
 class SubjectPreferences(msgspec.Struct, frozen=True, kw_only=True):
-    subject_id: UUID
-    preferences: list[PreferenceState]
+    subject_id: Annotated[
+        UUID,
+        msgspec.Meta(
+            description="The subject (UUID): the one asked about, or its surviving subject "
+            "when it has been merged into another by a link."
+        ),
+    ]
+    preferences: Annotated[
+        list[PreferenceState],
+        msgspec.Meta(
+            description="The current value of every preference ever set for the subject, "
+            "ordered by `kind`, then `key`; empty when there is none."
+        ),
+    ]
 
 
 class PreferenceEvent(msgspec.Struct, frozen=True, kw_only=True):
-    event_id: UUID
-    subject_id: UUID
-    occurred_at: datetime
-    recorded_at: datetime
-    items: list[PreferenceItem]
-    surface: str
-    channel: str
-    method: str
-    agent_id: str | None
-    property_id: UUID | None
+    event_id: Annotated[UUID, msgspec.Meta(description=EVENT_ID_DOC)]
+    subject_id: Annotated[UUID, msgspec.Meta(description=EVENT_SUBJECT_ID_DOC)]
+    occurred_at: Annotated[datetime, msgspec.Meta(description=OCCURRED_AT_OUT_DOC)]
+    recorded_at: Annotated[datetime, msgspec.Meta(description=RECORDED_AT_DOC)]
+    items: Annotated[
+        list[PreferenceItem],
+        msgspec.Meta(description="The preferences set by the event, as recorded."),
+    ]
+    surface: Annotated[str, msgspec.Meta(description=SURFACE_DOC)]
+    channel: Annotated[str, msgspec.Meta(description=CHANNEL_DOC)]
+    method: Annotated[str, msgspec.Meta(description=METHOD_DOC)]
+    agent_id: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The staff id of who acted for the customer (`method` `agent`); "
+            "null when not given."
+        ),
+    ]
+    property_id: Annotated[
+        UUID | None,
+        msgspec.Meta(
+            description="The property where the preference was expressed (UUID); null when "
+            "not given."
+        ),
+    ]
 
 
 class PreferenceHistoryPage(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[PreferenceEvent]
-    next_cursor: str | None
+    items: Annotated[
+        list[PreferenceEvent],
+        msgspec.Meta(
+            description="Preference events, most recently recorded first (the order of "
+            "arrival, not of `occurred_at`), including those of subjects linked into this one."
+        ),
+    ]
+    next_cursor: Annotated[str | None, msgspec.Meta(description=NEXT_CURSOR_DOC)]

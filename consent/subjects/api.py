@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, delete, post
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, Parameter
 
 from consent.db.database import Conn, Database
 from consent.errors import NotFound
 from consent.http_params import IdemKey
 from consent.idempotency import run_idempotent
+from consent.openapi import problems
 from consent.subjects.erasure import erase_subject
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import ErasureRequest, ErasureResult
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["SubjectController"]
+
+_ErasedSubject = Annotated[
+    UUID,
+    Parameter(
+        description="The id (UUID) of the subject to erase. A subject merged into another by a "
+        "link stands for its surviving subject: that one is erased, with every subject linked "
+        "into it. Unknown or already erased: 404 (a retry with the same Idempotency-Key gets "
+        "the first answer)."
+    ),
+]
 
 
 async def _erase(
@@ -59,7 +70,7 @@ class SubjectController(Controller):
         status_code=200,
     )
     async def erase(
-        self, request: Request[Any, Any, Any], subject_id: FromPath[UUID], idempotency_key: IdemKey
+        self, request: Request[Any, Any, Any], subject_id: _ErasedSubject, idempotency_key: IdemKey
     ) -> ErasureResult:
         """Erase the subject and every subject linked into it, in one transaction, by
         destroying their data keys: identifiers, evidence and current state are gone for good
@@ -77,6 +88,7 @@ class SubjectController(Controller):
         "/erase",
         guards=[requires("admin")],
         summary="Erase a subject found by identifier",
+        opt=problems(404),
         status_code=200,
     )
     async def erase_by_reference(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody, Parameter
 
 from consent.http_params import CursorParam, IdemKey, Limit
+from consent.openapi import problems
 from consent.tenancy.auth import principal, requires
 from consent.tenancy.schemas import (
     ApiKey,
@@ -53,7 +54,7 @@ class TenancyController(Controller):
             data, actor=f"api-key:{who.key_id}", audit=request.app.state.audit
         )
 
-    @post("/properties", guards=[requires("admin")], summary="Create a property")
+    @post("/properties", guards=[requires("admin")], summary="Create a property", opt=problems(409))
     async def create_property(
         self,
         request: Request[Any, Any, Any],
@@ -92,7 +93,11 @@ class TenancyController(Controller):
         status_code=200,
     )
     async def revoke_api_key(
-        self, request: Request[Any, Any, Any], api_key_id: FromPath[UUID]
+        self,
+        request: Request[Any, Any, Any],
+        api_key_id: Annotated[
+            UUID, Parameter(description="The key's `id` (a UUID, not its `key_id`).")
+        ],
     ) -> ApiKey:
         """Revocation takes effect on the next request; revoking twice is harmless."""
         return await _service(request).revoke_api_key(api_key_id)

@@ -27,6 +27,40 @@ Origin = Annotated[
     str, msgspec.Meta(pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$", max_length=300)
 ]
 
+_CREATED_AT = "When the server created it: an ISO 8601 timestamp in UTC."
+_NEXT_CURSOR = (
+    "Opaque cursor of the next page: pass it as `cursor` to continue. Null when this page "
+    "holds fewer than `limit` items (the last page); after a full page it is set even if the "
+    "next page turns out to be empty."
+)
+_PROPERTY_NAME = "The property's name, unique in the tenant (1-200 characters)."
+_PROPERTY_KIND = (
+    "What the property is: `website`, `app`, or `channel` (another touchpoint, such as a "
+    "store, call centre or e-mail)."
+)
+_PROPERTY_ORIGINS = (
+    "Browser origins (`scheme://host[:port]`, no path or trailing slash) a banner on this "
+    "property may call from. Recorded only: the service enforces origins per API key "
+    "(`allowed_origins` of a banner key), not per property."
+)
+_KEY_NAME = "A label for the key, for people (1-200 characters); need not be unique."
+_SCOPES = (
+    "What the key may do: `read` (read the tenant, catalogue, subjects' state and history, "
+    "decisions, policy and audit proofs), `write` (record consents and preferences, link "
+    "subjects), `decide` (decisions and audience filtering), `admin` (holds every scope; alone "
+    "may manage the catalogue, settings, properties and API keys, erase subjects, and list or "
+    "export audit entries)."
+)
+_KEY_PROPERTY = (
+    "Id (UUID) of the tenant's property the key is for, or null. Recorded only: it does not "
+    "limit what the key can do."
+)
+_KEY_ORIGINS = (
+    "Browser origins (`scheme://host[:port]`) a banner (publishable) key is restricted to: "
+    "a request with this key is refused (403) unless its `Origin` header is exactly one of "
+    "them. Stored in lower case, as browsers send them. Empty: no origin restriction."
+)
+
 
 class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What a tenant decides for itself; every field has a privacy-protective default, and
@@ -34,61 +68,136 @@ class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
     # Keep the truncated IP (/24, /48) and user agent of each consent request as evidence,
     # encrypted under the subject's key. Off unless the tenant enables it.
-    store_network_evidence: bool = False
+    store_network_evidence: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Keep, with each consent recorded, the request's IP address truncated "
+            "to /24 (IPv4) or /48 (IPv6) and its User-Agent as evidence, encrypted under the "
+            "subject's key. Default false (off); a change applies within 2 seconds."
+        ),
+    ] = False
 
 
 class Tenant(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    name: str
-    created_at: datetime
-    settings: TenantSettings = TenantSettings()
+    id: Annotated[UUID, msgspec.Meta(description="The tenant's id (UUID), set by the server.")]
+    name: Annotated[
+        str, msgspec.Meta(description="The tenant's name, set by the operator who created it.")
+    ]
+    created_at: Annotated[datetime, msgspec.Meta(description=_CREATED_AT)]
+    settings: Annotated[
+        TenantSettings,
+        msgspec.Meta(
+            description="What the tenant decides for itself; every field has a "
+            "privacy-protective default, and `PUT /v1/tenant/settings` replaces them all (an "
+            "omitted field returns to its default)."
+        ),
+    ] = TenantSettings()
 
 
 class PropertyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Name
-    kind: Literal["website", "app", "channel"]
-    allowed_origins: Annotated[list[Origin], msgspec.Meta(max_length=50)] = []
+    name: Annotated[Name, msgspec.Meta(description=_PROPERTY_NAME + " 409 if it exists.")]
+    kind: Annotated[Literal["website", "app", "channel"], msgspec.Meta(description=_PROPERTY_KIND)]
+    allowed_origins: Annotated[
+        list[Origin],
+        msgspec.Meta(max_length=50, description=_PROPERTY_ORIGINS + " Up to 50; default []."),
+    ] = []
 
 
 class Property(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    name: str
-    kind: str
-    allowed_origins: list[str]
-    created_at: datetime
+    id: Annotated[
+        UUID,
+        msgspec.Meta(
+            description="The property's id (UUID), set by the server; consents and "
+            "preferences may name it as `property_id`."
+        ),
+    ]
+    name: Annotated[str, msgspec.Meta(description=_PROPERTY_NAME)]
+    kind: Annotated[str, msgspec.Meta(description=_PROPERTY_KIND)]
+    allowed_origins: Annotated[list[str], msgspec.Meta(description=_PROPERTY_ORIGINS)]
+    created_at: Annotated[datetime, msgspec.Meta(description=_CREATED_AT)]
 
 
 class PropertyPage(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[Property]
-    next_cursor: str | None
+    items: Annotated[
+        list[Property],
+        msgspec.Meta(description="The properties of this page, newest first."),
+    ]
+    next_cursor: Annotated[str | None, msgspec.Meta(description=_NEXT_CURSOR)]
 
 
 class ApiKeyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: Name
-    scopes: Annotated[list[Scope], msgspec.Meta(min_length=1, max_length=4)]
-    property_id: UUID | None = None
+    name: Annotated[Name, msgspec.Meta(description=_KEY_NAME)]
+    scopes: Annotated[
+        list[Scope],
+        msgspec.Meta(
+            min_length=1,
+            max_length=4,
+            description=_SCOPES + " 1-4 of them; duplicates are dropped.",
+        ),
+    ]
+    property_id: Annotated[
+        UUID | None,
+        msgspec.Meta(
+            description=_KEY_PROPERTY + " Must name an existing property (400 otherwise)."
+        ),
+    ] = None
     # Non-empty makes a banner (publishable) key usable only from these browser origins.
-    allowed_origins: Annotated[list[Origin], msgspec.Meta(max_length=50)] = []
+    allowed_origins: Annotated[
+        list[Origin],
+        msgspec.Meta(max_length=50, description=_KEY_ORIGINS + " Up to 50; default []."),
+    ] = []
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
-    id: UUID
-    key_id: str
-    property_id: UUID | None
-    name: str
-    scopes: list[str]
-    allowed_origins: list[str]
-    created_at: datetime
-    revoked_at: datetime | None
+    id: Annotated[
+        UUID,
+        msgspec.Meta(
+            description="The key's id (UUID), set by the server; revoke the key with "
+            "`DELETE /v1/api-keys/{api_key_id}`."
+        ),
+    ]
+    key_id: Annotated[
+        str,
+        msgspec.Meta(
+            description="The public part of the key: 16 lowercase hex characters, the `<id>` "
+            "in `csk_<id>_<secret>`. Not secret: audited changes name their actor "
+            "`api-key:<key_id>`."
+        ),
+    ]
+    property_id: Annotated[UUID | None, msgspec.Meta(description=_KEY_PROPERTY)]
+    name: Annotated[str, msgspec.Meta(description=_KEY_NAME)]
+    scopes: Annotated[list[str], msgspec.Meta(description=_SCOPES + " Sorted, without duplicates.")]
+    allowed_origins: Annotated[list[str], msgspec.Meta(description=_KEY_ORIGINS)]
+    created_at: Annotated[datetime, msgspec.Meta(description=_CREATED_AT)]
+    revoked_at: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description="When the key was first revoked (ISO 8601, UTC); null while it is "
+            "active. Other server replicas may accept it for up to 5 seconds after."
+        ),
+    ]
 
 
 class ApiKeyCreated(msgspec.Struct, frozen=True, kw_only=True):
     """Returned once, at creation: `secret` is not stored and cannot be shown again."""
 
-    key: ApiKey
-    secret: str
+    key: Annotated[ApiKey, msgspec.Meta(description="An API key's record, without its secret.")]
+    secret: Annotated[
+        str,
+        msgspec.Meta(
+            description="The complete API key `csk_<key_id>_<secret>` (the secret is 43 "
+            "base64url characters), to send as `Authorization: Bearer <it>`. Only its "
+            "SHA-256 is stored: this is the only time it is shown."
+        ),
+    ]
 
 
 class ApiKeyPage(msgspec.Struct, frozen=True, kw_only=True):
-    items: list[ApiKey]
-    next_cursor: str | None
+    items: Annotated[
+        list[ApiKey],
+        msgspec.Meta(
+            description="The tenant's API keys on this page, newest first, revoked ones "
+            "included; never their secrets."
+        ),
+    ]
+    next_cursor: Annotated[str | None, msgspec.Meta(description=_NEXT_CURSOR)]
