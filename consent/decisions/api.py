@@ -10,10 +10,12 @@ from litestar import Controller, Request, get, post
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
+from consent.decisions.actions import describe_actions
 from consent.decisions.audience import AudienceFilter
 from consent.decisions.policy import PolicyRuntime
 from consent.decisions.reasons import choose_language, reasons_in
 from consent.decisions.schemas import (
+    ActionCatalogue,
     BatchRequest,
     BatchResponse,
     DecisionOut,
@@ -161,6 +163,18 @@ class DecisionController(Controller):
         Operators reload it with `consent policy reload`."""
         runtime: PolicyRuntime = request.app.state.policy
         return runtime.status()
+
+    @get("/policy/actions", guards=[requires("read")], summary="What each action needs")
+    async def actions(self, request: Request[Any, Any, Any]) -> ActionCatalogue:
+        """Every action the policy being served decides on (`email.marketing`,
+        `ads.retarget`, ...), the purposes each needs, and which of them the caller's catalogue
+        lacks: a decision on an action with a missing purpose is always
+        `denied.unknown_purpose`, so a new tenant creates those purposes first. The actions
+        are the policy's data (`policies/data/actions.json`), part of its revision."""
+        runtime: PolicyRuntime = request.app.state.policy
+        bundle = runtime.engine.bundle
+        known = await _decisions(request).purpose_keys(principal(request).tenant_id)
+        return ActionCatalogue(revision=bundle.revision, actions=describe_actions(bundle, known))
 
     @get(
         "/policy/reasons",

@@ -10,6 +10,10 @@ select * from decision_subject_states($1, $2, $3, $4, $5, $6);
 -- Call it outside a transaction, like subject_states.
 select * from audience_subject_states($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
+-- name: purpose_keys
+-- The tenant's purposes (row-level security: call it in the tenant's transaction).
+select key from purpose;
+
 -- name: known_identifier_types
 select key from identifier_type where tenant_id = $1 and key = any($2::text[]);
 

@@ -13,6 +13,8 @@ from consent.subjects.schemas import SubjectRef
 
 __all__ = [
     "MAX_BATCH",
+    "ActionCatalogue",
+    "ActionInfo",
     "AudienceHeader",
     "AudienceMember",
     "AudienceSummary",
@@ -375,6 +377,65 @@ class ReasonText(msgspec.Struct, frozen=True, kw_only=True):
             "(in English where the catalogue has no translation)."
         ),
     ]
+
+
+class ActionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """One action of the policy's closed list, what it needs, and what the tenant lacks."""
+
+    action: Annotated[str, msgspec.Meta(description="The action, as named in a decision request.")]
+    purposes: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="Keys of the purposes the action needs, all of them (granted, or "
+            "allowed by their legal basis) for an allow."
+        ),
+    ]
+    missing_purposes: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="Those of `purposes` the tenant's catalogue does not have: until they are "
+            "created (`POST /v1/purposes`), every decision on the action is "
+            "`denied.unknown_purpose`."
+        ),
+    ]
+    sale_or_share: Annotated[
+        bool,
+        msgspec.Meta(
+            description="A sale or sharing of personal information (CCPA): denied under a "
+            "Global Privacy Control signal where the jurisdiction gives it legal effect."
+        ),
+    ]
+    targeted_advertising: Annotated[
+        bool,
+        msgspec.Meta(description="Profile-based advertising (also denied under such a GPC)."),
+    ]
+    sensitive: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Uses sensitive personal information: denied when the customer limited "
+            "its use (`limit_sensitive`)."
+        ),
+    ]
+    personalization: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Profiles the customer to personalise content: denied for a child "
+            "below the jurisdiction's digital consent age without parental consent."
+        ),
+    ]
+
+
+class ActionCatalogue(msgspec.Struct, frozen=True, kw_only=True):
+    """Every action the policy being served decides on, against the caller's catalogue."""
+
+    revision: Annotated[
+        str,
+        msgspec.Meta(
+            description="Revision of the policy being served (`sha256:` ...); the actions are "
+            "its data (`policies/data/actions.json`)."
+        ),
+    ]
+    actions: Annotated[list[ActionInfo], msgspec.Meta(description="Every action, by name.")]
 
 
 class ReasonCatalogue(msgspec.Struct, frozen=True, kw_only=True):

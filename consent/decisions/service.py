@@ -683,6 +683,14 @@ class DecisionService:
 
     # -- reading back ----------------------------------------------------------------------------
 
+    async def purpose_keys(self, tenant_id: UUID) -> set[str]:
+        """The keys of the tenant's purposes (what its decisions can find in the catalogue)."""
+        try:
+            async with self.db.tenant(tenant_id) as conn:
+                return {row["key"] for row in await conn.fetch(Q.purpose_keys)}
+        except DB_UNAVAILABLE as exc:
+            raise LedgerUnavailable.because(exc, "The catalogue is unavailable.") from exc
+
     async def get(self, tenant_id: UUID, decision_id: UUID, *, replay: bool) -> StoredDecision:
         try:
             async with self.db.tenant(tenant_id) as conn:

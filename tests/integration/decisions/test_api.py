@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,6 +16,8 @@ from consent.decisions.schemas import DecisionOut, DecisionRequest
 from consent.decisions.service import Caller
 from tests.conftest import Tenant
 from tests.integration.decisions.conftest import Ledger, in_app
+
+ROOT = Path(__file__).resolve().parents[3]
 
 pytestmark = [pytest.mark.integration, pytest.mark.policy]
 
@@ -313,6 +316,48 @@ async def test_every_reason_a_decision_gives_can_be_read_in_the_callers_language
     assert too_long.headers["content-type"].startswith("application/problem+json")
     unauthenticated = await dclient.get("/v1/policy/reasons")
     assert unauthenticated.status_code == 401
+
+
+async def test_a_new_tenant_sees_which_purposes_each_action_needs_and_lacks(
+    dclient: Any, tenant: Tenant
+) -> None:
+    """GET /v1/policy/actions: the policy's actions with the purposes each needs, against the
+    caller's catalogue: what a tenant must create before a decision can allow."""
+    fresh = Ledger(dclient, tenant)
+    await fresh.post(
+        "/v1/purposes", {"key": "analytics", "name": "Analytics", "legal_basis": "consent"}
+    )
+    key = await fresh.post("/v1/api-keys", {"name": "reader", "scopes": ["read"]})
+    reader = {"Authorization": f"Bearer {key['secret']}"}
+
+    async def actions() -> dict[str, dict[str, Any]]:
+        response = await dclient.get("/v1/policy/actions", headers=reader)
+        assert response.status_code == 200, response.text
+        return {a["action"]: a for a in response.json()["actions"]}
+
+    shipped = json.loads((ROOT / "policies/data/actions.json").read_text())["value"]
+    listed = await actions()
+    assert list(listed) == sorted(shipped)
+    assert listed["web.analytics"]["missing_purposes"] == []
+    assert listed["email.marketing"] == {
+        "action": "email.marketing",
+        "purposes": ["email_marketing"],
+        "missing_purposes": ["email_marketing"],
+        "sale_or_share": False,
+        "targeted_advertising": False,
+        "sensitive": False,
+        "personalization": False,
+    }
+    assert listed["ads.retarget"]["sale_or_share"] is True
+    assert listed["ads.retarget"]["missing_purposes"] == ["advertising", "data_sharing"]
+    missing = await fresh.decide("ann@example.com", "email.marketing")
+    assert "denied.unknown_purpose" in missing["reasons"]
+
+    await fresh.post(
+        "/v1/purposes", {"key": "email_marketing", "name": "Offers", "legal_basis": "consent"}
+    )
+    assert (await actions())["email.marketing"]["missing_purposes"] == []
+    assert (await dclient.get("/v1/policy/actions")).status_code == 401
 
 
 # -- audience filter -----------------------------------------------------------------------------
