@@ -626,8 +626,12 @@ class DecisionService:
             )
             await self.check_identifier_types(caller.tenant_id, refs, rows, prefix)
             restricted = {a: catalogue.restrict(keys) for a, keys in needed.items()}
+            # A batch reads the purposes of all its actions at once; each input (and so the
+            # log) holds the state of its own action's purposes only, as a single call's does.
             inputs = [
-                build_input(r.action, now_ns, r.context, restricted[r.action], row)
+                build_input(
+                    r.action, now_ns, r.context, restricted[r.action], row.only(needed[r.action])
+                )
                 for r, row in zip(requests, rows, strict=True)
             ]
             try:

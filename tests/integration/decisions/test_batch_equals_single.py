@@ -167,6 +167,22 @@ async def test_batch_and_audience_equal_single(
         assert audience[i][:2] == expected[:2], (items[i], single, audience[i])
         assert batched["subject_id"] == single["subject_id"]
 
+    # The batch logs each decision's input as the single call does (the state of the purposes
+    # its action needs, no more), but for its time.
+    async with db.system() as conn:
+        for single, batched in zip(singles, batch["decisions"], strict=True):
+            one, many = [
+                msgspec.convert(
+                    await conn.fetchval(
+                        "select input from decision_log where id = $1",
+                        uuid.UUID(d["decision_id"]),
+                    ),
+                    DecisionInput,
+                )
+                for d in (single, batched)
+            ]
+            assert msgspec.structs.replace(many, now_ns=one.now_ns) == one
+
     # The audience log holds each member's exact input: the single call's, at the run's time.
     async with db.system() as conn:
         for i, single in enumerate(singles):
