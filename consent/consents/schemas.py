@@ -98,7 +98,7 @@ _CHOICE = (
 _NOTICE_HASH_IN = (
     "Optional check: the SHA-256 the client computed of the shown version's texts (64 "
     "lowercase hex characters, as the version's `content_hash`); refused (400) unless it "
-    "matches. Ignored without `notice_version_id`."
+    "matches. Refused (400) without `notice_version_id`, as it could not be checked."
 )
 _LANGUAGE_IN = (
     "The language of the text shown, as a BCP 47 tag of a language and optional region "

@@ -126,6 +126,8 @@ def shape_errors(data: ConsentCreate, now: datetime) -> list[FieldError]:
     errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
     if data.notice_version_id is None and data.method not in {"gpc", "import"}:
         errors.append(FieldError("notice_version_id", "required: the notice version shown"))
+    if data.notice_version_id is None and data.notice_hash is not None:
+        errors.append(FieldError("notice_hash", "needs the notice_version_id it is the hash of"))
     return errors
 
 

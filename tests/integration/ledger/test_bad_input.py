@@ -59,6 +59,8 @@ async def _problem(client: Any, catalog: Catalog, body: Any, field: str, status:
         ({"method": "agent"}, "agent_id"),
         ({"occurred_at": "2999-01-01T00:00:00Z"}, "occurred_at"),
         ({"notice_hash": "0" * 64}, "notice_hash"),
+        # a hash of no version shown: it cannot be checked and used to be dropped silently
+        ({"method": "gpc", "notice_version_id": None, "notice_hash": "0" * 64}, "notice_hash"),
         ({"language": "fr"}, "language"),
         ({"choices": [{"purpose": "essential", "choice": "granted"}]}, "choices[0].purpose"),
         ({"notice_version_id": None}, "notice_version_id"),
