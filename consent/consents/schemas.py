@@ -44,6 +44,9 @@ AGENT_ID_DOC = (
     "Who acted on the customer's behalf, as the client's own staff id (1-100 characters, "
     "e.g. `agent-0042`). Required when `method` is `agent`; optional otherwise."
 )
+AGENT_ID_OUT_DOC = (
+    "The staff id of who acted for the customer (`method` `agent`); null when not given."
+)
 PROPERTY_ID_DOC = (
     "The property (website, app or channel registered with `POST /v1/properties`) where "
     "the choice was made: its UUID, which must exist in the tenant (else 400). Optional."
@@ -262,13 +265,7 @@ class ConsentEvent(msgspec.Struct, frozen=True, kw_only=True):
     surface: Annotated[str, msgspec.Meta(description=SURFACE_DOC)]
     channel: Annotated[str, msgspec.Meta(description=CHANNEL_DOC)]
     method: Annotated[str, msgspec.Meta(description=METHOD_DOC)]
-    agent_id: Annotated[
-        str | None,
-        msgspec.Meta(
-            description="The staff id of who acted for the customer (`method` `agent`); "
-            "null when not given."
-        ),
-    ]
+    agent_id: Annotated[str | None, msgspec.Meta(description=AGENT_ID_OUT_DOC)]
     property_id: Annotated[
         UUID | None,
         msgspec.Meta(

@@ -10,6 +10,7 @@ import msgspec
 
 from consent.consents.schemas import (
     AGENT_ID_DOC,
+    AGENT_ID_OUT_DOC,
     CHANNEL_DOC,
     EVENT_ID_DOC,
     EVENT_SUBJECT_ID_DOC,
@@ -165,13 +166,7 @@ class PreferenceEvent(msgspec.Struct, frozen=True, kw_only=True):
     surface: Annotated[str, msgspec.Meta(description=SURFACE_DOC)]
     channel: Annotated[str, msgspec.Meta(description=CHANNEL_DOC)]
     method: Annotated[str, msgspec.Meta(description=METHOD_DOC)]
-    agent_id: Annotated[
-        str | None,
-        msgspec.Meta(
-            description="The staff id of who acted for the customer (`method` `agent`); "
-            "null when not given."
-        ),
-    ]
+    agent_id: Annotated[str | None, msgspec.Meta(description=AGENT_ID_OUT_DOC)]
     property_id: Annotated[
         UUID | None,
         msgspec.Meta(
