@@ -127,7 +127,12 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 def _wait_ready(base: str, proc: subprocess.Popen[bytes], seconds: float = 90) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        assert proc.poll() is None, "the service exited during start-up"
+        if proc.poll() is not None:
+            said = ""
+            if proc.stdout is not None:  # its output, when piped; closed so nothing leaks
+                with proc.stdout:
+                    said = proc.stdout.read().decode(errors="replace")[-3000:]
+            pytest.fail(f"the service exited during start-up ({proc.returncode}):\n{said}")
         try:
             if _get(base + "/health/ready")[0] == 200:
                 return
