@@ -2,7 +2,7 @@
 
 Litestar documents a validation error as its own `{"status_code", "detail", "extra"}` JSON,
 while every error this service sends is an `application/problem+json` `Problem`
-(consent.errors). `document_problems` replaces those with the truth, once, when the app is
+(consent.errors). `document_problems` replaces those with the truth when the document is
 built: each operation lists the problem statuses it can answer with, derived from what the
 operation is (parameters or a body: 400; authenticated: 401 and 403; a path parameter: 404; a
 body: 413; an `Idempotency-Key`: 422; under /v1/, where everything needs the database: 503)
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi.spec import (
     OpenAPIHeader,
     OpenAPIMediaType,
@@ -162,9 +163,31 @@ def _litestar_error(answer: OpenAPIResponse | Reference) -> bool:
     return isinstance(schema, Schema) and "status_code" in (schema.properties or {})
 
 
+class _DocumentedOpenAPIPlugin(OpenAPIPlugin):
+    """Litestar's OpenAPI plugin, whose document gets its problem answers when Litestar builds
+    it: on its first request, not at every start (building it costs ~50 ms per app)."""
+
+    __slots__ = ()
+
+    def provide_openapi(self) -> OpenAPI:
+        fresh = self._openapi is None
+        openapi = super().provide_openapi()
+        if fresh:
+            _document(self.app, openapi)
+        return openapi
+
+
 def document_problems(app: Litestar) -> None:
-    """Give every operation of `app`'s OpenAPI document its problem answers (see module)."""
-    openapi: OpenAPI = app.openapi_schema
+    """Give every operation of `app`'s OpenAPI document its problem answers (see module), when
+    the document is built. Litestar has no hook for that: its plugin (same slots, one method
+    more) is given the subclass above; tests/integration/foundation/test_openapi_problems.py
+    fails if a Litestar release changes what this relies on."""
+    plugin = app.plugins.get(OpenAPIPlugin)
+    if type(plugin) is OpenAPIPlugin:
+        plugin.__class__ = _DocumentedOpenAPIPlugin
+
+
+def _document(app: Litestar, openapi: OpenAPI) -> None:
     declared: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {}
     for route in app.routes:
         if isinstance(route, HTTPRoute):
