@@ -1,11 +1,14 @@
 """Keyset pagination: opaque cursors over (created_at, id) newest first, over a sequence number,
-or over a unique text key in ascending order."""
+or over a unique text key in ascending order. A list fetches `limit + 1` rows and cuts them with
+`page_of`, so `next_cursor` is set only when another item follows."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import TypeVar
 from uuid import UUID
 
 import msgspec
@@ -21,9 +24,12 @@ __all__ = [
     "encode_cursor",
     "encode_key_cursor",
     "encode_seq_cursor",
+    "page_of",
 ]
 
 MAX_LIMIT = 200
+
+_T = TypeVar("_T")
 
 
 class Cursor(msgspec.Struct, frozen=True, array_like=True):
@@ -53,6 +59,15 @@ def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise ValidationFailed.field("limit", f"must be between 1 and {MAX_LIMIT}")
     return limit
+
+
+def page_of(
+    rows: Sequence[_T], limit: int, cursor_of: Callable[[_T], str]
+) -> tuple[list[_T], str | None]:
+    """The first `limit` of `rows` (fetched with `limit + 1`), and the cursor after the last of
+    them when a further row shows that another page follows, else None."""
+    items = list(rows[:limit])
+    return items, cursor_of(items[-1]) if len(rows) > limit else None
 
 
 def encode_seq_cursor(seq: int) -> str:

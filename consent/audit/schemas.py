@@ -184,7 +184,7 @@ class ActivityPage(msgspec.Struct, frozen=True, kw_only=True):
         str | None,
         msgspec.Meta(
             description="Opaque cursor: pass it as `cursor` for the next (older) page; null on "
-            "the last page. A full page may be followed by an empty one."
+            "the last page: when it is set, at least one more item follows."
         ),
     ]
 

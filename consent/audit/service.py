@@ -33,7 +33,7 @@ from consent.audit.schemas import (
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import NotFound, ProblemError, ValidationFailed
-from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
+from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor, page_of
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import SubjectRef
 
@@ -139,12 +139,9 @@ class AuditReader:
             )
             assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
             members = await resolver.group(conn, survivor)
-            rows = await conn.fetch(Q.subject_activity, self.tenant_id, members, before, limit)
-        items = [_activity_item(r) for r in rows]
-        last = rows[-1]["event_id"] if len(rows) == limit else None
-        return ActivityPage(
-            items=items, next_cursor=encode_seq_cursor(last) if last is not None else None
-        )
+            rows = await conn.fetch(Q.subject_activity, self.tenant_id, members, before, limit + 1)
+        page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["event_id"]))
+        return ActivityPage(items=[_activity_item(r) for r in page], next_cursor=next_cursor)
 
     async def export(
         self,

@@ -38,9 +38,8 @@ Text = Annotated[str, msgspec.Meta(max_length=20_000)]
 
 _CREATED_AT = "When the server created it: an ISO 8601 timestamp in UTC."
 _NEXT_CURSOR = (
-    "Opaque cursor of the next page: pass it as `cursor` to continue. Null when this page "
-    "holds fewer than `limit` items (the last page); after a full page it is set even if the "
-    "next page turns out to be empty."
+    "Opaque cursor of the next page: pass it as `cursor` to continue. Null on the last page: "
+    "when it is set, at least one more item follows."
 )
 
 _PURPOSE_KEY = (

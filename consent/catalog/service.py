@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from typing import Literal, TypeVar
+from typing import Literal
 from uuid import UUID
 
 import asyncpg
@@ -38,6 +37,7 @@ from consent.pagination import (
     decode_seq_cursor,
     encode_key_cursor,
     encode_seq_cursor,
+    page_of,
 )
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
@@ -62,14 +62,6 @@ def _row(row: asyncpg.Record | None) -> dict[str, object]:
     if row is None:
         raise RuntimeError("expected a row")
     return dict(row)
-
-
-_Item = TypeVar("_Item")
-
-
-def _next_key(items: Sequence[_Item], limit: int, key: Callable[[_Item], str]) -> str | None:
-    """The cursor after a full page (a page shorter than `limit` is the last one)."""
-    return encode_key_cursor(key(items[-1])) if len(items) == limit else None
 
 
 class CatalogService:
@@ -133,9 +125,13 @@ class CatalogService:
     async def list_purposes(self, cursor: str | None, limit: int) -> PurposePage:
         after = decode_key_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_purposes, after, check_limit(limit))
-        items = [msgspec.convert(dict(r), Purpose) for r in rows]
-        return PurposePage(items=items, next_cursor=_next_key(items, limit, lambda p: p.key))
+            rows = await conn.fetch(Q.list_purposes, after, check_limit(limit) + 1)
+        items, next_cursor = page_of(
+            [msgspec.convert(dict(r), Purpose) for r in rows],
+            limit,
+            lambda p: encode_key_cursor(p.key),
+        )
+        return PurposePage(items=items, next_cursor=next_cursor)
 
     async def get_purpose(self, key: str) -> Purpose:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -163,9 +159,13 @@ class CatalogService:
     async def list_notices(self, cursor: str | None, limit: int) -> NoticePage:
         after = decode_key_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_notices, after, check_limit(limit))
-        items = [msgspec.convert(dict(r), Notice) for r in rows]
-        return NoticePage(items=items, next_cursor=_next_key(items, limit, lambda n: n.key))
+            rows = await conn.fetch(Q.list_notices, after, check_limit(limit) + 1)
+        items, next_cursor = page_of(
+            [msgspec.convert(dict(r), Notice) for r in rows],
+            limit,
+            lambda n: encode_key_cursor(n.key),
+        )
+        return NoticePage(items=items, next_cursor=next_cursor)
 
     async def add_version(self, notice_key: str, data: NoticeVersionCreate) -> NoticeVersion:
         async with self.db.tenant(self.tenant_id) as conn:
@@ -211,14 +211,15 @@ class CatalogService:
     async def versions(self, notice_key: str, cursor: str | None, limit: int) -> NoticeVersionPage:
         before = decode_seq_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.notice_versions, notice_key, before, check_limit(limit))
+            rows = await conn.fetch(Q.notice_versions, notice_key, before, check_limit(limit) + 1)
             if not rows and await conn.fetchrow(Q.get_notice, notice_key) is None:
                 raise NotFound(f"No notice '{notice_key}'.")
-        items = [msgspec.convert(dict(r), NoticeVersion) for r in rows]
-        last = items[-1].version if len(items) == limit else None
-        return NoticeVersionPage(
-            items=items, next_cursor=encode_seq_cursor(last) if last is not None else None
+        items, next_cursor = page_of(
+            [msgspec.convert(dict(r), NoticeVersion) for r in rows],
+            limit,
+            lambda v: encode_seq_cursor(v.version),
         )
+        return NoticeVersionPage(items=items, next_cursor=next_cursor)
 
     async def _version(self, conn: Conn, notice_key: str, version: int) -> NoticeVersion:
         row = await conn.fetchrow(Q.get_version, notice_key, version)
@@ -250,9 +251,13 @@ class CatalogService:
     async def list_vendors(self, cursor: str | None, limit: int) -> VendorPage:
         after = decode_key_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_vendors, after, check_limit(limit))
-        items = [msgspec.convert(dict(r), Vendor) for r in rows]
-        return VendorPage(items=items, next_cursor=_next_key(items, limit, lambda v: v.name))
+            rows = await conn.fetch(Q.list_vendors, after, check_limit(limit) + 1)
+        items, next_cursor = page_of(
+            [msgspec.convert(dict(r), Vendor) for r in rows],
+            limit,
+            lambda v: encode_key_cursor(v.name),
+        )
+        return VendorPage(items=items, next_cursor=next_cursor)
 
     async def create_identifier_type(self, data: IdentifierTypeCreate) -> IdentifierType:
         if data.key in BUILTIN_TYPES:
@@ -272,12 +277,14 @@ class CatalogService:
         """Built-in and custom types in one list by key."""
         after = decode_key_cursor(cursor)
         async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_identifier_types, after, check_limit(limit))
+            rows = await conn.fetch(Q.list_identifier_types, after, check_limit(limit) + 1)
         builtin = [
             IdentifierType(key=k, description="built-in", builtin=True)
             for k in BUILTIN_TYPES
             if after is None or k > after
         ]
         custom = [msgspec.convert(dict(r), IdentifierType) for r in rows]
-        items = sorted(builtin + custom, key=lambda t: t.key)[:limit]
-        return IdentifierTypePage(items=items, next_cursor=_next_key(items, limit, lambda t: t.key))
+        items, next_cursor = page_of(
+            sorted(builtin + custom, key=lambda t: t.key), limit, lambda t: encode_key_cursor(t.key)
+        )
+        return IdentifierTypePage(items=items, next_cursor=next_cursor)

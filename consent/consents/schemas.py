@@ -84,9 +84,8 @@ OCCURRED_AT_OUT_DOC = (
 )
 RECORDED_AT_DOC = "When the server stored the event: an ISO 8601 timestamp in UTC."
 NEXT_CURSOR_DOC = (
-    "Opaque cursor of the next (older) page: pass it as `cursor` to continue. Null when this "
-    "page holds fewer than `limit` items (the last page); after a full page it is set even if "
-    "the next page turns out to be empty."
+    "Opaque cursor of the next (older) page: pass it as `cursor` to continue. Null on the last "
+    "page: when it is set, at least one more item follows."
 )
 
 _PURPOSE = (

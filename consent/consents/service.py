@@ -41,7 +41,7 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.ids import uuid7
-from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
+from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor, page_of
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver, reference_errors
@@ -367,9 +367,8 @@ class ConsentService:
             )
             assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
             members = await self.subjects.group(conn, survivor)
-            rows = await conn.fetch(Q.subject_history, members, before, limit)
-        items = [msgspec.convert(dict(r), ConsentEvent) for r in rows]
-        last = rows[-1]["seq"] if len(rows) == limit else None
+            rows = await conn.fetch(Q.subject_history, members, before, limit + 1)
+        page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
         return ConsentHistoryPage(
-            items=items, next_cursor=encode_seq_cursor(last) if last is not None else None
+            items=[msgspec.convert(dict(r), ConsentEvent) for r in page], next_cursor=next_cursor
         )

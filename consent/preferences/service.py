@@ -18,7 +18,7 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.ids import uuid7
-from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
+from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor, page_of
 from consent.preferences.schemas import (
     ALLOWED_VALUES,
     CHANNELS,
@@ -177,9 +177,9 @@ class PreferenceService:
             if survivor is None:
                 raise NotFound("No such subject.")
             members = await self.subjects.group(conn, survivor)
-            rows = await conn.fetch(Q.preference_history, members, before, limit)
-        last = rows[-1]["seq"] if len(rows) == limit else None
+            rows = await conn.fetch(Q.preference_history, members, before, limit + 1)
+        page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
         return PreferenceHistoryPage(
-            items=[msgspec.convert(dict(r), PreferenceEvent) for r in rows],
-            next_cursor=encode_seq_cursor(last) if last is not None else None,
+            items=[msgspec.convert(dict(r), PreferenceEvent) for r in page],
+            next_cursor=next_cursor,
         )

@@ -13,7 +13,7 @@ from consent.consents.service import write_contexts
 from consent.db.database import Database
 from consent.errors import Conflict, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
-from consent.pagination import check_limit, decode_cursor, encode_cursor
+from consent.pagination import check_limit, decode_cursor, encode_cursor, page_of
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.tenancy.auth import key_cache
 from consent.tenancy.keys import generate_api_key
@@ -105,11 +105,9 @@ class TenancyService:
     async def list_properties(self, cursor: str | None, limit: int) -> PropertyPage:
         check_limit(limit)
         async with self.db.tenant(self.tenant_id) as conn:
-            items = await TenancyRepository(conn).list_properties(decode_cursor(cursor), limit)
-        last = items[-1] if len(items) == limit else None
-        return PropertyPage(
-            items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None
-        )
+            rows = await TenancyRepository(conn).list_properties(decode_cursor(cursor), limit + 1)
+        items, next_cursor = page_of(rows, limit, lambda p: encode_cursor(p.created_at, p.id))
+        return PropertyPage(items=items, next_cursor=next_cursor)
 
     async def create_api_key(self, data: ApiKeyCreate) -> ApiKeyCreated:
         # Not idempotent on purpose: a stored response would keep the secret in the database.
@@ -133,11 +131,9 @@ class TenancyService:
     async def list_api_keys(self, cursor: str | None, limit: int) -> ApiKeyPage:
         check_limit(limit)
         async with self.db.tenant(self.tenant_id) as conn:
-            items = await TenancyRepository(conn).list_api_keys(decode_cursor(cursor), limit)
-        last = items[-1] if len(items) == limit else None
-        return ApiKeyPage(
-            items=items, next_cursor=encode_cursor(last.created_at, last.id) if last else None
-        )
+            rows = await TenancyRepository(conn).list_api_keys(decode_cursor(cursor), limit + 1)
+        items, next_cursor = page_of(rows, limit, lambda k: encode_cursor(k.created_at, k.id))
+        return ApiKeyPage(items=items, next_cursor=next_cursor)
 
     async def revoke_api_key(self, api_key_id: UUID) -> ApiKey:
         async with self.db.tenant(self.tenant_id) as conn:

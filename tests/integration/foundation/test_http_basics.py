@@ -143,6 +143,7 @@ async def test_pagination_walks_every_item_once(client: Any, tenant: Tenant) -> 
             break
     assert sorted(seen) == [f"p{i}" for i in range(7)]
     assert len(seen) == 7
+    assert pages == 3
     assert seen[0] == "p6"  # newest first
     bad = await client.get("/v1/properties", params={"cursor": "garbage!"}, headers=tenant.headers)
     assert bad.status_code == 400

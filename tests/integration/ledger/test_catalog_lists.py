@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 async def _walk(client: Any, path: str, headers: dict[str, str], limit: int) -> list[Any]:
-    """Every item of a list endpoint, following next_cursor; pages are never longer than limit."""
+    """Every item of a list endpoint, following next_cursor; pages are never longer than limit,
+    and a cursor never leads to an empty page."""
     items: list[Any] = []
     cursor = None
     for _ in range(100):
@@ -22,6 +23,7 @@ async def _walk(client: Any, path: str, headers: dict[str, str], limit: int) -> 
         assert response.status_code == 200, response.text
         page = response.json()
         assert len(page["items"]) <= limit
+        assert page["items"] or cursor is None
         items += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
