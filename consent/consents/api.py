@@ -89,14 +89,22 @@ class ConsentController(Controller):
         by id or identifier; an unknown identifier creates a subject. The current state is
         updated in the same transaction. Truncated IP and user agent are kept, encrypted,
         only when the tenant enables `store_network_evidence`; behind a
-        proxy listed in `CONSENT_TRUSTED_PROXIES` the address is taken from X-Forwarded-For."""
+        proxy listed in `CONSENT_TRUSTED_PROXIES` the address is taken from X-Forwarded-For.
+        A key bound to a property records for that property (another `property_id`: 403); a
+        browser request must come from one of the property's `allowed_origins` (403)."""
         peer = request.client.host if request.client else None
         visitor = client_address(
             peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
         )
         evidence = NetworkEvidence.from_request(visitor, request.headers.get("user-agent"))
+        data = msgspec.structs.replace(
+            data, property_id=principal(request).property_for(data.property_id)
+        )
         return await _service(request).record(
-            data, idempotency_key=idempotency_key, evidence=evidence
+            data,
+            idempotency_key=idempotency_key,
+            evidence=evidence,
+            origin=request.headers.get("origin"),
         )
 
     @get(

@@ -52,7 +52,8 @@ select id, occurred_at, recorded_at from ev;
 -- The current state in one call outside a transaction (migrations/0014): the reference ($2 a
 -- subject id, or $3/$4 an identifier type and its keyed HMAC, in tenant $1) resolved to its
 -- surviving subject, then that subject's state per purpose. No row: no such subject; one row
--- with a null purpose: a subject with no state yet.
+-- with a null purpose: a subject with no state yet. `expired` and `stale` only on purposes with
+-- legal basis `consent`, as in decisions (migrations/0018).
 select subject_id, purpose, choice, occurred_at, event_id, notice_version_id, expired, stale
 from subject_consent_state($1, $2, $3, $4);
 
@@ -66,5 +67,3 @@ where e.subject_id = any($1::uuid[])
 order by e.seq desc
 limit $3;
 
--- name: property_exists
-select exists (select 1 from property where id = $1);

@@ -49,7 +49,9 @@ AGENT_ID_OUT_DOC = (
 )
 PROPERTY_ID_DOC = (
     "The property (website, app or channel registered with `POST /v1/properties`) where "
-    "the choice was made: its UUID, which must exist in the tenant (else 400). Optional."
+    "the choice was made: its UUID, which must exist in the tenant (else 400). Optional; "
+    "written with an API key bound to a property, it is that property (another one: 403). "
+    "A browser request must come from one of the property's `allowed_origins` (else 403)."
 )
 SUBJECT_ID_IN_DOC = (
     "The subject's id (UUID), as returned in an earlier `subject_id`. Give exactly one of "

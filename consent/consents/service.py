@@ -46,6 +46,7 @@ from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver, reference_errors
 from consent.subjects.schemas import IdentifierIn, SubjectRef
+from consent.tenancy.properties import check_write_property
 
 __all__ = [
     "WRITE_CONTEXT_TTL",
@@ -191,7 +192,9 @@ class ConsentService:
         *,
         idempotency_key: str | None = None,
         evidence: NetworkEvidence | None = None,
+        origin: str | None = None,
     ) -> ConsentRecorded:
+        """`origin`: the request's `Origin` header, checked against the property's origins."""
         problems = shape_errors(data, datetime.now(UTC))
         async with self.db.tenant_hot(self.tenant_id) as conn:
             if problems:  # refused: with whatever else the catalogue finds, all at once
@@ -200,7 +203,9 @@ class ConsentService:
                 await self._refuse_problems(conn, data, ctx, problems)
 
             async def produce() -> ConsentRecorded:
-                return await self.record_in(conn, data, evidence, cached_context=True)
+                return await self.record_in(
+                    conn, data, evidence, origin=origin, cached_context=True
+                )
 
             result, _ = await run_idempotent(
                 conn, self.tenant_id, idempotency_key, _enc.encode(data), ConsentRecorded, produce
@@ -238,6 +243,7 @@ class ConsentService:
         data: ConsentCreate,
         evidence: NetworkEvidence | None,
         *,
+        origin: str | None = None,
         cached_context: bool = False,
     ) -> ConsentRecorded:
         """Record inside the caller's transaction (also used by bulk import).
@@ -248,10 +254,7 @@ class ConsentService:
         purposes = [c.purpose for c in data.choices]
         ctx = await self._write_context(conn, purposes, data.notice_version_id, cached_context)
         await self._refuse_problems(conn, data, ctx, [])
-        if data.property_id is not None and not await conn.fetchval(
-            Q.property_exists, data.property_id
-        ):
-            raise ValidationFailed.field("property_id", "no such property")
+        await check_write_property(conn, data.property_id, origin)
         ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
         subject = await self.subjects.resolve_for_write(conn, self.tenant_id, ref)
         subject_id = subject.id

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import JSONBody, Parameter
 
@@ -61,8 +62,15 @@ class PreferenceController(Controller):
         idempotency_key: IdemKey,
     ) -> PreferenceRecorded:
         """Channels (e-mail, SMS, push, post, phone), topics and frequency. Preferences are not
-        legal consent; they are kept with the same history and proof."""
-        return await _service(request).record(data, idempotency_key=idempotency_key)
+        legal consent; they are kept with the same history and proof. A key bound to a
+        property records for that property (another `property_id`: 403); a browser request
+        must come from one of the property's `allowed_origins` (403)."""
+        data = msgspec.structs.replace(
+            data, property_id=principal(request).property_for(data.property_id)
+        )
+        return await _service(request).record(
+            data, idempotency_key=idempotency_key, origin=request.headers.get("origin")
+        )
 
     @get(
         "/subjects/{subject_id:uuid}/preferences",

@@ -32,6 +32,7 @@ from consent.preferences.schemas import (
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.resolver import SubjectResolver, reference_errors
 from consent.subjects.schemas import SubjectRef
+from consent.tenancy.properties import check_write_property
 
 __all__ = ["PreferenceService", "validate_preferences"]
 
@@ -73,19 +74,21 @@ class PreferenceService:
         self.audit = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
 
     async def record(
-        self, data: PreferenceCreate, *, idempotency_key: str | None = None
+        self,
+        data: PreferenceCreate,
+        *,
+        idempotency_key: str | None = None,
+        origin: str | None = None,
     ) -> PreferenceRecorded:
+        """`origin`: the request's `Origin` header, checked against the property's origins."""
         validate_preferences(data, datetime.now(UTC))
         async with self.db.tenant_hot(self.tenant_id) as conn:
 
             async def produce() -> PreferenceRecorded:
+                await check_write_property(conn, data.property_id, origin)
                 ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
                 subject = await self.subjects.resolve_for_write(conn, self.tenant_id, ref)
                 subject_id = subject.id
-                if data.property_id is not None and not await conn.fetchval(
-                    "select exists (select 1 from property where id = $1)", data.property_id
-                ):
-                    raise ValidationFailed.field("property_id", "no such property")
                 event_id = uuid7()
                 occurred_at = data.occurred_at or datetime.now(UTC)
                 dek = subject.dek or await self.datakeys.ensure(conn, self.tenant_id, subject_id)

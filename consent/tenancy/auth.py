@@ -9,7 +9,7 @@ is one of them. The principal is stored on the connection for the handler (`prin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 from uuid import UUID
 
@@ -23,7 +23,15 @@ from consent.errors import Forbidden, Unauthorized
 from consent.tenancy.keys import parse_api_key, secret_matches
 from consent.tenancy.repository import TenancyRepository
 
-__all__ = ["Principal", "authenticate", "bearer_key", "key_cache", "principal", "requires"]
+__all__ = [
+    "Principal",
+    "authenticate",
+    "bearer_key",
+    "key_cache",
+    "origin_allowed",
+    "principal",
+    "requires",
+]
 
 _SCOPE_KEY: Final = "consent.principal"
 _UNAUTHORIZED: Final = "A valid API key is required (Authorization: Bearer <key>)."
@@ -38,6 +46,24 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
 
     def has(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
+
+    def property_for(self, named: UUID | None) -> UUID | None:
+        """The property a consent or preference written with this key is recorded for.
+
+        A key bound to a property records for that property alone: a body naming none gets
+        it, a body naming another is refused (403). An unbound key records what the body names.
+        """
+        if self.property_id is None:
+            return named
+        if named is not None and named != self.property_id:
+            raise Forbidden("This API key may only record for its own property.")
+        return self.property_id
+
+
+def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
+    """Whether a request's `Origin` header is one of `allowed` (stored in lower case); an
+    empty list allows every origin, a non-empty one refuses a request without the header."""
+    return not allowed or (origin is not None and origin.lower() in allowed)
 
 
 class _KeyCache:
@@ -110,7 +136,7 @@ def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRo
         who = await authenticate(db, connection.headers.get("authorization"))
         if not who.has(scope):
             raise Forbidden(f"This API key lacks the '{scope}' scope.")
-        if who.allowed_origins and connection.headers.get("origin") not in who.allowed_origins:
+        if not origin_allowed(connection.headers.get("origin"), who.allowed_origins):
             raise Forbidden("This API key may only be used from its allowed origins.")
         connection.state[_SCOPE_KEY] = who
         structlog.contextvars.bind_contextvars(tenant_id=str(who.tenant_id))

@@ -39,8 +39,9 @@ _PROPERTY_KIND = (
 )
 _PROPERTY_ORIGINS = (
     "Browser origins (`scheme://host[:port]`, no path or trailing slash) a banner on this "
-    "property may call from. Recorded only: the service enforces origins per API key "
-    "(`allowed_origins` of a banner key), not per property."
+    "property may call from: a consent or preference recorded for the property by a browser "
+    "request (one with an `Origin` header) from any other origin is refused (403). Requests "
+    "without `Origin` (servers) are not limited. Stored in lower case; empty: any origin."
 )
 _KEY_NAME = "A label for the key, for people (1-200 characters); need not be unique."
 _SCOPES = (
@@ -51,8 +52,9 @@ _SCOPES = (
     "export audit entries)."
 )
 _KEY_PROPERTY = (
-    "Id (UUID) of the tenant's property the key is for, or null. Recorded only: it does not "
-    "limit what the key can do."
+    "Id (UUID) of the tenant's property the key is for, or null. Consents and preferences "
+    "written with a bound key are recorded for this property: a body naming another property "
+    "is refused (403), one naming none gets this one. Reads are not limited by it."
 )
 _KEY_ORIGINS = (
     "Browser origins (`scheme://host[:port]`) a banner (publishable) key is restricted to: "

@@ -92,7 +92,10 @@ class TenancyService:
                 try:
                     async with conn.transaction():
                         return await repo.insert_property(
-                            self.tenant_id, data.name, data.kind, data.allowed_origins
+                            self.tenant_id,
+                            data.name,
+                            data.kind,
+                            [origin.lower() for origin in data.allowed_origins],
                         )
                 except asyncpg.UniqueViolationError:
                     raise Conflict("A property with this name exists.") from None
