@@ -89,7 +89,8 @@ _CHANGE_KIND = (
 )
 _VENDOR_NAME = "The vendor's name, unique in the tenant (1-200 characters)."
 _VENDOR_PURPOSES = (
-    "Keys of the existing purposes for which the vendor processes data (up to 100; may be empty)."
+    "Keys of the existing purposes for which the vendor processes data (up to 100, each at "
+    "most once: 400 otherwise; may be empty)."
 )
 _VENDOR_URL = "A link about the vendor (e.g. its privacy policy), `https://` only; null if none."
 _TCF_VENDOR_ID = (

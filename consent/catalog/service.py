@@ -58,6 +58,15 @@ async def missing_purposes(conn: Conn, keys: list[str]) -> list[str]:
     return sorted(set(keys) - found)
 
 
+def _refuse_repeats(purposes: list[str]) -> None:
+    """400 naming the first purpose listed a second time."""
+    seen: set[str] = set()
+    for i, key in enumerate(purposes):
+        if key in seen:
+            raise ValidationFailed.field(f"purposes[{i}]", f"'{key}' is listed twice")
+        seen.add(key)
+
+
 def _row(row: asyncpg.Record | None) -> dict[str, object]:
     if row is None:
         raise RuntimeError("expected a row")
@@ -142,8 +151,7 @@ class CatalogService:
 
     # -- notices -------------------------------------------------------------------------------
     async def create_notice(self, data: NoticeCreate) -> Notice:
-        if len(set(data.purposes)) != len(data.purposes):
-            raise ValidationFailed.field("purposes", "a purpose is listed twice")
+        _refuse_repeats(data.purposes)
         async with self.db.tenant(self.tenant_id) as conn:
             missing = await missing_purposes(conn, data.purposes)
             if missing:
@@ -229,6 +237,7 @@ class CatalogService:
 
     # -- vendors and identifier types ----------------------------------------------------------
     async def create_vendor(self, data: VendorCreate) -> Vendor:
+        _refuse_repeats(data.purposes)
         async with self.db.tenant(self.tenant_id) as conn:
             missing = await missing_purposes(conn, data.purposes)
             if missing:

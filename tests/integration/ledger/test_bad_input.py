@@ -177,3 +177,20 @@ async def test_a_preference_names_a_bad_identifier_at_its_path(
     )
     assert response.status_code == 400, response.text
     assert [e["field"] for e in response.json()["errors"]] == ["identifier.value"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/vendors", {"name": "Ad Network", "purposes": ["ads", "analytics", "ads"]}),
+        ("/v1/notices", {"key": "twice", "purposes": ["ads", "analytics", "ads"]}),
+    ],
+)
+async def test_a_purpose_listed_twice_is_refused(
+    client: Any, catalog: Catalog, path: str, body: dict[str, Any]
+) -> None:
+    response = await client.post(path, json=body, headers=catalog.h)
+    assert response.status_code == 400, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["purposes[2]"]
+    listed = await client.get(path, headers=catalog.h)
+    assert body.get("name", body.get("key")) not in listed.text
