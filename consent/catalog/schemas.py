@@ -52,13 +52,17 @@ _PURPOSE_DESCRIPTION = "Longer explanation of the purpose, for people; empty whe
 _LEGAL_BASIS = (
     "Ground for processing, as applied by decisions: `consent` needs a current granted choice "
     "(not withdrawn, stale or expired); `legitimate_interest` is allowed unless the subject "
-    "objected (a denied or withdrawn choice); `contract` and `legal_obligation` are allowed "
+    "objected (a denied or withdrawn choice, which never expires: the maximum age and "
+    "staleness apply only to `consent`); `contract` and `legal_obligation` are allowed "
     "without a choice. Other policy rules (GPC, children) may still deny."
 )
 _MAX_AGE_DAYS = (
     "Maximum age of a choice, in days (1-3650, e.g. 395 = 13 months), counted from when it "
-    "was made: an older choice is reported `expired` and no longer counts as consent. Null "
-    "(the default): choices never expire."
+    "was made. It applies only to purposes with the legal basis `consent`: an older choice is "
+    "reported `expired` and no longer counts as consent. On any other legal basis choices are "
+    "never reported `expired`, and an objection to a `legitimate_interest` purpose never "
+    "expires (only the opt-in a minor needs for sale or sharing must be this recent whatever "
+    "the legal basis). Null (the default): choices never expire."
 )
 _STRICTLY_NECESSARY = (
     "True for processing needed to provide the service itself: decisions allow it without "

@@ -116,7 +116,10 @@ class ConsentController(Controller):
         self, request: Request[Any, Any, Any], subject_id: _StateSubject
     ) -> SubjectConsents:
         """Current choice per purpose. `expired`: older than the purpose's maximum age;
-        `stale`: the notice changed materially since; `effective`: granted and neither."""
+        `stale`: the notice changed materially since; `effective`: granted and neither, so the
+        choice currently counts as consent. The maximum age and staleness apply only to
+        purposes with legal basis `consent`: an objection to a legitimate-interest purpose (a
+        `denied` or `withdrawn` choice) never expires."""
         return await _service(request).state(SubjectRef(subject_id=subject_id))
 
     @post(

@@ -180,27 +180,38 @@ class ConsentState(msgspec.Struct, frozen=True, kw_only=True):
             "it. `granted`, `denied` or `withdrawn` (see the consent request)."
         ),
     ]
-    # granted, and neither expired nor stale: what a decision may rely on.
+    # granted, and neither expired nor stale: the choice currently counts as consent. Expiry and
+    # staleness apply to consent-based purposes only (migrations/0018), as in decisions.
     effective: Annotated[
         bool,
         msgspec.Meta(
             description="True when `choice` is `granted` and the choice is neither `expired` "
-            "nor `stale`: a consent a decision may rely on."
+            "nor `stale`: the choice currently counts as consent, which a decision on a "
+            "purpose with legal basis `consent` may rely on. The maximum age and staleness "
+            "apply only to purposes with legal basis `consent`, so on any other legal basis "
+            "every `granted` choice is effective. A `denied` or `withdrawn` choice never is; "
+            "on a `legitimate_interest` purpose it is an objection, which never expires."
         ),
     ]
     expired: Annotated[
         bool,
         msgspec.Meta(
-            description="True when the purpose has a maximum age (`max_age_days`) and the "
-            "choice was made longer ago than that: a grant then no longer counts as consent."
+            description="True when the purpose's legal basis is `consent`, it has a maximum "
+            "age (`max_age_days`) and the choice was made longer ago than that: a grant then "
+            "no longer counts as consent. The maximum age applies only to purposes with legal "
+            "basis `consent`: always false on any other legal basis, and an objection to a "
+            "`legitimate_interest` purpose (a `denied` or `withdrawn` choice) never expires."
         ),
     ]
     stale: Annotated[
         bool,
         msgspec.Meta(
-            description="True when a materially changed version of the notice shown has been "
-            "published since the choice: a grant then no longer counts as consent. Always "
-            "false for a choice recorded without a notice version."
+            description="True when the purpose's legal basis is `consent` and a materially "
+            "changed version of the notice shown has been published since the choice: a "
+            "grant then no longer counts as consent. Staleness applies only to purposes with "
+            "legal basis `consent`: always false on any other legal basis (an objection to a "
+            "`legitimate_interest` purpose stays in force) and for a choice recorded without "
+            "a notice version."
         ),
     ]
     occurred_at: Annotated[

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from consent.db.database import Database
+from tests.conftest import Tenant
 from tests.integration.ledger.conftest import Catalog
 
 pytestmark = pytest.mark.integration
@@ -166,6 +167,59 @@ async def test_expiry_and_material_change(client: Any, catalog: Catalog) -> None
     state = _state(await catalog.post("/v1/subjects/lookup", {"identifier": who}, status=200))
     assert state["ads"]["effective"] is True
     assert state["analytics"]["stale"] is True
+
+
+@pytest.mark.policy
+async def test_an_objection_to_a_legitimate_interest_never_expires(
+    client: Any, tenant: Tenant
+) -> None:
+    # Both purposes allow 30 days, but the maximum age (and staleness) applies only to consent:
+    # on legitimate interest a denied choice is an objection, which never lapses (GDPR Art
+    # 21(3)). The state must say what decisions apply (policies/consent/decision.rego).
+    own = Catalog(client, tenant)
+    for key, basis in (("email_marketing", "consent"), ("analytics", "legitimate_interest")):
+        await own.post(
+            "/v1/purposes",
+            {"key": key, "name": key.title(), "legal_basis": basis, "max_age_days": 30},
+        )
+    await own.post("/v1/notices", {"key": "main", "purposes": ["email_marketing", "analytics"]})
+    await own.publish_version()
+    who = {"type": "email", "value": "objector@example.com"}
+    await own.consent(
+        identifier=who,
+        choices=[
+            {"purpose": "email_marketing", "choice": "granted"},
+            {"purpose": "analytics", "choice": "denied"},
+        ],
+        occurred_at=(datetime.now(UTC) - timedelta(days=31)).isoformat(),
+    )
+
+    async def decide(action: str) -> list[str]:
+        response = await client.post(
+            "/v1/decisions",
+            json={"subject": {"identifier": who}, "action": action, "context": {"requester": "t"}},
+            headers=own.h,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["allow"] is False
+        reasons: list[str] = response.json()["reasons"]
+        return reasons
+
+    state = _state(await own.post("/v1/subjects/lookup", {"identifier": who}, status=200))
+    assert state["email_marketing"]["expired"] is True
+    assert state["email_marketing"]["effective"] is False
+    assert await decide("email.marketing") == ["denied.expired"]
+    assert state["analytics"]["choice"] == "denied"
+    assert state["analytics"]["expired"] is False
+    assert state["analytics"]["effective"] is False
+    assert await decide("web.analytics") == ["denied.objected"]
+
+    # A material change of the notice makes the consent stale, never the objection.
+    await own.publish_version("material", title="Cookies, now with partners")
+    state = _state(await own.post("/v1/subjects/lookup", {"identifier": who}, status=200))
+    assert state["email_marketing"]["stale"] is True
+    assert (state["analytics"]["expired"], state["analytics"]["stale"]) == (False, False)
+    assert await decide("web.analytics") == ["denied.objected"]
 
 
 async def test_idempotent_consent_write(client: Any, catalog: Catalog, db: Database) -> None:
