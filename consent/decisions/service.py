@@ -55,7 +55,7 @@ from consent.decisions.schemas import (
     Replay,
     StoredDecision,
 )
-from consent.decisions.shape import needed_purposes, normalise
+from consent.decisions.shape import gpc_days, needed_purposes, normalise
 from consent.errors import FieldError, NotFound, ServiceUnavailable, ValidationFailed
 from consent.ids import uuid7
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
@@ -351,8 +351,9 @@ class Evaluator:
         by_key: dict[bytes, DecisionResult] = {}
         distinct: dict[bytes, DecisionInput] = {}
         keys: list[bytes] = []
+        gpc = gpc_days(bundle)
         for value, needed in inputs:
-            normal = normalise(value, needed)
+            normal = normalise(value, needed, gpc=gpc)
             key = canonical_input(normal)
             keys.append(key)
             if key in by_key or key in distinct:

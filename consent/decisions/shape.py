@@ -13,15 +13,22 @@ outcome of every comparison the policy makes:
 - only the purposes the action needs (`data.consent.actions[action].purposes` of the bundle being
   served) are kept, in the catalogue, the consents and the objections.
 
+The policy also compares `now_ns` with the day from which a Global Privacy Control signal has
+legal effect in the subject's jurisdiction (`data.consent.jurisdictions.gpc_legal_effect`). `T0`
+is after every such day, so an input with a GPC signal in a jurisdiction whose day is after
+`now_ns` (or cannot be read) is left as it is: normalising it would move it past that day.
+
 That is an assumption about the policy; `check_normalisation` tests it on the policy's own cases
 before a bundle is served, and the test suite checks it on random inputs.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 import msgspec
 
@@ -37,13 +44,17 @@ from consent.decisions.engine import (
 
 __all__ = [
     "ACTIONS_DATA_PATH",
+    "JURISDICTIONS_DATA_PATH",
     "T0",
+    "GpcDays",
     "check_normalisation",
+    "gpc_days",
     "needed_purposes",
     "normalise",
 ]
 
 ACTIONS_DATA_PATH: Final = "consent.actions"
+JURISDICTIONS_DATA_PATH: Final = "consent.jurisdictions"
 # A fixed "now" for normalised inputs: far enough from 0 that every recorded_at_ns stays >= 0.
 T0: Final = 4_000_000_000_000_000_000
 _MAX_NORMALISABLE_AGE: Final = T0 - 1
@@ -59,6 +70,54 @@ def needed_purposes(bundle: PolicyBundle, action: str) -> tuple[str, ...]:
     if not isinstance(purposes, list):
         return ()
     return tuple(dict.fromkeys(p for p in purposes if isinstance(p, str)))
+
+
+# Jurisdiction -> the first nanosecond (UTC) of the day from which GPC has legal effect there,
+# None where the day cannot be read; None as a whole when the data cannot be read.
+GpcDays: TypeAlias = Mapping[str, int | None] | None
+
+_ISO_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_gpc_days_by_revision: dict[str, GpcDays] = {}
+_GPC_DAYS_KEPT: Final = 16  # revisions whose days are remembered
+
+
+def _day_ns(value: object) -> int | None:
+    if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):
+        return None
+    try:
+        day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return int(day.timestamp()) * 1_000_000_000
+
+
+def gpc_days(bundle: PolicyBundle) -> GpcDays:
+    """`gpc_legal_effect` of `bundle` (see `GpcDays`), read once per revision."""
+    if bundle.revision in _gpc_days_by_revision:
+        return _gpc_days_by_revision[bundle.revision]
+    effect = bundle.data.get(JURISDICTIONS_DATA_PATH, {}).get("gpc_legal_effect")
+    found: GpcDays = (
+        {j: _day_ns(day) for j, day in effect.items() if isinstance(j, str)}
+        if isinstance(effect, dict)
+        else None
+    )
+    if len(_gpc_days_by_revision) >= _GPC_DAYS_KEPT:
+        _gpc_days_by_revision.clear()
+    _gpc_days_by_revision[bundle.revision] = found
+    return found
+
+
+def _gpc_depends_on_time(value: DecisionInput, days: GpcDays) -> bool:
+    """Whether GPC's legal effect for this input could differ between `now_ns` and `T0`."""
+    subject = value.subject
+    if not subject.gpc or subject.jurisdiction is None:
+        return False
+    if days is None:
+        return True
+    if subject.jurisdiction not in days:
+        return False
+    start = days[subject.jurisdiction]
+    return start is None or (value.now_ns < start) != (start > T0)
 
 
 def _normal_consent(
@@ -79,15 +138,17 @@ def _normal_consent(
     )
 
 
-def normalise(value: DecisionInput, needed: tuple[str, ...]) -> DecisionInput:
-    """The canonical input with the same decision as `value` (see the module docstring).
+def normalise(value: DecisionInput, needed: tuple[str, ...], *, gpc: GpcDays) -> DecisionInput:
+    """The canonical input with the same decision as `value` (see the module docstring);
+    `gpc` is `gpc_days` of the bundle that decides it.
 
-    Returns `value` itself when a value is out of the range the mapping covers.
+    Returns `value` itself when a value is out of the range the mapping covers, or when the
+    legal effect of its GPC signal depends on `now_ns`.
     """
     if any(
         p.max_age_ns is not None and not 0 <= p.max_age_ns <= _MAX_NORMALISABLE_AGE
         for p in value.purposes.values()
-    ):
+    ) or _gpc_depends_on_time(value, gpc):
         return value
     keep = set(needed)
     purposes = {
@@ -172,6 +233,7 @@ def check_normalisation(
     """Raise PolicyLoadError unless every case input (`<root>/cases/*.json`, plus `extra`) and
     its variants decide the same raw and normalised. Returns the number of inputs checked."""
     inputs = _case_inputs(bundle.root) + list((extra or {}).items())
+    gpc = gpc_days(bundle)
     policy = CompiledPolicy(bundle)
     checked = 0
     try:
@@ -180,7 +242,7 @@ def check_normalisation(
                 needed = needed_purposes(bundle, raw.action)
                 try:
                     expected = _outcome(policy, raw)
-                    got = _outcome(policy, normalise(raw, needed))
+                    got = _outcome(policy, normalise(raw, needed, gpc=gpc))
                 except PolicyUnavailable as exc:
                     raise PolicyLoadError(f"{name}: no decision: {exc}") from exc
                 if got != expected:

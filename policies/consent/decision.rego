@@ -105,12 +105,13 @@ denials contains "denied.unknown_subject" if {
 # title: Global Privacy Control
 # description: >-
 #   Where GPC has legal effect, it is an opt-out of sale, sharing and targeted advertising
-#   (11 CCR 7025, 7026; other US states per data.consent.jurisdictions).
+#   (11 CCR 7025, 7026; other US states per data.consent.jurisdictions.gpc_legal_effect, from
+#   the day each state's requirement began).
 # custom:
 #   error_id: denied.gpc
 denials contains "denied.gpc" if {
 	opt_out_scope(action)
-	gpc_applies(subject.gpc, jurisdiction)
+	gpc_applies(subject.gpc, jurisdiction, now_ns)
 }
 
 # METADATA
@@ -222,9 +223,54 @@ child_scope(a) if a.targeted_advertising == true
 
 child_scope(a) if a.sale_or_share == true
 
-gpc_applies(gpc, j) if {
+# GPC has legal effect in j at now: j is listed in gpc_legal_effect and now is not before its
+# day. Fails closed: a listed j whose day or now cannot be read counts as in effect.
+gpc_applies(gpc, j, now) if {
 	gpc == true
-	j in jurisdictions.gpc_legal_effect
+	is_string(j)
+	j in object.keys(gpc_days)
+	not gpc_not_yet_in_effect(j, now)
+}
+
+gpc_days := object_or_empty(jurisdictions.gpc_legal_effect)
+
+gpc_not_yet_in_effect(j, now) if {
+	is_number(now)
+	now < gpc_effective_ns(j)
+}
+
+# The first nanosecond of j's day (UTC); undefined unless the day is a real YYYY-MM-DD day,
+# so that time.parse_ns never fails a decision.
+gpc_effective_ns(j) := time.parse_ns("2006-01-02", day) if {
+	day := gpc_days[j]
+	iso_day(day)
+}
+
+# d is a string YYYY-MM-DD naming a day of the Gregorian calendar.
+iso_day(d) if {
+	is_string(d)
+	regex.match(`^[0-9]{4}-[0-9]{2}-[0-9]{2}$`, d)
+	month := to_number(substring(d, 5, 2))
+	day := to_number(substring(d, 8, 2))
+	month >= 1
+	month <= 12
+	day >= 1
+	day <= days_in_month(to_number(substring(d, 0, 4)), month)
+}
+
+days_in_month(year, 2) := 29 if {
+	leap_year(year)
+} else := 28
+
+days_in_month(_, month) := 30 if month in {4, 6, 9, 11}
+
+days_in_month(_, month) := 31 if month in {1, 3, 5, 7, 8, 10, 12}
+
+leap_year(year) if year % 400 == 0
+
+leap_year(year) if {
+	year % 4 == 0
+	year % 100 != 0
 }
 
 is_child(age, j) if {

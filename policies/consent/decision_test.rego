@@ -236,6 +236,103 @@ test_no_gpc_signal_allows_sale if {
 	allowed(sell({"jurisdiction": "US-CA"}), ["allowed.consent"])
 }
 
+# The first nanosecond of an ISO day (UTC).
+day_ns(d) := time.parse_ns("2006-01-02", d)
+
+# A sale asked at `at` by a subject with a GPC signal in jurisdiction j.
+sell_with_gpc_at(j, at) := decide({
+	"now_ns": at,
+	"action": "data.sell.partner",
+	"subject": {"gpc": true, "jurisdiction": j},
+})
+
+test_gpc_has_effect_from_the_states_day if {
+	denied(sell_with_gpc_at("US-CO", day_ns("2024-07-01")), ["denied.gpc"])
+	denied(target({"gpc": true, "jurisdiction": "US-CO"}), ["denied.gpc"])
+}
+
+test_gpc_before_the_states_day_allows if {
+	allowed(sell_with_gpc_at("US-CO", day_ns("2024-07-01") - 1), ["allowed.consent"])
+	r := decide({
+		"now_ns": day_ns("2024-06-30"),
+		"action": "ads.targeted",
+		"subject": {"gpc": true, "jurisdiction": "US-CO"},
+	})
+	allowed(r, ["allowed.consent"])
+}
+
+test_gpc_day_per_state if {
+	# base now is 2025-06-15: in effect in Texas (2025-01-01), not yet in New Jersey
+	# (2025-07-15), Oregon (2026-01-01) or Maryland (2026-04-01).
+	denied(sell({"gpc": true, "jurisdiction": "US-TX"}), ["denied.gpc"])
+	allowed(sell({"gpc": true, "jurisdiction": "US-NJ"}), ["allowed.consent"])
+	allowed(sell({"gpc": true, "jurisdiction": "US-OR"}), ["allowed.consent"])
+	allowed(sell({"gpc": true, "jurisdiction": "US-MD"}), ["allowed.consent"])
+	allowed(sell_with_gpc_at("US-NJ", day_ns("2025-07-15") - 1), ["allowed.consent"])
+	denied(sell_with_gpc_at("US-NJ", day_ns("2025-07-15")), ["denied.gpc"])
+	denied(sell_with_gpc_at("US-OR", day_ns("2026-01-01")), ["denied.gpc"])
+	denied(sell_with_gpc_at("US-MD", day_ns("2026-04-01")), ["denied.gpc"])
+}
+
+test_gpc_in_california_since_the_ccpa_regulations if {
+	allowed(sell_with_gpc_at("US-CA", day_ns("2020-08-14") - 1), ["allowed.consent"])
+	denied(sell_with_gpc_at("US-CA", day_ns("2020-08-14")), ["denied.gpc"])
+}
+
+test_gpc_without_a_readable_time_fails_closed if {
+	patch := {"action": "data.sell.partner", "subject": {"gpc": true, "jurisdiction": "US-OR"}}
+	denied(decide_without(patch, ["now_ns"]), ["denied.gpc"])
+	denied(sell_with_gpc_at("US-OR", null), ["denied.gpc"])
+}
+
+test_gpc_with_an_unreadable_day_fails_closed if {
+	days := {
+		"US-OR": "soon", "US-NJ": 20250715, "US-MD": null, "US-DE": false, "US-CO": "2024-7-1",
+		"US-NH": "2025-02-30", # would fail time.parse_ns, so it is never parsed
+	}
+	every j, _ in days {
+		r := sell_with_gpc_at(j, 0) with data.consent.jurisdictions.gpc_legal_effect as days
+		denied(r, ["denied.gpc"])
+	}
+}
+
+test_iso_days if {
+	every d in ["2024-02-29", "2000-02-29", "2025-12-31", "2026-04-30"] {
+		decision.iso_day(d)
+		time.format([day_ns(d), "UTC", "2006-01-02"]) == d
+	}
+	not_days := [
+		"2025-02-29", "1900-02-29", "2025-04-31", "2025-13-01", "2025-00-10", "2025-7-1", "",
+		20250701, null,
+	]
+	every d in not_days {
+		not decision.iso_day(d)
+	}
+}
+
+# Refuses a bundle whose GPC data the policy could not read (checked at start and reload).
+test_gpc_legal_effect_data_is_well_formed if {
+	effect := data.consent.jurisdictions.gpc_legal_effect
+	is_object(effect)
+	count(effect) > 0
+	every j, d in effect {
+		regex.match(`^US-[A-Z]{2}$`, j)
+		decision.iso_day(d)
+	}
+}
+
+test_gpc_legal_effect_has_a_source_per_state if {
+	effect := data.consent.jurisdictions.gpc_legal_effect
+	sources := data.consent.jurisdictions.gpc_legal_effect_sources
+	is_object(effect)
+	is_object(sources)
+	object.keys(sources) == object.keys(effect)
+	every _, source in sources {
+		is_string(source.statute)
+		count(source.sources) > 0
+	}
+}
+
 # --- children ----------------------------------------------------------------------------
 
 test_child_below_consent_age_is_not_personalised if {

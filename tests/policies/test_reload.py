@@ -65,10 +65,12 @@ def _edit(root: Path, relative: str, change: Callable[[str], str]) -> None:
     path.write_text(change(path.read_text()))
 
 
-def _add_gpc_state(root: Path, state: str) -> None:
+def _add_gpc_state(root: Path, state: str, since: str = "2024-01-01") -> None:
+    """List `state` in gpc_legal_effect, GPC having legal effect there from the day `since`."""
     path = root / "data" / "jurisdictions.json"
     doc = json.loads(path.read_text())
-    doc["value"]["gpc_legal_effect"].append(state)
+    doc["value"]["gpc_legal_effect"][state] = since
+    doc["value"]["gpc_legal_effect_sources"][state] = {"statute": "test", "sources": ["test"]}
     path.write_text(json.dumps(doc))
 
 
@@ -113,6 +115,35 @@ async def test_good_reload_swaps(root: Path, engine: InProcessOpaEngine) -> None
         ("denied.gpc",),
         revision,
     )
+
+
+async def test_gpc_has_effect_from_the_day_the_data_gives(
+    root: Path, engine: InProcessOpaEngine
+) -> None:
+    _add_gpc_state(root, "US-UT", since="2025-06-16")  # the day after SALE_IN_UTAH's now_ns
+    await engine.reload()
+    assert (await engine.evaluate(SALE_IN_UTAH)).reasons == ("allowed.consent",)
+    _add_gpc_state(root, "US-UT", since="2025-06-15")  # the day of its now_ns
+    await engine.reload()
+    assert (await engine.evaluate(SALE_IN_UTAH)).reasons == ("denied.gpc",)
+
+
+@pytest.mark.parametrize(
+    "effect",
+    [["US-CA", "US-UT"], {"US-CA": "2020-8-14"}, {"US-CA": "2020-02-30"}, {"US-CA": None}],
+    ids=["the-old-list", "not-iso", "not-a-day", "no-day"],
+)
+async def test_unreadable_gpc_days_are_refused(
+    root: Path, engine: InProcessOpaEngine, effect: object
+) -> None:
+    before = engine.revision
+    path = root / "data" / "jurisdictions.json"
+    doc = json.loads(path.read_text())
+    doc["value"]["gpc_legal_effect"] = effect
+    path.write_text(json.dumps(doc))
+    with pytest.raises(PolicyLoadError, match="test_gpc_legal_effect"):
+        await engine.reload()
+    assert engine.revision == before
 
 
 async def test_server_reload_refuses_a_broken_policy(root: Path) -> None:

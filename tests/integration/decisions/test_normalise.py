@@ -39,10 +39,17 @@ from consent.decisions.service import (
     state_key,
     uuid7,
 )
-from consent.decisions.shape import T0, check_normalisation, needed_purposes, normalise
+from consent.decisions.shape import (
+    T0,
+    check_normalisation,
+    gpc_days,
+    needed_purposes,
+    normalise,
+)
 from consent.subjects.identifiers import InvalidIdentifier, normalize
 
 BUNDLE = PolicyBundle.load(default_policy_root())
+GPC = gpc_days(BUNDLE)
 ACTIONS = [*BUNDLE.data["consent.actions"], "teleport.customer"]
 KEYS = sorted({p for a in BUNDLE.data["consent.actions"].values() for p in a["purposes"]})
 NOW = 1_750_000_000_000_000_000
@@ -85,7 +92,9 @@ def raw_inputs(draw: st.DrawFn) -> DecisionInput:
         )
     subject = SubjectState(
         known=draw(st.booleans()),
-        jurisdiction=draw(st.sampled_from([None, "DE", "FR", "GB", "US", "US-CA", "US-UT"])),
+        jurisdiction=draw(
+            st.sampled_from([None, "DE", "FR", "GB", "US", "US-CA", "US-UT", "US-NJ", "US-OR"])
+        ),
         age=draw(st.sampled_from([None, 0, 12, 13, 14, 15, 16, 17, 40])),
         parental_consent=draw(st.booleans()),
         gpc=draw(st.booleans()),
@@ -112,11 +121,11 @@ def _decide(policy: CompiledPolicy, value: DecisionInput) -> Any:
 def test_normalised_inputs_decide_as_the_raw_ones(
     policy: CompiledPolicy, raw: DecisionInput
 ) -> None:
-    normal = normalise(raw, needed_purposes(BUNDLE, raw.action))
-    assert normal.now_ns == T0
+    normal = normalise(raw, needed_purposes(BUNDLE, raw.action), gpc=GPC)
+    assert normal.now_ns == T0 or normal is raw  # raw: GPC's legal effect depends on the time
     assert _decide(policy, normal) == _decide(policy, raw)
     # Idempotent: the key of a key is itself.
-    assert canonical_input(normalise(normal, needed_purposes(BUNDLE, raw.action))) == (
+    assert canonical_input(normalise(normal, needed_purposes(BUNDLE, raw.action), gpc=GPC)) == (
         canonical_input(normal)
     )
 
@@ -152,15 +161,19 @@ def test_subjects_with_the_same_state_share_a_key() -> None:
         )
 
     needed = needed_purposes(BUNDLE, "email.marketing")
+
+    def key(value: DecisionInput) -> bytes:
+        return canonical_input(normalise(value, needed, gpc=GPC))
+
     keys = {
-        canonical_input(normalise(subject(d, m, o), needed))
+        key(subject(d, m, o))
         for d in (1, 200, 394)
         for m in (3, 4)
         for o in ("granted", "withdrawn")
     }
     assert len(keys) == 1
-    assert canonical_input(normalise(subject(396, 3, "granted"), needed)) not in keys  # expired
-    assert canonical_input(normalise(subject(10, 2, "granted"), needed)) not in keys  # stale
+    assert key(subject(396, 3, "granted")) not in keys  # expired
+    assert key(subject(10, 2, "granted")) not in keys  # stale
 
 
 @pytest.mark.unit
@@ -176,7 +189,68 @@ def test_out_of_range_inputs_are_left_as_they_are() -> None:
         },
         consents={},
     )
-    assert normalise(value, ("email_marketing",)) is value
+    assert normalise(value, ("email_marketing",), gpc=GPC) is value
+
+
+def _gpc_sale(jurisdiction: str | None, now_ns: int, *, gpc: bool = True) -> DecisionInput:
+    return DecisionInput(
+        now_ns=now_ns,
+        action="data.sell.partner",
+        subject=SubjectState(known=True, jurisdiction=jurisdiction, gpc=gpc),
+        purposes={
+            "data_sale": PurposeDefinition(
+                legal_basis="consent", max_age_ns=None, strictly_necessary=False, material_version=1
+            )
+        },
+        consents={
+            "data_sale": ConsentState(status="granted", recorded_at_ns=1, material_version=1)
+        },
+    )
+
+
+def _day_ns(day: str) -> int:
+    return int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()) * 1_000_000_000
+
+
+@pytest.mark.unit
+def test_gpc_days_are_read_from_the_bundle() -> None:
+    assert GPC is not None
+    assert GPC["US-CO"] == _day_ns("2024-07-01")
+    assert GPC["US-OR"] == _day_ns("2026-01-01")
+    assert "US-VA" not in GPC
+
+
+@pytest.mark.unit
+def test_a_gpc_signal_before_its_day_is_left_as_it_is() -> None:
+    """T0 is after every GPC day: normalising an input from before its jurisdiction's day would
+    move it past that day and change the decision."""
+    needed = ("data_sale",)
+    before = _gpc_sale("US-OR", _day_ns("2026-01-01") - 1)
+    assert normalise(before, needed, gpc=GPC) is before
+    on_the_day = _gpc_sale("US-OR", _day_ns("2026-01-01"))
+    assert normalise(on_the_day, needed, gpc=GPC).now_ns == T0
+    for other in (
+        _gpc_sale("US-OR", 1, gpc=False),  # no signal
+        _gpc_sale("US-VA", 1),  # GPC without legal effect
+        _gpc_sale(None, 1),
+    ):
+        assert normalise(other, needed, gpc=GPC).now_ns == T0
+    # Unreadable data or day: cannot tell, so left as it is.
+    assert normalise(on_the_day, needed, gpc=None) is on_the_day
+    assert normalise(on_the_day, needed, gpc={"US-OR": None}) is on_the_day
+
+
+@pytest.mark.policy
+def test_gpc_days_keep_decisions_exact(policy: CompiledPolicy) -> None:
+    needed = ("data_sale",)
+    for jurisdiction, day in [
+        ("US-CO", "2024-07-01"),
+        ("US-NJ", "2025-07-15"),
+        ("US-MD", "2026-04-01"),
+    ]:
+        for now_ns in (_day_ns(day) - 1, _day_ns(day)):
+            raw = _gpc_sale(jurisdiction, now_ns)
+            assert _decide(policy, normalise(raw, needed, gpc=GPC)) == _decide(policy, raw)
 
 
 @pytest.mark.policy
@@ -352,5 +426,5 @@ def test_equal_state_keys_mean_equal_normalised_inputs(data: st.DataObject) -> N
     seen: dict[tuple[object, ...], bytes] = {}
     for row in rows:
         value = build_input(action, NOW, CONTEXT, catalogue, row)
-        key = canonical_input(normalise(value, needed))
+        key = canonical_input(normalise(value, needed, gpc=GPC))
         assert seen.setdefault(state_key(catalogue, NOW, row), key) == key

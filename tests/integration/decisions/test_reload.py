@@ -36,10 +36,12 @@ ROOT = Path(__file__).resolve().parents[3]
 SALE_IN_UTAH: dict[str, Any] = {"jurisdiction": "US-UT", "age": 40, "gpc": True}
 
 
-def _add_gpc_state(root: Path, state: str) -> None:
+def _add_gpc_state(root: Path, state: str, since: str = "2024-01-01") -> None:
+    """List `state` in gpc_legal_effect, GPC having legal effect there from the day `since`."""
     path = root / "data" / "jurisdictions.json"
     doc = json.loads(path.read_text())
-    doc["value"]["gpc_legal_effect"].append(state)
+    doc["value"]["gpc_legal_effect"][state] = since
+    doc["value"]["gpc_legal_effect_sources"][state] = {"statute": "test", "sources": ["test"]}
     path.write_text(json.dumps(doc))
 
 
