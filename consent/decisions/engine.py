@@ -419,11 +419,19 @@ class CompiledPolicy:
 
     def list_tests(self, bundle: PolicyBundle) -> list[RegoTest]:
         """The bundle's `test_*` rules: read from the sources (a failing test is undefined, so the
-        engine cannot list it) plus any the engine lists under `data.<package>` (e.g. generated)."""
+        engine cannot list it) plus any the engine lists under `data.<package>` (e.g. generated).
+        A package whose evaluation errors lists only its tests read from the sources: running
+        them reports the error."""
+        from opa_bindings import OpaError
+
         tests = bundle.rego_tests()
         known = {test.id for test in tests}
         for package in sorted({test.package for test in tests}):
-            for row in self.query(f"data.{package}[name]"):
+            try:
+                rows = self.query(f"data.{package}[name]")
+            except OpaError:
+                continue
+            for row in rows:
                 name = row.get("name")
                 if isinstance(name, str) and name.startswith("test_"):
                     test = RegoTest(package, name)

@@ -94,6 +94,24 @@ async def test_broken_policy_is_refused_and_the_old_one_keeps_serving(
     assert await engine.evaluate(SALE_IN_UTAH) == first
 
 
+async def test_a_policy_test_that_errors_is_refused_as_a_failure(
+    root: Path, engine: InProcessOpaEngine
+) -> None:
+    """A test rule whose evaluation errors (here a conflict) fails the bundle like a false one,
+    naming the test, instead of escaping as the engine's own error."""
+    before = engine.revision
+    _edit(
+        root,
+        "consent/decision_test.rego",
+        lambda src: (
+            src + "\nclash := 1 if true\n\nclash := 2 if true\n\ntest_clash if clash == 1\n"
+        ),
+    )
+    with pytest.raises(PolicyLoadError, match=r"test_clash: .*conflict"):
+        await engine.reload()
+    assert engine.revision == before
+
+
 async def test_broken_data_is_refused(root: Path, engine: InProcessOpaEngine) -> None:
     before = engine.revision
     (root / "data" / "jurisdictions.json").write_text('{"path": "consent.jurisdictions"')
