@@ -67,7 +67,8 @@ class DecisionContext(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         bool,
         msgspec.Meta(
             description="A Global Privacy Control signal (`Sec-GPC: 1`) applies to this request. "
-            "Where GPC has legal effect (the policy's jurisdictions, e.g. `US-CA`) it denies "
+            "Where GPC has legal effect (US states listed in the policy's jurisdictions data, "
+            "each from the day its requirement began, e.g. `US-CO` from 2024-07-01) it denies "
             "sale, sharing and targeted advertising (`denied.gpc`); elsewhere it changes nothing."
         ),
     ] = False
