@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -58,6 +59,13 @@ async def missing_purposes(conn: Conn, keys: list[str]) -> list[str]:
     return sorted(set(keys) - found)
 
 
+_Keyed = TypeVar("_Keyed", Purpose, Notice, Vendor)
+
+
+def _key(item: Purpose | Notice) -> str:
+    return item.key
+
+
 def _refuse_repeats(purposes: list[str]) -> None:
     """400 naming the first purpose listed a second time."""
     seen: set[str] = set()
@@ -107,6 +115,25 @@ class CatalogService:
         )
 
     # -- purposes ------------------------------------------------------------------------------
+    async def _by_key(
+        self,
+        query: str,
+        struct: type[_Keyed],
+        cursor: str | None,
+        limit: int,
+        key_of: Callable[[_Keyed], str],
+    ) -> tuple[list[_Keyed], str | None]:
+        """A page of a list ordered by a unique text key (`query` takes the key after which to
+        start and how many rows to read)."""
+        after = decode_key_cursor(cursor)
+        async with self.db.tenant(self.tenant_id) as conn:
+            rows = await conn.fetch(query, after, check_limit(limit) + 1)
+        return page_of(
+            [msgspec.convert(dict(r), struct) for r in rows],
+            limit,
+            lambda item: encode_key_cursor(key_of(item)),
+        )
+
     async def create_purpose(self, data: PurposeCreate) -> Purpose:
         if data.strictly_necessary and data.legal_basis == "consent":
             raise ValidationFailed.field(
@@ -132,14 +159,7 @@ class CatalogService:
         return purpose
 
     async def list_purposes(self, cursor: str | None, limit: int) -> PurposePage:
-        after = decode_key_cursor(cursor)
-        async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_purposes, after, check_limit(limit) + 1)
-        items, next_cursor = page_of(
-            [msgspec.convert(dict(r), Purpose) for r in rows],
-            limit,
-            lambda p: encode_key_cursor(p.key),
-        )
+        items, next_cursor = await self._by_key(Q.list_purposes, Purpose, cursor, limit, _key)
         return PurposePage(items=items, next_cursor=next_cursor)
 
     async def get_purpose(self, key: str) -> Purpose:
@@ -165,14 +185,7 @@ class CatalogService:
         return notice
 
     async def list_notices(self, cursor: str | None, limit: int) -> NoticePage:
-        after = decode_key_cursor(cursor)
-        async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_notices, after, check_limit(limit) + 1)
-        items, next_cursor = page_of(
-            [msgspec.convert(dict(r), Notice) for r in rows],
-            limit,
-            lambda n: encode_key_cursor(n.key),
-        )
+        items, next_cursor = await self._by_key(Q.list_notices, Notice, cursor, limit, _key)
         return NoticePage(items=items, next_cursor=next_cursor)
 
     async def add_version(self, notice_key: str, data: NoticeVersionCreate) -> NoticeVersion:
@@ -258,13 +271,8 @@ class CatalogService:
         return vendor
 
     async def list_vendors(self, cursor: str | None, limit: int) -> VendorPage:
-        after = decode_key_cursor(cursor)
-        async with self.db.tenant(self.tenant_id) as conn:
-            rows = await conn.fetch(Q.list_vendors, after, check_limit(limit) + 1)
-        items, next_cursor = page_of(
-            [msgspec.convert(dict(r), Vendor) for r in rows],
-            limit,
-            lambda v: encode_key_cursor(v.name),
+        items, next_cursor = await self._by_key(
+            Q.list_vendors, Vendor, cursor, limit, lambda v: v.name
         )
         return VendorPage(items=items, next_cursor=next_cursor)
 

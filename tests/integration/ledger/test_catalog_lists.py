@@ -8,27 +8,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import Catalog, Tenant
+from tests.support.lists import pages
 
 pytestmark = pytest.mark.integration
 
 
 async def _walk(client: Any, path: str, headers: dict[str, str], limit: int) -> list[Any]:
-    """Every item of a list endpoint, following next_cursor; pages are never longer than limit,
-    and a cursor never leads to an empty page."""
-    items: list[Any] = []
-    cursor = None
-    for _ in range(100):
-        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
-        response = await client.get(path, params=params, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        assert len(page["items"]) <= limit
-        assert page["items"] or cursor is None
-        items += page["items"]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return items
-    raise AssertionError("the cursor never ended")
+    """Every item of a list endpoint, page after page (see `pages`)."""
+    return [item for page in await pages(client, path, headers, limit) for item in page]
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3, 50])

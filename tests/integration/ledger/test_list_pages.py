@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.integration.ledger.conftest import Catalog
+from tests.support.lists import pages
 
 pytestmark = pytest.mark.integration
 
@@ -102,22 +103,6 @@ LISTS: dict[str, Callable[[Catalog], Awaitable[Listing]]] = {
 }
 
 
-async def _pages(client: Any, path: str, headers: dict[str, str], limit: int) -> list[list[Any]]:
-    """The items of every page of a list, following `next_cursor` until it is null."""
-    pages: list[list[Any]] = []
-    cursor = None
-    for _ in range(100):
-        params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
-        response = await client.get(path, params=params, headers=headers)
-        assert response.status_code == 200, response.text
-        page = response.json()
-        pages.append(page["items"])
-        cursor = page["next_cursor"]
-        if cursor is None:
-            return pages
-    raise AssertionError("the cursor never ended")
-
-
 @pytest.mark.parametrize("name", LISTS)
 async def test_a_full_last_page_has_no_cursor(client: Any, catalog: Catalog, name: str) -> None:
     path, _, n = await LISTS[name](catalog)
@@ -136,11 +121,11 @@ async def test_paging_returns_every_item_once_and_no_empty_page(
     client: Any, catalog: Catalog, name: str
 ) -> None:
     path, field, n = await LISTS[name](catalog)
-    everything = [item[field] for item in (await _pages(client, path, catalog.h, 200))[0]]
+    everything = [item[field] for item in (await pages(client, path, catalog.h, 200))[0]]
     assert len(set(everything)) == len(everything) == n
     for limit in range(1, n + 2):
-        pages = await _pages(client, path, catalog.h, limit)
-        assert len(pages) == math.ceil(n / limit), limit
-        assert all(len(page) == limit for page in pages[:-1]), limit
-        assert 0 < len(pages[-1]) <= limit, limit
-        assert [item[field] for page in pages for item in page] == everything, limit
+        found = await pages(client, path, catalog.h, limit)
+        assert len(found) == math.ceil(n / limit), limit
+        assert all(len(page) == limit for page in found[:-1]), limit
+        assert 0 < len(found[-1]) <= limit, limit
+        assert [item[field] for page in found for item in page] == everything, limit
