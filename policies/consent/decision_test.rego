@@ -333,6 +333,18 @@ test_gpc_legal_effect_has_a_source_per_state if {
 	}
 }
 
+test_digital_consent_age_has_a_source_per_country if {
+	ages := data.consent.jurisdictions.digital_consent_age
+	sources := data.consent.jurisdictions.digital_consent_age_sources
+	is_object(ages)
+	is_object(sources)
+	object.keys(sources) == object.keys(ages)
+	every _, source in sources {
+		is_string(source.provision)
+		count(source.sources) > 0
+	}
+}
+
 # --- children ----------------------------------------------------------------------------
 
 test_child_below_consent_age_is_not_personalised if {
