@@ -23,8 +23,9 @@ Reported: requests/s and latency percentiles of both, ratio = decisions / health
 >= 0.5), decisions p99 (target <= 10 ms), non-2xx answers, CPU cores used by the service,
 PostgreSQL and wrk during the decision phase, the decision cache's hit rate and the number of
 decisions in the log (every answered decision must be there). `--profile DIR` records the
-service workers with py-spy (raw collapsed stacks) during the decision phase; `--integrator-off`
-runs the service without its in-worker audit integrator (to measure what it costs); `--keep`
+service's processes with py-spy (raw collapsed stacks) during the decision phase; `--integrator-off`
+runs the service without its audit integrator (`consent serve` runs it as a process of its own
+beside the workers; its CPU counts as the service's) to measure what it costs; `--keep`
 keeps the work directory with the service's log.
 """
 
@@ -261,7 +262,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "workers": args.workers,
             "db_pool_max": args.pool,
             "decision_log_linger_ms": args.linger_ms,
-            "audit_integrator_in_worker": not args.integrator_off,
+            "audit_integrator": "off" if args.integrator_off else "own process",
         },
         "load": {
             "tool": "wrk",
@@ -308,9 +309,9 @@ def main() -> int:
     parser.add_argument("--light-connections", type=int, default=2)
     parser.add_argument(
         "--sweep",
-        type=lambda v: [int(x) for x in v.split(",") if x],
+        type=lambda v: [int(x) for x in v.split(",") if x and int(x) > 0],
         default=[1, 2, 4, 8, 16],
-        help="connection counts to measure decisions at, 5 s each (comma-separated)",
+        help="connection counts to measure decisions at, 5 s each (comma-separated; 0: none)",
     )
     parser.add_argument(
         "--pairs", type=int, default=3, help="back-to-back health/decision pairs (4 s each)"
@@ -323,8 +324,8 @@ def main() -> int:
     parser.add_argument(
         "--integrator-off",
         action="store_true",
-        help="CONSENT_AUDIT_INTEGRATOR=false: measure without the in-worker audit integrator "
-        "(as when it runs as its own process; leaves then wait in the outbox)",
+        help="CONSENT_AUDIT_INTEGRATOR=false: measure without the audit integrator process "
+        "(leaves then wait in the outbox)",
     )
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument(
