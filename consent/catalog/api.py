@@ -25,7 +25,7 @@ from consent.catalog.schemas import (
     VendorPage,
 )
 from consent.catalog.service import CatalogService
-from consent.http_params import CursorParam, Limit
+from consent.http_params import CursorParam, IdemKey, Limit
 from consent.openapi import problems
 from consent.tenancy.auth import principal, requires
 
@@ -102,10 +102,13 @@ class CatalogController(Controller):
         request: Request[Any, Any, Any],
         key: _NoticeKey,
         data: JSONBody[NoticeVersionCreate],
+        idempotency_key: IdemKey,
     ) -> NoticeVersion:
         """A new draft version with its text per language. `material` changes make earlier
-        consents stale once published; `editorial` ones do not. Version 1 is always material."""
-        return await _service(request).add_version(key, data)
+        consents stale once published; `editorial` ones do not. Version 1 is always material.
+        A second draft while one is unpublished is refused (409); a retry with the same
+        `Idempotency-Key` gets the first answer instead."""
+        return await _service(request).add_version(key, data, idempotency_key)
 
     @post(
         "/notices/{key:str}/versions/{version:int}/publish",
@@ -115,10 +118,16 @@ class CatalogController(Controller):
         status_code=200,
     )
     async def publish(
-        self, request: Request[Any, Any, Any], key: _NoticeKey, version: _VersionNumber
+        self,
+        request: Request[Any, Any, Any],
+        key: _NoticeKey,
+        version: _VersionNumber,
+        idempotency_key: IdemKey,
     ) -> NoticeVersion:
-        """Publishing makes the version usable as proof in consents and immutable forever."""
-        return await _service(request).publish(key, version)
+        """Publishing makes the version usable as proof in consents and immutable forever.
+        Publishing it again is refused (409); a retry with the same `Idempotency-Key` gets the
+        first answer instead."""
+        return await _service(request).publish(key, version, idempotency_key)
 
     @get("/notices/{key:str}/versions", guards=[requires("read")], summary="List versions")
     async def versions(

@@ -32,6 +32,7 @@ from consent.catalog.schemas import (
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import Conflict, NotFound, ValidationFailed
+from consent.idempotency import run_idempotent
 from consent.pagination import (
     check_limit,
     decode_key_cursor,
@@ -188,46 +189,74 @@ class CatalogService:
         items, next_cursor = await self._by_key(Q.list_notices, Notice, cursor, limit, _key)
         return NoticePage(items=items, next_cursor=next_cursor)
 
-    async def add_version(self, notice_key: str, data: NoticeVersionCreate) -> NoticeVersion:
+    async def add_version(
+        self, notice_key: str, data: NoticeVersionCreate, idem_key: str | None = None
+    ) -> NoticeVersion:
         async with self.db.tenant(self.tenant_id) as conn:
-            notice_id = await conn.fetchval(Q.lock_notice, notice_key)
-            if notice_id is None:
-                raise NotFound(f"No notice '{notice_key}'.")
-            latest = await conn.fetchrow(Q.latest_version, notice_id)
-            if latest is not None and latest["published_at"] is None:
-                raise Conflict(
-                    f"Version {latest['version']} is an unpublished draft; publish it first."
-                )
-            version = 1 if latest is None else latest["version"] + 1
-            texts = msgspec.to_builtins(data.texts)
-            await conn.execute(
-                Q.insert_notice_version,
-                self.tenant_id,
-                notice_id,
-                version,
-                texts,
-                content_hash(data.texts),
-                "material" if version == 1 else data.change_kind,
-            )
-            created = await self._version(conn, notice_key, version)
-            await self._changed(conn, "notice_version", str(created.id), "create", created)
-            return created
 
-    async def publish(self, notice_key: str, version: int) -> NoticeVersion:
+            async def produce() -> NoticeVersion:
+                return await self._add_version(conn, notice_key, data)
+
+            fingerprint = b"version:" + notice_key.encode() + b":" + msgspec.json.encode(data)
+            result, _ = await run_idempotent(
+                conn, self.tenant_id, idem_key, fingerprint, NoticeVersion, produce
+            )
+            return result
+
+    async def _add_version(
+        self, conn: Conn, notice_key: str, data: NoticeVersionCreate
+    ) -> NoticeVersion:
+        notice_id = await conn.fetchval(Q.lock_notice, notice_key)
+        if notice_id is None:
+            raise NotFound(f"No notice '{notice_key}'.")
+        latest = await conn.fetchrow(Q.latest_version, notice_id)
+        if latest is not None and latest["published_at"] is None:
+            raise Conflict(
+                f"Version {latest['version']} is an unpublished draft; publish it first."
+            )
+        version = 1 if latest is None else latest["version"] + 1
+        texts = msgspec.to_builtins(data.texts)
+        await conn.execute(
+            Q.insert_notice_version,
+            self.tenant_id,
+            notice_id,
+            version,
+            texts,
+            content_hash(data.texts),
+            "material" if version == 1 else data.change_kind,
+        )
+        created = await self._version(conn, notice_key, version)
+        await self._changed(conn, "notice_version", str(created.id), "create", created)
+        return created
+
+    async def publish(
+        self, notice_key: str, version: int, idem_key: str | None = None
+    ) -> NoticeVersion:
         async with self.db.tenant(self.tenant_id) as conn:
-            notice_id = await conn.fetchval(Q.lock_notice, notice_key)
-            if notice_id is None:
-                raise NotFound(f"No notice '{notice_key}'.")
-            current = await self._version(conn, notice_key, version)
-            if current.published_at is not None:
-                raise Conflict(f"Version {version} is already published.")
-            material = int(await conn.fetchval(Q.latest_published_material, notice_id))
-            if current.change_kind == "material":
-                material += 1
-            await conn.execute(Q.publish_version, notice_id, version, material)
-            published = await self._version(conn, notice_key, version)
-            await self._changed(conn, "notice_version", str(published.id), "update", published)
-            return published
+
+            async def produce() -> NoticeVersion:
+                return await self._publish(conn, notice_key, version)
+
+            fingerprint = f"publish:{notice_key}:{version}".encode()
+            result, _ = await run_idempotent(
+                conn, self.tenant_id, idem_key, fingerprint, NoticeVersion, produce
+            )
+            return result
+
+    async def _publish(self, conn: Conn, notice_key: str, version: int) -> NoticeVersion:
+        notice_id = await conn.fetchval(Q.lock_notice, notice_key)
+        if notice_id is None:
+            raise NotFound(f"No notice '{notice_key}'.")
+        current = await self._version(conn, notice_key, version)
+        if current.published_at is not None:
+            raise Conflict(f"Version {version} is already published.")
+        material = int(await conn.fetchval(Q.latest_published_material, notice_id))
+        if current.change_kind == "material":
+            material += 1
+        await conn.execute(Q.publish_version, notice_id, version, material)
+        published = await self._version(conn, notice_key, version)
+        await self._changed(conn, "notice_version", str(published.id), "update", published)
+        return published
 
     async def versions(self, notice_key: str, cursor: str | None, limit: int) -> NoticeVersionPage:
         before = decode_seq_cursor(cursor)
