@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 from uuid import UUID
 
 from litestar import Controller, Request, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
 
@@ -16,6 +17,7 @@ from consent.decisions.policy import PolicyRuntime
 from consent.decisions.reasons import choose_language, reasons_in
 from consent.decisions.schemas import (
     ActionCatalogue,
+    AudienceSummaryLine,
     BatchRequest,
     BatchResponse,
     DecisionOut,
@@ -25,7 +27,7 @@ from consent.decisions.schemas import (
     StoredDecision,
 )
 from consent.decisions.service import Caller, DecisionService
-from consent.openapi import problems
+from consent.openapi import PROBLEMS_OPT, problems
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["DecisionController"]
@@ -136,10 +138,22 @@ class DecisionController(Controller):
         "/audiences/filter",
         guards=[requires("decide")],
         summary="Filter an audience (NDJSON stream in and out)",
-        opt=problems(400, 503, slugs=_POLICY),
+        # 400 (a bad header, a line too long) is a validation error; only the 503 has _POLICY.
+        opt={
+            PROBLEMS_OPT: problems(400)[PROBLEMS_OPT] | problems(503, slugs=_POLICY)[PROBLEMS_OPT]
+        },
         status_code=200,
         request_max_body_size=None,
         media_type=NDJSON,
+        responses={
+            200: ResponseSpec(
+                data_container=AudienceSummaryLine,
+                media_type=NDJSON,
+                description='The allowed members\' lines, verbatim (`"output": "all"`: one '
+                '`{"line": n, "allow": bool, "reasons": [...]}` per valid member, in order), '
+                "then this `summary` line, always last.",
+            )
+        },
     )
     async def filter_audience(self, request: Request[Any, Any, Any]) -> Stream:
         """Body (`application/x-ndjson`): a header line `{"action": "email.marketing",

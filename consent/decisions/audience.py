@@ -28,6 +28,7 @@ started).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 from array import array
@@ -91,6 +92,8 @@ _encode = msgspec.json.Encoder().encode
 _decode_members = msgspec.json.Decoder(list[AudienceMember]).decode
 _decode_member = msgspec.json.Decoder(AudienceMember).decode
 _decode_header = msgspec.json.Decoder(AudienceHeader).decode
+# Not JSON, not a member, or not UTF-8 (msgspec raises UnicodeDecodeError inside a string).
+_UNDECODABLE: Final = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 _NO_OVERRIDES: Final = (msgspec.UNSET,) * len(_CONTEXT_FIELDS)
 _NO_DIGEST: Final = bytes(32)
 # PLAIN_EMAIL for each line of a text (no line break inside a match: `$` ends the line).
@@ -247,7 +250,8 @@ class AudienceFilter:
             header = _decode_header(header_line)
         except msgspec.ValidationError as exc:
             raise ValidationFailed.field("header", f"invalid header: {exc}") from None
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            # msgspec reports bytes that are not UTF-8 inside a string as UnicodeDecodeError.
             raise ValidationFailed.field("header", "the header line is not JSON") from None
         now_ns = self.service.clock()
         run_id = uuid7(now_ns)
@@ -268,11 +272,11 @@ class AudienceFilter:
 
     def _prepare(self, run: _Run, number: int, line_nos: Sequence[int], raw: list[bytes]) -> _Chunk:
         """Decode, validate and hash a chunk's member lines (invalid ones are counted, skipped)."""
-        try:
-            members: list[AudienceMember | None] = list(
-                _decode_members(b"[" + b",".join(raw) + b"]")
-            )
-        except (msgspec.DecodeError, msgspec.ValidationError):
+        members: list[AudienceMember | None] | None = None
+        if _one_object_per_line(raw):
+            with contextlib.suppress(*_UNDECODABLE):
+                members = list(_decode_members(b"[" + b",".join(raw) + b"]"))
+        if members is None or len(members) != len(raw):
             members = [_decode_one(line) for line in raw]
         keyed = self.service.lookup_state(run.caller.tenant_id)
         numbers: dict[tuple[Any, ...], int] = {}
@@ -532,10 +536,22 @@ class AudienceFilter:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
+def _one_object_per_line(raw: Sequence[bytes]) -> bool:
+    """Whether every line starts with `{` and ends with `}` (checked at C speed), so that the
+    lines joined with commas decode to one member per line when they decode to as many members
+    as lines: a member's fields are scalars, so no member can span two such lines. Without the
+    check, `{"type": "email"` then `"value": ...}` would decode as one member, and a line with
+    two members (`{...},{...}`) would shift every later line onto another line's member."""
+    joined = b"\n".join(raw)
+    return (
+        joined[:1] == b"{" and joined[-1:] == b"}" and joined.count(b"\n") == joined.count(b"}\n{")
+    )
+
+
 def _decode_one(line: bytes) -> AudienceMember | None:
     try:
         return _decode_member(line)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except _UNDECODABLE:
         return None
 
 
@@ -658,6 +674,10 @@ class _Reader:
         complete = buffer.split(b"\n")
         self._buffer = complete.pop()
         first = self._number + 1
+        if max(map(len, complete), default=0) > MAX_LINE_BYTES:
+            # A long line fails whether or not it arrived whole in one part.
+            n = next(i for i, line in enumerate(complete, first) if len(line) > MAX_LINE_BYTES)
+            raise ValidationFailed.field(f"line {n}", "line too long")
         self._number += len(complete)
         stripped = [line.strip() for line in complete]
         if b"" in stripped:

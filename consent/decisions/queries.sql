@@ -20,7 +20,7 @@ select key from identifier_type where tenant_id = $1 and key = any($2::text[]);
 -- name: insert_decisions
 -- One multi-row insert per group commit, with the decisions' audit leaves: one statement, so
 -- that it is atomic even outside a transaction. $1 is a JSON array of the decisions
--- (consent.decisions.logwriter.DecisionRecord), $2 one of their leaves
+-- (consent.decisions.logwriter.decision_rows: the stored columns only), $2 one of their leaves
 -- (consent.audit.decision_leaves.DecisionLeaf); bytes arrive in base64.
 with decisions as (
     insert into decision_log (id, tenant_id, decided_at, subject_id, id_type, lookup_hmac,

@@ -18,6 +18,7 @@ __all__ = [
     "AudienceHeader",
     "AudienceMember",
     "AudienceSummary",
+    "AudienceSummaryLine",
     "BatchRequest",
     "BatchResponse",
     "DecisionContext",
@@ -343,17 +344,54 @@ class AudienceMember(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 class AudienceSummary(msgspec.Struct, frozen=True, kw_only=True):
     """Last NDJSON line of the answer (`{"summary": ...}`); a stream without it is incomplete."""
 
-    audience_id: UUID
-    action: str
-    now_ns: int
-    policy_revisions: list[str]
-    total: int
-    allowed: int
-    denied: int
-    denied_by_reason: dict[str, int]
-    invalid: int
-    invalid_lines: list[int]
-    distinct_inputs: int
+    audience_id: Annotated[
+        UUID, msgspec.Meta(description="Id of this run (UUIDv7), under which it is logged.")
+    ]
+    action: Annotated[str, msgspec.Meta(description="The header's action.")]
+    now_ns: Annotated[
+        int,
+        msgspec.Meta(
+            description="The instant every member was decided as of (ns since the Unix epoch)."
+        ),
+    ]
+    policy_revisions: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="Revisions of the policy that decided (more than one when the policy "
+            "was reloaded during the run)."
+        ),
+    ]
+    total: Annotated[int, msgspec.Meta(description="Members decided (valid member lines).")]
+    allowed: Annotated[int, msgspec.Meta(description="Members allowed.")]
+    denied: Annotated[int, msgspec.Meta(description="Members denied (`total - allowed`).")]
+    denied_by_reason: Annotated[
+        dict[str, int],
+        msgspec.Meta(
+            description="Denied members per reason code (`denied.no_consent`, ...); a member "
+            "denied for several reasons counts under each, so the counts can add up to more "
+            "than `denied`. GET /v1/policy/reasons says what each code means."
+        ),
+    ]
+    invalid: Annotated[
+        int,
+        msgspec.Meta(
+            description="Member lines skipped as invalid (not JSON, not UTF-8, an unknown field "
+            "or identifier type, an identifier that does not normalise): not decided, not logged."
+        ),
+    ]
+    invalid_lines: Annotated[
+        list[int],
+        msgspec.Meta(description="Line numbers (1-based) of the first 20 invalid lines."),
+    ]
+    distinct_inputs: Annotated[
+        int, msgspec.Meta(description="Distinct policy inputs (consent-state shapes) evaluated.")
+    ]
+
+
+class AudienceSummaryLine(msgspec.Struct, frozen=True, kw_only=True):
+    """The last line of an audience filter's answer."""
+
+    summary: AudienceSummary
 
 
 class ReasonText(msgspec.Struct, frozen=True, kw_only=True):
