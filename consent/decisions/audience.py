@@ -96,6 +96,7 @@ _decode_header = msgspec.json.Decoder(AudienceHeader).decode
 _UNDECODABLE: Final = (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError)
 _NO_OVERRIDES: Final = (msgspec.UNSET,) * len(_CONTEXT_FIELDS)
 _NO_DIGEST: Final = bytes(32)
+_BOM: Final = b"\xef\xbb\xbf"
 # PLAIN_EMAIL for each line of a text (no line break inside a match: `$` ends the line).
 _PLAIN_LINES: Final = re.compile(f"^(?:{PLAIN_EMAIL.pattern})$", re.MULTILINE)
 
@@ -247,7 +248,8 @@ class AudienceFilter:
         if header_line is None:
             raise ValidationFailed.field("header", "the body has no header line")
         try:
-            header = _decode_header(header_line)
+            # A UTF-8 byte order mark (files saved by some editors) is not part of the JSON.
+            header = _decode_header(header_line.removeprefix(_BOM))
         except msgspec.ValidationError as exc:
             raise ValidationFailed.field("header", f"invalid header: {exc}") from None
         except (msgspec.DecodeError, UnicodeDecodeError):

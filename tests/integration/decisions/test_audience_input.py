@@ -58,6 +58,17 @@ async def test_a_header_that_is_not_utf8_is_a_problem(ledger: Ledger, db: Databa
         assert await conn.fetchval("select count(*) from audience_run") == 0
 
 
+async def test_a_body_saved_with_a_byte_order_mark_is_read(ledger: Ledger) -> None:
+    """Editors on some systems start a UTF-8 file with a byte order mark; the header is still
+    the header (before: 400 "the header line is not JSON")."""
+    await ledger.consent("yes@example.com", {"email_marketing": "granted"})
+    response = await _post(ledger, b"\xef\xbb\xbf" + HEADER + b"\n" + MEMBER + b"\n")
+    assert response.status_code == 200, response.text
+    *results, summary = [json.loads(line) for line in response.text.splitlines()]
+    assert [(r["line"], r["allow"]) for r in results] == [(2, True)]
+    assert summary["summary"]["total"] == 1
+
+
 @pytest.mark.parametrize("cut", [None, 100, 3 * MAX_LINE_BYTES])
 async def test_a_line_too_long_in_the_middle_fails_however_the_body_is_split(
     ledger: Ledger, cut: int | None
