@@ -28,9 +28,17 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 
 def _progress(label: str) -> Callable[[int, int], None]:
+    """`label: done/total` on stderr: redrawn in place on a terminal; elsewhere (a log file)
+    only the final count, on a line of its own."""
+    terminal = sys.stderr.isatty()
+
     def show(done: int, total: int) -> None:
-        end = "\n" if done >= total else ""
-        print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)  # noqa: T201
+        last = done >= total
+        if terminal:
+            end = "\n" if last else ""
+            print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)  # noqa: T201
+        elif last:
+            print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)  # noqa: T201
 
     return show
 
@@ -51,9 +59,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     if settings.database_url is None:
         _size_embedded_buffers(settings)
+    else:
+        # A wrong URL or a stopped server: one line (main), not every worker's traceback.
+        asyncio.run(_check_database(settings.database_url))
     print(f"consent: serving on http://{host}:{port} (docs: /schema)", file=sys.stderr)  # noqa: T201
     serve(settings, host, port, args.workers or settings.workers)
     return 0
+
+
+async def _check_database(dsn: str) -> None:
+    """Raises DatabaseUnavailable unless the database answers."""
+    from consent.db.database import Database
+
+    db = await Database.connect(dsn, min_size=1, max_size=1)
+    await db.close()
 
 
 def _size_embedded_buffers(settings: Settings) -> None:
@@ -148,7 +167,7 @@ async def _keys_rotate(settings: Settings, batch_size: int) -> int:
 async def _rewrap(settings: Settings, batch_size: int) -> int:
     from consent.crypto.binding import KeyRingMismatch, bind_or_check
     from consent.crypto.datakeys import rewrap_all
-    from consent.crypto.keys import load_keyring
+    from consent.crypto.keys import KeyError_, load_keyring
     from consent.db.database import Database
     from consent.db.migrate import apply_migrations, default_migrations_dir
 
@@ -162,7 +181,16 @@ async def _rewrap(settings: Settings, batch_size: int) -> int:
             except KeyRingMismatch as exc:
                 print(f"consent keys rotate: {exc}", file=sys.stderr)  # noqa: T201
                 return 1
-        count = await rewrap_all(db, ring, batch_size=batch_size, progress=_progress("re-wrapped"))
+        try:
+            count = await rewrap_all(
+                db, ring, batch_size=batch_size, progress=_progress("re-wrapped")
+            )
+        except KeyError_ as exc:  # a data key that does not unwrap: its batch rolled back
+            print(  # noqa: T201
+                f"consent keys rotate: {exc}; nothing after this key was re-wrapped",
+                file=sys.stderr,
+            )
+            return 1
     finally:
         await db.close()
     print(f"{count} data keys re-wrapped under {ring.current_kek_id}", file=sys.stderr)  # noqa: T201
@@ -177,8 +205,8 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         if args.rewrap_only:
             return _run(_rewrap(settings, args.batch_size))
         return _run(_keys_rotate(settings, args.batch_size))
-    except KeyError_ as exc:
-        print(f"consent keys rotate: {exc}; nothing after this key was re-wrapped", file=sys.stderr)  # noqa: T201
+    except KeyError_ as exc:  # the key ring cannot be loaded: nothing was done
+        print(f"consent keys rotate: {exc}", file=sys.stderr)  # noqa: T201
         return 1
 
 
@@ -216,18 +244,41 @@ def cmd_policy_reload(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------
 
 
+def _positive(text: str) -> int:
+    """An argument that must be a whole number of at least 1 (else argparse exits 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+_MAX_PORT = 65535
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > _MAX_PORT:
+        raise argparse.ArgumentTypeError(f"a port is at most {_MAX_PORT}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="consent",
         description="Consent and preference service. Configuration: CONSENT_* variables "
         "(see README); with none, an embedded PostgreSQL and keys under ./.consent/.",
+        epilog="Exit status: 0 done; 1 failed (e.g. the database cannot be reached); 2 bad "
+        "arguments or configuration. Some commands say more in their own --help.",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     serve = sub.add_parser("serve", help="run the HTTP service", description="Run the service.")
     serve.add_argument("--host", help="listen address (CONSENT_HOST, default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (CONSENT_PORT, default 8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (CONSENT_WORKERS)")
+    serve.add_argument("--port", type=_port, help="listen port (CONSENT_PORT, default 8000)")
+    serve.add_argument("--workers", type=_positive, help="worker processes (CONSENT_WORKERS)")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser(
@@ -254,7 +305,13 @@ def build_parser() -> argparse.ArgumentParser:
         "subject data key under it while the service keeps running. Old KEKs stay in the "
         "keys directory so nothing becomes unreadable.",
     )
-    rotate.add_argument("--batch-size", type=int, default=1000, help="keys per transaction")
+    rotate.add_argument(
+        "--batch-size",
+        type=_positive,
+        default=1000,
+        metavar="N",
+        help="keys per transaction (default 1000)",
+    )
     rotate.add_argument(
         "--rewrap-only",
         action="store_true",
@@ -302,5 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings_for_logs = _settings()
     configure_logging(settings_for_logs.log_level, json=settings_for_logs.log_json)
-    result: int = args.func(args)
+    from consent.db.database import DatabaseUnavailable
+
+    try:
+        result: int = args.func(args)
+    except DatabaseUnavailable as exc:
+        # The error's name only, never the URL: it may hold a password.
+        print(f"consent {args.command}: cannot reach the database ({exc})", file=sys.stderr)  # noqa: T201
+        return 1
     return result

@@ -19,7 +19,10 @@ Every row is checked as the API checks it (shape, `validate_shape`, then the dat
 savepoint, and a batch with a bad row is replayed row by row, each in its own savepoint, so one
 bad row never aborts the transaction. Rejected rows are reported as `line N: field: reason`
 on stderr (the first 100) and, with `--report FILE`, all of them as NDJSON objects
-`{"line", "field", "reason"}`. Reports never contain identifier values.
+`{"line", "field", "reason"}`. Reports never contain identifier values, nor a value refused
+by a list of accepted ones (it may be an identifier in the wrong column). Progress goes to
+stderr: on a terminal one status line redrawn in place, elsewhere (cron, CI) a plain line every
+30 seconds; the last one gives the row count and rows per second.
 
 Outcome and exit status:
 
@@ -28,6 +31,7 @@ Outcome and exit status:
     1  nothing committed: a row was rejected (without --skip-invalid), every row was rejected
        (with --skip-invalid), or the database failed during the import
     2  nothing done: bad arguments, unreadable file, bad CSV header, unknown tenant
+  130  interrupted (Ctrl-C): nothing committed
 
 `--dry-run` does everything, reports the same and exits with the same status, but rolls back.
 
@@ -58,14 +62,14 @@ import time
 from collections.abc import Coroutine, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final, Literal, get_args, get_type_hints
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
 from consent.audit.outbox import AuditWriter
-from consent.consents.schemas import ConsentCreate
+from consent.consents.schemas import Channel, ChoiceIn, ConsentCreate, Method, Surface
 from consent.consents.service import ConsentService, validate_shape
 from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
@@ -92,6 +96,10 @@ ANALYZE_FIRST_AT: Final = 1_000
 SHOWN_REJECTIONS: Final = 100
 _PROGRESS_INTERVAL: Final = 0.25
 _CHUNK: Final = 1 << 20
+_BOM: Final = b"\xef\xbb\xbf"
+_NOT_UTF8: Final = "not UTF-8 text (save the file as UTF-8)"
+_LOG_INTERVAL: Final = 30.0
+"""Seconds between progress lines when stderr is not a terminal (a log file, a pipe)."""
 
 FLAT_COLUMNS: Final = (
     "identifier_type",
@@ -212,6 +220,15 @@ def scan_file(path: Path) -> tuple[int, bytes]:
     return lines + (last != b"\n"), digest.digest()
 
 
+def _is_utf8(cells: list[str]) -> bool:
+    """False when a cell holds bytes that were not UTF-8 (read with surrogateescape)."""
+    try:
+        "".join(cells).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _csv_header(reader: Iterator[list[str]]) -> list[str]:
     for raw in reader:
         if any(cell.strip() for cell in raw):
@@ -219,6 +236,15 @@ def _csv_header(reader: Iterator[list[str]]) -> list[str]:
             break
     else:
         return []
+    if not _is_utf8(header):
+        raise ImportUsageError("CSV header: the file is not UTF-8")
+    for sep in (";", "\t"):
+        if len(header) == 1 and sep in header[0]:
+            shown = "tab" if sep == "\t" else f"'{sep}'"
+            raise ImportUsageError(
+                f"CSV header: the columns are separated by {shown}; separate them by commas "
+                "(in a spreadsheet: save as CSV UTF-8, comma-delimited)"
+            )
     problems: list[str] = []
     unknown = [c for c in header if c not in FLAT_COLUMNS]
     if unknown:
@@ -240,20 +266,20 @@ def _csv_header(reader: Iterator[list[str]]) -> list[str]:
 
 def check_csv_header(path: Path) -> None:
     """Raises ImportUsageError unless the file starts with a usable header line."""
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f, strict=True)
         try:
             _csv_header(reader)
-        except UnicodeDecodeError:
-            raise ImportUsageError("the file is not UTF-8") from None
         except csv.Error as exc:
             raise ImportUsageError(f"line {reader.line_num}: not valid CSV ({exc})") from None
 
 
 def read_csv(path: Path) -> Generator[_Item]:
-    """Rows of a CSV file, streamed; empty cells are absent values."""
-    with path.open(encoding="utf-8-sig", newline="") as f:
+    """Rows of a CSV file, streamed; empty cells are absent values. Bytes that are not UTF-8
+    reject their own row (decoding errors, raised per 8 KiB chunk, would name another line)."""
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f, strict=True)
+        line = -1  # the last line of the rows read so far (-1: the header is not read)
         try:
             header = _csv_header(reader)
             line = reader.line_num
@@ -265,18 +291,22 @@ def read_csv(path: Path) -> Generator[_Item]:
                     reason = f"has {len(raw)} columns, the header {len(header)}"
                     yield _Item(start, None, [FieldError("row", reason)])
                     continue
+                if not _is_utf8(raw):
+                    yield _Item(start, None, [FieldError("row", _NOT_UTF8)])
+                    continue
                 obj = {k: v.strip() for k, v in zip(header, raw, strict=True) if v.strip()}
                 yield _Item(start, obj, [])
-        except UnicodeDecodeError:
-            raise ImportUsageError(f"line {reader.line_num + 1}: the file is not UTF-8") from None
         except csv.Error as exc:
-            raise ImportUsageError(f"line {reader.line_num}: not valid CSV ({exc})") from None
+            # The row's first line: an unclosed quote runs on to the end of the file.
+            at = reader.line_num if line < 0 else line + 1
+            raise ImportUsageError(f"line {at}: not valid CSV ({exc})") from None
 
 
 def read_ndjson(path: Path) -> Generator[_Item]:
     """Objects of an NDJSON file, streamed; a line that is not a JSON object is rejected."""
     with path.open("rb") as f:
-        for line, raw in enumerate(f, start=1):
+        for line, text in enumerate(f, start=1):
+            raw = text.removeprefix(_BOM) if line == 1 else text  # as CSV reads (utf-8-sig)
             if not raw.strip():
                 continue
             try:
@@ -302,6 +332,14 @@ def _flat_field(path: str) -> str:
     return path
 
 
+_ALLOWED: Final[dict[str, tuple[str, ...]]] = {
+    "choice": get_args(get_args(get_type_hints(ChoiceIn, include_extras=True)["choice"])[0]),
+    "surface": get_args(Surface),
+    "channel": get_args(Channel),
+    "method": get_args(Method),
+}
+
+
 def _convert_error(exc: msgspec.ValidationError) -> FieldError:
     message = str(exc)
     field = "row"
@@ -312,6 +350,10 @@ def _convert_error(exc: msgspec.ValidationError) -> FieldError:
     elif message.startswith("Object contains unknown field `"):
         field = message.removeprefix("Object contains unknown field `").rstrip("`")
         message = "unknown field"
+    if message.startswith("Invalid enum value"):
+        # msgspec quotes the value, which may be personal data from a misplaced column.
+        allowed = _ALLOWED.get(field.rsplit(".", 1)[-1])
+        message = f"not one of {', '.join(allowed)}" if allowed else "not an accepted value"
     return FieldError(field, message)
 
 
@@ -426,7 +468,8 @@ _ROW_ERRORS: Final = (
 
 
 class Progress:
-    """One `\\r` status line on a stream: rows done / total, rows per second."""
+    """Rows done / total, rows per second: on a terminal one status line redrawn with `\\r`;
+    elsewhere (a log file, a pipe) a plain line every _LOG_INTERVAL seconds and at the end."""
 
     def __init__(self, stream: IO[str], total: int, label: str = "import") -> None:
         self.stream = stream
@@ -436,6 +479,11 @@ class Progress:
         self._last_shown = 0.0
         self._width = 0
         self.done = 0
+        isatty = getattr(stream, "isatty", None)
+        self.terminal = bool(isatty()) if callable(isatty) else False
+        self._interval = _PROGRESS_INTERVAL if self.terminal else _LOG_INTERVAL
+        if not self.terminal:
+            self._last_shown = self.started
 
     def _line(self) -> str:
         elapsed = time.monotonic() - self.started
@@ -446,18 +494,24 @@ class Progress:
 
     def _show(self) -> None:
         text = self._line()
-        self.stream.write("\r" + text.ljust(self._width))
+        if self.terminal:
+            self.stream.write("\r" + text.ljust(self._width))
+            self._width = len(text)
+        else:
+            self.stream.write(text + "\n")
         self.stream.flush()
-        self._width = len(text)
         self._last_shown = time.monotonic()
 
     def update(self, done: int) -> None:
         self.done = done
-        if time.monotonic() - self._last_shown >= _PROGRESS_INTERVAL:
+        if time.monotonic() - self._last_shown >= self._interval:
             self._show()
 
     def note(self, text: str) -> None:
-        """Print a line of its own, keeping the status line below it."""
+        """Print a line of its own, keeping the status line (on a terminal) below it."""
+        if not self.terminal:
+            self.stream.write(text + "\n")
+            return
         self.stream.write("\r" + text.ljust(self._width) + "\n")
         self._width = 0
         self._show()
@@ -466,7 +520,8 @@ class Progress:
         if complete:
             self.total = self.done  # the estimate counted blank and continuation lines
         self._show()
-        self.stream.write("\n")
+        if self.terminal:
+            self.stream.write("\n")
         self.stream.flush()
 
 
@@ -581,6 +636,19 @@ class _Run:
         await self._analyze_when_doubled()
 
 
+def _open(path: Path, fmt: str | None) -> tuple[Generator[_Item], int, bytes]:
+    """The file's rows (streamed), about how many there are, and its SHA-256."""
+    kind = detect_format(path, fmt)
+    try:
+        total, digest = scan_file(path)
+    except OSError as exc:
+        raise ImportUsageError(f"{path}: {exc.strerror}") from None
+    if kind == "csv":
+        check_csv_header(path)
+        total = max(total - 1, 0)
+    return (read_csv(path) if kind == "csv" else read_ndjson(path)), total, digest
+
+
 async def import_file(
     db: Database,
     keyring: KeyRing,
@@ -605,15 +673,7 @@ async def import_file(
     """
     if batch_size < 1:
         raise ImportUsageError("--batch-size must be at least 1")
-    kind = detect_format(path, fmt)
-    try:
-        total, digest = scan_file(path)
-    except OSError as exc:
-        raise ImportUsageError(f"{path}: {exc.strerror}") from None
-    if kind == "csv":
-        check_csv_header(path)
-        total = max(total - 1, 0)
-    rows = read_csv(path) if kind == "csv" else read_ndjson(path)
+    rows, total, digest = _open(path, fmt)
     out = stderr if stderr is not None else sys.stderr
     progress = Progress(out, total)
     reporter = _Reporter(progress, report)
@@ -642,6 +702,10 @@ async def import_file(
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         progress.finish(complete=False)
         raise ImportAborted(_abort_message(exc, committing)) from exc
+    except asyncio.CancelledError:  # Ctrl-C: the transaction was rolled back
+        if committing:  # ... unless the commit had reached the server
+            raise ImportAborted("interrupted while committing: check whether it happened") from None
+        raise
     finally:
         rows.close()
     progress.finish()
@@ -772,6 +836,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         return _fail(f"{path}: no such file", 2)
+    if args.report and Path(args.report).exists() and Path(args.report).samefile(path):
+        # Opening it for writing would truncate the file before it is read.
+        return _fail("--report: that is the file being imported; name another file", 2)
     try:
         if detect_format(path, args.format) == "csv":
             check_csv_header(path)
@@ -808,6 +875,10 @@ def _run_command(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | 
         return _fail(str(exc), 1)
     except DatabaseUnavailable as exc:
         return _fail(f"cannot reach the database ({exc})", 1)
+    except KeyboardInterrupt:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)  # noqa: T201 - below the progress line
+        return _fail("interrupted; nothing was committed", 130)
 
 
 def _positive(text: str) -> int:
@@ -829,7 +900,7 @@ def add_parser(sub: Any) -> None:
             "agent_id, property_id. An NDJSON line may instead be a POST /v1/consents body. "
             "Exit status: 0 committed (or a dry run that would commit); 1 nothing committed "
             "(a row was rejected, or with --skip-invalid every row was, or the database "
-            "failed); 2 bad arguments, file or tenant."
+            "failed); 2 bad arguments, file or tenant; 130 interrupted, nothing committed."
         ),
     )
     parser.add_argument("file", help="a .csv or .ndjson (.jsonl) file")

@@ -375,9 +375,12 @@ def _running(pid: int) -> bool:
     return state != "Z"
 
 
-def test_a_second_service_on_a_port_in_use_is_refused(database_dsn: str, tmp_path: Path) -> None:
+def test_a_second_service_on_a_port_in_use_is_refused(
+    database_dsn: str, db: object, tmp_path: Path
+) -> None:
     """granian binds with SO_REUSEPORT: a second `consent serve` on the same port used to start
-    quietly, and the kernel shared the connections between the two (two databases, perhaps)."""
+    quietly, and the kernel shared the connections between the two (two databases, perhaps).
+    (`db`: an empty database, so no key binding of an earlier test refuses this key ring.)"""
     port = _free_port()
     env = _env(
         CONSENT_DATABASE_URL=database_dsn,
@@ -503,3 +506,96 @@ def test_the_readme_walkthrough_runs_as_written(
     assert [(c["purpose"], c["effective"]) for c in state["consents"]] == [
         ("email_marketing", True)
     ]
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_keys_rotate_refuses_a_batch_size_below_one(
+    database_dsn: str, db: object, tmp_path: Path, size: str
+) -> None:
+    """`--batch-size 0` re-wrapped nothing yet reported success after making a new KEK
+    current (a negative size failed with a traceback after that): refused before anything."""
+    env = _env(CONSENT_DATABASE_URL=database_dsn, CONSENT_DATA_DIR=str(tmp_path))
+    _admin_key("Rotate Check", env)
+    before = sorted(p.name for p in (tmp_path / "keys").rglob("*"))
+    rotated = _consent("keys", "rotate", "--batch-size", size, env=env)
+    assert rotated.returncode == 2, rotated.stderr
+    assert "--batch-size" in rotated.stderr
+    assert "Traceback" not in rotated.stderr
+    assert sorted(p.name for p in (tmp_path / "keys").rglob("*")) == before
+
+
+def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    """A wrong CONSENT_DATABASE_URL (or PostgreSQL down): every command that needs the database
+    says so in one line and exits 1."""
+    env = _env(
+        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/consent",
+        CONSENT_DATA_DIR=str(tmp_path),
+        CONSENT_PORT=str(_free_port()),
+    )
+    for args in (("migrate",), ("tenant", "create", "Acme"), ("audit", "verify"), ("serve",)):
+        done = _consent(*args, env=env)
+        assert done.returncode == 1, (args, done.stderr)
+        assert "Traceback" not in done.stderr, args
+        assert f"consent {args[0]}: cannot reach the database" in done.stderr, args
+
+
+@pytest.mark.parametrize("args", [("--port", "70000"), ("--port", "0"), ("--workers", "0")])
+def test_serve_refuses_an_impossible_port_or_worker_count(
+    tmp_path: Path, args: tuple[str, str]
+) -> None:
+    """A usage error (exit 2, naming the option), not a traceback or a silent default."""
+    env = _env(
+        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/consent",
+        CONSENT_DATA_DIR=str(tmp_path),
+    )
+    done = _consent("serve", *args, env=env)
+    assert done.returncode == 2, done.stderr
+    assert args[0] in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_keys_rotate_without_keys_says_what_is_missing_and_nothing_more(tmp_path: Path) -> None:
+    """No key-encryption key in the keys directory: nothing was started, so the message must
+    not speak of keys "after this one" not being re-wrapped."""
+    env = _env(
+        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/consent",
+        CONSENT_DATA_DIR=str(tmp_path),
+        CONSENT_KEYS_DIR=str(tmp_path / "empty"),
+    )
+    (tmp_path / "empty").mkdir()
+    done = _consent("keys", "rotate", "--rewrap-only", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "consent keys rotate: no key-encryption key in " in done.stderr
+    assert "re-wrapped" not in done.stderr
+
+
+async def test_keys_rotate_progress_into_a_log_is_one_line(
+    catalog: Any, db: Any, keyring: Any, keys_dir: Path, database_dsn: str, tmp_path: Path
+) -> None:
+    """Under cron stderr is a file: the re-wrap progress is its final count on a line of its
+    own, not a redraw per batch joined by carriage returns."""
+    for i in range(3):
+        await catalog.consent(
+            identifier={"type": "customer_id", "value": f"R-{i}"},
+            choices=[{"purpose": "ads", "choice": "granted"}],
+        )
+    keys = tmp_path / "keys"
+    shutil.copytree(keys_dir, keys)  # the session's key ring stays as it is
+    env = _env(
+        CONSENT_DATABASE_URL=database_dsn,
+        CONSENT_DATA_DIR=str(tmp_path / "data"),
+        CONSENT_KEYS_DIR=str(keys),
+    )
+    rotated = subprocess.run(  # bytes: text mode would turn each "\r" into a newline
+        [sys.executable, "-m", "consent", "keys", "rotate", "--batch-size", "1"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    err = rotated.stderr.decode()
+    assert rotated.returncode == 0, err
+    assert "\r" not in err
+    assert "re-wrapped: 3/3\n" in err
+    assert "3 data keys re-wrapped under " in err
