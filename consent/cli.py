@@ -159,6 +159,9 @@ async def _keys_rotate(settings: Settings, batch_size: int) -> int:
         return 2
     keys_dir = settings.resolved_keys_dir
     load_keyring(keys_dir, create=settings.environment == "development")
+    if settings.database_url is not None:
+        # Before the new key becomes current: with the database down, nothing changes.
+        await _check_database(settings.database_url)
     new_id = rotate_kek(keys_dir)
     print(f"new key-encryption key {new_id} is current", file=sys.stderr)  # noqa: T201
     return await _rewrap(settings, batch_size)

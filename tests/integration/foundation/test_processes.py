@@ -539,6 +539,23 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> 
         assert f"consent {args[0]}: cannot reach the database" in done.stderr, args
 
 
+def test_keys_rotate_with_the_database_down_changes_no_key(tmp_path: Path) -> None:
+    """A rotation that cannot reach the database must not make a new key-encryption key current
+    (the data keys would stay under the old one while the files say otherwise)."""
+    env = _env(
+        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/consent",
+        CONSENT_DATA_DIR=str(tmp_path),
+    )
+    keys = tmp_path / "keys"
+    _consent("keys", "rotate", env=env)  # development: creates the first keys, then fails
+    before = sorted(p.name for p in keys.iterdir())
+    done = _consent("keys", "rotate", env=env)
+    assert done.returncode == 1, done.stderr
+    assert "consent keys: cannot reach the database" in done.stderr
+    assert "is current" not in done.stderr
+    assert sorted(p.name for p in keys.iterdir()) == before
+
+
 @pytest.mark.parametrize("args", [("--port", "70000"), ("--port", "0"), ("--workers", "0")])
 def test_serve_refuses_an_impossible_port_or_worker_count(
     tmp_path: Path, args: tuple[str, str]
