@@ -31,7 +31,7 @@ from consent.decisions.fastpath import DecisionFastPath
 from consent.decisions.runtime import Decisions
 from consent.errors import exception_handlers
 from consent.health.api import live, ready
-from consent.middleware import RequestIdMiddleware
+from consent.middleware import JsonBodyMiddleware, RequestIdMiddleware
 from consent.openapi import document_problems
 from consent.preferences.api import PreferenceController
 from consent.problems import problem_page
@@ -135,7 +135,7 @@ def create_app(
             static_files,
         ],
         lifespan=[lifespan],
-        middleware=[RequestIdMiddleware],
+        middleware=[JsonBodyMiddleware],
         exception_handlers=exception_handlers(),
         openapi_config=_openapi(),
         request_max_body_size=MAX_BODY_BYTES,
@@ -144,7 +144,9 @@ def create_app(
     document_problems(app)
     # In front of the router: answers the common single decision without Litestar's
     # per-request machinery (see consent.decisions.fastpath); everything else passes through.
+    # The request id wraps the whole handler, not each route: an unknown route (404) or
+    # method (405) is answered before any route's middleware and must carry it too.
     app.asgi_handler = app.state.decision_fast_path = DecisionFastPath(
-        app, app.asgi_handler, max_body=MAX_BODY_BYTES
+        app, RequestIdMiddleware(app.asgi_handler), max_body=MAX_BODY_BYTES
     )
     return app

@@ -190,6 +190,10 @@ _UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]{1,100})`")
 _MISSING_FIELD: Final = re.compile(r"missing required field `([^`]{1,100})`")
 _BODY: Final = frozenset({"data", "body"})
 _AT_PATH: Final = re.compile(r" - at `\$\.?([^`]{0,200})`$")
+_ENUM_VALUE: Final = re.compile(r"^Invalid enum value .*$", re.DOTALL)  # msgspec quotes the value
+# Parameters named as clients send them, not as the handlers' Python arguments.
+_PARAMETER_NAMES: Final = {"idempotency_key": "Idempotency-Key"}
+_EMPTY_BODY: Final = "The request body is empty."
 
 
 def _validation_errors(extra: Any) -> list[FieldError]:
@@ -200,6 +204,10 @@ def _validation_errors(extra: Any) -> list[FieldError]:
         if isinstance(item, dict):
             key = str(item.get("key") or item.get("source") or "body")
             message = str(item.get("message", "invalid value"))
+            if key in _BODY and message == f"'{key}'":  # Litestar's KeyError: no body at all
+                errors.append(FieldError("body", _EMPTY_BODY))
+                continue
+            key = _PARAMETER_NAMES.get(key, key)
             at: str | None = None
             path = _AT_PATH.search(message)
             if path:
@@ -207,6 +215,7 @@ def _validation_errors(extra: Any) -> list[FieldError]:
                 at = path.group(1)
             elif item.get("source") == "body" or key in _BODY:
                 at = "" if key in _BODY else key  # Litestar took the path out of the message
+            message = _ENUM_VALUE.sub("Invalid enum value", message)
             named = _UNKNOWN_FIELD.search(message) or _MISSING_FIELD.search(message)
             if named and at is not None:
                 key = f"{at}.{named.group(1)}" if at else named.group(1)
@@ -268,6 +277,12 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[
 
 
 def _on_postgres(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
+    if isinstance(exc, _UNSTORABLE_TEXT):
+        # A text PostgreSQL cannot hold: the client's input, not our failure (the write's
+        # transaction is rolled back). Which field is not known here.
+        return problem_response(
+            request, 400, "validation-error", "Text must not contain the NUL character (U+0000)."
+        )
     if isinstance(
         exc,
         asyncpg.CannotConnectNowError
@@ -277,6 +292,12 @@ def _on_postgres(request: Request[Any, Any, Any], exc: Exception) -> Response[Pr
     ):
         return _on_unavailable(request, exc)
     return _on_unexpected(request, exc)
+
+
+_UNSTORABLE_TEXT: Final = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
 
 
 def exception_handlers() -> dict[type[Exception] | int, Any]:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from litestar.params import HeaderParameter, QueryParameter
 
-__all__ = ["CursorParam", "IdemKey", "Limit"]
+__all__ = ["ApiKeyIdemKey", "CursorParam", "IdemKey", "Limit"]
 
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size (1-200).")]
 CursorParam = Annotated[
@@ -22,6 +22,18 @@ IdemKey = Annotated[
         description=(
             "Retry-safe key: a retry with the same key and the same body gets the first "
             "answer and changes nothing; the same key with another body is refused (422)."
+        ),
+        max_length=200,
+    ),
+]
+ApiKeyIdemKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description=(
+            "Retry-safe key: a retry with the same key and the same body creates no second API "
+            "key and is refused (409, naming the key created: its secret is shown only once); "
+            "the same key with another body is refused (422)."
         ),
         max_length=200,
     ),

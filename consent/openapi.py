@@ -5,7 +5,7 @@ while every error this service sends is an `application/problem+json` `Problem`
 (consent.errors). `document_problems` replaces those with the truth when the document is
 built: each operation lists the problem statuses it can answer with, derived from what the
 operation is (parameters or a body: 400; authenticated: 401 and 403; a path parameter: 404; a
-body: 413; an `Idempotency-Key`: 422; under /v1/, where everything needs the database: 503)
+body: 413 and 415; an `Idempotency-Key`: 422; under /v1/, where everything needs the database: 503)
 and from what its handler declares with `opt=problems(404, 409)` (a subject named in the body,
 a name already taken: what only the service logic knows about).
 """
@@ -41,10 +41,16 @@ _SLUGS: Final[dict[int, tuple[str, ...]]] = {
     404: ("not-found",),
     409: ("conflict",),
     413: ("payload-too-large",),
+    415: ("unsupported-media-type",),
     422: ("idempotency-key-reused",),
     503: ("service-unavailable",),
 }
 _STR: Final = Schema(type=OpenAPIType.STRING)
+_REQUEST_ID: Final = OpenAPIHeader(
+    schema=_STR,
+    description="The request's id: the caller's `X-Request-ID` when it is 8-64 of `A-Z a-z 0-9 "
+    ". _ -`, else one made by the server. In every log line of the request, and in a problem.",
+)
 _UNAVAILABLE: Final = 503
 
 
@@ -145,7 +151,7 @@ def _statuses(
     if any(getattr(p, "param_in", None) == "path" for p in params):
         statuses.add(404)
     if operation.request_body is not None:
-        statuses.add(413)
+        statuses |= {413, 415}
     if any(getattr(p, "name", None) == "Idempotency-Key" for p in params):
         statuses.add(422)
     if path.startswith("/v1/"):
@@ -210,4 +216,7 @@ def _document(app: Litestar, openapi: OpenAPI) -> None:
             found = _statuses(path, operation, declared.get((path, method), {}))
             for status in sorted(found):
                 responses[str(status)] = _response(status, found[status])
+            for answer in responses.values():
+                if isinstance(answer, OpenAPIResponse):
+                    answer.headers = {**(answer.headers or {}), "X-Request-ID": _REQUEST_ID}
             operation.responses = responses

@@ -98,6 +98,6 @@ def decode_key_cursor(cursor: str | None) -> str | None:
         key = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, ValueError):
         key = ""
-    if not key:
+    if not key or "\x00" in key:  # PostgreSQL text cannot hold NUL: never a key of ours
         raise ValidationFailed.field("cursor", "not a cursor returned by this API")
     return key

@@ -8,7 +8,7 @@ from uuid import UUID
 from litestar import Controller, Request, delete, get, post, put
 from litestar.params import JSONBody, Parameter
 
-from consent.http_params import CursorParam, IdemKey, Limit
+from consent.http_params import ApiKeyIdemKey, CursorParam, IdemKey, Limit
 from consent.openapi import problems
 from consent.tenancy.auth import principal, requires
 from consent.tenancy.schemas import (
@@ -71,13 +71,19 @@ class TenancyController(Controller):
         """Newest first; follow `next_cursor` for the next page."""
         return await _service(request).list_properties(cursor, limit)
 
-    @post("/api-keys", guards=[requires("admin")], summary="Create an API key")
+    @post("/api-keys", guards=[requires("admin")], summary="Create an API key", opt=problems(409))
     async def create_api_key(
-        self, request: Request[Any, Any, Any], data: JSONBody[ApiKeyCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ApiKeyCreate],
+        idempotency_key: ApiKeyIdemKey,
     ) -> ApiKeyCreated:
         """The secret is returned once and stored only as a hash. Keys with `allowed_origins`
-        are banner keys, usable only from those browser origins."""
-        return await _service(request).create_api_key(data)
+        are banner keys, usable only from those browser origins. A retry under the same
+        `Idempotency-Key` creates no second key and cannot show the secret again: it is
+        refused (409, naming the key's `id`); revoke that key and create another if the first
+        answer was lost."""
+        return await _service(request).create_api_key(data, idempotency_key)
 
     @get("/api-keys", guards=[requires("admin")], summary="List API keys")
     async def list_api_keys(

@@ -98,9 +98,10 @@ key_cache = _KeyCache()
 
 def bearer_key(authorization: str | None) -> tuple[str, str] | None:
     """(key id, secret) of an `Authorization: Bearer csk_…` header, or None."""
-    if not authorization or not authorization.startswith("Bearer "):
+    scheme, _, credentials = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":  # auth schemes are case-insensitive (RFC 9110 §11.1)
         return None
-    return parse_api_key(authorization.removeprefix("Bearer ").strip())
+    return parse_api_key(credentials.strip())
 
 
 async def authenticate(db: Database, authorization: str | None) -> Principal:
@@ -135,7 +136,10 @@ def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRo
         db: Database = connection.app.state.db
         who = await authenticate(db, connection.headers.get("authorization"))
         if not who.has(scope):
-            raise Forbidden(f"This API key lacks the '{scope}' scope.")
+            raise Forbidden(
+                f"This API key lacks the '{scope}' scope.",
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+            )
         if not origin_allowed(connection.headers.get("origin"), who.allowed_origins):
             raise Forbidden("This API key may only be used from its allowed origins.")
         connection.state[_SCOPE_KEY] = who

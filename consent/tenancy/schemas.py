@@ -59,7 +59,8 @@ _KEY_PROPERTY = (
 _KEY_ORIGINS = (
     "Browser origins (`scheme://host[:port]`) a banner (publishable) key is restricted to: "
     "a request with this key is refused (403) unless its `Origin` header is exactly one of "
-    "them. Stored in lower case, as browsers send them. Empty: no origin restriction."
+    "them. Stored in lower case, as browsers send them. Empty: no origin restriction. A key "
+    "with origins cannot have the `admin` scope (400): it is public in web pages."
 )
 
 

@@ -112,24 +112,42 @@ class TenancyService:
         items, next_cursor = page_of(rows, limit, lambda p: encode_cursor(p.created_at, p.id))
         return PropertyPage(items=items, next_cursor=next_cursor)
 
-    async def create_api_key(self, data: ApiKeyCreate) -> ApiKeyCreated:
-        # Not idempotent on purpose: a stored response would keep the secret in the database.
+    async def create_api_key(self, data: ApiKeyCreate, idem_key: str | None) -> ApiKeyCreated:
+        """Under an Idempotency-Key only the key's public part is stored as the answer: a retry
+        gets a 409 naming the key created, never the secret (kept nowhere) nor a second key."""
+        if data.allowed_origins and "admin" in data.scopes:
+            # A banner key is published in web pages and `Origin` is forged by any non-browser
+            # client: the origin list protects no admin rights.
+            raise ValidationFailed.field("scopes", "a key with allowed_origins cannot be admin")
+        secret: list[str] = []
         async with self.db.tenant(self.tenant_id) as conn:
             repo = TenancyRepository(conn)
-            if data.property_id and await repo.get_property(data.property_id) is None:
-                raise ValidationFailed.field("property_id", "no such property")
-            full, key_id, digest = generate_api_key()
-            key = await repo.insert_api_key(
-                self.tenant_id,
-                data.property_id,
-                key_id,
-                digest,
-                data.name,
-                sorted(set(data.scopes)),
-                # Browsers send scheme and host in lower case; the check compares exactly.
-                [origin.lower() for origin in data.allowed_origins],
+
+            async def produce() -> ApiKey:
+                if data.property_id and await repo.get_property(data.property_id) is None:
+                    raise ValidationFailed.field("property_id", "no such property")
+                full, key_id, digest = generate_api_key()
+                secret.append(full)
+                return await repo.insert_api_key(
+                    self.tenant_id,
+                    data.property_id,
+                    key_id,
+                    digest,
+                    data.name,
+                    sorted(set(data.scopes)),
+                    # Browsers send scheme and host in lower case; the check compares exactly.
+                    [origin.lower() for origin in data.allowed_origins],
+                )
+
+            key, replayed = await run_idempotent(
+                conn, self.tenant_id, idem_key, _enc.encode(data), ApiKey, produce
             )
-        return ApiKeyCreated(key=key, secret=full)
+        if replayed:
+            raise Conflict(
+                f"API key {key.id} was created under this Idempotency-Key; its secret was shown "
+                "once only. Revoke that key and create another if the secret was lost."
+            )
+        return ApiKeyCreated(key=key, secret=secret[0])
 
     async def list_api_keys(self, cursor: str | None, limit: int) -> ApiKeyPage:
         check_limit(limit)

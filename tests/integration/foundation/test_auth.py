@@ -118,3 +118,38 @@ async def test_other_tenant_cannot_revoke_or_see_keys(
     assert created["key"]["key_id"] not in listing.text
     me = await client.get("/v1/tenant", headers=other_tenant.headers)
     assert me.json()["id"] == other_tenant.id
+
+
+async def test_the_bearer_scheme_is_case_insensitive(client: Any, tenant: Tenant) -> None:
+    """RFC 9110 §11.1: an auth scheme is matched case-insensitively; clients send `bearer`."""
+    for scheme in ("bearer", "BEARER", "Bearer"):
+        headers = {"Authorization": f"{scheme} {tenant.key}"}
+        assert (await client.get("/v1/tenant", headers=headers)).status_code == 200, scheme
+
+
+async def test_a_missing_scope_is_named_in_www_authenticate(client: Any, tenant: Tenant) -> None:
+    """RFC 6750 §3.1: a 403 for a token without the scope says `insufficient_scope`."""
+    reader = await _make_key(client, tenant, name="reader", scopes=["read"])
+    response = await client.post(
+        "/v1/properties",
+        json={"name": "web", "kind": "website"},
+        headers={"Authorization": f"Bearer {reader['secret']}"},
+    )
+    _is_problem(response, 403, "forbidden")
+    assert (
+        response.headers["www-authenticate"] == 'Bearer error="insufficient_scope", scope="admin"'
+    )
+
+
+async def test_a_banner_key_cannot_be_an_admin_key(client: Any, tenant: Tenant) -> None:
+    """A banner key is published in web pages, and `Origin` is forged by any non-browser
+    client: an admin scope on it would hand the tenant to every visitor. Refused (400)."""
+    response = await client.post(
+        "/v1/api-keys",
+        json={"name": "banner", "scopes": ["admin"], "allowed_origins": ["https://shop.example"]},
+        headers=tenant.headers,
+    )
+    _is_problem(response, 400, "validation-error")
+    assert [e["field"] for e in response.json()["errors"]] == ["scopes"]
+    keys = (await client.get("/v1/api-keys", headers=tenant.headers)).json()["items"]
+    assert [k["name"] for k in keys] == ["initial admin"]
