@@ -29,7 +29,7 @@ from litestar.types import ASGIApp, Receive, ReceiveMessage, Scope, Send
 from consent.decisions.schemas import DecisionRequest
 from consent.decisions.service import Caller, DecisionService
 from consent.errors import exception_handlers
-from consent.middleware import RequestIdMiddleware
+from consent.middleware import RequestIdMiddleware, is_json
 from consent.tenancy.auth import Principal, bearer_key, key_cache
 
 __all__ = ["DecisionFastPath"]
@@ -74,7 +74,7 @@ class DecisionFastPath:
             await self.inner(scope, receive, send)
             return
         who = self._principal(scope)
-        if who is None:
+        if who is None or not _json_body(scope):
             await self._delegate(scope, [], receive, send)
             return
         messages, body = await self._read(receive)
@@ -163,3 +163,10 @@ class DecisionFastPath:
             app=None, request=request
         )
         await asgi(scope, receive, send)
+
+
+def _json_body(scope: Scope) -> bool:
+    """Whether the body is declared JSON or not declared at all (as the routes read it); any
+    other `Content-Type` is left to the router's 415."""
+    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), None)
+    return content_type is None or is_json(content_type)

@@ -391,7 +391,10 @@ class AudienceSummary(msgspec.Struct, frozen=True, kw_only=True):
 class AudienceSummaryLine(msgspec.Struct, frozen=True, kw_only=True):
     """The last line of an audience filter's answer."""
 
-    summary: AudienceSummary
+    summary: Annotated[
+        AudienceSummary,
+        msgspec.Meta(description="The run's counts; a stream that ends without it is incomplete."),
+    ]
 
 
 class ReasonText(msgspec.Struct, frozen=True, kw_only=True):

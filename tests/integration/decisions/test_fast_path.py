@@ -4,6 +4,7 @@ whatever the fast path does not take."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -152,3 +153,28 @@ async def test_errors_while_deciding_are_rendered_as_problems(ledger: Ledger) ->
     assert problem["instance"] == "/v1/decisions"
     assert problem["request_id"] == "bad-type-request"
     assert problem["errors"][0]["field"].startswith("subject.identifier")
+
+
+async def test_a_body_that_is_not_json_gets_the_routes_415_on_the_fast_path_too(
+    ledger: Ledger,
+) -> None:
+    """Once the key is cached, a decision sent as text/plain was decided (200) by the fast path
+    while the route answers 415: the content type must not change with the cache."""
+    await ledger.consent("a@example.com", {"email_marketing": "granted"})
+    assert (await _post(ledger, _ask("a@example.com"))).status_code == 200  # key now cached
+    fast = _fast(ledger)
+    answered = fast.answered
+    response = await ledger.client.post(
+        "/v1/decisions",
+        content=json.dumps(_ask("a@example.com")),
+        headers={**ledger.h, "content-type": "text/plain"},
+    )
+    assert response.status_code == 415, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert fast.answered == answered
+    charset = {**ledger.h, "content-type": "application/json; charset=utf-8"}
+    ok = await ledger.client.post(
+        "/v1/decisions", content=json.dumps(_ask("a@example.com")), headers=charset
+    )
+    assert ok.status_code == 200, ok.text
+    assert fast.answered == answered + 1
