@@ -59,11 +59,16 @@ class CatalogController(Controller):
 
     @post("/purposes", guards=[requires("admin")], summary="Create a purpose", opt=problems(409))
     async def create_purpose(
-        self, request: Request[Any, Any, Any], data: JSONBody[PurposeCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[PurposeCreate],
+        idempotency_key: IdemKey,
     ) -> Purpose:
         """A reason for processing, with its legal basis and the maximum age of a consent
-        (e.g. 395 days = 13 months). Strictly necessary purposes never need consent."""
-        return await _service(request).create_purpose(data)
+        (e.g. 395 days = 13 months). Strictly necessary purposes never need consent. An
+        existing key is refused (409); a retry with the same `Idempotency-Key` gets the first
+        answer instead."""
+        return await _service(request).create_purpose(data, idempotency_key)
 
     @get("/purposes", guards=[requires("read")], summary="List purposes")
     async def list_purposes(
@@ -79,10 +84,15 @@ class CatalogController(Controller):
 
     @post("/notices", guards=[requires("admin")], summary="Create a notice", opt=problems(409))
     async def create_notice(
-        self, request: Request[Any, Any, Any], data: JSONBody[NoticeCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[NoticeCreate],
+        idempotency_key: IdemKey,
     ) -> Notice:
-        """A notice asks about one or more purposes; its texts live in versions."""
-        return await _service(request).create_notice(data)
+        """A notice asks about one or more purposes; its texts live in versions. An existing
+        key is refused (409); a retry with the same `Idempotency-Key` gets the first answer
+        instead."""
+        return await _service(request).create_notice(data, idempotency_key)
 
     @get("/notices", guards=[requires("read")], summary="List notices")
     async def list_notices(
@@ -142,10 +152,15 @@ class CatalogController(Controller):
 
     @post("/vendors", guards=[requires("admin")], summary="Create a vendor", opt=problems(409))
     async def create_vendor(
-        self, request: Request[Any, Any, Any], data: JSONBody[VendorCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[VendorCreate],
+        idempotency_key: IdemKey,
     ) -> Vendor:
-        """A third party that processes data for some purposes (optionally its TCF id)."""
-        return await _service(request).create_vendor(data)
+        """A third party that processes data for some purposes (optionally its TCF id). An
+        existing name is refused (409); a retry with the same `Idempotency-Key` gets the first
+        answer instead."""
+        return await _service(request).create_vendor(data, idempotency_key)
 
     @get("/vendors", guards=[requires("read")], summary="List vendors")
     async def list_vendors(
@@ -161,10 +176,15 @@ class CatalogController(Controller):
         opt=problems(409),
     )
     async def create_identifier_type(
-        self, request: Request[Any, Any, Any], data: JSONBody[IdentifierTypeCreate]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[IdentifierTypeCreate],
+        idempotency_key: IdemKey,
     ) -> IdentifierType:
-        """A custom identifier type (beyond device, email, customer_id, loyalty_card, phone)."""
-        return await _service(request).create_identifier_type(data)
+        """A custom identifier type (beyond device, email, customer_id, loyalty_card, phone).
+        An existing name is refused (409); a retry with the same `Idempotency-Key` gets the
+        first answer instead."""
+        return await _service(request).create_identifier_type(data, idempotency_key)
 
     @get("/identifier-types", guards=[requires("read")], summary="List identifier types")
     async def list_identifier_types(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 from uuid import UUID
 
@@ -61,6 +61,7 @@ async def missing_purposes(conn: Conn, keys: list[str]) -> list[str]:
 
 
 _Keyed = TypeVar("_Keyed", Purpose, Notice, Vendor)
+_T = TypeVar("_T")
 
 
 def _key(item: Purpose | Notice) -> str:
@@ -135,12 +136,30 @@ class CatalogService:
             lambda item: encode_key_cursor(key_of(item)),
         )
 
-    async def create_purpose(self, data: PurposeCreate) -> Purpose:
+    async def _create_once(
+        self,
+        idem_key: str | None,
+        kind: bytes,
+        data: msgspec.Struct,
+        result_type: type[_T],
+        produce: Callable[[Conn], Awaitable[_T]],
+    ) -> _T:
+        """Run a create in one tenant transaction, once per `Idempotency-Key`: a retry with the
+        same key and body gets the first answer instead of the 409 its first attempt causes."""
+        async with self.db.tenant(self.tenant_id) as conn:
+            fingerprint = kind + b":" + msgspec.json.encode(data)
+            result, _ = await run_idempotent(
+                conn, self.tenant_id, idem_key, fingerprint, result_type, lambda: produce(conn)
+            )
+            return result
+
+    async def create_purpose(self, data: PurposeCreate, idem_key: str | None = None) -> Purpose:
         if data.strictly_necessary and data.legal_basis == "consent":
             raise ValidationFailed.field(
                 "legal_basis", "a strictly necessary purpose does not rest on consent"
             )
-        async with self.db.tenant(self.tenant_id) as conn:
+
+        async def produce(conn: Conn) -> Purpose:
             try:
                 row = await conn.fetchrow(
                     Q.insert_purpose,
@@ -157,7 +176,9 @@ class CatalogService:
                 raise Conflict(f"Purpose '{data.key}' exists.") from None
             purpose = msgspec.convert(_row(row), Purpose)
             await self._changed(conn, "purpose", purpose.key, "create", purpose)
-        return purpose
+            return purpose
+
+        return await self._create_once(idem_key, b"purpose", data, Purpose, produce)
 
     async def list_purposes(self, cursor: str | None, limit: int) -> PurposePage:
         items, next_cursor = await self._by_key(Q.list_purposes, Purpose, cursor, limit, _key)
@@ -171,9 +192,10 @@ class CatalogService:
         return msgspec.convert(dict(row), Purpose)
 
     # -- notices -------------------------------------------------------------------------------
-    async def create_notice(self, data: NoticeCreate) -> Notice:
+    async def create_notice(self, data: NoticeCreate, idem_key: str | None = None) -> Notice:
         _refuse_repeats(data.purposes)
-        async with self.db.tenant(self.tenant_id) as conn:
+
+        async def produce(conn: Conn) -> Notice:
             missing = await missing_purposes(conn, data.purposes)
             if missing:
                 raise ValidationFailed.field("purposes", f"unknown purposes: {', '.join(missing)}")
@@ -183,7 +205,9 @@ class CatalogService:
                 raise Conflict(f"Notice '{data.key}' exists.") from None
             notice = msgspec.convert(_row(row), Notice)
             await self._changed(conn, "notice", notice.key, "create", notice)
-        return notice
+            return notice
+
+        return await self._create_once(idem_key, b"notice", data, Notice, produce)
 
     async def list_notices(self, cursor: str | None, limit: int) -> NoticePage:
         items, next_cursor = await self._by_key(Q.list_notices, Notice, cursor, limit, _key)
@@ -278,9 +302,10 @@ class CatalogService:
         return msgspec.convert(dict(row), NoticeVersion)
 
     # -- vendors and identifier types ----------------------------------------------------------
-    async def create_vendor(self, data: VendorCreate) -> Vendor:
+    async def create_vendor(self, data: VendorCreate, idem_key: str | None = None) -> Vendor:
         _refuse_repeats(data.purposes)
-        async with self.db.tenant(self.tenant_id) as conn:
+
+        async def produce(conn: Conn) -> Vendor:
             missing = await missing_purposes(conn, data.purposes)
             if missing:
                 raise ValidationFailed.field("purposes", f"unknown purposes: {', '.join(missing)}")
@@ -297,7 +322,9 @@ class CatalogService:
                 raise Conflict(f"Vendor '{data.name}' exists.") from None
             vendor = msgspec.convert(_row(row), Vendor)
             await self._changed(conn, "vendor", str(vendor.id), "create", vendor)
-        return vendor
+            return vendor
+
+        return await self._create_once(idem_key, b"vendor", data, Vendor, produce)
 
     async def list_vendors(self, cursor: str | None, limit: int) -> VendorPage:
         items, next_cursor = await self._by_key(
@@ -305,10 +332,13 @@ class CatalogService:
         )
         return VendorPage(items=items, next_cursor=next_cursor)
 
-    async def create_identifier_type(self, data: IdentifierTypeCreate) -> IdentifierType:
+    async def create_identifier_type(
+        self, data: IdentifierTypeCreate, idem_key: str | None = None
+    ) -> IdentifierType:
         if data.key in BUILTIN_TYPES:
             raise Conflict(f"'{data.key}' is a built-in identifier type.")
-        async with self.db.tenant(self.tenant_id) as conn:
+
+        async def produce(conn: Conn) -> IdentifierType:
             try:
                 row = await conn.fetchrow(
                     Q.insert_identifier_type, self.tenant_id, data.key, data.description
@@ -317,7 +347,10 @@ class CatalogService:
                 raise Conflict(f"Identifier type '{data.key}' exists.") from None
             created = msgspec.convert(_row(row), IdentifierType)
             await self._changed(conn, "identifier_type", created.key, "create", created)
-        return created
+            return created
+
+        kind = b"identifier_type"
+        return await self._create_once(idem_key, kind, data, IdentifierType, produce)
 
     async def list_identifier_types(self, cursor: str | None, limit: int) -> IdentifierTypePage:
         """Built-in and custom types in one list by key."""

@@ -19,6 +19,7 @@ from consent.consents.schemas import (
 from consent.consents.service import ConsentService
 from consent.db.database import Database
 from consent.http_params import CursorParam, IdemKey, Limit
+from consent.idempotency import run_idempotent
 from consent.openapi import problems
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import IdentifierIn, LinkRequest, LinkResult, SubjectRef
@@ -160,14 +161,25 @@ class ConsentController(Controller):
         status_code=200,
     )
     async def link(
-        self, request: Request[Any, Any, Any], data: JSONBody[LinkRequest]
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[LinkRequest],
+        idempotency_key: IdemKey,
     ) -> LinkResult:
         """Merge subjects known to be the same person (a device at login, a loyalty card at
         the till). The oldest subject survives; per purpose the latest choice wins; no event
-        is lost. Linking again, or in another order, gives the same result."""
+        is lost. Linking again, or in another order, gives the same result. A retry with the
+        same `Idempotency-Key` gets the first answer (with the subjects it merged)."""
         db: Database = request.app.state.db
         tenant_id = principal(request).tenant_id
+        resolver = SubjectResolver(request.app.state.keyring)
         async with db.tenant(tenant_id) as conn:
-            return await SubjectResolver(request.app.state.keyring).link(
-                conn, tenant_id, data.subjects, request.app.state.audit
+
+            async def produce() -> LinkResult:
+                return await resolver.link(conn, tenant_id, data.subjects, request.app.state.audit)
+
+            fingerprint = b"link/" + msgspec.json.encode(data)
+            result, _ = await run_idempotent(
+                conn, tenant_id, idempotency_key, fingerprint, LinkResult, produce
             )
+            return result

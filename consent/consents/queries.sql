@@ -60,7 +60,7 @@ from subject_consent_state($1, $2, $3, $4);
 -- name: subject_history
 select e.id as event_id, e.subject_id, e.occurred_at, e.recorded_at, e.choices,
        e.notice_version_id, encode(e.notice_hash, 'hex') as notice_hash, e.language, e.surface,
-       e.channel, e.method, e.agent_id, e.property_id, e.seq
+       e.channel, e.method, e.agent_id, e.property_id, e.evidence_enc, e.seq
 from consent_event as e
 where e.subject_id = any($1::uuid[])
   and ($2::bigint is null or e.seq < $2)

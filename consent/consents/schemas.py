@@ -17,6 +17,7 @@ __all__ = [
     "ConsentHistoryPage",
     "ConsentRecorded",
     "ConsentState",
+    "NetworkProof",
     "SubjectConsents",
 ]
 
@@ -85,6 +86,11 @@ OCCURRED_AT_OUT_DOC = (
     "recording when it was omitted."
 )
 RECORDED_AT_DOC = "When the server stored the event: an ISO 8601 timestamp in UTC."
+NETWORK_DOC = (
+    "The truncated IP address and user agent of the request that recorded the event, kept "
+    "(encrypted) only while the tenant enables `store_network_evidence`; null when none was "
+    "kept."
+)
 NEXT_CURSOR_DOC = (
     "Opaque cursor of the next (older) page: pass it as `cursor` to continue. Null on the last "
     "page: when it is set, at least one more item follows."
@@ -284,6 +290,26 @@ class ConsentEvent(msgspec.Struct, frozen=True, kw_only=True):
             description="The property where the choice was made (UUID); null when not given."
         ),
     ]
+    network: Annotated[NetworkProof | None, msgspec.Meta(description=NETWORK_DOC)] = None
+
+
+class NetworkProof(msgspec.Struct, frozen=True, kw_only=True):
+    """The network evidence kept with an event (tenant setting `store_network_evidence`)."""
+
+    ip_prefix: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The client's IP address truncated to its network (IPv4 /24, e.g. "
+            "`203.0.113.0`; IPv6 /48); null when none was known."
+        ),
+    ] = None
+    user_agent: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The client's User-Agent header (at most 200 characters); null when "
+            "none was sent."
+        ),
+    ] = None
 
 
 class ConsentHistoryPage(msgspec.Struct, frozen=True, kw_only=True):

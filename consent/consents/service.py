@@ -32,6 +32,7 @@ from consent.consents.schemas import (
     ConsentHistoryPage,
     ConsentRecorded,
     ConsentState,
+    NetworkProof,
     SubjectConsents,
 )
 from consent.crypto.datakeys import DataKeys
@@ -44,7 +45,7 @@ from consent.ids import uuid7
 from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor, page_of
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
-from consent.subjects.resolver import SubjectResolver, reference_errors
+from consent.subjects.resolver import SubjectResolver, checked_reference
 from consent.subjects.schemas import IdentifierIn, SubjectRef
 from consent.tenancy.properties import check_write_property
 
@@ -119,17 +120,23 @@ def proof_errors(
 def shape_errors(data: ConsentCreate, now: datetime) -> list[FieldError]:
     """Problems that need no database: the event's shape, and a built-in identifier type's
     value (a tenant's own types are checked against its catalogue)."""
+    return _checked_shape(data, now)[0]
+
+
+def _checked_shape(data: ConsentCreate, now: datetime) -> tuple[list[FieldError], str | None]:
+    """`shape_errors`, and a valid built-in identifier's normalised value (`checked_reference`)."""
     errors: list[FieldError] = []
     purposes = [c.purpose for c in data.choices]
     if len(set(purposes)) != len(purposes):
         errors.append(FieldError("choices", "a purpose appears more than once in one event"))
-    errors += reference_errors(data.subject_id, data.identifier)
+    found, normalized = checked_reference(data.subject_id, data.identifier)
+    errors += found
     errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
     if data.notice_version_id is None and data.method not in {"gpc", "import"}:
         errors.append(FieldError("notice_version_id", "required: the notice version shown"))
     if data.notice_version_id is None and data.notice_hash is not None:
         errors.append(FieldError("notice_hash", "needs the notice_version_id it is the hash of"))
-    return errors
+    return errors, normalized
 
 
 def validate_shape(data: ConsentCreate, now: datetime) -> None:
@@ -195,7 +202,7 @@ class ConsentService:
         origin: str | None = None,
     ) -> ConsentRecorded:
         """`origin`: the request's `Origin` header, checked against the property's origins."""
-        problems = shape_errors(data, datetime.now(UTC))
+        problems, normalized = _checked_shape(data, datetime.now(UTC))
         async with self.db.tenant_hot(self.tenant_id) as conn:
             if problems:  # refused: with whatever else the catalogue finds, all at once
                 purposes = [c.purpose for c in data.choices]
@@ -204,7 +211,12 @@ class ConsentService:
 
             async def produce() -> ConsentRecorded:
                 return await self.record_in(
-                    conn, data, evidence, origin=origin, cached_context=True
+                    conn,
+                    data,
+                    evidence,
+                    origin=origin,
+                    cached_context=True,
+                    normalized_identifier=normalized,
                 )
 
             result, _ = await run_idempotent(
@@ -245,18 +257,23 @@ class ConsentService:
         *,
         origin: str | None = None,
         cached_context: bool = False,
+        normalized_identifier: str | None = None,
     ) -> ConsentRecorded:
         """Record inside the caller's transaction (also used by bulk import).
 
         `cached_context`: use and fill the write-context cache (module docstring). Only for a
         transaction that has not changed the catalog, so that what it caches is committed.
+        `normalized_identifier`: the built-in identifier's value as the shape check normalised
+        it, so that it is not normalised again.
         """
         purposes = [c.purpose for c in data.choices]
         ctx = await self._write_context(conn, purposes, data.notice_version_id, cached_context)
         await self._refuse_problems(conn, data, ctx, [])
         await check_write_property(conn, data.property_id, origin)
         ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
-        subject = await self.subjects.resolve_for_write(conn, self.tenant_id, ref)
+        subject = await self.subjects.resolve_for_write(
+            conn, self.tenant_id, ref, normalized=normalized_identifier
+        )
         subject_id = subject.id
         event_id = uuid7()
         occurred_at = data.occurred_at or datetime.now(UTC)
@@ -371,7 +388,21 @@ class ConsentService:
             assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
             members = await self.subjects.group(conn, survivor)
             rows = await conn.fetch(Q.subject_history, members, before, limit + 1)
-        page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
-        return ConsentHistoryPage(
-            items=[msgspec.convert(dict(r), ConsentEvent) for r in page], next_cursor=next_cursor
-        )
+            page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
+            deks: dict[UUID, bytes] = {}
+            items = [await self._event(conn, r, deks) for r in page]
+        return ConsentHistoryPage(items=items, next_cursor=next_cursor)
+
+    async def _event(self, conn: Conn, row: Any, deks: dict[UUID, bytes]) -> ConsentEvent:
+        """A history entry, with its network evidence decrypted under its subject's data key
+        (`deks`: the keys fetched so far for this page)."""
+        fields = {k: v for k, v in dict(row).items() if k not in {"evidence_enc", "seq"}}
+        if row["evidence_enc"] is not None:
+            subject_id = row["subject_id"]
+            if subject_id not in deks:
+                deks[subject_id] = await self.datakeys.get(conn, self.tenant_id, subject_id)
+            plain = DataKeys.decrypt(
+                deks[subject_id], self.tenant_id, subject_id, row["evidence_enc"], _EVIDENCE_CONTEXT
+            )
+            fields["network"] = msgspec.json.decode(plain, type=NetworkProof)
+        return msgspec.convert(fields, ConsentEvent)

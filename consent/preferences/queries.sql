@@ -1,11 +1,11 @@
 -- name: insert_preference_event
 -- The event, the state rows it wins, and its audit leaf with the sealed evidence (what
 -- audit's insert_event_with_evidence inserts; $14-$21 are an AuditWriter.row), in one
--- statement: one round trip, and no event without its leaf.
+-- statement: one round trip, and no event without its leaf. $22: the sealed network evidence.
 with ev as (
     insert into preference_event (id, tenant_id, subject_id, occurred_at, items, surface,
-                                  channel, method, agent_id, property_id)
-    values ($13, $1, $2, $3, $4, $5, $6, $7, $8, $9)
+                                  channel, method, agent_id, property_id, evidence_enc)
+    values ($13, $1, $2, $3, $4, $5, $6, $7, $8, $9, $22)
     returning id, seq, occurred_at, recorded_at
 ), state as (
     insert into preference_state as s (tenant_id, subject_id, kind, key, value, event_id,
@@ -35,9 +35,14 @@ order by kind, key;
 
 -- name: preference_history
 select id as event_id, subject_id, occurred_at, recorded_at, items, surface, channel, method,
-       agent_id, property_id, seq
+       agent_id, property_id, evidence_enc, seq
 from preference_event
 where subject_id = any($1::uuid[])
   and ($2::bigint is null or seq < $2)
 order by seq desc
 limit $3;
+
+-- name: keep_evidence
+-- Whether the tenant keeps network evidence (as consents' write_context reads it).
+select coalesce((select (settings ->> 'store_network_evidence')::boolean from tenant
+                 where id = app_tenant_id()), false);

@@ -16,6 +16,7 @@ from consent.consents.schemas import (
     EVENT_SUBJECT_ID_DOC,
     IDENTIFIER_IN_DOC,
     METHOD_DOC,
+    NETWORK_DOC,
     NEXT_CURSOR_DOC,
     OCCURRED_AT_OUT_DOC,
     PROPERTY_ID_DOC,
@@ -25,6 +26,7 @@ from consent.consents.schemas import (
     SURFACE_DOC,
     Channel,
     Method,
+    NetworkProof,
     Surface,
 )
 from consent.subjects.schemas import IdentifierIn
@@ -174,6 +176,7 @@ class PreferenceEvent(msgspec.Struct, frozen=True, kw_only=True):
             "not given."
         ),
     ]
+    network: Annotated[NetworkProof | None, msgspec.Meta(description=NETWORK_DOC)] = None
 
 
 class PreferenceHistoryPage(msgspec.Struct, frozen=True, kw_only=True):

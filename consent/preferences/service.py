@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -10,10 +11,12 @@ import msgspec
 from consent.audit.leaf import PreferenceChoice
 from consent.audit.leaf import PreferenceRecorded as PreferenceLeaf
 from consent.audit.outbox import AuditWriter
+from consent.consents.evidence import NetworkEvidence
+from consent.consents.schemas import NetworkProof
 from consent.consents.service import proof_errors
 from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
-from consent.db.database import Database
+from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
@@ -37,6 +40,7 @@ from consent.tenancy.properties import check_write_property
 __all__ = ["PreferenceService", "validate_preferences"]
 
 Q = SqlFile.beside(__file__)
+_EVIDENCE_CONTEXT = b"preference-evidence"
 _enc = msgspec.json.Encoder()
 
 
@@ -78,9 +82,11 @@ class PreferenceService:
         data: PreferenceCreate,
         *,
         idempotency_key: str | None = None,
+        evidence: NetworkEvidence | None = None,
         origin: str | None = None,
     ) -> PreferenceRecorded:
-        """`origin`: the request's `Origin` header, checked against the property's origins."""
+        """`origin`: the request's `Origin` header, checked against the property's origins.
+        `evidence` is kept, encrypted, only when the tenant enables `store_network_evidence`."""
         validate_preferences(data, datetime.now(UTC))
         async with self.db.tenant_hot(self.tenant_id) as conn:
 
@@ -92,8 +98,21 @@ class PreferenceService:
                 event_id = uuid7()
                 occurred_at = data.occurred_at or datetime.now(UTC)
                 dek = subject.dek or await self.datakeys.ensure(conn, self.tenant_id, subject_id)
+                keep = evidence is not None and await conn.fetchval(Q.keep_evidence)
+                kept = evidence if keep else None
+                evidence_enc = None
+                if kept is not None:
+                    evidence_enc = DataKeys.encrypt(
+                        dek, self.tenant_id, subject_id, _enc.encode(kept), _EVIDENCE_CONTEXT
+                    )
                 audit = await self.audit.prepare(
-                    conn, dek, self.tenant_id, subject_id, event_id, {"event": data}, subject.token
+                    conn,
+                    dek,
+                    self.tenant_id,
+                    subject_id,
+                    event_id,
+                    {"event": data, "network": kept},
+                    subject.token,
                 )
                 leaf = PreferenceLeaf(
                     event_uuid=event_id,
@@ -135,6 +154,7 @@ class PreferenceService:
                     leaf_row.kind,
                     leaf_row.subject_id,
                     leaf_row.evidence,
+                    evidence_enc,
                 )
                 if row is None:
                     raise RuntimeError("the event insert returned no row")
@@ -181,8 +201,21 @@ class PreferenceService:
                 raise NotFound("No such subject.")
             members = await self.subjects.group(conn, survivor)
             rows = await conn.fetch(Q.preference_history, members, before, limit + 1)
-        page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
-        return PreferenceHistoryPage(
-            items=[msgspec.convert(dict(r), PreferenceEvent) for r in page],
-            next_cursor=next_cursor,
-        )
+            page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
+            deks: dict[UUID, bytes] = {}
+            items = [await self._event(conn, r, deks) for r in page]
+        return PreferenceHistoryPage(items=items, next_cursor=next_cursor)
+
+    async def _event(self, conn: Conn, row: Any, deks: dict[UUID, bytes]) -> PreferenceEvent:
+        """A history entry, with its network evidence decrypted under its subject's data key
+        (`deks`: the keys fetched so far for this page)."""
+        fields = {k: v for k, v in dict(row).items() if k not in {"evidence_enc", "seq"}}
+        if row["evidence_enc"] is not None:
+            subject_id = row["subject_id"]
+            if subject_id not in deks:
+                deks[subject_id] = await self.datakeys.get(conn, self.tenant_id, subject_id)
+            plain = DataKeys.decrypt(
+                deks[subject_id], self.tenant_id, subject_id, row["evidence_enc"], _EVIDENCE_CONTEXT
+            )
+            fields["network"] = msgspec.json.decode(plain, type=NetworkProof)
+        return msgspec.convert(fields, PreferenceEvent)

@@ -27,7 +27,8 @@ class InvalidIdentifier(ValueError):
 
 def _email(value: str) -> str:
     value = unicodedata.normalize("NFC", value.strip()).lower()
-    if not _EMAIL.match(value):
+    # No control character (NUL, C1 and the like) belongs in an address, nor in its lookup hash.
+    if not _EMAIL.match(value) or any(unicodedata.category(c) == "Cc" for c in value):
         raise InvalidIdentifier("not an e-mail address")
     _, domain = value.rsplit("@", 1)
     try:

@@ -27,7 +27,13 @@ from consent.ids import uuid7
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 from consent.subjects.schemas import IdentifierIn, LinkResult, SubjectRef
 
-__all__ = ["LookupKey", "SubjectResolver", "WriteSubject", "reference_errors"]
+__all__ = [
+    "LookupKey",
+    "SubjectResolver",
+    "WriteSubject",
+    "checked_reference",
+    "reference_errors",
+]
 
 Q = SqlFile.beside(__file__)
 
@@ -67,14 +73,22 @@ def reference_errors(subject_id: UUID | None, identifier: IdentifierIn | None) -
     """Problems, found without the database, with a write's top-level reference to its
     subject: exactly one of `subject_id` and `identifier`, and a built-in type's value valid
     (a tenant's own types need its catalogue: `SubjectResolver.identifier_errors`)."""
+    return checked_reference(subject_id, identifier)[0]
+
+
+def checked_reference(
+    subject_id: UUID | None, identifier: IdentifierIn | None
+) -> tuple[list[FieldError], str | None]:
+    """`reference_errors`, and the normalised value of a valid built-in identifier (else
+    None), for `SubjectResolver.resolve_for_write` to use instead of normalising again."""
     if (subject_id is None) == (identifier is None):
-        return [FieldError("subject_id", "give exactly one of subject_id or identifier")]
+        return [FieldError("subject_id", "give exactly one of subject_id or identifier")], None
     if identifier is not None and identifier.type in BUILTIN_TYPES:
         try:
-            normalize(identifier.type, identifier.value)
+            return [], normalize(identifier.type, identifier.value)
         except InvalidIdentifier as exc:
-            return [FieldError("identifier.value", str(exc))]
-    return []
+            return [FieldError("identifier.value", str(exc))], None
+    return [], None
 
 
 class SubjectResolver:
@@ -95,10 +109,19 @@ class SubjectResolver:
         return []
 
     async def _normalize(
-        self, conn: Conn | None, tenant_id: UUID, ident: IdentifierIn, field: str
+        self,
+        conn: Conn | None,
+        tenant_id: UUID,
+        ident: IdentifierIn,
+        field: str,
+        normalized: str | None = None,
     ) -> _Normalized:
         """The normalised identifier and its keyed HMAC. A tenant's own identifier type is
-        looked up on `conn` (a tenant transaction), which only built-in types may omit."""
+        looked up on `conn` (a tenant transaction), which only built-in types may omit.
+        `normalized`: a built-in identifier's value as `checked_reference` already normalised."""
+        if normalized is not None and ident.type in BUILTIN_TYPES:
+            digest = self.keyring.lookup_digest(str(tenant_id), ident.type, normalized)
+            return _Normalized(ident.type, normalized, digest)
         if ident.type not in BUILTIN_TYPES:
             if conn is None:
                 raise RuntimeError("a tenant's own identifier type needs a tenant transaction")
@@ -191,11 +214,17 @@ class SubjectResolver:
         return WriteSubject(subject_id, dek, token)
 
     async def resolve_for_write(
-        self, conn: Conn, tenant_id: UUID, ref: SubjectRef, field: str = ""
+        self,
+        conn: Conn,
+        tenant_id: UUID,
+        ref: SubjectRef,
+        field: str = "",
+        normalized: str | None = None,
     ) -> WriteSubject:
         """The surviving subject, locked against a concurrent link (`for key share`), with its
         data key and audit token; an identifier seen for the first time creates the subject,
-        its identifier, data key and token in one statement."""
+        its identifier, data key and token in one statement. `normalized`: the identifier's
+        value as `checked_reference` normalised it (a built-in type), if the caller has it."""
         self._check_ref(ref, field)
         if ref.subject_id is not None:
             row = await conn.fetchrow(Q.write_context_by_id, tenant_id, ref.subject_id)
@@ -203,7 +232,9 @@ class SubjectResolver:
                 raise NotFound("No such subject.")
             return self._write_subject(tenant_id, row)
         assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
-        ident = await self._normalize(conn, tenant_id, ref.identifier, _at(field, "identifier"))
+        ident = await self._normalize(
+            conn, tenant_id, ref.identifier, _at(field, "identifier"), normalized
+        )
         args = (tenant_id, ident.type, ident.digest)
         row = await conn.fetchrow(Q.write_context_by_identifier, *args)
         if row is not None:

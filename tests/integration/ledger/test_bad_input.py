@@ -54,6 +54,10 @@ async def _problem(client: Any, catalog: Catalog, body: Any, field: str, status:
         ),
         ({"identifier": {"type": "email", "value": "not-an-email"}}, "identifier.value"),
         ({"identifier": {"type": "phone", "value": "0151 123"}}, "identifier.value"),
+        # control characters are no part of an address (a NUL used to be kept, hashed)
+        ({"identifier": {"type": "email", "value": "dee\u0000@example.com"}}, "identifier.value"),
+        ({"identifier": {"type": "email", "value": "dee@exa\u0007mple.com"}}, "identifier.value"),
+        ({"identifier": {"type": "email", "value": "d\u009bee@example.com"}}, "identifier.value"),
         ({"identifier": {"type": "shoe_size", "value": "42"}}, "identifier.type"),
         ({"choices": [{"purpose": "ads", "choice": "maybe"}]}, "choices[0].choice"),
         ({"method": "agent"}, "agent_id"),

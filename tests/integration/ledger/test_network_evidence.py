@@ -180,3 +180,68 @@ async def test_behind_a_trusted_proxy_the_visitor_address_is_kept(
     assert written.status_code == 201, written.text
     kept = await _evidence(db, keyring, tenant.id, written.json()["event_id"])
     assert kept == {"ip_prefix": "203.0.113.0", "user_agent": BROWSER}
+
+
+async def test_history_shows_the_network_evidence_kept_with_each_event(
+    visitor: Any, tenant: Tenant
+) -> None:
+    """The truncated IP and user agent are proof a regulator asks for: the history shows them
+    for an event recorded while the tenant kept them, and null for one recorded before."""
+    catalog = await _catalog(visitor, tenant)
+    headers = {**tenant.headers, "user-agent": BROWSER}
+    body = _banner_consent(catalog, "cookie-history")
+    before = await visitor.post("/v1/consents", json=body, headers=headers)
+    assert before.status_code == 201, before.text
+    on = await visitor.put(
+        "/v1/tenant/settings", json={"store_network_evidence": True}, headers=tenant.headers
+    )
+    assert on.status_code == 200, on.text
+    kept = await visitor.post("/v1/consents", json=body, headers=headers)
+    assert kept.status_code == 201, kept.text
+
+    subject = kept.json()["subject_id"]
+    history = await visitor.get(f"/v1/subjects/{subject}/consents/history", headers=tenant.headers)
+    assert history.status_code == 200, history.text
+    network = {e["event_id"]: e["network"] for e in history.json()["items"]}
+    assert network == {
+        kept.json()["event_id"]: {"ip_prefix": "203.0.113.0", "user_agent": BROWSER},
+        before.json()["event_id"]: None,
+    }
+
+
+async def test_preferences_keep_network_evidence_as_consents_do(
+    visitor: Any, tenant: Tenant, db: Database
+) -> None:
+    """Preferences have the same proof as consents: with `store_network_evidence` on, the
+    truncated IP and user agent are kept (encrypted) and shown in the preference history."""
+    headers = {**tenant.headers, "user-agent": BROWSER}
+    body = {
+        "identifier": {"type": "device", "value": "cookie-prefs"},
+        "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
+        "surface": "portal",
+        "channel": "web",
+    }
+    before = await visitor.post("/v1/preferences", json=body, headers=headers)
+    assert before.status_code == 201, before.text
+    on = await visitor.put(
+        "/v1/tenant/settings", json={"store_network_evidence": True}, headers=tenant.headers
+    )
+    assert on.status_code == 200, on.text
+    kept = await visitor.post("/v1/preferences", json=body, headers=headers)
+    assert kept.status_code == 201, kept.text
+
+    subject = kept.json()["subject_id"]
+    url = f"/v1/subjects/{subject}/preferences/history"
+    history = await visitor.get(url, headers=tenant.headers)
+    assert history.status_code == 200, history.text
+    network = {e["event_id"]: e["network"] for e in history.json()["items"]}
+    assert network == {
+        kept.json()["event_id"]: {"ip_prefix": "203.0.113.0", "user_agent": BROWSER},
+        before.json()["event_id"]: None,
+    }
+    async with db.system() as conn:
+        stored = await conn.fetchval(
+            "select evidence_enc from preference_event where id = $1", UUID(kept.json()["event_id"])
+        )
+    assert VISITOR_IP.encode() not in stored
+    assert BROWSER.encode() not in stored
