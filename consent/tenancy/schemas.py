@@ -68,12 +68,13 @@ class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """What a tenant decides for itself; every field has a privacy-protective default, and
     `PUT /v1/tenant/settings` replaces them all (an omitted field returns to its default)."""
 
-    # Keep the truncated IP (/24, /48) and user agent of each consent request as evidence,
-    # encrypted under the subject's key. Off unless the tenant enables it.
+    # Keep the truncated IP (/24, /48) and user agent of each consent and preference request,
+    # as evidence, encrypted under the subject's key. Off unless the tenant enables it.
     store_network_evidence: Annotated[
         bool,
         msgspec.Meta(
-            description="Keep, with each consent recorded, the request's IP address truncated "
+            description="Keep, with each consent and preference recorded (shown as `network` "
+            "in their histories), the request's IP address truncated "
             "to /24 (IPv4) or /48 (IPv6) and its User-Agent as evidence, encrypted under the "
             "subject's key. Default false (off); a change applies within 2 seconds."
         ),
