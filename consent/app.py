@@ -31,7 +31,7 @@ from consent.decisions.fastpath import DecisionFastPath
 from consent.decisions.runtime import Decisions
 from consent.errors import exception_handlers
 from consent.health.api import live, ready
-from consent.middleware import JsonBodyMiddleware, RequestIdMiddleware
+from consent.middleware import CorsMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from consent.openapi import document_problems
 from consent.preferences.api import PreferenceController
 from consent.problems import problem_page
@@ -146,7 +146,10 @@ def create_app(
     # per-request machinery (see consent.decisions.fastpath); everything else passes through.
     # The request id wraps the whole handler, not each route: an unknown route (404) or
     # method (405) is answered before any route's middleware and must carry it too.
-    app.asgi_handler = app.state.decision_fast_path = DecisionFastPath(
+    app.state.decision_fast_path = DecisionFastPath(
         app, RequestIdMiddleware(app.asgi_handler), max_body=MAX_BODY_BYTES
     )
+    # Outermost: every answer to a browser on another origin, the fast path's too (see
+    # consent.middleware.CorsMiddleware for why any origin may call, without credentials).
+    app.asgi_handler = CorsMiddleware(app.state.decision_fast_path)
     return app

@@ -1,4 +1,5 @@
-"""ASGI middleware: a request id on every request, response and log line; JSON bodies only."""
+"""ASGI middleware: a request id on every request, response and log line; JSON bodies only;
+CORS for browsers calling the API from other origins."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Sc
 
 from consent.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES, Problem
 
-__all__ = ["JsonBodyMiddleware", "RequestIdMiddleware", "is_json"]
+__all__ = ["CorsMiddleware", "JsonBodyMiddleware", "RequestIdMiddleware", "is_json"]
 
 _HEADER: Final = b"x-request-id"
 _VALID: Final = re.compile(rb"^[A-Za-z0-9._-]{8,64}$")
@@ -112,3 +113,61 @@ async def _unsupported(scope: Scope, send: Send) -> None:
     }
     await send(start)
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+_ORIGIN: Final = b"origin"
+_PREFLIGHT: Final = b"access-control-request-method"
+_CORS_HEADERS: Final = (
+    (b"access-control-expose-headers", b"x-request-id, location, retry-after, www-authenticate"),
+    (b"vary", b"Origin"),
+)
+_PREFLIGHT_HEADERS: Final = (
+    (b"access-control-allow-methods", b"GET, POST, PUT, DELETE"),
+    (
+        b"access-control-allow-headers",
+        b"authorization, content-type, idempotency-key, x-request-id, accept-language",
+    ),
+    (b"access-control-max-age", b"600"),
+    (b"vary", b"Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+    (b"content-length", b"0"),
+)
+
+
+class CorsMiddleware:
+    """Lets a web page on any origin call the API, without credentials.
+
+    Keys travel in `Authorization`, never in cookies: a page can only act with a key it holds,
+    as its own server could, so allowing every origin gives no page a right it did not have.
+    Which origins a key may be used from is the service's own check, made on every request
+    (a banner key's `allowed_origins`, a property's `allowed_origins`: 403), and the browser
+    lets the page read that 403 too. A preflight (`OPTIONS` with `Origin` and
+    `Access-Control-Request-Method`) is answered here, 204, and kept by the browser for 10
+    minutes. `Origin: null` (sandboxed frames, files) gets no CORS headers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        origin = None
+        if scope["type"] == "http":  # type: ignore[comparison-overlap]
+            origin = next((v for k, v in scope["headers"] if k == _ORIGIN), None)
+        if origin is None or origin == b"null":
+            await self.app(scope, receive, send)
+            return
+        if scope.get("method") == "OPTIONS" and any(k == _PREFLIGHT for k, _ in scope["headers"]):
+            start: HTTPResponseStartEvent = {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [(b"access-control-allow-origin", origin), *_PREFLIGHT_HEADERS],
+            }
+            await send(start)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        allow = (b"access-control-allow-origin", origin)
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), allow, *_CORS_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
