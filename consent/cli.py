@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-from consent.config import ConfigError, Settings, load_settings
+from consent.config import ConfigError, Settings, load_settings, unknown_variables
 from consent.logging import configure_logging
 
 __all__ = ["main"]
@@ -360,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for warning in unknown_variables():  # before the settings' problems, which may stem from it
+        print(f"consent: warning: {warning}", file=sys.stderr)  # noqa: T201
     settings_for_logs = _settings()
     configure_logging(settings_for_logs.log_level, json=settings_for_logs.log_json)
     from consent.db.database import DatabaseUnavailable

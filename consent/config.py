@@ -7,6 +7,7 @@ as `NAME_FILE` (a path whose content is the value) instead of `NAME`.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -18,7 +19,7 @@ import msgspec
 from consent.consents.evidence import parse_networks
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "unknown_variables"]
 
 _PREFIX: Final = "CONSENT_"
 _LOG_LEVELS: Final = frozenset({"debug", "info", "warning", "error"})
@@ -234,3 +235,36 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audit_integrator=integrator,
         trusted_proxies=proxies,
     )
+
+
+SETTING_NAMES: Final = frozenset(
+    _PREFIX + name
+    for name in (
+        "HOST", "PORT", "WORKERS", "DATA_DIR", "DATABASE_URL", "DB_POOL_MIN", "DB_POOL_MAX",
+        "MIGRATE_ON_START", "KEYS_DIR", "KEK", "OPA_URL", "POLICY_DIR", "OPA_POOL_SIZE",
+        "OPA_TIMEOUT_MS", "DECISION_CACHE_SIZE", "DECISION_LOG_LINGER_MS", "LOG_LEVEL",
+        "LOG_JSON", "SHUTDOWN_GRACE_SECONDS", "ENVIRONMENT", "AUDIT_ORIGIN", "AUDIT_INTEGRATOR",
+        "TRUSTED_PROXIES",
+    )
+)  # fmt: skip
+"""Every variable load_settings reads (each also as `<name>_FILE`)."""
+# Read by the project's tests and benchmarks, not by the service.
+_NOT_SETTINGS: Final = ("CONSENT_TEST_", "CONSENT_BENCH_", "CONSENT_REGEN_")
+
+
+def unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each `CONSENT_*` variable that is no setting: a misspelt one (say
+    `CONSENT_DATABSE_URL`) is otherwise ignored without a word, and its default silently used
+    (there: an embedded database instead of yours)."""
+    source: Mapping[str, str] = os.environ if env is None else env
+    warnings = []
+    for name in sorted(source):
+        setting = name.removesuffix("_FILE")
+        if not name.startswith(_PREFIX) or setting in SETTING_NAMES:
+            continue
+        if name.startswith(_NOT_SETTINGS):
+            continue
+        near = difflib.get_close_matches(setting, SETTING_NAMES, n=1, cutoff=0.8)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        warnings.append(f"{name} is not a setting and is ignored{hint}")
+    return warnings

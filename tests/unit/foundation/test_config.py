@@ -82,3 +82,28 @@ def test_cli_exits_with_one_message_listing_every_problem() -> None:
     assert "CONSENT_PORT" in result.stderr
     assert "CONSENT_LOG_LEVEL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles() -> None:
+    """A typo must not silently fall back to a default (an embedded database instead of the
+    one meant): the CLI warns with each unknown CONSENT_* name and what it resembles."""
+    result = subprocess.run(
+        [sys.executable, "-m", "consent", "migrate"],
+        env={  # the missing KEK file stops it (exit 2) before it would start anything
+            "CONSENT_DATABSE_URL": "postgresql://db.example/consent",
+            "CONSENT_WIDGETS": "3",
+            "CONSENT_TEST_DATABASE_URL": "postgresql://test.example/test",
+            "CONSENT_KEK_FILE": "/nonexistent/kek",
+            "PATH": "/usr/bin:/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "CONSENT_DATABSE_URL is not a setting" in result.stderr
+    assert "did you mean CONSENT_DATABASE_URL?" in result.stderr
+    assert "CONSENT_WIDGETS is not a setting and is ignored\n" in result.stderr
+    assert "CONSENT_TEST_DATABASE_URL" not in result.stderr
+    assert "CONSENT_KEK_FILE is not a setting" not in result.stderr
