@@ -33,7 +33,7 @@ from consent.preferences.schemas import (
     SubjectPreferences,
 )
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
-from consent.subjects.resolver import SubjectResolver, reference_errors
+from consent.subjects.resolver import SubjectResolver, checked_reference
 from consent.subjects.schemas import SubjectRef
 from consent.tenancy.properties import check_write_property
 
@@ -44,7 +44,9 @@ _EVIDENCE_CONTEXT = b"preference-evidence"
 _enc = msgspec.json.Encoder()
 
 
-def validate_preferences(data: PreferenceCreate, now: datetime) -> None:
+def validate_preferences(data: PreferenceCreate, now: datetime) -> str | None:
+    """Raises ValidationFailed with every problem; returns a built-in identifier's normalised
+    value (None for a subject id or a tenant's own type), so that it is normalised once."""
     errors: list[FieldError] = []
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(data.items):
@@ -60,11 +62,13 @@ def validate_preferences(data: PreferenceCreate, now: datetime) -> None:
             )
         if item.kind == "frequency" and item.key not in (*CHANNELS, "default"):
             errors.append(FieldError(f"items[{i}].key", "frequency is per channel or 'default'"))
-    errors += reference_errors(data.subject_id, data.identifier)
+    found, normalized = checked_reference(data.subject_id, data.identifier)
+    errors += found
     errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
     if errors:
         detail = errors[0].message if len(errors) == 1 else "Invalid preferences."
         raise ValidationFailed(detail, errors=errors)
+    return normalized
 
 
 class PreferenceService:
@@ -87,13 +91,15 @@ class PreferenceService:
     ) -> PreferenceRecorded:
         """`origin`: the request's `Origin` header, checked against the property's origins.
         `evidence` is kept, encrypted, only when the tenant enables `store_network_evidence`."""
-        validate_preferences(data, datetime.now(UTC))
+        normalized = validate_preferences(data, datetime.now(UTC))
         async with self.db.tenant_hot(self.tenant_id) as conn:
 
             async def produce() -> PreferenceRecorded:
                 await check_write_property(conn, data.property_id, origin)
                 ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
-                subject = await self.subjects.resolve_for_write(conn, self.tenant_id, ref)
+                subject = await self.subjects.resolve_for_write(
+                    conn, self.tenant_id, ref, normalized=normalized
+                )
                 subject_id = subject.id
                 event_id = uuid7()
                 occurred_at = data.occurred_at or datetime.now(UTC)

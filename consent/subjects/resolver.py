@@ -32,7 +32,6 @@ __all__ = [
     "SubjectResolver",
     "WriteSubject",
     "checked_reference",
-    "reference_errors",
 ]
 
 Q = SqlFile.beside(__file__)
@@ -69,18 +68,14 @@ def _at(field: str, name: str) -> str:
     return f"{field}.{name}" if field else name
 
 
-def reference_errors(subject_id: UUID | None, identifier: IdentifierIn | None) -> list[FieldError]:
-    """Problems, found without the database, with a write's top-level reference to its
-    subject: exactly one of `subject_id` and `identifier`, and a built-in type's value valid
-    (a tenant's own types need its catalogue: `SubjectResolver.identifier_errors`)."""
-    return checked_reference(subject_id, identifier)[0]
-
-
 def checked_reference(
     subject_id: UUID | None, identifier: IdentifierIn | None
 ) -> tuple[list[FieldError], str | None]:
-    """`reference_errors`, and the normalised value of a valid built-in identifier (else
-    None), for `SubjectResolver.resolve_for_write` to use instead of normalising again."""
+    """Problems, found without the database, with a write's top-level reference to its
+    subject: exactly one of `subject_id` and `identifier`, and a built-in type's value valid
+    (a tenant's own types need its catalogue: `SubjectResolver.identifier_errors`). With them,
+    the normalised value of a valid built-in identifier (else None), for
+    `SubjectResolver.resolve_for_write` to use instead of normalising again."""
     if (subject_id is None) == (identifier is None):
         return [FieldError("subject_id", "give exactly one of subject_id or identifier")], None
     if identifier is not None and identifier.type in BUILTIN_TYPES:
