@@ -30,7 +30,7 @@ from consent.decisions.api import DecisionController
 from consent.decisions.fastpath import DecisionFastPath
 from consent.decisions.runtime import Decisions
 from consent.errors import exception_handlers
-from consent.health.api import live, ready
+from consent.health.api import live, live_head, ready, ready_head
 from consent.middleware import CorsMiddleware, JsonBodyMiddleware, RequestIdMiddleware
 from consent.openapi import document_problems
 from consent.preferences.api import PreferenceController
@@ -121,7 +121,9 @@ def create_app(
     app = Litestar(
         route_handlers=[
             live,
+            live_head,
             ready,
+            ready_head,
             problem_page,
             TenancyController,
             CatalogController,

@@ -204,7 +204,7 @@ def _document(app: Litestar, openapi: OpenAPI) -> None:
         openapi.components.schemas = {}
     openapi.components.schemas.update(_component_schemas())
     for path, item in (openapi.paths or {}).items():
-        for method in ("get", "put", "post", "delete", "patch"):
+        for method in ("get", "head", "put", "post", "delete", "patch"):
             operation: Operation | None = getattr(item, method, None)
             if operation is None:
                 continue

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Request, Response, get
+from litestar import Request, Response, get, head
 from litestar.openapi.datastructures import ResponseSpec
 
 from consent.db.migrate import migrations_current
 
-__all__ = ["live", "ready"]
+__all__ = ["live", "live_head", "ready", "ready_head"]
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -56,11 +56,33 @@ async def live() -> Health:
 )
 async def ready(request: Request[Any, Any, Any]) -> Response[Health]:
     """Ready when PostgreSQL answers and every migration on disk is applied; 503 otherwise."""
+    body = await _readiness(request)
+    return Response(body, status_code=200 if body.status == "ready" else 503)
+
+
+async def _readiness(request: Request[Any, Any, Any]) -> Health:
     db = request.app.state.db
     database = await db.ping()
     current = database and await migrations_current(db, request.app.state.migrations)
     ok = database and current
-    body = Health(
+    return Health(
         status="ready" if ok else "unavailable", database=database, migrations_current=current
     )
-    return Response(body, status_code=200 if ok else 503)
+
+
+# Uptime monitors often probe with HEAD: the same status, no body.
+@head("/health/live", tags=["health"], summary="Liveness (HEAD)")
+async def live_head() -> None:
+    """As `GET /health/live`, without a body: 200 while the process serves requests."""
+
+
+@head(
+    "/health/ready",
+    tags=["health"],
+    summary="Readiness (HEAD)",
+    responses={503: ResponseSpec(None, description="Not ready (GET says why).")},
+)
+async def ready_head(request: Request[Any, Any, Any]) -> Response[None]:
+    """As `GET /health/ready`, without a body: 200 when ready, 503 when not."""
+    body = await _readiness(request)
+    return Response(None, status_code=200 if body.status == "ready" else 503)

@@ -192,3 +192,14 @@ async def test_problem_types_are_documented_pages(client: Any) -> None:
     assert page.status_code == 200
     assert "<html lang=" in page.text
     assert (await client.get("/problems/nonsense")).status_code == 404
+
+
+async def test_health_answers_head_as_monitors_probe_it(client: Any) -> None:
+    """Uptime monitors often probe with HEAD (it was a 405): same status, no body."""
+    live = await client.head("/health/live")
+    assert live.status_code == 200
+    assert live.content == b""
+    assert "x-request-id" in live.headers
+    ready = await client.head("/health/ready")
+    assert ready.status_code == 200
+    assert ready.content == b""
