@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 from uuid import UUID
@@ -110,5 +111,8 @@ class SubjectController(Controller):
                 raise NotFound("No subject with this identifier.")
             return found
 
-        fingerprint = b"erase-subject-ref/" + msgspec.json.encode(data)
-        return await _erase(request, idempotency_key, fingerprint, named)
+        # Keyed: the idempotency record outlives the erasure, and a plain hash of a body
+        # holding her e-mail would let anyone with a dump confirm a guess of it.
+        key = request.app.state.keyring.lookup_key(str(principal(request).tenant_id))
+        digest = hmac.new(key, b"erase-subject-ref/" + msgspec.json.encode(data), "sha256")
+        return await _erase(request, idempotency_key, digest.digest(), named)

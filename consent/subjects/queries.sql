@@ -178,3 +178,8 @@ with keys as (
     delete from preference_state where subject_id = any($1::uuid[])
 )
 select mark_subjects_erased($1::uuid[]);
+
+-- name: forget_idempotent_requests
+-- The request hashes idempotency records keep of the erased subjects' writes
+-- (migrations/0020_erasure_forgets_request_hashes.sql).
+select forget_idempotent_requests($1::uuid[]);

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+import msgspec
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -22,7 +23,7 @@ from consent.crypto.binding import KeyRingMismatch, bind_or_check
 from consent.crypto.datakeys import DataKeys, EncryptedForErasedSubject, rewrap_all
 from consent.crypto.keys import KeyError_, KeyRing, load_keyring, rotate_kek
 from consent.db.database import Database
-from tests.conftest import Tenant
+from tests.conftest import Catalog, Tenant
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[3]
@@ -203,3 +204,69 @@ async def test_the_service_does_not_start_with_another_key_ring(
     assert "lookup key" in repr(failed.value)
     async with AsyncTestClient(app=create_app(settings, keyring=keyring)) as client:
         assert (await client.get("/health/ready")).status_code == 200
+
+
+async def test_a_rotation_under_a_running_service_keeps_data_readable_and_erasable(
+    db: Database, settings: Settings, tenant: Tenant, tmp_path: Path
+) -> None:
+    """`consent keys rotate` (another process: its own key ring) while the service runs: the
+    service still reads what it wrote before, wraps new data keys under the new KEK, and an
+    erasure still shreds a subject whose key was re-wrapped."""
+    keys_dir = tmp_path / "keys"
+    service_ring = load_keyring(keys_dir)
+    old_kek = service_ring.current_kek_id
+    own = msgspec.structs.replace(settings, keys_dir=keys_dir)
+    browser = "RotationBrowser/1.0"
+    h = {**tenant.headers, "user-agent": browser}
+    async with AsyncTestClient(app=create_app(own, keyring=service_ring)) as client:
+        catalog = Catalog(client, tenant)
+        await catalog.post("/v1/purposes", {"key": "ads", "name": "Ads", "legal_basis": "consent"})
+        await catalog.post("/v1/notices", {"key": "main", "purposes": ["ads"]})
+        version = await catalog.publish_version()
+        on = await client.put(
+            "/v1/tenant/settings", json={"store_network_evidence": True}, headers=h
+        )
+        assert on.status_code == 200, on.text
+
+        async def consent(identifier: dict[str, str]) -> str:
+            body = {
+                "identifier": identifier,
+                "choices": [{"purpose": "ads", "choice": "granted"}],
+                "notice_version_id": version,
+                "surface": "banner",
+                "channel": "web",
+            }
+            written = await client.post("/v1/consents", json=body, headers=h)
+            assert written.status_code == 201, written.text
+            return str(written.json()["subject_id"])
+
+        before = await consent({"type": "email", "value": "rotate@example.com"})
+
+        new_kek = rotate_kek(keys_dir)  # what `consent keys rotate` does, in its own process
+        assert await rewrap_all(db, load_keyring(keys_dir, create=False)) == 1
+
+        history = await client.get(f"/v1/subjects/{before}/consents/history", headers=h)
+        assert history.status_code == 200, history.text
+        assert history.json()["items"][0]["network"]["user_agent"] == browser
+        after = await consent({"type": "email", "value": "new-after-rotation@example.com"})
+        async with db.system() as conn:
+            wrapped_by = {
+                str(r["subject_id"]): r["kek_id"]
+                for r in await conn.fetch("select subject_id, kek_id from subject_key")
+            }
+        assert wrapped_by == {before: new_kek, after: new_kek}
+        assert old_kek != new_kek
+
+        erased = await client.delete(f"/v1/subjects/{before}", headers=h)
+        assert erased.status_code == 200, erased.text
+        async with db.tenant(uuid.UUID(tenant.id)) as conn:
+            with pytest.raises(EncryptedForErasedSubject):
+                await DataKeys(service_ring).get(conn, uuid.UUID(tenant.id), uuid.UUID(before))
+        gone = await client.get(f"/v1/subjects/{before}/consents/history", headers=h)
+        assert gone.status_code == 404
+        kept = await client.post(
+            "/v1/subjects/lookup",
+            json={"identifier": {"type": "email", "value": "new-after-rotation@example.com"}},
+            headers=h,
+        )
+        assert kept.status_code == 200, kept.text
