@@ -12,7 +12,7 @@ from litestar.params import PathParameter, QueryParameter
 
 from consent.audit.checkpoint import NoteSigner
 from consent.audit.schemas import ActivityPage, AuditEventInfo, EntriesPage, ExportFile
-from consent.audit.service import AuditReader
+from consent.audit.service import MAX_EXPORT, AuditReader
 from consent.http_params import CursorParam, Limit
 from consent.openapi import problems
 from consent.subjects.resolver import SubjectResolver
@@ -160,14 +160,27 @@ class AuditController(Controller):
         ] = None,
         since: Annotated[datetime | None, QueryParameter(description="Period start.")] = None,
         until: Annotated[datetime | None, QueryParameter(description="Period end.")] = None,
+        start: Annotated[
+            int,
+            QueryParameter(
+                ge=0, description="First leaf index to include: the previous file's `next_start`."
+            ),
+        ] = 0,
+        limit: Annotated[
+            int,
+            QueryParameter(ge=1, le=MAX_EXPORT, description="Most leaves in the file (1-10,000)."),
+        ] = MAX_EXPORT,
     ) -> ExportFile:
         """One file for a regulator: a subject's (or a period's) leaves, each with its inclusion
-        proof against one signed checkpoint, and the verification key (at most 10,000)."""
+        proof against one signed checkpoint, and the verification key. At most `limit` leaves
+        (10,000): when `truncated`, ask again with `start=next_start` for the rest."""
         return await _reader(request).export(
             SubjectResolver(request.app.state.keyring),
             subject_id=subject_id,
             since=since,
             until=until,
+            start=start,
+            limit=limit,
         )
 
     @get(

@@ -46,9 +46,13 @@ async def _verify(args: argparse.Namespace) -> int:
             else NoteSigner(settings.audit_origin, ring.signing_key).verifier
         )
         started = time.perf_counter()
-        reports = await verify_all(db, vkey, args.tenant)
+        reports = await verify_all(db, vkey, None if args.tenant is None else str(args.tenant))
     finally:
         await db.close()
+    if args.tenant is not None and not reports:
+        # Nothing verified is no proof: a mistyped tenant id must not pass as "ok".
+        _out(f"consent audit verify: tenant {args.tenant} has no audit log")
+        return 1
     failed = 0
     for r in reports:
         status = "ok" if r.ok else "FAILED"
@@ -164,7 +168,12 @@ def monitor_once(base_url: str, api_key: str, vkey: str, state_file: Path) -> tu
 
 def _monitor(args: argparse.Namespace) -> int:
     while True:
-        ok, message = monitor_once(args.url, args.api_key, args.vkey, Path(args.state))
+        try:
+            ok, message = monitor_once(args.url, args.api_key, args.vkey, Path(args.state))
+        except (OSError, ValueError, KeyError, NoteError) as exc:
+            # An unreachable or refusing service, a bad key or state file: one line, no
+            # traceback (an HTTPError is an OSError and names the status).
+            ok, message = False, f"consent audit monitor: {type(exc).__name__}: {exc}"
         _out(message)
         if not ok:
             return 1
@@ -178,6 +187,7 @@ async def _export(args: argparse.Namespace) -> int:
 
     from consent.audit.service import AuditReader
     from consent.cli import _settings
+    from consent.errors import ProblemError
     from consent.subjects.resolver import SubjectResolver
 
     settings = _settings()
@@ -187,14 +197,43 @@ async def _export(args: argparse.Namespace) -> int:
             db, args.tenant, NoteSigner(settings.audit_origin, ring.signing_key).vkey
         )
         export = await reader.export(
-            SubjectResolver(ring), subject_id=args.subject, since=args.since, until=args.until
+            SubjectResolver(ring),
+            subject_id=args.subject,
+            since=args.since,
+            until=args.until,
+            start=args.start,
         )
+    except ProblemError as exc:  # no log, no checkpoint, no such subject: one line
+        _out(f"consent audit export: {exc}")
+        return 1
     finally:
         await db.close()
     await asyncio.to_thread(
         Path(args.out).write_bytes, msgspec.json.format(msgspec.json.encode(export))
     )
     _out(f"wrote {len(export.entries)} entries with proofs to {args.out}")
+    if export.next_start is not None:
+        _out(f"more entries follow: export again with --start {export.next_start}")
+    return 0
+
+
+def _verify_export(args: argparse.Namespace) -> int:
+    """Check an export file offline: no database, no network, only the trusted key."""
+    from consent.audit.verify_offline import MalformedInputError, verify_export
+
+    try:
+        result = verify_export(Path(args.file).read_bytes(), args.vkey, origin=args.origin)
+    except (OSError, MalformedInputError) as exc:
+        _out(f"consent audit verify-export: {exc}")
+        return 1
+    if not result.ok:
+        _out(f"FAILED: {args.file}: {result.reason}")
+        return 1
+    assert result.checkpoint is not None  # noqa: S101 - set whenever ok
+    _out(
+        f"ok: {result.entries} entries are in {result.checkpoint.origin}, "
+        f"a signed tree of {result.checkpoint.size} leaves"
+    )
     return 0
 
 
@@ -211,7 +250,7 @@ def add_parser(sub: Any) -> None:
         description="Recompute each tenant's Merkle tree from the stored leaves, check every "
         "checkpoint's signature and root, and report the first divergence. Exit 1 on any.",
     )
-    verify.add_argument("--tenant", help="only this tenant's log")
+    verify.add_argument("--tenant", type=uuid.UUID, help="only this tenant's log (exit 1: none)")
     verify.add_argument("--vkey", help="verifier key (default: the local signing key's)")
     verify.set_defaults(func=lambda a: asyncio.run(_verify(a)))
 
@@ -259,5 +298,28 @@ def add_parser(sub: Any) -> None:
     export.add_argument("--subject", type=uuid.UUID)
     export.add_argument("--since", type=datetime.fromisoformat)
     export.add_argument("--until", type=datetime.fromisoformat)
+    export.add_argument(
+        "--start", type=int, default=0, help="first leaf index (a previous file's next_start)"
+    )
     export.add_argument("--out", required=True)
-    export.set_defaults(func=lambda a: asyncio.run(_export(a)))
+
+    def run_export(a: argparse.Namespace) -> int:
+        by_subject = a.subject is not None and a.since is None and a.until is None
+        by_period = a.subject is None and a.since is not None and a.until is not None
+        if not (by_subject or by_period):
+            export.error("give --subject, or both --since and --until")  # exits 2
+        return asyncio.run(_export(a))
+
+    export.set_defaults(func=run_export)
+
+    check = cmds.add_parser(
+        "verify-export",
+        help="check an export file offline with the trusted key",
+        description="Check a file from `consent audit export` or GET /v1/audit/export offline: "
+        "its checkpoint is signed by --vkey (obtained independently, not the file's own) and "
+        "every entry's inclusion proof leads to it. Exit 0: verified; 1: not verified.",
+    )
+    check.add_argument("file", help="the export file (JSON)")
+    check.add_argument("--vkey", required=True, help="the trusted verifier key")
+    check.add_argument("--origin", help="the log expected (default: the one the file names)")
+    check.set_defaults(func=_verify_export)

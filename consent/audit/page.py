@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import msgspec
-from litestar import MediaType, get
+from litestar import MediaType, Request, Response, get
 from litestar.params import QueryParameter
 from litestar.static_files import create_static_files_router
 
@@ -33,6 +33,15 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "checking": "Checking…",
         "verified": "Verified: record {index} is in {log}, a signed log of {size} records.",
         "failed": "Not verified: {reason}",
+        # Why it failed, by the verifier's error code (consent/static/audit-verify.js).
+        "reason.malformed": "the record, the proof or the key is not in the expected format.",
+        "reason.key": "the public key is not valid.",
+        "reason.signature": "the proof is not signed with this public key.",
+        "reason.origin": "the proof belongs to another log.",
+        "reason.inclusion": "the record is not in the signed log (the record or its proof was "
+        "changed).",
+        "reason.unsupported": "this browser cannot check Ed25519 signatures; please use a "
+        "current browser.",
     },
     "de": {
         "title": "Einen Eintrag des Einwilligungsprotokolls prüfen",
@@ -47,6 +56,14 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "verified": "Bestätigt: Eintrag {index} steht in {log}, einem signierten Protokoll mit "
         "{size} Einträgen.",
         "failed": "Nicht bestätigt: {reason}",
+        "reason.malformed": "Eintrag, Nachweis oder Schlüssel haben nicht das erwartete Format.",
+        "reason.key": "der öffentliche Schlüssel ist ungültig.",
+        "reason.signature": "der Nachweis ist nicht mit diesem öffentlichen Schlüssel signiert.",
+        "reason.origin": "der Nachweis gehört zu einem anderen Protokoll.",
+        "reason.inclusion": "der Eintrag steht nicht im signierten Protokoll (der Eintrag oder "
+        "sein Nachweis wurde verändert).",
+        "reason.unsupported": "dieser Browser kann Ed25519-Signaturen nicht prüfen; bitte "
+        "verwenden Sie einen aktuellen Browser.",
     },
 }
 
@@ -55,16 +72,40 @@ static_files = create_static_files_router(
 )
 
 
+def _preferred(accept_language: str | None) -> str:
+    """The first language of TEXTS in an Accept-Language header, by weight; else English."""
+    weighted: list[tuple[float, int, str]] = []
+    for position, item in enumerate((accept_language or "").split(",")):
+        tag, _, params = item.strip().partition(";")
+        weight = 1.0
+        if params.strip().startswith("q="):
+            try:
+                weight = float(params.strip()[2:])
+            except ValueError:
+                continue
+        primary = tag.strip().split("-")[0].lower()
+        if primary in TEXTS and weight > 0:
+            weighted.append((-weight, position, primary))
+    return min(weighted)[2] if weighted else "en"
+
+
 @get("/audit/verify", media_type=MediaType.HTML, tags=["audit"], summary="Verify a proof")
 async def verify_page(
-    lang: Annotated[str, QueryParameter(description="Page language (en, de).")] = "en",
+    request: Request[Any, Any, Any],
+    lang: Annotated[
+        str | None,
+        QueryParameter(
+            description="Page language (en, de); default: the browser's (Accept-Language), else en."
+        ),
+    ] = None,
     log: Annotated[str, QueryParameter(description="Expected log origin.", max_length=300)] = "",
-) -> str:
+) -> Response[str]:
     """An accessible page that verifies an inclusion proof in the browser (WebCrypto)."""
-    t = TEXTS.get(lang, TEXTS["en"])
-    lang = lang if lang in TEXTS else "en"
+    if lang not in TEXTS:
+        lang = _preferred(request.headers.get("accept-language"))
+    t = TEXTS[lang]
     texts_json = escape(msgspec.json.encode(t).decode(), quote=False)
-    return f"""<!doctype html>
+    html = f"""<!doctype html>
 <html lang="{lang}">
 <head>
 <meta charset="utf-8">
@@ -100,3 +141,4 @@ button {{ margin-top: 1rem; padding: 0.5rem 1.5rem; font-size: 1rem; }}
 <script src="/sdk/audit-verify-page.js"></script>
 </body>
 </html>"""
+    return Response(html, media_type=MediaType.HTML, headers={"Vary": "Accept-Language"})

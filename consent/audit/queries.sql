@@ -151,10 +151,10 @@ left join preference_event as p on p.id = e.event_uuid
 order by e.event_id desc;
 
 -- name: export_subject
--- The subject's own leaves and those of the audience runs that listed it.
+-- The subject's own leaves and those of the audience runs that listed it, from index $5 on.
 select f.leaf_index, e.leaf_bytes from audit_event as e
 join audit_leaf as f on f.event_id = e.event_id
-where e.log_id = $1 and f.leaf_index < $3
+where e.log_id = $1 and f.leaf_index < $3 and f.leaf_index >= $5
   and (e.subject_id = any($2::uuid[])
        or e.event_uuid in (select m.event_uuid from audience_member as m
                            where m.subject_ids && $2::uuid[] and m.event_uuid is not null))
@@ -164,7 +164,7 @@ limit $4;
 -- name: export_period
 select f.leaf_index, e.leaf_bytes from audit_event as e
 join audit_leaf as f on f.event_id = e.event_id
-where e.log_id = $1 and f.leaf_index < $2
+where e.log_id = $1 and f.leaf_index < $2 and f.leaf_index >= $6
   and e.recorded_at >= $3 and e.recorded_at < $4
 order by f.leaf_index
 limit $5;
@@ -173,10 +173,14 @@ limit $5;
 select log_id, tenant_id, origin, tree_size, root_hash, frontier from audit_log order by log_id;
 
 -- name: stream_leaves
--- Every integrated leaf with its event (null columns: the event row is gone).
-select f.leaf_index, f.leaf_hash, e.event_uuid, e.leaf_bytes, e.leaf_hash as event_leaf_hash
+-- Every integrated leaf with its event (null columns: the event row is gone), the token of the
+-- subject the event is filed under and the SHA-256 of its evidence (both null once erased).
+select f.leaf_index, f.leaf_hash, e.event_uuid, e.leaf_bytes, e.leaf_hash as event_leaf_hash,
+       e.kind, e.subject_id, t.token as subject_token, sha256(v.ciphertext) as evidence_sha256
 from audit_leaf as f
 left join audit_event as e on e.event_id = f.event_id and e.log_id = f.log_id
+left join audit_subject_token as t on t.tenant_id = e.tenant_id and t.subject_id = e.subject_id
+left join audit_evidence as v on v.event_uuid = e.event_uuid
 where f.log_id = $1
 order by f.leaf_index;
 
@@ -190,8 +194,23 @@ where e.log_id = $1
 order by e.event_id
 limit 3;
 
--- name: stream_level
-select idx, hash from audit_node where log_id = $1 and level = $2 order by idx;
+-- name: stream_nodes
+-- The stored nodes (level >= $2) in the order a frontier completes them: by the leaf that
+-- ends them, lower level first.
+select level, idx, hash from audit_node where log_id = $1 and level >= $2
+order by (idx + 1) << level::int, level;
+
+-- name: bad_pending
+-- Outbox rows that would integrate something else than their event: no such event, another
+-- hash than the event's, event bytes that do not hash to it, or an event already integrated.
+select p.event_id, e.event_uuid from audit_pending as p
+left join audit_event as e on e.event_id = p.event_id and e.log_id = p.log_id
+where p.log_id = $1
+  and (e.event_id is null or e.leaf_hash <> p.leaf_hash
+       or e.leaf_hash <> sha256('\x00'::bytea || e.leaf_bytes)
+       or exists (select 1 from audit_leaf as f where f.event_id = p.event_id))
+order by p.event_id
+limit 3;
 
 -- name: all_checkpoints
 select tree_size, root_hash, note from audit_checkpoint where log_id = $1 order by tree_size;

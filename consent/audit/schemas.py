@@ -235,13 +235,20 @@ class ExportFile(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.Meta(
             description="The leaves, by index: the subject's (with those of subjects linked "
             "into it and the audience runs that listed it), or those recorded from `since` "
-            "to before `until`; at most 10,000."
+            "to before `until`; from index `start` on, at most `limit` (10,000)."
         ),
     ]
     truncated: Annotated[
         bool,
         msgspec.Meta(
-            description="True when more than 10,000 leaves matched: only the 10,000 with the "
-            "lowest indexes are included."
+            description="True when more leaves matched than `limit`: only those with the "
+            "lowest indexes are included, and `next_start` gets the rest."
         ),
     ]
+    next_start: Annotated[
+        int | None,
+        msgspec.Meta(
+            description="When `truncated`: the `start` of the next file (same selection); "
+            "null when this file holds the last matching leaf."
+        ),
+    ] = None

@@ -37,7 +37,7 @@ from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import SubjectRef
 
-__all__ = ["AuditPending", "AuditReader"]
+__all__ = ["MAX_EXPORT", "AuditPending", "AuditReader"]
 
 Q = SqlFile.beside(__file__, "queries.sql")
 MAX_EXPORT: Final = 10_000
@@ -69,7 +69,11 @@ class AuditReader:
         else:
             row = await conn.fetchrow(Q.checkpoint_at, log_id, size)
         if row is None:
-            raise NotFound("No signed checkpoint of that size.")
+            raise NotFound(
+                "The log has no signed checkpoint yet."
+                if size is None
+                else "No signed checkpoint of that size."
+            )
         return int(row["tree_size"]), str(row["note"])
 
     async def checkpoint(self, size: int | None = None) -> str:
@@ -100,6 +104,11 @@ class AuditReader:
                 raise AuditPending("The event is not yet integrated into the log; retry shortly.")
             index, log_id = int(row["leaf_index"]), int(row["log_id"])
             tree_size, note = await self._note(conn, log_id, size)
+            if index >= tree_size and size is not None:
+                # Retrying cannot help: that older tree will never hold the event.
+                raise ValidationFailed.field(
+                    "size", "the event was integrated after this checkpoint: give a later one"
+                )
             if index >= tree_size:
                 raise AuditPending("The event is newer than that checkpoint; retry shortly.")
             proof = await with_nodes(
@@ -110,8 +119,10 @@ class AuditReader:
     async def consistency_proof(self, first: int, second: int) -> str:
         async with self.db.tenant(self.tenant_id) as conn:
             log_id, _, size = await self._log(conn)
-            if not 0 < first <= second <= size:
-                raise ValidationFailed.field("from", f"need 0 < from <= to <= {size}")
+            if second > size:  # name the parameter that is wrong
+                raise ValidationFailed.field("to", f"must be at most the tree size, {size}")
+            if not 0 < first <= second:
+                raise ValidationFailed.field("from", "must be between 1 and to")
             proof = await with_nodes(
                 conn, log_id, lambda get: merkle.consistency_proof(get, first, second)
             )
@@ -150,7 +161,19 @@ class AuditReader:
         subject_id: UUID | None,
         since: datetime | None,
         until: datetime | None,
+        start: int = 0,
+        limit: int = MAX_EXPORT,
     ) -> ExportFile:
+        """The matching leaves from index `start` on, at most `limit` (a file too large for one
+        answer comes in several, each verifiable alone: follow `next_start`)."""
+        if not 1 <= limit <= MAX_EXPORT:
+            raise ValidationFailed.field("limit", f"must be between 1 and {MAX_EXPORT}")
+        # A subject's leaves are not filtered by period: asking for both must not quietly
+        # answer only one of them.
+        if subject_id is not None and (since is not None or until is not None):
+            raise ValidationFailed.field("since", "give a subject_id, or since and until: not both")
+        if since is not None and until is not None and since >= until:
+            raise ValidationFailed.field("until", "must be later than since")
         async with self.db.tenant(self.tenant_id) as conn:
             log_id, _, _ = await self._log(conn)
             tree_size, note = await self._note(conn, log_id, None)
@@ -161,16 +184,16 @@ class AuditReader:
                 assert survivor is not None  # noqa: S101
                 members = await resolver.group(conn, survivor)
                 rows = await conn.fetch(
-                    Q.export_subject, log_id, members, tree_size, MAX_EXPORT + 1
+                    Q.export_subject, log_id, members, tree_size, limit + 1, start
                 )
             elif since is not None and until is not None:
                 rows = await conn.fetch(
-                    Q.export_period, log_id, tree_size, since, until, MAX_EXPORT + 1
+                    Q.export_period, log_id, tree_size, since, until, limit + 1, start
                 )
             else:
                 raise ValidationFailed.field("subject_id", "give a subject_id or since and until")
             entries: list[ExportEntry] = []
-            for r in rows[:MAX_EXPORT]:
+            for r in rows[:limit]:
                 index = int(r["leaf_index"])
                 proof = await with_nodes(conn, log_id, _inclusion(index, tree_size))
                 entries.append(
@@ -185,7 +208,8 @@ class AuditReader:
             checkpoint=note,
             tree_size=tree_size,
             entries=entries,
-            truncated=len(rows) > MAX_EXPORT,
+            truncated=len(rows) > limit,
+            next_start=entries[-1].leaf_index + 1 if len(rows) > limit else None,
         )
 
 

@@ -2,11 +2,15 @@
 
 Checks, per log, streaming (constant memory): leaf indexes are contiguous from 0; each leaf
 index names an existing event; each stored leaf hash is SHA-256(0x00 || leaf bytes); each leaf
-is canonical and names its own event id; the recomputed nodes of the lowest stored level equal
-the stored ones (which pins a reordered or swapped leaf to its group of 16); every checkpoint is
-signed by the verification key, names the log's origin, and its root equals the root recomputed
-from the leaves at its size; the log state's size and root equal the recomputation; no event is
-missing from both the tree and the outbox. The first divergence is reported with its leaf index.
+is canonical and names its own event id; its event's `kind` is the leaf's, and the subject it
+is filed under (what the activity view and exports read) holds the leaf's subject token; the
+stored evidence hashes to the leaf's digest (until an erasure deletes both token and evidence);
+the recomputed nodes equal every stored one (proofs are served from them; the lowest stored
+level pins a reordered or swapped leaf to its group of 16); every checkpoint is signed by the
+verification key, names the log's origin, and its root equals the root recomputed from the
+leaves at its size; the log state's size, root and frontier (what the next integration builds
+on) equal the recomputation; every outbox row carries its event's hash; no event is missing from
+both the tree and the outbox. The first divergence is reported with its leaf index.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import asyncpg
 
 from consent.audit import merkle
 from consent.audit.checkpoint import NoteError, VerifierKey, open_checkpoint
-from consent.audit.leaf import LeafError, decode_leaf
+from consent.audit.leaf import Leaf, LeafError, SubjectErased, decode_leaf
 from consent.audit.nodes import STORED_MIN_LEVEL
+from consent.audit.outbox import token_text
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 
@@ -95,21 +100,28 @@ class _LogVerifier:
             else:
                 if leaf.event_uuid != record["event_uuid"]:
                     self.diverged(f"leaf {index}: belongs to another event")
+                problem = _filing_problem(leaf, record)
+                if problem is not None:
+                    self.diverged(f"leaf {index}: {problem}")
         return computed
 
     async def run(self) -> LogReport:
         await self.load_checkpoints()
         stored_nodes = self.conn.cursor(
-            Q.stream_level, self.log_id, STORED_MIN_LEVEL, prefetch=_PREFETCH
+            Q.stream_nodes, self.log_id, STORED_MIN_LEVEL, prefetch=_PREFETCH
         )
-        lowest = stored_nodes.__aiter__()
+        nodes = stored_nodes.__aiter__()
         expected = 0
         async for record in self.conn.cursor(Q.stream_leaves, self.log_id, prefetch=_PREFETCH):
             computed = self.check_leaf(expected, record)
             for node in self.frontier.append(computed):
-                if node.level == STORED_MIN_LEVEL:
-                    stored = await anext(lowest, None)
-                    if stored is None or (stored["idx"], bytes(stored["hash"])) != node[1:]:
+                if node.level >= STORED_MIN_LEVEL:
+                    stored = await anext(nodes, None)
+                    if stored is None or (
+                        stored["level"],
+                        stored["idx"],
+                        bytes(stored["hash"]),
+                    ) != tuple(node):
                         span = f"{node.idx << node.level}-{((node.idx + 1) << node.level) - 1}"
                         self.diverged(f"leaves {span}: differ from the stored tree")
             size = self.frontier.size
@@ -117,6 +129,16 @@ class _LogVerifier:
                 self.diverged(f"checkpoint {size}: its root differs from the leaves")
                 self.report.problems.append(f"checkpoint {size}: root differs from the leaves")
             expected = int(record["leaf_index"]) + 1
+        extra = await anext(nodes, None)
+        if extra is not None:
+            self.report.problems.append(
+                f"stored node ({extra['level']}, {extra['idx']}): beyond the stored leaves"
+            )
+        for bad in await self.conn.fetch(Q.bad_pending, self.log_id):
+            self.report.problems.append(
+                f"outbox row of event {bad['event_uuid'] or bad['event_id']}: "
+                "does not carry its event's leaf hash"
+            )
         for lost in await self.conn.fetch(Q.lost_events, self.log_id):
             self.report.problems.append(
                 f"event {lost['event_uuid']}: neither integrated nor pending"
@@ -135,7 +157,43 @@ class _LogVerifier:
             report.problems.append(f"log state says {self.row['tree_size']} leaves; {size} stored")
         elif self.frontier.root() != bytes(self.row["root_hash"]):
             report.problems.append("log state root differs from the leaves")
+        elif [bytes(h) for h in self.row["frontier"]] != list(self.frontier.hashes):
+            report.problems.append("log state frontier differs from the leaves")
         return report
+
+
+def _filing_problem(leaf: Leaf, record: asyncpg.Record) -> str | None:
+    """What is wrong with the columns beside the leaf bytes, which the hashes do not cover: the
+    kind and subject the event is filed under, and its stored evidence."""
+    if record["kind"] != leaf.__struct_config__.tag:
+        return f"filed as {record['kind']!r}, the leaf is {leaf.__struct_config__.tag!r}"
+    return _subject_problem(leaf, record) or _evidence_problem(leaf, record)
+
+
+def _subject_problem(leaf: Leaf, record: asyncpg.Record) -> str | None:
+    token: str | None = getattr(leaf, "subject_token", None)
+    stored = record["subject_token"]
+    if token is None:
+        return None if record["subject_id"] is None else "filed under a subject it does not name"
+    if isinstance(leaf, SubjectErased):  # filed under no subject: its token is gone
+        return None
+    if record["subject_id"] is None:
+        return "not filed under its subject"
+    if stored is not None and token_text(bytes(stored)) != token:
+        return "filed under another subject than its token's"
+    return None
+
+
+def _evidence_problem(leaf: Leaf, record: asyncpg.Record) -> str | None:
+    digest: str | None = getattr(leaf, "evidence_digest", None)
+    evidence = record["evidence_sha256"]
+    if digest is None:
+        return None
+    if evidence is not None and bytes(evidence).hex() != digest:
+        return "its evidence differs from the leaf's digest"
+    if evidence is None and record["subject_token"] is not None:
+        return "its evidence is missing (its subject is not erased)"
+    return None
 
 
 async def verify_all(

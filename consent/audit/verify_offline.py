@@ -13,6 +13,7 @@ returns a result with ``ok=False`` and a ``reason``.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 from collections.abc import Iterable, Iterator, Sequence
@@ -45,11 +46,13 @@ from consent.audit.proof_format import (
 
 __all__ = [
     "ConsistencyResult",
+    "ExportResult",
     "InclusionResult",
     "MalformedInputError",
     "ReplayResult",
     "replay",
     "verify_consistency_notes",
+    "verify_export",
     "verify_inclusion_proof",
 ]
 
@@ -187,6 +190,71 @@ def verify_consistency_notes(
     except ProofError as exc:
         return ConsistencyResult(ok=False, reason=f"consistency: {exc}", old=old, new=new)
     return ConsistencyResult(ok=True, reason=None, old=old, new=new)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExportResult:
+    """``first_bad_index`` is the leaf index of the first entry that fails, if one does."""
+
+    ok: bool
+    reason: str | None
+    checkpoint: Checkpoint | None
+    entries: int
+    first_bad_index: int | None = None
+
+
+def verify_export(
+    document: str | bytes, vkey: str | Sequence[str], *, origin: str | None = None
+) -> ExportResult:
+    """Check a `consent-audit-export/v1` file (GET /v1/audit/export, `consent audit export`)
+    with a verifier key obtained independently of it (the file's own `vkey` proves nothing):
+    the checkpoint's signature and origin (default: the origin the checkpoint names, which
+    must be signed by the trusted key), its size against `tree_size`, and every entry's
+    inclusion proof, in increasing index order."""
+    try:
+        data = json.loads(document)
+        kind = data.get("format")
+        note, size, entries = str(data["checkpoint"]), int(data["tree_size"]), data["entries"]
+        parsed = [
+            (
+                int(e["leaf_index"]),
+                base64.b64decode(e["leaf"], validate=True),
+                [base64.b64decode(h, validate=True) for h in e["inclusion_proof"]],
+            )
+            for e in entries
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise MalformedInputError(f"export file: {exc}") from exc
+    if kind != "consent-audit-export/v1":
+        raise MalformedInputError("not a consent-audit-export/v1 file")
+    expected_origin = origin if origin is not None else note.split("\n", 1)[0]
+    opened = _open(note, _keys(vkey), expected_origin)
+    if isinstance(opened, str):
+        return ExportResult(ok=False, reason=opened, checkpoint=None, entries=len(parsed))
+    if opened.size != size:
+        mismatch = f"tree_size {size} is not the checkpoint's size {opened.size}"
+        return ExportResult(ok=False, reason=mismatch, checkpoint=opened, entries=len(parsed))
+    previous = -1
+    for index, leaf, proof in parsed:
+        reason: str | None
+        if index <= previous:
+            reason = f"entry {index}: out of order or repeated"
+        else:
+            try:
+                verify_inclusion(leaf_hash(leaf), index, size, proof, opened.root_hash)
+                reason = None
+            except ProofError as exc:
+                reason = f"entry {index}: {exc}"
+        if reason is not None:
+            return ExportResult(
+                ok=False,
+                reason=reason,
+                checkpoint=opened,
+                entries=len(parsed),
+                first_bad_index=index,
+            )
+        previous = index
+    return ExportResult(ok=True, reason=None, checkpoint=opened, entries=len(parsed))
 
 
 def _first_difference(computed: list[bytes], expected: list[bytes]) -> int:

@@ -5,9 +5,16 @@
   const result = document.getElementById("result");
   const texts = JSON.parse(document.getElementById("texts").textContent);
 
+  // ok: true (verified), false (not verified), null (still checking).
   function show(ok, message) {
     result.textContent = message;
-    result.className = ok ? "ok" : "failed";
+    result.className = ok === null ? "" : ok ? "ok" : "failed";
+  }
+
+  // The reason in the page's language, from the verifier's error code.
+  function reasonOf(error) {
+    const code = error && error.name === "NotSupportedError" ? "unsupported" : error && error.code;
+    return texts["reason." + code] || texts["reason.malformed"];
   }
 
   async function loadKey() {
@@ -24,7 +31,7 @@
   form.addEventListener("submit", async function (event) {
     event.preventDefault();
     const data = new FormData(form);
-    show(false, texts.checking);
+    show(null, texts.checking);
     try {
       const leaf = ConsentAudit.b64decode(String(data.get("leaf")).trim());
       const origin = String(data.get("log")).trim() || undefined;
@@ -33,7 +40,7 @@
       show(true, texts.verified.replace("{index}", verified.index).replace("{size}", verified.size)
         .replace("{log}", verified.origin));
     } catch (error) {
-      show(false, texts.failed.replace("{reason}", error && error.message ? error.message : String(error)));
+      show(false, texts.failed.replace("{reason}", reasonOf(error)));
     }
   });
   loadKey();

@@ -15,9 +15,18 @@
   const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
   const MAX_SIGNATURES = 100;
 
-  class AuditVerifyError extends Error {}
-  function fail(message) {
-    throw new AuditVerifyError(message);
+  // `code` says what kind of failure it is, for a page to explain in its own language:
+  // "malformed" (input that does not parse), "key" (the verifier key), "signature" (not signed
+  // by that key), "origin" (another log's checkpoint), "inclusion" (the record is not in the
+  // signed tree). `message` is the technical detail, in English.
+  class AuditVerifyError extends Error {
+    constructor(message, code) {
+      super(message);
+      this.code = code;
+    }
+  }
+  function fail(message, code = "malformed") {
+    throw new AuditVerifyError(message, code);
   }
 
   function b64encode(bytes) {
@@ -58,12 +67,13 @@
     const second = vkey.indexOf("+", first + 1);
     const parts = [vkey.slice(0, first), vkey.slice(first + 1, second), vkey.slice(second + 1)];
     if (first < 0 || second < 0 || !validName(parts[0]) || !/^[0-9a-f]{8}$/.test(parts[1])) {
-      fail("malformed verifier key");
+      fail("malformed verifier key", "key");
     }
+    if (!B64.test(parts[2])) fail("malformed verifier key", "key");
     const raw = b64decode(parts[2]);
-    if (raw.length !== 33 || raw[0] !== 0x01) fail("unsupported verifier key type");
+    if (raw.length !== 33 || raw[0] !== 0x01) fail("unsupported verifier key type", "key");
     const publicKey = raw.slice(1);
-    if (hex(await keyId(parts[0], publicKey)) !== parts[1]) fail("verifier key ID mismatch");
+    if (hex(await keyId(parts[0], publicKey)) !== parts[1]) fail("verifier key ID mismatch", "key");
     return { name: parts[0], keyId: parts[1], publicKey };
   }
 
@@ -91,10 +101,10 @@
     const key = typeof vkey === "string" ? await parseVkey(vkey) : vkey;
     const { text, signatures } = parseNote(note);
     const mine = signatures.filter((s) => s.name === key.name && s.keyId === key.keyId);
-    if (mine.length === 0) fail("no signature by the trusted key");
+    if (mine.length === 0) fail("no signature by the trusted key", "signature");
     const pub = await subtle.importKey("raw", key.publicKey, { name: "Ed25519" }, false, ["verify"]);
     const ok = await subtle.verify({ name: "Ed25519" }, pub, mine[0].signature, utf8.encode(text));
-    if (!ok) fail("invalid signature by the trusted key");
+    if (!ok) fail("invalid signature by the trusted key", "signature");
     return text;
   }
 
@@ -129,17 +139,21 @@
 
   // RFC 9162 §2.1.3.2 in the transparency-dev/merkle form, with strict sizes and lengths.
   async function verifyInclusion(leaf, index, size, proof, rootHash) {
-    if (index < 0n || index >= size) fail("index is not below the tree size");
+    if (index < 0n || index >= size) fail("index is not below the tree size", "inclusion");
     if (leaf.length !== 32 || rootHash.length !== 32) fail("hashes must be 32 bytes");
     if (proof.some((h) => h.length !== 32)) fail("proof hashes must be 32 bytes");
     const inner = bitLength(index ^ (size - 1n));
-    if (proof.length !== inner + popCount(index >> BigInt(inner))) fail("wrong proof length");
+    if (proof.length !== inner + popCount(index >> BigInt(inner))) {
+      fail("wrong proof length", "inclusion");
+    }
     let h = leaf;
     for (let i = 0; i < proof.length; i++) {
       const right = i < inner && ((index >> BigInt(i)) & 1n) === 0n;
       h = right ? await nodeHash(h, proof[i]) : await nodeHash(proof[i], h);
     }
-    if (!equal(h, rootHash)) fail("inclusion proof does not match the checkpoint root");
+    if (!equal(h, rootHash)) {
+      fail("inclusion proof does not match the checkpoint root", "inclusion");
+    }
   }
 
   // Verify a tlog-proof for the verifier's own copy of the leaf bytes against a vkey.
@@ -147,7 +161,7 @@
     const key = await parseVkey(vkey);
     const proof = parseTlogProof(proofText);
     const checkpoint = parseCheckpoint(await verifyNote(proof.checkpoint, key));
-    if (checkpoint.origin !== (origin ?? key.name)) fail("unexpected checkpoint origin");
+    if (checkpoint.origin !== (origin ?? key.name)) fail("unexpected checkpoint origin", "origin");
     const hash = await leafHash(leafBytes);
     await verifyInclusion(hash, proof.index, checkpoint.size, proof.proof, checkpoint.rootHash);
     return { origin: checkpoint.origin, size: checkpoint.size, index: proof.index, leafHash: hash };

@@ -62,9 +62,13 @@ async def test_tampered_record_fails_in_chromium(
     forged = base64.b64encode(base64.b64decode(leaf).replace(b"granted", b"denied ")).decode()
     assert forged != leaf
     text = await _check(page, live_server, forged, proof, log, lang="de")
-    assert text.startswith("Nicht bestätigt"), text
+    # The reason in the page's language, not the verifier's English detail.
+    assert text == (
+        "Nicht bestätigt: der Eintrag steht nicht im signierten Protokoll (der Eintrag oder "
+        "sein Nachweis wurde verändert)."
+    ), text
     other_log = await _check(page, live_server, leaf, proof, "consent.local/audit/someone-else")
-    assert other_log.startswith("Not verified"), other_log
+    assert other_log == "Not verified: the proof belongs to another log.", other_log
 
 
 async def test_page_is_labelled_for_assistive_technology(live_server: str, page: Any) -> None:

@@ -8,6 +8,7 @@ stored tree and signed checkpoints must.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -61,6 +62,72 @@ async def test_untouched_log_verifies(
     # The policy in force and the catalogue set-up's admin changes come first.
     assert report.tree_size == 1 + 7 + 20
     assert report.checkpoints >= 4
+
+
+async def test_every_kind_of_leaf_verifies_untouched(
+    client: Any, catalog: Catalog, db: Database, integrator: Integrator, signer: NoteSigner
+) -> None:
+    """The filing and evidence checks hold for every kind of leaf, before and after an erasure
+    (which deletes the subject's token and evidence, and files its `subject.erased` leaf under
+    no subject)."""
+    device = await catalog.consent(
+        identifier={"type": "device", "value": "kinds-1"},
+        choices=[{"purpose": "analytics", "choice": "granted"}],
+    )
+    await catalog.post(
+        "/v1/preferences",
+        {
+            "subject_id": device["subject_id"],
+            "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
+            "surface": "portal",
+            "channel": "web",
+        },
+    )
+    other = await catalog.consent(
+        identifier={"type": "customer_id", "value": "K-9"},
+        choices=[{"purpose": "analytics", "choice": "denied"}],
+    )
+    await catalog.post(
+        "/v1/subjects/link",
+        {"subjects": [{"subject_id": device["subject_id"]}, {"subject_id": other["subject_id"]}]},
+        status=200,
+    )
+    await catalog.post(
+        "/v1/decisions",
+        {
+            "subject": {"identifier": {"type": "device", "value": "kinds-1"}},
+            "action": "web.analytics",
+            "context": {"requester": "cdp-main"},
+        },
+        status=200,
+    )
+    header = {"action": "web.analytics", "context": {"requester": "dmp-nightly"}}
+    body = json.dumps(header).encode() + b'\n{"type": "device", "value": "kinds-1"}\n'
+    audience = await client.post(
+        "/v1/audiences/filter",
+        content=body,
+        headers={**catalog.h, "content-type": "application/x-ndjson"},
+    )
+    assert audience.status_code == 200, audience.text
+    await integrator.integrate_all()
+    report = await _verify(db, signer, catalog.tenant.id)
+    assert report.ok, report.problems
+    erased = await client.delete(f"/v1/subjects/{device['subject_id']}", headers=catalog.h)
+    assert erased.status_code == 200, erased.text
+    await integrator.integrate_all()
+    async with db.system() as conn:
+        kinds = {r["kind"] for r in await conn.fetch("select distinct kind from audit_event")}
+    assert kinds >= {
+        "admin.changed",
+        "consent.recorded",
+        "preference.recorded",
+        "subject.linked",
+        "decision.made",
+        "audience.used",
+        "subject.erased",
+    }
+    report = await _verify(db, signer, catalog.tenant.id)
+    assert report.ok, report.problems
 
 
 async def _event_at(conn: Conn, index: int) -> int:
@@ -181,6 +248,96 @@ async def drop_latest_leaves(conn: Conn) -> None:
     )
 
 
+async def _uuid_at(conn: Conn, index: int) -> uuid.UUID:
+    value = await conn.fetchval(
+        "select event_uuid from audit_event where event_id = $1", await _event_at(conn, index)
+    )
+    return uuid.UUID(str(value))
+
+
+async def refile_event(conn: Conn) -> None:
+    """Leaf 8 (a consent of device tamper-0) moved into the activity of tamper-1's subject."""
+    other = await conn.fetchval(
+        "select subject_id from audit_event where event_id = $1", await _event_at(conn, 9)
+    )
+    changed = await conn.execute(
+        "update audit_event set subject_id = $2 where event_id = $1 and subject_id <> $2",
+        await _event_at(conn, 8),
+        other,
+    )
+    assert changed == "UPDATE 1"
+
+
+async def unfile_event(conn: Conn) -> None:
+    """Leaf 8 hidden from its subject's activity and export."""
+    await conn.execute(
+        "update audit_event set subject_id = null where event_id = $1", await _event_at(conn, 8)
+    )
+
+
+async def change_kind(conn: Conn) -> None:
+    await conn.execute(
+        "update audit_event set kind = 'admin.changed' where event_id = $1",
+        await _event_at(conn, 8),
+    )
+
+
+async def change_token(conn: Conn) -> None:
+    """The token of leaf 8's subject replaced: its leaves no longer name it."""
+    changed = await conn.execute(
+        "update audit_subject_token set token = sha256(token) "
+        "where subject_id = (select subject_id from audit_event where event_id = $1)",
+        await _event_at(conn, 8),
+    )
+    assert changed == "UPDATE 1"
+
+
+async def change_evidence(conn: Conn) -> None:
+    changed = await conn.execute(
+        "update audit_evidence set ciphertext = ciphertext || '\\x00'::bytea where event_uuid = $1",
+        await _uuid_at(conn, 8),
+    )
+    assert changed == "UPDATE 1"
+
+
+async def delete_evidence(conn: Conn) -> None:
+    deleted = await conn.execute(
+        "delete from audit_evidence where event_uuid = $1", await _uuid_at(conn, 8)
+    )
+    assert deleted == "DELETE 1"
+
+
+async def change_frontier(conn: Conn) -> None:
+    """The integrator's state: the next batch would build on a wrong tree."""
+    changed = await conn.execute(
+        "update audit_log set frontier[array_length(frontier, 1)] = "
+        "sha256(frontier[array_length(frontier, 1)])"
+    )
+    assert changed == "UPDATE 1"
+
+
+async def change_pending_hash(conn: Conn) -> None:
+    """The waiting leaf's outbox row carries another hash: it would be integrated wrong."""
+    changed = await conn.execute("update audit_pending set leaf_hash = sha256(leaf_hash)")
+    assert changed == "UPDATE 1"
+
+
+async def change_pending_bytes(conn: Conn) -> None:
+    """The waiting leaf's bytes changed before the integrator saw them."""
+    changed = await conn.execute(
+        "update audit_event set leaf_bytes = leaf_bytes || '\\x20'::bytea "
+        "where event_id = (select event_id from audit_pending)"
+    )
+    assert changed == "UPDATE 1"
+
+
+async def forge_pending(conn: Conn) -> None:
+    """An outbox row for no event: the integrator would put a leaf nobody wrote in the tree."""
+    await conn.execute(
+        "insert into audit_pending select log_id, 1::bigint << 40, sha256('forged') from audit_log"
+    )
+
+
 @pytest.mark.parametrize(
     ("tamper", "expected"),
     [
@@ -197,6 +354,16 @@ async def drop_latest_leaves(conn: Conn) -> None:
         (edit_checkpoint_text, "checkpoint"),
         (drop_latest_leaves, "checkpoint 28: beyond the 26 stored leaves"),
         (drop_pending_leaf, "neither integrated nor pending"),
+        (refile_event, "first divergence: leaf 8: filed under another subject"),
+        (unfile_event, "first divergence: leaf 8: not filed under its subject"),
+        (change_kind, "first divergence: leaf 8: filed as 'admin.changed'"),
+        (change_token, "first divergence: leaf 8: filed under another subject"),
+        (change_evidence, "first divergence: leaf 8: its evidence differs"),
+        (delete_evidence, "first divergence: leaf 8: its evidence is missing"),
+        (change_frontier, "log state frontier differs from the leaves"),
+        (change_pending_hash, "does not carry its event's leaf hash"),
+        (change_pending_bytes, "does not carry its event's leaf hash"),
+        (forge_pending, "does not carry its event's leaf hash"),
     ],
 )
 async def test_tampering_is_detected(
@@ -216,6 +383,23 @@ async def test_tampering_is_detected(
     report = await _verify(db, signer, catalog.tenant.id)
     assert not report.ok
     assert any(expected in p for p in report.problems), report.problems
+
+
+async def test_every_stored_node_is_checked(
+    catalog: Catalog, db: Database, integrator: Integrator, signer: NoteSigner
+) -> None:
+    """Proofs are served from the stored nodes of every level, not only the lowest one."""
+    await _populate(catalog, integrator, n=30)  # 38 leaves: a stored node over leaves 0-31
+
+    async def change_upper_node(conn: Conn) -> None:
+        changed = await conn.execute(
+            "update audit_node set hash = sha256(hash) where level = 5 and idx = 0"
+        )
+        assert changed == "UPDATE 1"
+
+    await _as_superuser(db, change_upper_node)
+    report = await _verify(db, signer, catalog.tenant.id)
+    assert "first divergence: leaves 0-31: differ from the stored tree" in report.problems
 
 
 async def test_triggers_block_the_application_role(
@@ -253,23 +437,46 @@ async def test_triggers_block_the_application_role(
         assert await conn.fetchval("select count(*) from audit_pending") == 1
 
 
-def test_verify_cli_exits_nonzero_on_tampering(
-    database_dsn: str, keys_dir: Path, tmp_path: Path, db: Database
+async def test_verify_cli_exits_nonzero_on_tampering(
+    catalog: Catalog,
+    db: Database,
+    integrator: Integrator,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
 ) -> None:
+    """The command an auditor runs: exit 0 on the untouched log, 1 once a leaf was changed."""
+    await _populate(catalog, integrator, n=6)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")},
         "CONSENT_DATABASE_URL": database_dsn,
         "CONSENT_KEYS_DIR": str(keys_dir),
         "CONSENT_DATA_DIR": str(tmp_path),
     }
-    run = subprocess.run(
-        [sys.executable, "-m", "consent", "audit", "verify"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "verified" in run.stderr
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "consent", "audit", "verify"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    untouched = verify()
+    assert untouched.returncode == 0, untouched.stderr
+    assert "verified" in untouched.stderr
+
+    async def change_a_leaf(conn: Conn) -> None:
+        await conn.execute(
+            "update audit_leaf set leaf_hash = sha256('forged'::bytea) "
+            "where leaf_index = 3 and log_id = (select log_id from audit_log where tenant_id = $1)",
+            uuid.UUID(catalog.tenant.id),
+        )
+
+    await _as_superuser(db, change_a_leaf)
+    tampered = verify()
+    assert tampered.returncode == 1, tampered.stderr
+    assert "leaf 3" in tampered.stderr

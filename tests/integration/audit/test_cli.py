@@ -1,0 +1,168 @@
+"""`consent audit …` as an operator or auditor runs it: clear one-line failures, honest exit codes
+(0 done, 1 failed, 2 bad arguments), never a traceback and never a false "ok"."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consent.audit.checkpoint import NoteSigner
+from consent.audit.integrator import Integrator
+from consent.audit.verify_offline import verify_export
+from consent.db.database import Database
+from tests.integration.conftest import Catalog
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def _run(args: list[str], database_dsn: str, keys_dir: Path, tmp_path: Path) -> tuple[int, str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")},
+        "CONSENT_DATABASE_URL": database_dsn,
+        "CONSENT_KEYS_DIR": str(keys_dir),
+        "CONSENT_DATA_DIR": str(tmp_path),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "consent", "audit", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in run.stderr, run.stderr
+    return run.returncode, run.stderr
+
+
+def test_verify_of_an_unknown_tenant_fails_instead_of_passing(
+    database_dsn: str, keys_dir: Path, tmp_path: Path, db: Database
+) -> None:
+    """A mistyped tenant id verified nothing and exited 0 ("verified 0 logs")."""
+    missing = str(uuid.uuid4())
+    code, err = _run(["verify", "--tenant", missing], database_dsn, keys_dir, tmp_path)
+    assert code == 1, err
+    assert f"tenant {missing} has no audit log" in err
+    code, err = _run(["verify", "--tenant", "not-a-tenant"], database_dsn, keys_dir, tmp_path)
+    assert code == 2, err
+    assert "--tenant" in err
+
+
+def test_export_without_a_selection_is_a_usage_error(
+    database_dsn: str, keys_dir: Path, tmp_path: Path, db: Database
+) -> None:
+    out = tmp_path / "export.json"
+    tenant = str(uuid.uuid4())
+    for selection in (
+        [],
+        ["--since", "2026-01-01T00:00:00+00:00"],
+        ["--subject", str(uuid.uuid4()), "--until", "2026-01-01T00:00:00+00:00"],
+    ):
+        code, err = _run(
+            ["export", "--tenant", tenant, *selection, "--out", str(out)],
+            database_dsn,
+            keys_dir,
+            tmp_path,
+        )
+        assert code == 2, err
+        assert "give --subject, or both --since and --until" in err
+    code, err = _run(
+        ["export", "--tenant", tenant, "--subject", str(uuid.uuid4()), "--out", str(out)],
+        database_dsn,
+        keys_dir,
+        tmp_path,
+    )
+    assert code == 1, err
+    assert err.strip() == "consent audit export: This tenant has no audit log yet."
+    assert not out.exists()
+
+
+def test_monitor_of_an_unreachable_service_fails_in_one_line(
+    database_dsn: str, keys_dir: Path, tmp_path: Path, signer: NoteSigner
+) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    state = tmp_path / "monitor.json"
+    code, err = _run(
+        [
+            "monitor",
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "--api-key",
+            "k",
+            "--vkey",
+            signer.vkey,
+            "--state",
+            str(state),
+        ],
+        database_dsn,
+        keys_dir,
+        tmp_path,
+    )
+    assert code == 1, err
+    assert err.startswith("consent audit monitor: URLError:"), err
+    assert not state.exists()
+
+
+async def test_a_regulator_verifies_an_export_file_alone(
+    client: Any,
+    catalog: Catalog,
+    integrator: Integrator,
+    signer: NoteSigner,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """Nothing checked an export file: a regulator had to write an RFC 6962 verifier first."""
+    for _ in range(3):
+        written = await catalog.consent(
+            identifier={"type": "device", "value": "regulator-1"},
+            choices=[{"purpose": "analytics", "choice": "granted"}],
+        )
+    await integrator.integrate_all()
+    answer = await client.get(
+        "/v1/audit/export", params={"subject_id": written["subject_id"]}, headers=catalog.h
+    )
+    assert answer.status_code == 200, answer.text
+    document = answer.content
+    result = verify_export(document, signer.vkey)
+    assert result.ok, result.reason
+    assert result.entries == 3
+
+    # The file's own key proves nothing: a stranger's trusted key rejects it.
+    stranger = NoteSigner.from_seed("consent.local/audit", bytes(range(32)))
+    assert not verify_export(document, stranger.vkey).ok
+    # One changed leaf is named by its index.
+    data = json.loads(document)
+    first = data["entries"][0]
+    leaf = base64.b64decode(first["leaf"]).replace(b"granted", b"denied!")
+    first["leaf"] = base64.b64encode(leaf).decode()
+    forged = json.dumps(data).encode()
+    result = verify_export(forged, signer.vkey)
+    assert (result.ok, result.first_bad_index) == (False, first["leaf_index"])
+
+    good, bad = tmp_path / "export.json", tmp_path / "forged.json"
+    good.write_bytes(document)
+    bad.write_bytes(forged)
+    code, err = _run(
+        ["verify-export", str(good), "--vkey", signer.vkey], database_dsn, keys_dir, tmp_path
+    )
+    assert code == 0, err
+    assert err.startswith("ok: 3 entries are in consent.local/audit/"), err
+    code, err = _run(
+        ["verify-export", str(bad), "--vkey", signer.vkey], database_dsn, keys_dir, tmp_path
+    )
+    assert code == 1, err
+    assert err.startswith(f"FAILED: {bad}: entry {first['leaf_index']}:"), err
