@@ -12,7 +12,7 @@ from typing import Any
 from consent.config import ConfigError, Settings, load_settings, unknown_variables
 from consent.logging import configure_logging
 
-__all__ = ["main"]
+__all__ = ["main", "positive_int"]
 
 
 def _settings() -> Settings:
@@ -247,7 +247,7 @@ def cmd_policy_reload(args: argparse.Namespace) -> int:
 # -- parser -----------------------------------------------------------------------------------
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     """An argument that must be a whole number of at least 1 (else argparse exits 2)."""
     try:
         value = int(text)
@@ -262,7 +262,7 @@ _MAX_PORT = 65535
 
 
 def _port(text: str) -> int:
-    value = _positive(text)
+    value = positive_int(text)
     if value > _MAX_PORT:
         raise argparse.ArgumentTypeError(f"a port is at most {_MAX_PORT}")
     return value
@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP service", description="Run the service.")
     serve.add_argument("--host", help="listen address (CONSENT_HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=_port, help="listen port (CONSENT_PORT, default 8000)")
-    serve.add_argument("--workers", type=_positive, help="worker processes (CONSENT_WORKERS)")
+    serve.add_argument("--workers", type=positive_int, help="worker processes (CONSENT_WORKERS)")
     serve.set_defaults(func=cmd_serve)
 
     migrate = sub.add_parser(
@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive_int,
         default=1000,
         metavar="N",
         help="keys per transaction (default 1000)",

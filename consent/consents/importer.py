@@ -881,14 +881,9 @@ def _run_command(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | 
         return _fail("interrupted; nothing was committed", 130)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
 def add_parser(sub: Any) -> None:
+    from consent.cli import positive_int  # the CLI imports this module while building itself
+
     parser: argparse.ArgumentParser = sub.add_parser(
         "import",
         help="import consents from CSV or NDJSON (all or nothing)",
@@ -919,7 +914,7 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--batch-size",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_BATCH_SIZE,
         metavar="N",
         help=f"rows per savepoint (default {DEFAULT_BATCH_SIZE}); a batch with a bad row is "

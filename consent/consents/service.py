@@ -26,13 +26,13 @@ from consent.audit.leaf import ConsentRecorded as ConsentLeaf
 from consent.audit.leaf import PurposeChoice
 from consent.audit.outbox import AuditWriter
 from consent.consents.evidence import NetworkEvidence
+from consent.consents.history import HistoryReader
 from consent.consents.schemas import (
     ConsentCreate,
     ConsentEvent,
     ConsentHistoryPage,
     ConsentRecorded,
     ConsentState,
-    NetworkProof,
     SubjectConsents,
 )
 from consent.crypto.datakeys import DataKeys
@@ -389,20 +389,6 @@ class ConsentService:
             members = await self.subjects.group(conn, survivor)
             rows = await conn.fetch(Q.subject_history, members, before, limit + 1)
             page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
-            deks: dict[UUID, bytes] = {}
-            items = [await self._event(conn, r, deks) for r in page]
+            history = HistoryReader(conn, self.datakeys, self.tenant_id, _EVIDENCE_CONTEXT)
+            items = [msgspec.convert(await history.fields(r), ConsentEvent) for r in page]
         return ConsentHistoryPage(items=items, next_cursor=next_cursor)
-
-    async def _event(self, conn: Conn, row: Any, deks: dict[UUID, bytes]) -> ConsentEvent:
-        """A history entry, with its network evidence decrypted under its subject's data key
-        (`deks`: the keys fetched so far for this page)."""
-        fields = {k: v for k, v in dict(row).items() if k not in {"evidence_enc", "seq"}}
-        if row["evidence_enc"] is not None:
-            subject_id = row["subject_id"]
-            if subject_id not in deks:
-                deks[subject_id] = await self.datakeys.get(conn, self.tenant_id, subject_id)
-            plain = DataKeys.decrypt(
-                deks[subject_id], self.tenant_id, subject_id, row["evidence_enc"], _EVIDENCE_CONTEXT
-            )
-            fields["network"] = msgspec.json.decode(plain, type=NetworkProof)
-        return msgspec.convert(fields, ConsentEvent)

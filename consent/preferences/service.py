@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -12,11 +11,11 @@ from consent.audit.leaf import PreferenceChoice
 from consent.audit.leaf import PreferenceRecorded as PreferenceLeaf
 from consent.audit.outbox import AuditWriter
 from consent.consents.evidence import NetworkEvidence
-from consent.consents.schemas import NetworkProof
+from consent.consents.history import HistoryReader
 from consent.consents.service import proof_errors
 from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
-from consent.db.database import Conn, Database
+from consent.db.database import Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
@@ -208,20 +207,6 @@ class PreferenceService:
             members = await self.subjects.group(conn, survivor)
             rows = await conn.fetch(Q.preference_history, members, before, limit + 1)
             page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
-            deks: dict[UUID, bytes] = {}
-            items = [await self._event(conn, r, deks) for r in page]
+            history = HistoryReader(conn, self.datakeys, self.tenant_id, _EVIDENCE_CONTEXT)
+            items = [msgspec.convert(await history.fields(r), PreferenceEvent) for r in page]
         return PreferenceHistoryPage(items=items, next_cursor=next_cursor)
-
-    async def _event(self, conn: Conn, row: Any, deks: dict[UUID, bytes]) -> PreferenceEvent:
-        """A history entry, with its network evidence decrypted under its subject's data key
-        (`deks`: the keys fetched so far for this page)."""
-        fields = {k: v for k, v in dict(row).items() if k not in {"evidence_enc", "seq"}}
-        if row["evidence_enc"] is not None:
-            subject_id = row["subject_id"]
-            if subject_id not in deks:
-                deks[subject_id] = await self.datakeys.get(conn, self.tenant_id, subject_id)
-            plain = DataKeys.decrypt(
-                deks[subject_id], self.tenant_id, subject_id, row["evidence_enc"], _EVIDENCE_CONTEXT
-            )
-            fields["network"] = msgspec.json.decode(plain, type=NetworkProof)
-        return msgspec.convert(fields, PreferenceEvent)

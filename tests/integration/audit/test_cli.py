@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import socket
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,28 +17,13 @@ from consent.audit.integrator import Integrator
 from consent.audit.verify_offline import verify_export
 from consent.db.database import Database
 from tests.integration.conftest import Catalog
+from tests.support.cli import cli_env, run_consent
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
-
 
 def _run(args: list[str], database_dsn: str, keys_dir: Path, tmp_path: Path) -> tuple[int, str]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")},
-        "CONSENT_DATABASE_URL": database_dsn,
-        "CONSENT_KEYS_DIR": str(keys_dir),
-        "CONSENT_DATA_DIR": str(tmp_path),
-    }
-    run = subprocess.run(
-        [sys.executable, "-m", "consent", "audit", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    run = run_consent("audit", *args, env=cli_env(database_dsn, keys_dir, tmp_path))
     assert "Traceback" not in run.stderr, run.stderr
     return run.returncode, run.stderr
 

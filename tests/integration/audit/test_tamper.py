@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -24,10 +22,9 @@ from consent.audit.integrator import Integrator
 from consent.audit.verify_db import LogReport, verify_all
 from consent.db.database import Conn, Database
 from tests.integration.conftest import Catalog
+from tests.support.cli import cli_env, run_consent
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 async def _populate(catalog: Catalog, integrator: Integrator, n: int = 20) -> None:
@@ -447,23 +444,10 @@ async def test_verify_cli_exits_nonzero_on_tampering(
 ) -> None:
     """The command an auditor runs: exit 0 on the untouched log, 1 once a leaf was changed."""
     await _populate(catalog, integrator, n=6)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")},
-        "CONSENT_DATABASE_URL": database_dsn,
-        "CONSENT_KEYS_DIR": str(keys_dir),
-        "CONSENT_DATA_DIR": str(tmp_path),
-    }
+    env = cli_env(database_dsn, keys_dir, tmp_path)
 
     def verify() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "consent", "audit", "verify"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_consent("audit", "verify", env=env)
 
     untouched = verify()
     assert untouched.returncode == 0, untouched.stderr

@@ -18,14 +18,15 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import cli_env, run_consent
+
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def _env(**extra: str) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")}
-    return {**keep, **extra}
+    return cli_env(None, None, None, **extra)
 
 
 def _free_port() -> int:
@@ -35,16 +36,7 @@ def _free_port() -> int:
         return port
 
 
-def _consent(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "consent", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+_consent = run_consent
 
 
 def _admin_key(name: str, env: dict[str, str]) -> str:

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,10 +27,10 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from tests.conftest import Tenant
 from tests.integration.ledger.conftest import Catalog
+from tests.support.cli import cli_env, run_consent
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY_AGO = (NOW - timedelta(days=1)).isoformat()
 WEEK_AGO = (NOW - timedelta(days=7)).isoformat()
@@ -43,14 +41,7 @@ CSV_HEADER = "identifier_type,identifier_value,purpose,choice,occurred_at,channe
 
 
 def _env(database_dsn: str, keys_dir: Path, data_dir: Path) -> dict[str, str]:
-    keep = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")}
-    return {
-        **keep,
-        "CONSENT_DATABASE_URL": database_dsn,
-        "CONSENT_DATA_DIR": str(data_dir),
-        "CONSENT_KEYS_DIR": str(keys_dir),
-        "CONSENT_LOG_LEVEL": "warning",
-    }
+    return cli_env(database_dsn, keys_dir, data_dir, CONSENT_LOG_LEVEL="warning")
 
 
 @pytest.fixture
@@ -58,15 +49,7 @@ def run_cli(database_dsn: str, keys_dir: Path, tmp_path: Path) -> Any:
     env = _env(database_dsn, keys_dir, tmp_path / "data")
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "consent", "import", *args],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_consent("import", *args, env=env)
 
     return run
 

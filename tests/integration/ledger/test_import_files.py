@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -22,10 +21,10 @@ from consent.consents.importer import ImportResult, ImportUsageError, import_fil
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from tests.integration.ledger.conftest import Catalog
+from tests.support.cli import ROOT, cli_env, run_consent
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[3]
 DAY_AGO = (datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)).isoformat()
 HEADER = "identifier_type,identifier_value,purpose,choice,occurred_at,channel"
 
@@ -184,24 +183,10 @@ async def test_the_report_may_not_overwrite_the_file_it_reports_on(
     }
     path.write_text(json.dumps(row) + "\n")
     before = path.read_bytes()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")}
-    env |= {
-        "CONSENT_DATABASE_URL": database_dsn,
-        "CONSENT_DATA_DIR": str(tmp_path / "data"),
-        "CONSENT_KEYS_DIR": str(keys_dir),
-    }
+    env = cli_env(database_dsn, keys_dir, tmp_path / "data")
     for report in (str(path), str(tmp_path / "." / "crm.ndjson")):
-        done = subprocess.run(
-            [
-                *(sys.executable, "-m", "consent", "import", str(path)),
-                *("--tenant", catalog.tenant.id, "--report", report),
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+        done = run_consent(
+            "import", str(path), "--tenant", catalog.tenant.id, "--report", report, env=env
         )
         assert done.returncode == 2, done.stderr
         assert "--report" in done.stderr
@@ -214,12 +199,7 @@ async def test_ctrl_c_rolls_back_and_says_so(
     """An admin stops a long import with Ctrl-C: one line saying nothing was committed and
     exit status 130, not a Python traceback."""
     path = await _many(tmp_path, 20_000)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")}
-    env |= {
-        "CONSENT_DATABASE_URL": database_dsn,
-        "CONSENT_DATA_DIR": str(tmp_path / "data"),
-        "CONSENT_KEYS_DIR": str(keys_dir),
-    }
+    env = cli_env(database_dsn, keys_dir, tmp_path / "data")
     proc = subprocess.Popen(
         [sys.executable, "-m", "consent", "import", str(path), "--tenant", catalog.tenant.id],
         env=env,

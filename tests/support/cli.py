@@ -1,0 +1,43 @@
+"""Running the `consent` command as a user does: its own process, in the repository."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+__all__ = ["ROOT", "cli_env", "run_consent"]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli_env(
+    database_dsn: str | None = None,
+    keys_dir: Path | None = None,
+    data_dir: Path | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """This process's environment without its CONSENT_* settings, pointed at the test's
+    database, keys and data directory (those given), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")}
+    if database_dsn is not None:
+        env["CONSENT_DATABASE_URL"] = database_dsn
+    if keys_dir is not None:
+        env["CONSENT_KEYS_DIR"] = str(keys_dir)
+    if data_dir is not None:
+        env["CONSENT_DATA_DIR"] = str(data_dir)
+    return {**env, **extra}
+
+
+def run_consent(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m consent ARGS`, its output captured as text; never raises on its exit status."""
+    return subprocess.run(
+        [sys.executable, "-m", "consent", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
