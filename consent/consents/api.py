@@ -25,7 +25,7 @@ from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import IdentifierIn, LinkRequest, LinkResult, SubjectRef
 from consent.tenancy.auth import principal, requires
 
-__all__ = ["ConsentController"]
+__all__ = ["ConsentController", "request_evidence"]
 
 _StateSubject = Annotated[
     UUID,
@@ -62,6 +62,17 @@ class LookupRequest(SubjectRef, frozen=True, kw_only=True, forbid_unknown_fields
     ] = None
 
 
+def request_evidence(request: Request[Any, Any, Any]) -> NetworkEvidence:
+    """The write's network evidence: the visitor's address (from X-Forwarded-For only behind a
+    proxy in CONSENT_TRUSTED_PROXIES), truncated, and its user agent. Kept only when the
+    tenant enables `store_network_evidence`."""
+    peer = request.client.host if request.client else None
+    visitor = client_address(
+        peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
+    )
+    return NetworkEvidence.from_request(visitor, request.headers.get("user-agent"))
+
+
 def _service(request: Request[Any, Any, Any]) -> ConsentService:
     return ConsentService(
         request.app.state.db,
@@ -93,11 +104,7 @@ class ConsentController(Controller):
         proxy listed in `CONSENT_TRUSTED_PROXIES` the address is taken from X-Forwarded-For.
         A key bound to a property records for that property (another `property_id`: 403); a
         browser request must come from one of the property's `allowed_origins` (403)."""
-        peer = request.client.host if request.client else None
-        visitor = client_address(
-            peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
-        )
-        evidence = NetworkEvidence.from_request(visitor, request.headers.get("user-agent"))
+        evidence = request_evidence(request)
         data = msgspec.structs.replace(
             data, property_id=principal(request).property_for(data.property_id)
         )

@@ -9,7 +9,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.params import JSONBody, Parameter
 
-from consent.consents.evidence import NetworkEvidence, client_address
+from consent.consents.api import request_evidence
 from consent.http_params import CursorParam, IdemKey, Limit
 from consent.openapi import problems
 from consent.preferences.schemas import (
@@ -65,14 +65,9 @@ class PreferenceController(Controller):
         """Channels (e-mail, SMS, push, post, phone), topics and frequency. Preferences are not
         legal consent; they are kept with the same history and proof: truncated IP and user
         agent too, encrypted, only when the tenant enables `store_network_evidence`. A key
-        bound to a
-        property records for that property (another `property_id`: 403); a browser request
-        must come from one of the property's `allowed_origins` (403)."""
-        peer = request.client.host if request.client else None
-        visitor = client_address(
-            peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
-        )
-        evidence = NetworkEvidence.from_request(visitor, request.headers.get("user-agent"))
+        bound to a property records for that property (another `property_id`: 403); a browser
+        request must come from one of the property's `allowed_origins` (403)."""
+        evidence = request_evidence(request)
         data = msgspec.structs.replace(
             data, property_id=principal(request).property_for(data.property_id)
         )
