@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 
 from consent.decisions.engine import DecisionInput
+from consent.decisions.jurisdictions import check_jurisdiction
 from consent.subjects.schemas import SubjectRef
 
 __all__ = [
@@ -46,7 +47,8 @@ Jurisdiction = Annotated[
     str,
     msgspec.Meta(
         pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$",
-        description="ISO 3166-1 alpha-2 country (DE) or ISO 3166-2 subdivision (US-CA).",
+        description="ISO 3166-1 alpha-2 country (DE) or ISO 3166-2 subdivision (US-CA); a code "
+        "that does not exist (UK for GB, a misspelt state) is a 400, never the policy's default.",
     ),
 ]
 Age = Annotated[int, msgspec.Meta(ge=0, le=150, description="Age in years, if known.")]
@@ -89,6 +91,9 @@ class DecisionContext(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             "information; actions that use it are then denied (`denied.sensitive_limited`)."
         ),
     ] = False
+
+    def __post_init__(self) -> None:
+        check_jurisdiction(self.jurisdiction)
 
 
 class DecisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -339,6 +344,10 @@ class AudienceMember(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     age: Age | msgspec.UnsetType | None = msgspec.UNSET
     parental_consent: bool | msgspec.UnsetType = msgspec.UNSET
     limit_sensitive: bool | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.jurisdiction, str):
+            check_jurisdiction(self.jurisdiction)
 
 
 class AudienceSummary(msgspec.Struct, frozen=True, kw_only=True):
