@@ -31,7 +31,12 @@ from consent.decisions.fastpath import DecisionFastPath
 from consent.decisions.runtime import Decisions
 from consent.errors import exception_handlers
 from consent.health.api import live, live_head, ready, ready_head
-from consent.middleware import CorsMiddleware, JsonBodyMiddleware, RequestIdMiddleware
+from consent.middleware import (
+    CorsMiddleware,
+    JsonBodyMiddleware,
+    KnownQueryMiddleware,
+    RequestIdMiddleware,
+)
 from consent.openapi import document_problems
 from consent.preferences.api import PreferenceController
 from consent.problems import problem_page
@@ -137,7 +142,7 @@ def create_app(
             static_files,
         ],
         lifespan=[lifespan],
-        middleware=[JsonBodyMiddleware],
+        middleware=[JsonBodyMiddleware, KnownQueryMiddleware],
         exception_handlers=exception_handlers(),
         openapi_config=_openapi(),
         request_max_body_size=MAX_BODY_BYTES,

@@ -1,5 +1,6 @@
 """ASGI middleware: a request id on every request, response and log line; JSON bodies only;
-CORS for browsers calling the API from other origins."""
+only the query parameters an API operation takes; CORS for browsers calling the API from other
+origins."""
 
 from __future__ import annotations
 
@@ -7,14 +8,21 @@ import os
 import re
 import time
 from typing import Any, Final
+from urllib.parse import unquote_plus
 
 import msgspec
 import structlog
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
-from consent.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES, Problem
+from consent.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES, Problem, ValidationFailed
 
-__all__ = ["CorsMiddleware", "JsonBodyMiddleware", "RequestIdMiddleware", "is_json"]
+__all__ = [
+    "CorsMiddleware",
+    "JsonBodyMiddleware",
+    "KnownQueryMiddleware",
+    "RequestIdMiddleware",
+    "is_json",
+]
 
 _HEADER: Final = b"x-request-id"
 _VALID: Final = re.compile(rb"^[A-Za-z0-9._-]{8,64}$")
@@ -113,6 +121,69 @@ async def _unsupported(scope: Scope, send: Send) -> None:
     }
     await send(start)
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+_API_PREFIX: Final = "/v1/"
+_TEMPLATE_TYPE: Final = re.compile(r":[^}]+}")
+_NAME_SHOWN: Final = 40
+
+
+class KnownQueryMiddleware:
+    """An API request (`/v1/...`) naming a query parameter its operation does not take gets a
+    400 problem naming it and the parameters the operation takes, instead of being answered
+    as if it had not been sent: `?limt=10` silently gave the default page size, `?since=` on
+    an operation without it an unfiltered answer. The parameters each operation takes are read
+    from the app's OpenAPI document, so the check and the documentation cannot disagree.
+    Pages for people (`/audit/verify`) keep tolerating links with extra parameters."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"  # type: ignore[comparison-overlap]
+            and scope.get("query_string")
+            and scope["path"].startswith(_API_PREFIX)
+        ):
+            _check_query(scope)
+        await self.app(scope, receive, send)
+
+
+def _check_query(scope: Scope) -> None:
+    template = _TEMPLATE_TYPE.sub("}", str(scope.get("path_template", "")))
+    taken = _query_parameters(scope["app"]).get((template, str(scope.get("method", ""))))
+    if taken is None:  # not a documented operation: nothing to check against
+        return
+    sent = (part.split(b"=", 1)[0] for part in scope["query_string"].split(b"&") if part)
+    for raw in sent:
+        name = unquote_plus(raw.decode("latin-1"))
+        if name not in taken:
+            shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
+            takes = ", ".join(sorted(taken)) if taken else "no query parameters"
+            raise ValidationFailed.field(
+                shown, f"unknown query parameter; this operation takes {takes}"
+            )
+
+
+def _query_parameters(app: Any) -> dict[tuple[str, str], frozenset[str]]:
+    """(path as documented, METHOD) -> the names of the query parameters it takes."""
+    cached: dict[tuple[str, str], frozenset[str]] | None = getattr(app.state, "query_names", None)
+    if cached is not None:
+        return cached
+    table: dict[tuple[str, str], frozenset[str]] = {}
+    for path, item in (app.openapi_schema.paths or {}).items():
+        for method in ("get", "put", "post", "delete", "patch", "head"):
+            operation = getattr(item, method, None)
+            if operation is None:
+                continue
+            names = frozenset(
+                p.name
+                for p in operation.parameters or ()
+                if getattr(p, "param_in", None) == "query"
+            )
+            table[(path, method.upper())] = names
+    app.state.query_names = table
+    return table
 
 
 _ORIGIN: Final = b"origin"

@@ -4,8 +4,9 @@ Litestar documents a validation error as its own `{"status_code", "detail", "ext
 while every error this service sends is an `application/problem+json` `Problem`
 (consent.errors). `document_problems` replaces those with the truth when the document is
 built: each operation lists the problem statuses it can answer with, derived from what the
-operation is (parameters or a body: 400; authenticated: 401 and 403; a path parameter: 404; a
-body: 413 and 415; an `Idempotency-Key`: 422; under /v1/, where everything needs the database: 503)
+operation is (parameters or a body: 400, and under /v1/ always, for a query parameter the
+operation does not take; authenticated: 401 and 403; a path parameter: 404; a body: 413 and
+415; an `Idempotency-Key`: 422; under /v1/, where everything needs the database: 503)
 and from what its handler declares with `opt=problems(404, 409)` (a subject named in the body,
 a name already taken: what only the service logic knows about).
 """
@@ -144,8 +145,8 @@ def _statuses(
 ) -> dict[int, tuple[str, ...]]:
     params = operation.parameters or []
     statuses: set[int] = set()
-    if params or operation.request_body is not None:
-        statuses.add(400)
+    if params or operation.request_body is not None or path.startswith("/v1/"):
+        statuses.add(400)  # under /v1/: an unknown query parameter (KnownQueryMiddleware)
     if operation.security:
         statuses |= {401, 403}
     if any(getattr(p, "param_in", None) == "path" for p in params):

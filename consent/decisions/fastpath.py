@@ -74,7 +74,7 @@ class DecisionFastPath:
             await self.inner(scope, receive, send)
             return
         who = self._principal(scope)
-        if who is None or not _json_body(scope):
+        if who is None or scope.get("query_string") or not _json_body(scope):
             await self._delegate(scope, [], receive, send)
             return
         messages, body = await self._read(receive)

@@ -209,3 +209,52 @@ async def test_every_answer_documents_its_request_id_header(client: Any) -> None
     assert missing == []
     answer = await client.get("/health/live")
     assert answer.headers["x-request-id"]
+
+
+async def test_every_api_operation_refuses_a_query_parameter_it_does_not_take(
+    client: Any, catalog: Catalog
+) -> None:
+    """`?limt=10` must not silently give the default page size: a 400 names the parameter
+    and what the operation takes, on every /v1 operation (the decision fast path included)."""
+    doc = (await client.get("/schema/openapi.json")).json()
+    failures = []
+    checked = 0
+    for path, item in doc["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, op in item.items():
+            url = re.sub(r"\{(version|size)\}", "1", path)  # integer path parameters
+            url = re.sub(r"\{[^}]+\}", _NIL, url) + "?limt=10"
+            body = {"json": {}} if "requestBody" in op else {}
+            answer = await client.request(method.upper(), url, headers=catalog.h, **body)
+            checked += 1
+            errors = answer.json().get("errors") if answer.status_code == 400 else None
+            if (
+                answer.status_code != 400
+                or "400" not in op["responses"]
+                or errors is None
+                or errors[0]["field"] != "limt"
+            ):
+                failures.append((method, path, answer.status_code, answer.text[:160]))
+    assert checked > 30
+    assert failures == [], "\n".join(map(str, failures))
+
+
+async def test_the_parameters_an_operation_takes_still_work(client: Any, catalog: Catalog) -> None:
+    page = await client.get("/v1/purposes?limit=1", headers=catalog.h)
+    assert page.status_code == 200, page.text
+    assert len(page.json()["items"]) == 1
+    wrong = await client.get("/v1/purposes?limit=1&since=2020-01-01", headers=catalog.h)
+    assert wrong.status_code == 400
+    assert wrong.json()["errors"] == [
+        {"field": "since", "message": "unknown query parameter; this operation takes cursor, limit"}
+    ]
+    none_taken = await client.get("/v1/policy?verbose=1", headers=catalog.h)
+    assert none_taken.status_code == 400
+    assert "takes no query parameters" in none_taken.json()["errors"][0]["message"]
+
+
+async def test_a_page_for_people_tolerates_extra_link_parameters(client: Any) -> None:
+    """Links to the verification page get tracking parameters appended by mail clients."""
+    page = await client.get("/audit/verify?utm_source=newsletter")
+    assert page.status_code == 200
