@@ -169,7 +169,7 @@ async def _keys_rotate(settings: Settings, batch_size: int) -> int:
 
 async def _rewrap(settings: Settings, batch_size: int) -> int:
     from consent.crypto.binding import KeyRingMismatch, bind_or_check
-    from consent.crypto.datakeys import rewrap_all
+    from consent.crypto.datakeys import RewrapIncomplete, rewrap_all
     from consent.crypto.keys import KeyError_, load_keyring
     from consent.db.database import Database
     from consent.db.migrate import apply_migrations, default_migrations_dir
@@ -194,6 +194,12 @@ async def _rewrap(settings: Settings, batch_size: int) -> int:
                 file=sys.stderr,
             )
             return 1
+        except RewrapIncomplete as exc:
+            print(  # noqa: T201
+                f"consent keys rotate: {exc}; run `consent keys rotate --rewrap-only` again",
+                file=sys.stderr,
+            )
+            return 1
     finally:
         await db.close()
     print(f"{count} data keys re-wrapped under {ring.current_kek_id}", file=sys.stderr)  # noqa: T201
@@ -210,6 +216,66 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
         return _run(_keys_rotate(settings, args.batch_size))
     except KeyError_ as exc:  # the key ring cannot be loaded: nothing was done
         print(f"consent keys rotate: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+
+
+async def _keys_retire(settings: Settings, kek_ids: list[str] | None) -> int:
+    from consent.crypto.binding import KeyRingMismatch, bind_or_check
+    from consent.crypto.datakeys import KekInUse, retire_keks
+    from consent.crypto.keys import load_keyring
+    from consent.db.database import Database
+    from consent.db.migrate import apply_migrations, default_migrations_dir
+
+    keys_dir = settings.resolved_keys_dir
+    ring = load_keyring(keys_dir, create=False)
+    db = await Database.from_settings(settings)
+    try:
+        async with db.pool.acquire() as conn:
+            await apply_migrations(conn, default_migrations_dir())  # as `keys rotate` does
+            # Never judge another database's keys "unused": this must be its key directory.
+            await bind_or_check(conn, ring)
+        done = await retire_keks(db, keys_dir, kek_ids)
+    except (KeyRingMismatch, KekInUse) as exc:
+        print(f"consent keys retire: {exc}, nothing was retired", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await db.close()
+    for kek_id in done.retired:
+        print(f"retired {kek_id}")  # noqa: T201
+    for kek_id in done.absent:
+        print(f"{kek_id} was already retired")  # noqa: T201
+    for kek_id, wrapped in done.kept.items():
+        keys = f"{wrapped} data key is" if wrapped == 1 else f"{wrapped} data keys are"
+        print(  # noqa: T201
+            f"kept {kek_id}: {keys} wrapped under it (`consent keys rotate --rewrap-only`)"
+        )
+    if not (done.retired or done.absent or done.kept):
+        print(f"no key-encryption key to retire ({ring.current_kek_id} is current)")  # noqa: T201
+    if done.retired:
+        print(  # noqa: T201
+            "copies of the keys directory (backups) still hold retired keys: destroy them too",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_keys_retire(args: argparse.Namespace) -> int:
+    from consent.crypto.keys import KeyError_
+
+    settings = _settings()
+    if settings.kek is not None:
+        print(  # noqa: T201
+            "consent keys retire: CONSENT_KEK is set, so your key-encryption keys are kept "
+            "outside the keys directory: once `consent keys rotate --rewrap-only` has re-wrapped "
+            "every data key (exit 0), destroy the old key where you keep it, and any copy of it "
+            "in the keys directory",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return _run(_keys_retire(settings, args.kek_ids or None))
+    except KeyError_ as exc:  # the key ring cannot be loaded: nothing was done
+        print(f"consent keys retire: {exc}", file=sys.stderr)  # noqa: T201
         return 1
 
 
@@ -268,6 +334,14 @@ def _port(text: str) -> int:
     return value
 
 
+def _kek_id(text: str) -> str:
+    from consent.crypto.keys import is_kek_id
+
+    if not is_kek_id(text):
+        raise argparse.ArgumentTypeError(f"not a key-encryption key id: {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="consent",
@@ -321,6 +395,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not generate a KEK; re-wrap under the current one (e.g. set by CONSENT_KEK)",
     )
     rotate.set_defaults(func=cmd_keys_rotate)
+    retire = keys_sub.add_parser(
+        "retire",
+        help="destroy old key-encryption keys that no data key is wrapped under",
+        description="Destroy the files of old key-encryption keys once no data key of any "
+        "tenant is wrapped under them (after `consent keys rotate`), so that a database backup "
+        "taken before an erasure can no longer be opened with the keys directory. Refuses the "
+        "current KEK and one that still wraps data keys. The overwrite is best effort "
+        "(filesystems and SSDs may keep old blocks); copies of the keys directory are yours "
+        "to destroy. Exit 0: done (or retired before); 1: refused, nothing retired.",
+    )
+    retire.add_argument(
+        "kek_ids",
+        nargs="*",
+        type=_kek_id,
+        metavar="KEK_ID",
+        help="the KEKs to retire (default: every one but the current that wraps no data key)",
+    )
+    retire.set_defaults(func=cmd_keys_retire)
 
     from consent.audit import cli as audit_cli
 

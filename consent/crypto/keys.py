@@ -8,8 +8,10 @@ Layout of the keys directory (default `.consent/keys`, mode 0700, files 0600):
     signing.ed25519    PKCS#8 PEM Ed25519 private key for audit checkpoints and receipts
 
 Data keys (one per subject) are AES-256-GCM keys wrapped by a KEK and stored in PostgreSQL with
-the id of the KEK that wrapped them, so a rotation can re-wrap them while the service runs. Key
-material is never logged: nothing here logs, and the repr of KeyRing shows ids only.
+the id of the KEK that wrapped them, so a rotation can re-wrap them while the service runs. Once
+no data key is wrapped under an old KEK, `consent keys retire` removes its file (retire_kek): a
+database backup taken before an erasure then no longer opens. Key material is never logged:
+nothing here logs, and the repr of KeyRing shows ids only.
 """
 
 from __future__ import annotations
@@ -38,13 +40,26 @@ from consent.crypto.aead import (
     seal,
 )
 
-__all__ = ["KeyError_", "KeyRing", "kek_id_of", "load_keyring", "parse_kek", "rotate_kek"]
+__all__ = [
+    "KeyError_",
+    "KeyRing",
+    "is_kek_id",
+    "kek_id_of",
+    "kek_ids_on_disk",
+    "load_keyring",
+    "parse_kek",
+    "retire_kek",
+    "rotate_kek",
+]
 
 _KEK_DIR: Final = "kek"
 _CURRENT: Final = "current"
 _LOOKUP: Final = "lookup.key"
 _SIGNING: Final = "signing.ed25519"
 _LOCK: Final = ".generation.lock"  # empty; flock(2) on it serialises key generation
+_RETIRING: Final = ".retiring"  # a KEK file being destroyed: no longer *.key, so never loaded
+_KEK_ID_CHARS: Final = frozenset("0123456789abcdef")
+_KEK_ID_LENGTH: Final = 16
 
 
 class KeyError_(Exception):  # noqa: N801 - KeyError is a builtin with another meaning
@@ -63,7 +78,12 @@ def parse_kek(text: str) -> bytes:
 
 def kek_id_of(kek: bytes) -> str:
     """A short public id of a KEK (not secret: a hash of the key under a fixed label)."""
-    return hashlib.sha256(b"consent/kek-id\x00" + kek).hexdigest()[:16]
+    return hashlib.sha256(b"consent/kek-id\x00" + kek).hexdigest()[:_KEK_ID_LENGTH]
+
+
+def is_kek_id(text: str) -> bool:
+    """Whether `text` has the form of a KEK id (so it can name a file in the KEK directory)."""
+    return len(text) == _KEK_ID_LENGTH and set(text) <= _KEK_ID_CHARS
 
 
 @contextlib.contextmanager
@@ -155,9 +175,13 @@ class KeyRing:
         if not force and mtime == self._current_mtime:
             return
         keks, current_id = _read_keks(self.keys_dir)
+        # Keys only ever join the ring: data wrapped under a KEK retired since stays readable
+        # here (there is none left once it is retired). The pointer is followed even when the
+        # ring's current KEK is gone from the directory (rotated, then retired, before this
+        # look): staying on it would wrap new data keys under a KEK no process can load again.
+        # A ring whose KEK came from CONSENT_KEK has no keys_dir and never gets here.
         self.keks.update(keks)
-        if current_id is not None and self.current_kek_id in keks:
-            # Only follow the file's pointer when the ring's KEK came from the directory too.
+        if current_id is not None and current_id in self.keks:
             self.current_kek_id = current_id
         self._current_mtime = mtime
 
@@ -167,7 +191,11 @@ def _read_keks(keys_dir: Path) -> tuple[dict[str, bytes], str | None]:
     keks: dict[str, bytes] = {}
     if kek_dir.is_dir():
         for path in sorted(kek_dir.glob("*.key")):
-            kek = parse_kek(path.read_text(encoding="ascii"))
+            try:
+                text = path.read_text(encoding="ascii")
+            except FileNotFoundError:  # retired between the listing and the read
+                continue
+            kek = parse_kek(text)
             keks[kek_id_of(kek)] = kek
     current_path = kek_dir / _CURRENT
     current = current_path.read_text(encoding="ascii").strip() if current_path.exists() else None
@@ -251,3 +279,65 @@ def rotate_kek(keys_dir: Path) -> str:
     """Generate a new KEK in `keys_dir` and make it current; returns its id."""
     with _generation_lock(keys_dir):
         return _add_kek(keys_dir, new_key())
+
+
+def kek_ids_on_disk(keys_dir: Path) -> tuple[list[str], str | None]:
+    """The ids of the KEKs in `keys_dir` (sorted) and the id its `current` file names."""
+    keks, current = _read_keks(keys_dir)
+    return sorted(keks), current
+
+
+def retire_kek(keys_dir: Path, kek_id: str) -> bool:
+    """Destroy the file of KEK `kek_id`; False when there is none (already retired).
+
+    Refuses (KeyError_) the current KEK. The caller checks first that no data key is wrapped
+    under it (consent.crypto.datakeys.retire_keks): this only removes the file. The file is
+    renamed out of the `*.key` pattern first (a process loading the ring then sees it whole or
+    not at all), overwritten with zeros and synced, then unlinked. The overwrite is best effort:
+    a journalling or copy-on-write filesystem, an SSD's wear levelling or a snapshot may keep
+    the old blocks, and copies of the keys directory (backups) are the operator's to destroy.
+    """
+    if not is_kek_id(kek_id):
+        raise KeyError_(f"not a key-encryption key id: {kek_id!r}")
+    kek_dir = keys_dir / _KEK_DIR
+    with _generation_lock(keys_dir):
+        _, current = _read_keks(keys_dir)
+        if kek_id == current:
+            raise KeyError_(f"{kek_id} is the current key-encryption key")
+        paths = [p for p in kek_dir.glob("*.key") if _holds_kek(p, kek_id)]
+        # A destruction that a crash interrupted is finished now, but it is no retirement.
+        for leftover in kek_dir.glob(f"{kek_id}.key{_RETIRING}"):
+            _destroy(leftover)
+        for path in paths:  # normally one, <kek_id>.key
+            _destroy(path.rename(path.with_name(path.name + _RETIRING)))
+        if kek_dir.is_dir():
+            _sync_dir(kek_dir)
+    return bool(paths)
+
+
+def _holds_kek(path: Path, kek_id: str) -> bool:
+    """Whether the file at `path` holds KEK `kek_id` (by its content, as the ring loads it: a
+    file named after the id that holds another key, the current one say, is left alone)."""
+    try:
+        return kek_id_of(parse_kek(path.read_text(encoding="ascii"))) == kek_id
+    except (FileNotFoundError, ValueError):
+        return False
+
+
+def _destroy(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, bytes(os.fstat(fd).st_size))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    path.unlink()
+
+
+def _sync_dir(path: Path) -> None:
+    """Make the removal of a file in `path` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
