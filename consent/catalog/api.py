@@ -46,6 +46,7 @@ def _service(request: Request[Any, Any, Any]) -> CatalogService:
     who = principal(request)
     return CatalogService(
         request.app.state.db,
+        request.app.state.keyring,
         who.tenant_id,
         actor=f"api-key:{who.key_id}",
         audit=request.app.state.audit,

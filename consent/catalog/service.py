@@ -29,6 +29,7 @@ from consent.catalog.schemas import (
     VendorCreate,
     VendorPage,
 )
+from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import Conflict, NotFound, ValidationFailed
@@ -87,12 +88,14 @@ class CatalogService:
     def __init__(
         self,
         db: Database,
+        keyring: KeyRing,
         tenant_id: UUID,
         *,
         actor: str = "system",
         audit: AuditWriter | None = None,
     ) -> None:
         self.db = db
+        self.keyring = keyring  # for the keyed request hashes of idempotency records
         self.tenant_id = tenant_id
         self.actor = actor
         self.audit = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
@@ -149,7 +152,13 @@ class CatalogService:
         async with self.db.tenant(self.tenant_id) as conn:
             fingerprint = kind + b":" + msgspec.json.encode(data)
             result, _ = await run_idempotent(
-                conn, self.tenant_id, idem_key, fingerprint, result_type, lambda: produce(conn)
+                conn,
+                self.keyring,
+                self.tenant_id,
+                idem_key,
+                fingerprint,
+                result_type,
+                lambda: produce(conn),
             )
             return result
 
@@ -223,7 +232,7 @@ class CatalogService:
 
             fingerprint = b"version:" + notice_key.encode() + b":" + msgspec.json.encode(data)
             result, _ = await run_idempotent(
-                conn, self.tenant_id, idem_key, fingerprint, NoticeVersion, produce
+                conn, self.keyring, self.tenant_id, idem_key, fingerprint, NoticeVersion, produce
             )
             return result
 
@@ -263,7 +272,7 @@ class CatalogService:
 
             fingerprint = f"publish:{notice_key}:{version}".encode()
             result, _ = await run_idempotent(
-                conn, self.tenant_id, idem_key, fingerprint, NoticeVersion, produce
+                conn, self.keyring, self.tenant_id, idem_key, fingerprint, NoticeVersion, produce
             )
             return result
 

@@ -187,6 +187,12 @@ class ConsentController(Controller):
 
             fingerprint = b"link/" + msgspec.json.encode(data)
             result, _ = await run_idempotent(
-                conn, tenant_id, idempotency_key, fingerprint, LinkResult, produce
+                conn,
+                request.app.state.keyring,
+                tenant_id,
+                idempotency_key,
+                fingerprint,
+                LinkResult,
+                produce,
             )
             return result

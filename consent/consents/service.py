@@ -188,6 +188,7 @@ class ConsentService:
         audit: AuditWriter | None = None,
     ) -> None:
         self.db = db
+        self.keyring = keyring
         self.tenant_id = tenant_id
         self.subjects = SubjectResolver(keyring)
         self.datakeys = DataKeys(keyring)
@@ -220,7 +221,13 @@ class ConsentService:
                 )
 
             result, _ = await run_idempotent(
-                conn, self.tenant_id, idempotency_key, _enc.encode(data), ConsentRecorded, produce
+                conn,
+                self.keyring,
+                self.tenant_id,
+                idempotency_key,
+                _enc.encode(data),
+                ConsentRecorded,
+                produce,
             )
             return result
 

@@ -125,6 +125,7 @@ class KeyRing:
     keys_dir: Path | None = None
     _current_mtime: float = field(default=0.0)
     _lookup_keys: dict[str, bytes] = field(default_factory=dict)
+    _idempotency_keys: dict[str, bytes] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"KeyRing(kek_ids={sorted(self.keks)}, current={self.current_kek_id})"
@@ -161,6 +162,16 @@ class KeyRing:
     def lookup_digest(self, tenant_id: str, id_type: str, normalized: str) -> bytes:
         message = id_type.encode() + b"\x00" + normalized.encode()
         return keyed_digest(self.lookup_key(tenant_id), message)
+
+    # -- idempotency records -----------------------------------------------------------------
+    def idempotency_key(self, tenant_id: str) -> bytes:
+        """The tenant's key for the request hashes of idempotency records (consent/idempotency.py):
+        derived apart from its lookup key, so neither kind of digest stands for the other."""
+        key = self._idempotency_keys.get(tenant_id)
+        if key is None:
+            key = derive_key(self.lookup_root, b"consent/idempotency/v1/" + tenant_id.encode())
+            self._idempotency_keys[tenant_id] = key
+        return key
 
     # -- reload ------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:

@@ -75,6 +75,7 @@ class PreferenceService:
         self, db: Database, keyring: KeyRing, tenant_id: UUID, audit: AuditWriter | None = None
     ) -> None:
         self.db = db
+        self.keyring = keyring
         self.tenant_id = tenant_id
         self.subjects = SubjectResolver(keyring)
         self.datakeys = DataKeys(keyring)
@@ -172,6 +173,7 @@ class PreferenceService:
 
             result, _ = await run_idempotent(
                 conn,
+                self.keyring,
                 self.tenant_id,
                 idempotency_key,
                 b"preferences/" + _enc.encode(data),

@@ -54,7 +54,13 @@ async def _erase(
             )
 
         result, _ = await run_idempotent(
-            conn, tenant_id, idempotency_key, fingerprint, ErasureResult, produce
+            conn,
+            request.app.state.keyring,
+            tenant_id,
+            idempotency_key,
+            fingerprint,
+            ErasureResult,
+            produce,
         )
         return result
 
@@ -112,7 +118,9 @@ class SubjectController(Controller):
             return found
 
         # Keyed: the idempotency record outlives the erasure, and a plain hash of a body
-        # holding her e-mail would let anyone with a dump confirm a guess of it.
+        # holding her e-mail would let anyone with a dump confirm a guess of it. The record
+        # now keys every request hash (consent/idempotency.py); this inner key stays so that a
+        # retry of an erasure recorded before (a plain SHA-256 of this digest) gets its answer.
         key = request.app.state.keyring.lookup_key(str(principal(request).tenant_id))
         digest = hmac.new(key, b"erase-subject-ref/" + msgspec.json.encode(data), "sha256")
         return await _erase(request, idempotency_key, digest.digest(), named)

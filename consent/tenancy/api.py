@@ -28,7 +28,9 @@ __all__ = ["TenancyController"]
 
 
 def _service(request: Request[Any, Any, Any]) -> TenancyService:
-    return TenancyService(request.app.state.db, principal(request).tenant_id)
+    return TenancyService(
+        request.app.state.db, request.app.state.keyring, principal(request).tenant_id
+    )
 
 
 class TenancyController(Controller):

@@ -10,6 +10,7 @@ import msgspec
 from consent.audit.outbox import AuditWriter
 from consent.audit.policy_leaves import record_policy_for_new_tenant
 from consent.consents.service import write_contexts
+from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.errors import Conflict, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
@@ -54,8 +55,9 @@ async def create_tenant_with_admin_key(
 
 
 class TenancyService:
-    def __init__(self, db: Database, tenant_id: UUID) -> None:
+    def __init__(self, db: Database, keyring: KeyRing, tenant_id: UUID) -> None:
         self.db = db
+        self.keyring = keyring  # for the keyed request hashes of idempotency records
         self.tenant_id = tenant_id
 
     async def tenant(self) -> Tenant:
@@ -101,7 +103,7 @@ class TenancyService:
                     raise Conflict("A property with this name exists.") from None
 
             result, _ = await run_idempotent(
-                conn, self.tenant_id, idem_key, _enc.encode(data), Property, produce
+                conn, self.keyring, self.tenant_id, idem_key, _enc.encode(data), Property, produce
             )
             return result
 
@@ -140,7 +142,7 @@ class TenancyService:
                 )
 
             key, replayed = await run_idempotent(
-                conn, self.tenant_id, idem_key, _enc.encode(data), ApiKey, produce
+                conn, self.keyring, self.tenant_id, idem_key, _enc.encode(data), ApiKey, produce
             )
         if replayed:
             raise Conflict(
