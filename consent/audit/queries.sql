@@ -184,6 +184,35 @@ left join audit_evidence as v on v.event_uuid = e.event_uuid
 where f.log_id = $1
 order by f.leaf_index;
 
+-- name: audience_groups
+-- The tenant's audience_member rows that have a leaf, in leaf-link order (one range of
+-- audience_member_leaf), each with its leaf's event (null: gone), the leaf index (null: still
+-- pending), its shape's decision and its run: every join is one probe by key, so the cost is
+-- one pass over the rows, whatever the size of the log.
+select m.event_uuid, m.run_id, m.chunk, m.shape, m.subject_ids, m.purpose_keys,
+       m.purpose_material, m.recorded_at_ns, m.consent_material,
+       e.log_id, e.leaf_bytes, f.leaf_index,
+       s.allow, s.reasons, s.policy_revision, s.input as shape_input,
+       r.requester, r.action, r.started_at
+from audience_member as m
+left join audit_event as e on e.event_uuid = m.event_uuid
+left join audit_leaf as f on f.event_id = e.event_id
+left join audience_shape as s on s.run_id = m.run_id and s.shape = m.shape
+left join audience_run as r on r.id = m.run_id
+where m.tenant_id = $1 and m.event_uuid is not null
+order by m.event_uuid;
+
+-- name: audience_leaves_without_rows
+-- Integrated audience.used leaves of the log that no audience_member row of the tenant links
+-- (run only when verify counted fewer linked rows than such leaves).
+select f.leaf_index, e.leaf_bytes from audit_leaf as f
+join audit_event as e on e.event_id = f.event_id
+where f.log_id = $1 and e.kind = 'audience.used'
+  and not exists (select 1 from audience_member as m
+                  where m.event_uuid = e.event_uuid and m.tenant_id = $2)
+order by f.leaf_index
+limit 3;
+
 -- name: lost_events
 -- Events of the log that are neither integrated nor waiting: dropped from the outbox.
 select e.event_uuid from audit_event as e

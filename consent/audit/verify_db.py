@@ -11,18 +11,30 @@ verification key, names the log's origin, and its root equals the root recompute
 leaves at its size; the log state's size, root and frontier (what the next integration builds
 on) equal the recomputation; every outbox row carries its event's hash; no event is missing from
 both the tree and the outbox. The first divergence is reported with its leaf index.
+
+Audience runs store what their `audience.used` leaves commit to beside them (which subjects a
+run decided, with which input values, and each shape's answer), and the portal and exports read
+those rows: each `audience_member` row with a leaf is checked against it (members_digest
+recomputed from the row, the shape's answer and input digest, the run's requester, action and
+time), and every integrated `audience.used` leaf must have its row. One streamed query over the
+tenant's rows, in chunks of a few rows (each holds up to a chunk's member arrays). Erasure does
+not change these rows (they hold random subject ids only), so an erased member's runs verify
+unchanged. Rows without a leaf (written before migration 0005, or by a writer without the
+audit log) have nothing to be checked against.
 """
 
 from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
+from uuid import UUID
 
 import asyncpg
 
 from consent.audit import merkle
 from consent.audit.checkpoint import NoteError, VerifierKey, open_checkpoint
-from consent.audit.leaf import Leaf, LeafError, SubjectErased, decode_leaf
+from consent.audit.decision_leaves import members_digest, state_digest
+from consent.audit.leaf import AudienceUsed, Leaf, LeafError, SubjectErased, decode_leaf
 from consent.audit.nodes import STORED_MIN_LEVEL
 from consent.audit.outbox import token_text
 from consent.db.database import Conn, Database
@@ -32,6 +44,9 @@ __all__ = ["LogReport", "verify_all"]
 
 Q = SqlFile.beside(__file__, "queries.sql")
 _PREFETCH = 10_000
+# audience_member rows carry a chunk's member arrays (tens of thousands of ids each).
+_AUDIENCE_PREFETCH = 32
+_AUDIENCE_REPORTED = 10
 
 
 @dataclass
@@ -59,6 +74,8 @@ class _LogVerifier:
         self.frontier = merkle.Frontier()
         self.roots: dict[int, bytes] = {}
         self.first: str | None = None
+        # Integrated audience.used leaves seen: each must have its audience_member row.
+        self.audience_leaves = 0
 
     def diverged(self, problem: str) -> None:
         if self.first is None:
@@ -100,6 +117,8 @@ class _LogVerifier:
             else:
                 if leaf.event_uuid != record["event_uuid"]:
                     self.diverged(f"leaf {index}: belongs to another event")
+                if isinstance(leaf, AudienceUsed):
+                    self.audience_leaves += 1
                 problem = _filing_problem(leaf, record)
                 if problem is not None:
                     self.diverged(f"leaf {index}: {problem}")
@@ -143,7 +162,40 @@ class _LogVerifier:
             self.report.problems.append(
                 f"event {lost['event_uuid']}: neither integrated nor pending"
             )
+        await self.check_audiences()
         return self.finish()
+
+    async def check_audiences(self) -> None:
+        """Every audience_member row of the tenant that has a leaf against that leaf, then
+        every integrated audience.used leaf against the rows (by count: the leaf stream
+        counted them; the leaves are looked up only when some lack their row)."""
+        problems: list[str] = []
+        linked = 0
+        async for group in self.conn.cursor(
+            Q.audience_groups, self.row["tenant_id"], prefetch=_AUDIENCE_PREFETCH
+        ):
+            problem, integrated = _audience_problem(group, self.log_id)
+            linked += integrated
+            if problem is not None:
+                index = group["leaf_index"]
+                leaf = "pending leaf" if index is None else f"leaf {index}"
+                problems.append(
+                    f"audience run {group['run_id']}, chunk {group['chunk']}, shape "
+                    f"{group['shape']} ({leaf}): {problem}"
+                )
+        if linked < self.audience_leaves:
+            missing = await self.conn.fetch(
+                Q.audience_leaves_without_rows, self.log_id, self.row["tenant_id"]
+            )
+            problems += [
+                f"leaf {r['leaf_index']} (audience run {_run_of(r['leaf_bytes'])}): "
+                "its audience_member row is missing"
+                for r in missing
+            ] or [f"{self.audience_leaves - linked} audience.used leaves: no row links them"]
+        if len(problems) > _AUDIENCE_REPORTED:
+            more = len(problems) - _AUDIENCE_REPORTED
+            problems[_AUDIENCE_REPORTED:] = [f"... and {more} more audience rows or leaves"]
+        self.report.problems += problems
 
     def finish(self) -> LogReport:
         report, size = self.report, self.frontier.size
@@ -160,6 +212,79 @@ class _LogVerifier:
         elif [bytes(h) for h in self.row["frontier"]] != list(self.frontier.hashes):
             report.problems.append("log state frontier differs from the leaves")
         return report
+
+
+@dataclass(frozen=True, slots=True)
+class _StoredMembers:
+    """The member columns of an audience_member row, as members_digest takes them."""
+
+    subject_ids: list[UUID]
+    purpose_keys: list[str]
+    purpose_material: list[int | None]
+    recorded_at_ns: list[int | None]
+    consent_material: list[int | None]
+
+
+def _audience_problem(group: asyncpg.Record, log_id: int) -> tuple[str | None, bool]:
+    """What is wrong with an audience_member row (and its shape and run) against its leaf, and
+    whether the row links an integrated audience.used leaf of the log."""
+    leaf = _audience_leaf(group, log_id)
+    if isinstance(leaf, str):
+        return leaf, False
+    return _audience_row_problem(leaf, group), group["leaf_index"] is not None
+
+
+def _audience_leaf(group: asyncpg.Record, log_id: int) -> AudienceUsed | str:
+    """The audience.used leaf a row links, or what is wrong with the link."""
+    if group["leaf_bytes"] is None:
+        return "its leaf is missing"
+    if group["log_id"] != log_id:
+        return "its leaf is in another log"
+    try:
+        leaf = decode_leaf(bytes(group["leaf_bytes"]))
+    except LeafError:
+        return "its leaf is not a canonical leaf"
+    return leaf if isinstance(leaf, AudienceUsed) else "its leaf is not an audience.used leaf"
+
+
+def _audience_row_problem(leaf: AudienceUsed, group: asyncpg.Record) -> str | None:
+    """The first of the row's members, its shape's answer and input (a missing shape reads as
+    null) and its run that differs from what the leaf commits to."""
+    members = _StoredMembers(
+        subject_ids=list(group["subject_ids"]),
+        purpose_keys=list(group["purpose_keys"]),
+        purpose_material=list(group["purpose_material"]),
+        recorded_at_ns=list(group["recorded_at_ns"]),
+        consent_material=list(group["consent_material"]),
+    )
+    shape = (group["allow"], tuple(group["reasons"] or ()), group["policy_revision"])
+    run = (group["requester"], group["action"], group["started_at"])
+    checks = (
+        (leaf.run_id == group["run_id"], "its leaf names another run"),
+        (
+            leaf.members == len(members.subject_ids)
+            and hmac.compare_digest(leaf.members_digest, members_digest(members)),
+            "its members differ from the leaf's digest",
+        ),
+        (
+            shape == (leaf.allow, leaf.reasons, leaf.policy_revision)
+            and leaf.state_digest == state_digest(group["shape_input"]),
+            "its shape's decision differs from the leaf's",
+        ),
+        (
+            run == (leaf.requester, leaf.action, leaf.occurred_at),
+            "its run differs from the leaf's (requester, action, time)",
+        ),
+    )
+    return next((problem for holds, problem in checks if not holds), None)
+
+
+def _run_of(leaf_bytes: bytes) -> str:
+    try:
+        leaf = decode_leaf(bytes(leaf_bytes))
+    except LeafError:
+        return "unknown"
+    return str(leaf.run_id) if isinstance(leaf, AudienceUsed) else "unknown"
 
 
 def _filing_problem(leaf: Leaf, record: asyncpg.Record) -> str | None:

@@ -3,11 +3,12 @@
 The subject and every subject linked into it lose their data keys (every identifier value and
 every evidence ciphertext under them becomes unreadable for good), their identifier mappings (a
 lookup by the same e-mail finds nothing; seeing it again creates a new subject, with a new
-token), their audit tokens, evidence rows and current state, and the request hashes that
-idempotency records keep of their writes. Each gets a `subject.erased` leaf, carrying only its
-random token, appended before the token is deleted. The consent and preference events,
-decisions and audit leaves stay as pseudonymous proof (Art 7(1), 17(3)(e)): nothing links them
-to a person any more, and every audit proof still verifies.
+token), their audit tokens, evidence rows and current state, the request hashes that
+idempotency records keep of their writes, and the keyed HMACs of their identifiers that
+decisions asked about them before the ledger knew them logged. Each gets a `subject.erased`
+leaf, carrying only its random token, appended before the token is deleted. The consent and
+preference events, decisions and audit leaves stay as pseudonymous proof (Art 7(1), 17(3)(e)):
+nothing links them to a person any more, and every audit proof still verifies.
 
 Afterwards the subject is invisible to every tenant-scoped read and write (row-level security,
 migrations/0009_erasure.sql): it answers 404 like a subject that never existed, and decisions
@@ -67,6 +68,9 @@ async def erase_subject(
         )
         await audit.append(conn, tenant_id, log_id, leaf)
         events.append(leaf.event_uuid)
+    # A decision asked about an identifier before it was the subject's logged its keyed HMAC;
+    # the identifier mappings, deleted next, are how those are found.
+    await conn.fetchval(Q.forget_decision_lookups, members)
     await conn.fetchval(Q.erase_subjects, members)
     # A write retried under an Idempotency-Key keeps the SHA-256 of its request, which held the
     # person's identifiers: forget it (migrations/0020_erasure_forgets_request_hashes.sql).

@@ -159,6 +159,12 @@ select id from subject where id = any($1::uuid[]) order by id = $2, id for updat
 -- name: erasure_tokens
 select subject_id, token from audit_subject_token where subject_id = any($1::uuid[]);
 
+-- name: forget_decision_lookups
+-- The keyed HMACs that decisions about then-unknown identifiers logged, of every identifier of
+-- the erased subjects (migrations/0022_decision_lookups_and_audience_verify.sql): before
+-- erase_subjects deletes the identifier mappings they are found by.
+select forget_decision_lookups($1::uuid[]);
+
 -- name: erase_subjects
 -- Crypto-shredding of a group of subjects (row-level security scopes it to the tenant): their
 -- data keys (so every ciphertext under them is unreadable for good), identifier mappings, audit

@@ -5,7 +5,10 @@ preferences with network evidence, linked identifiers, an import, decisions, an 
 writes retried under Idempotency-Keys. After the erasure every row of every table is searched
 for her identifiers, her address and browser, and for forms of them anyone holding only the dump
 can reverse: hex and base64 of the bytes, an unkeyed SHA-256 of a value, and the SHA-256 of a
-request that carried them (the API is public: whoever guesses her e-mail can rebuild the body).
+request that carried them (the API is public: whoever guesses her e-mail can rebuild the body),
+nor the keyed hash the idempotency records held of those requests before the erasure, nor
+the keyed HMACs of her identifiers (decisions asked about her before the service knew her
+logged them): whoever holds the lookup key could confirm by them that she was asked about.
 The service's own log lines, written meanwhile, are searched too, for those and for any key.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import json
 import sys
@@ -39,6 +43,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.logging import configure_logging
 from consent.preferences.schemas import PreferenceCreate
+from consent.subjects.identifiers import normalize
 from consent.subjects.schemas import ErasureRequest, LinkRequest
 from tests.conftest import Catalog, Tenant
 
@@ -151,6 +156,42 @@ async def test_a_dump_after_erasure_holds_nothing_of_the_person(
     )
     assert on.status_code == 200, on.text
 
+    # Decisions asked about her before the service knew her: each is logged with the keyed HMAC
+    # of the identifier asked about (a single decision, and a batch).
+    context = {"requester": "esp", "jurisdiction": "DE"}
+    early = await visitor.post(
+        "/v1/decisions",
+        json={"subject": {"identifier": EMAIL}, "action": "email.marketing", "context": context},
+        headers=h,
+    )
+    assert early.status_code == 200, early.text
+    assert early.json()["allow"] is False
+    batch = await visitor.post(
+        "/v1/decisions/batch",
+        json={
+            "decisions": [
+                {"subject": {"identifier": ident}, "action": "email.marketing", "context": context}
+                for ident in (PHONE, DEVICE, CUSTOMER)
+            ]
+        },
+        headers=h,
+    )
+    assert batch.status_code == 200, batch.text
+    lookup_hmacs = {
+        ident["type"]: keyring.lookup_digest(
+            tenant.id, ident["type"], normalize(ident["type"], ident["value"])
+        ).hex()
+        for ident in (EMAIL, PHONE, DEVICE, CUSTOMER)
+    }
+    async with db.pool.acquire() as conn:
+        logged = {
+            bytes(r["lookup_hmac"]).hex()
+            for r in await conn.fetch(
+                "select lookup_hmac from decision_log where lookup_hmac is not null"
+            )
+        }
+    assert logged == set(lookup_hmacs.values())
+
     consent = {
         "identifier": EMAIL,
         "choices": [{"purpose": "email_marketing", "choice": "granted"}],
@@ -197,7 +238,6 @@ async def test_a_dump_after_erasure_holds_nothing_of_the_person(
     assert linked.status_code == 200, linked.text
     survivor = linked.json()["subject_id"]
 
-    context = {"requester": "esp", "jurisdiction": "DE"}
     decided = await visitor.post(
         "/v1/decisions",
         json={"subject": {"identifier": EMAIL}, "action": "email.marketing", "context": context},
@@ -219,7 +259,8 @@ async def test_a_dump_after_erasure_holds_nothing_of_the_person(
     await integrator.integrate_all()
 
     # The requests that carried her identifiers, as a dump reader who guesses them rebuilds
-    # them; before the erasure, their SHA-256 is what the idempotency records hold.
+    # them. The idempotency records hold their HMAC under the tenant's key (which the dump does
+    # not hold), never their SHA-256; erasure overwrites even the HMAC.
     requests = {
         "consent-1": msgspec.json.encode(msgspec.convert(consent, ConsentCreate)),
         "consent-2": msgspec.json.encode(
@@ -230,12 +271,14 @@ async def test_a_dump_after_erasure_holds_nothing_of_the_person(
         "l1": b"link/" + msgspec.json.encode(msgspec.convert(link, LinkRequest)),
     }
     request_hashes = {k: hashlib.sha256(v).hexdigest() for k, v in requests.items()}
+    idem_key = keyring.idempotency_key(tenant.id)
+    keyed_hashes = {k: hmac.digest(idem_key, v, "sha256").hex() for k, v in requests.items()}
     async with db.pool.acquire() as conn:
         stored = {
             r["key"]: bytes(r["request_sha256"]).hex()
             for r in await conn.fetch("select key, request_sha256 from idempotency_record")
         }
-    assert {k: stored[k] for k in request_hashes} == request_hashes
+    assert {k: stored[k] for k in keyed_hashes} == keyed_hashes
 
     erased = await visitor.delete(
         f"/v1/subjects/{survivor}", headers={**h, "Idempotency-Key": "dsr-1"}
@@ -255,6 +298,19 @@ async def test_a_dump_after_erasure_holds_nothing_of_the_person(
     found += [
         ("idempotency_record", f"SHA-256 of request {key}")
         for key, digest in request_hashes.items()
+        if digest in dump["idempotency_record"]
+    ]
+    # Nor the keyed HMACs of her identifiers: whoever holds the lookup key could confirm by
+    # them that the service was asked about her.
+    found += [
+        (table, f"lookup HMAC of her {id_type}")
+        for id_type, digest in lookup_hmacs.items()
+        for table, rows in dump.items()
+        if digest in rows
+    ]
+    found += [
+        ("idempotency_record", f"HMAC of request {key}")
+        for key, digest in keyed_hashes.items()
         if digest in dump["idempotency_record"]
     ]
     assert found == []
