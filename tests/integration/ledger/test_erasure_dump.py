@@ -315,12 +315,12 @@ async def test_a_dump_after_erasure_holds_nothing_of_the_person(
     ]
     assert found == []
     # Nor do the service's logs hold any of it, nor any key.
-    logged = service_log.getvalue().decode().lower()
-    assert '"event":"request"' in logged
+    log_text = service_log.getvalue().decode().lower()
+    assert '"event":"request"' in log_text
     keys = [*keyring.keks.values(), keyring.lookup_root]
-    assert [t for t in PERSONAL for form in _readable_forms(t) if form in logged] == []
-    assert [k for k in keys if base64.b64encode(k).decode().lower() in logged] == []
-    assert [k for k in keys if k.hex() in logged] == []
+    assert [t for t in PERSONAL for form in _readable_forms(t) if form in log_text] == []
+    assert [k for k in keys if base64.b64encode(k).decode().lower() in log_text] == []
+    assert [k for k in keys if k.hex() in log_text] == []
 
     # A write from before the erasure, retried under its key, brings nobody back.
     for path, body, key in (
