@@ -31,6 +31,7 @@ from consent.decisions.fastpath import DecisionFastPath
 from consent.decisions.runtime import Decisions
 from consent.errors import exception_handlers
 from consent.health.api import live, live_head, ready, ready_head
+from consent.idempotency import keep_pruned
 from consent.middleware import (
     CorsMiddleware,
     JsonBodyMiddleware,
@@ -111,6 +112,11 @@ def create_app(
             if settings.audit_integrator:
                 integrator = Integrator(app.state.db, app.state.audit_signer, sign_interval=1.0)
                 background.append(asyncio.create_task(integrator.run(stop)))
+            background.append(
+                asyncio.create_task(
+                    keep_pruned(app.state.db, settings.idempotency_retention_days, stop)
+                )
+            )
             _log.info("service.started")
             try:
                 yield

@@ -66,6 +66,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     audit_integrator: bool = True
     # Reverse proxies / load balancers whose X-Forwarded-For is believed (addresses or CIDRs).
     trusted_proxies: str = ""
+    # Idempotency records (an Idempotency-Key's stored answer) are deleted after this many days.
+    idempotency_retention_days: int = 30
 
     @property
     def resolved_keys_dir(self) -> Path:
@@ -146,6 +148,14 @@ def _trusted_proxies(env: Mapping[str, str], problems: list[str]) -> str:
     return raw
 
 
+def _retention_days(env: Mapping[str, str], default: int, problems: list[str]) -> int:
+    name = "IDEMPOTENCY_RETENTION_DAYS"
+    days = _parse(env, name, int, default, problems, "a number of days")
+    if not 1 <= days <= 36_500:  # noqa: PLR2004
+        problems.append(f"{_PREFIX}{name}: must be between 1 and 36500")
+    return days
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read settings from `env` (default: the process environment).
 
@@ -207,6 +217,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         source, "AUDIT_INTEGRATOR", _bool, d.audit_integrator, problems, "true/false"
     )
     proxies = _trusted_proxies(source, problems)
+    retention = _retention_days(source, d.idempotency_retention_days, problems)
 
     if problems:
         raise ConfigError(problems)
@@ -234,6 +245,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         audit_origin=_read(source, "AUDIT_ORIGIN", problems) or d.audit_origin,
         audit_integrator=integrator,
         trusted_proxies=proxies,
+        idempotency_retention_days=retention,
     )
 
 

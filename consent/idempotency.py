@@ -9,27 +9,39 @@ easy to rebuild, so the record keeps an HMAC-SHA256 of it under the tenant's ide
 (`KeyRing.idempotency_key`), never a plain hash that a dump could confirm a guess with. Records
 written before migration 0021 hold a plain SHA-256 (`request_hash_kind = 'sha256'`): they are
 compared as such, so a retry of such a write still gets its answer.
+
+Records are kept `CONSENT_IDEMPOTENCY_RETENTION_DAYS` (default 30) and then deleted by every
+worker's hourly `keep_pruned`: a client retries within minutes, not months, and neither the
+table nor the hashes it holds grow for ever. A key used again after that runs as new (an erased
+person's write retried after the retention period would write again).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from uuid import UUID
 
+import asyncpg
 import msgspec
+import structlog
 
 from consent.crypto.keys import KeyRing
-from consent.db.database import Conn
+from consent.db.database import Conn, Database
+from consent.db.sql import SqlFile
 from consent.errors import IdempotencyKeyReused, ValidationFailed
 
-__all__ = ["run_idempotent"]
+__all__ = ["forget_expired", "keep_pruned", "run_idempotent"]
 
 _T = TypeVar("_T")
 _MAX_KEY = 200
 _enc = msgspec.json.Encoder()
+_log = structlog.get_logger("consent.idempotency")
+Q = SqlFile.beside(__file__, "idempotency.sql")
 
 
 def _same_request(kind: str, stored: bytes, fingerprint: bytes, keyed: bytes) -> bool:
@@ -81,3 +93,31 @@ async def run_idempotent(
         _enc.encode(result),
     )
     return result, False
+
+
+async def forget_expired(db: Database, days: int, *, batch: int = 5_000) -> int:
+    """Delete the records older than `days` days, in short transactions of `batch` rows (a
+    first run on a large table does not hold a long one); returns how many went."""
+    gone = 0
+    while True:
+        async with db.system() as conn:
+            count = int(await conn.fetchval(Q.forget_expired, days, batch))
+        gone += count
+        if count < batch:
+            return gone
+
+
+async def keep_pruned(
+    db: Database, days: int, stop: asyncio.Event, *, interval: float = 3600.0
+) -> None:
+    """Run forget_expired now and then every `interval` seconds until `stop` is set (each
+    worker of the service runs this; with nothing expired it is one index probe)."""
+    while not stop.is_set():
+        try:
+            gone = await forget_expired(db, days)
+            if gone:
+                _log.info("idempotency.records_expired", records=gone, retention_days=days)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            _log.warning("idempotency.prune_unavailable", error=type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
