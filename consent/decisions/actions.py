@@ -31,6 +31,7 @@ def describe_actions(bundle: PolicyBundle, catalogue: Collection[str]) -> list[A
                 targeted_advertising=entry.get("targeted_advertising") is True,
                 sensitive=entry.get("sensitive") is True,
                 personalization=entry.get("personalization") is True,
+                direct_marketing=entry.get("direct_marketing") is True,
             )
         )
     return described

@@ -71,8 +71,9 @@ class DecisionContext(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         msgspec.Meta(
             description="A Global Privacy Control signal (`Sec-GPC: 1`) applies to this request. "
             "Where GPC has legal effect (US states listed in the policy's jurisdictions data, "
-            "each from the day its requirement began, e.g. `US-CO` from 2024-07-01) it denies "
-            "sale, sharing and targeted advertising (`denied.gpc`); elsewhere it changes nothing."
+            "each from the day its requirement began, e.g. `US-CO` from 2024-07-01; `US` alone, "
+            "the state not known, as the earliest state) it denies sale, sharing and targeted "
+            "advertising (`denied.gpc`); elsewhere it changes nothing."
         ),
     ] = False
     age: Age | None = None
@@ -80,8 +81,10 @@ class DecisionContext(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
         bool,
         msgspec.Meta(
             description="Verified parental consent is on record. Without it, a subject whose "
-            "`age` is below the digital consent age of `jurisdiction` is denied personalisation, "
-            "targeted advertising, sale and sharing (`denied.child`)."
+            "`age` is below the digital consent age of `jurisdiction` is denied every purpose "
+            "that relies on consent, personalisation, targeted advertising, sale and sharing "
+            "(`denied.child`). It does not cover disclosure to third parties of a US child under "
+            "13 (COPPA asks a separate parental consent for that): sale and sharing stay denied."
         ),
     ] = False
     limit_sensitive: Annotated[
@@ -472,6 +475,14 @@ class ActionInfo(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.Meta(
             description="Profiles the customer to personalise content: denied for a child "
             "below the jurisdiction's digital consent age without parental consent."
+        ),
+    ]
+    direct_marketing: Annotated[
+        bool,
+        msgspec.Meta(
+            description="Markets to the customer directly (e-mail, SMS, targeted ads): a "
+            "refusal of any of its purposes denies it whatever the purpose's legal basis "
+            "(`denied.objected`; GDPR Art 21(3))."
         ),
     ]
 

@@ -52,10 +52,17 @@ purpose_reasons[key] := purpose_reason(
 	object.get(catalogue, key, null),
 	object.get(consents, key, null),
 	key in objections,
+	direct_marketing,
 	now_ns,
 ) if {
 	some key in needed
 }
+
+# The action markets to the subject directly (data.consent.actions[_].direct_marketing), so a
+# refusal of any of its purposes is an objection under GDPR Art 21(2)-(3).
+default direct_marketing := false
+
+direct_marketing if action.direct_marketing == true
 
 grants contains code if {
 	some code in purpose_reasons
@@ -106,7 +113,8 @@ denials contains "denied.unknown_subject" if {
 # description: >-
 #   Where GPC has legal effect, it is an opt-out of sale, sharing and targeted advertising
 #   (11 CCR 7025, 7026; other US states per data.consent.jurisdictions.gpc_legal_effect, from
-#   the day each state's requirement began).
+#   the day each state's requirement began; US alone, the state not known, from the earliest
+#   day). It neither gives nor withdraws a consent: elsewhere it changes nothing.
 # custom:
 #   error_id: denied.gpc
 denials contains "denied.gpc" if {
@@ -125,6 +133,35 @@ denials contains "denied.child" if {
 	child_scope(action)
 	is_child(subject.age, jurisdiction)
 	not subject.parental_consent == true
+}
+
+# METADATA
+# title: A child's own consent is not enough
+# description: >-
+#   Below the digital consent age, a purpose that relies on consent needs the consent or
+#   authorisation of a parent, whatever the action (GDPR Art 8(1); COPPA 16 CFR 312.5(a)).
+# custom:
+#   error_id: denied.child
+denials contains "denied.child" if {
+	some key in needed
+	relies_on_consent(object.get(catalogue, key, null))
+	is_child(subject.age, jurisdiction)
+	not subject.parental_consent == true
+}
+
+# METADATA
+# title: Children's data goes to third parties only with a separate parental consent
+# description: >-
+#   Where COPPA applies (data.consent.jurisdictions.separate_disclosure_consent_age), a parent's
+#   consent to collection does not cover disclosure to third parties: that needs its own consent
+#   (16 CFR 312.5(a)(2); separate consent under the 2025 amendments, compliance from
+#   2026-04-22). The input carries no such separate consent, so sale and sharing of such a
+#   child's data is denied even with input.subject.parental_consent (fails closed).
+# custom:
+#   error_id: denied.child
+denials contains "denied.child" if {
+	action.sale_or_share == true
+	needs_separate_disclosure_consent(subject.age, jurisdiction)
 }
 
 # METADATA
@@ -160,9 +197,16 @@ opted_in(consent, purpose, now) if consent_reason(consent, purpose, now) == "all
 
 # METADATA
 # title: Reason for one purpose
-# description: Strictly necessary first, then the legal basis; unrecognised entries deny.
-purpose_reason(purpose, consent, objected, now) := "denied.unknown_purpose" if {
+# description: >-
+#   A refusal of direct marketing first (Art 21(3): absolute, whatever the basis; a purpose on
+#   consent keeps its consent code), then strictly necessary, then the legal basis;
+#   unrecognised entries deny.
+purpose_reason(purpose, consent, objected, marketing, now) := "denied.unknown_purpose" if {
 	not is_object(purpose)
+} else := code if {
+	marketing == true
+	refused(consent)
+	code := refusal_reason(purpose, consent, now)
 } else := "allowed.strictly_necessary" if {
 	purpose.strictly_necessary == true
 } else := "allowed.contract" if {
@@ -211,6 +255,19 @@ within_max_age(c, purpose, now) if {
 	is_number(c.recorded_at_ns)
 	is_number(purpose.max_age_ns)
 	c.recorded_at_ns + purpose.max_age_ns >= now
+}
+
+# The subject said no to the purpose (a refusal or a withdrawal on record).
+refused(c) if c.status in {"denied", "withdrawn"}
+
+refusal_reason(purpose, consent, now) := consent_reason(consent, purpose, now) if {
+	purpose.legal_basis == "consent"
+} else := "denied.objected"
+
+# The purpose is allowed only on the subject's consent (neither exempt nor on another basis).
+relies_on_consent(purpose) if {
+	purpose.legal_basis == "consent"
+	not purpose.strictly_necessary == true
 }
 
 opt_out_scope(a) if a.sale_or_share == true
@@ -281,6 +338,18 @@ is_child(age, j) if {
 needs_minor_opt_in(age, j) if {
 	is_number(age)
 	age < jurisdictions.minor_opt_in_age[j]
+}
+
+needs_separate_disclosure_consent(age, j) if {
+	is_number(age)
+	age < separate_disclosure_consent_age(j)
+}
+
+# Subdivision ("US-CA"), then country ("US"); undefined (no such rule) elsewhere.
+separate_disclosure_consent_age(j) := age if {
+	age := jurisdictions.separate_disclosure_consent_age[j]
+} else := age if {
+	age := jurisdictions.separate_disclosure_consent_age[country(j)]
 }
 
 # Subdivision ("US-CA"), then country ("US"), then the default (GDPR Art 8: 16).

@@ -210,6 +210,80 @@ test_not_strictly_necessary_needs_its_basis if {
 	denied(r, ["denied.objected"])
 }
 
+# --- direct marketing: an objection is absolute (GDPR Art 21(3)) ---------------------------
+
+# email.marketing with email_marketing on basis (a purpose patch) and the subject's choice.
+market(purpose_patch, status) := decide({
+	"action": "email.marketing",
+	"purposes": {"email_marketing": purpose_patch},
+	"consents": {"email_marketing": {"status": status}},
+})
+
+test_refusing_direct_marketing_denies_on_any_basis if {
+	every status in ["denied", "withdrawn"] {
+		every basis in ["contract", "legal_obligation", "legitimate_interest"] {
+			r := market({"legal_basis": basis}, status)
+			denied(r, ["denied.objected"])
+			r.purposes == {"email_marketing": "denied.objected"}
+		}
+		necessary := {"legal_basis": "contract", "strictly_necessary": true}
+		denied(market(necessary, status), ["denied.objected"])
+	}
+}
+
+test_refusing_direct_marketing_on_consent_keeps_its_consent_code if {
+	denied(market({}, "withdrawn"), ["denied.withdrawn"])
+	denied(market({}, "denied"), ["denied.no_consent"])
+	necessary := {"strictly_necessary": true, "material_version": 3}
+	denied(market(necessary, "withdrawn"), ["denied.withdrawn"])
+}
+
+test_direct_marketing_without_a_refusal_follows_its_basis if {
+	allowed(market({"legal_basis": "contract"}, "granted"), ["allowed.contract"])
+	r := decide_without(
+		{"action": "email.marketing", "purposes": {"email_marketing": {"legal_basis": "contract"}}},
+		["consents/email_marketing"],
+	)
+	allowed(r, ["allowed.contract"])
+}
+
+test_targeted_advertising_is_direct_marketing if {
+	r := decide({
+		"action": "ads.targeted",
+		"purposes": {"advertising": {"legal_basis": "contract"}},
+		"consents": {"advertising": {"status": "withdrawn"}},
+	})
+	denied(r, ["denied.objected"])
+}
+
+test_a_refusal_outside_direct_marketing_is_not_an_objection if {
+	r := decide({
+		"action": "data.share.partner",
+		"purposes": {"data_sharing": {"legal_basis": "contract"}},
+		"consents": {"data_sharing": {"status": "withdrawn"}},
+	})
+	allowed(r, ["allowed.contract"])
+}
+
+# Every action says what it is: a flag that is missing reads as false, which would skip a rule.
+test_actions_data_is_well_formed if {
+	flags := {
+		"sale_or_share", "targeted_advertising", "sensitive", "direct_marketing", "personalization",
+	}
+	count(data.consent.actions) > 0
+	every _, a in data.consent.actions {
+		is_array(a.purposes)
+		count(a.purposes) > 0
+		every p in a.purposes {
+			is_string(p)
+		}
+		object.keys(a) == flags | {"purposes"}
+		every f in flags {
+			is_boolean(a[f])
+		}
+	}
+}
+
 # --- GPC ---------------------------------------------------------------------------------
 
 test_gpc_denies_sale_where_it_has_legal_effect if {
@@ -279,6 +353,14 @@ test_gpc_in_california_since_the_ccpa_regulations if {
 	denied(sell_with_gpc_at("US-CA", day_ns("2020-08-14")), ["denied.gpc"])
 }
 
+# A US consumer whose state is not known may live where GPC has legal effect: honoured.
+test_gpc_in_the_us_with_the_state_not_known_fails_closed if {
+	denied(sell({"gpc": true, "jurisdiction": "US"}), ["denied.gpc"])
+	denied(target({"gpc": true, "jurisdiction": "US"}), ["denied.gpc"])
+	allowed(sell({"gpc": true, "jurisdiction": "US-VA"}), ["allowed.consent"])
+	allowed(sell_with_gpc_at("US", day_ns("2020-08-14") - 1), ["allowed.consent"])
+}
+
 test_gpc_without_a_readable_time_fails_closed if {
 	patch := {"action": "data.sell.partner", "subject": {"gpc": true, "jurisdiction": "US-OR"}}
 	denied(decide_without(patch, ["now_ns"]), ["denied.gpc"])
@@ -316,7 +398,7 @@ test_gpc_legal_effect_data_is_well_formed if {
 	is_object(effect)
 	count(effect) > 0
 	every j, d in effect {
-		regex.match(`^US-[A-Z]{2}$`, j)
+		regex.match(`^US(-[A-Z]{2})?$`, j)
 		decision.iso_day(d)
 	}
 }
@@ -361,8 +443,30 @@ test_child_is_not_targeted if {
 	denied(target({"age": 12, "jurisdiction": "US"}), ["denied.child"])
 }
 
-test_child_rule_leaves_other_actions_alone if {
-	allowed(decide({"action": "web.analytics", "subject": {"age": 10}}), ["allowed.consent"])
+# GDPR Art 8: below the digital consent age a child's own consent is not enough for any purpose
+# on consent; other bases and strictly necessary purposes are not consent.
+test_child_own_consent_is_not_enough_for_any_action if {
+	denied(decide({"action": "web.analytics", "subject": {"age": 10}}), ["denied.child"])
+	denied(decide({"action": "email.marketing", "subject": {"age": 15}}), ["denied.child"])
+	r := decide({"action": "email.marketing", "subject": {"age": 10, "parental_consent": true}})
+	allowed(r, ["allowed.consent"])
+}
+
+test_child_rule_leaves_other_bases_alone if {
+	li := {"purposes": {"analytics": {"legal_basis": "legitimate_interest"}}}
+	allowed(decide(object.union(li, {"subject": {"age": 10}})), ["allowed.legitimate_interest"])
+	r := decide({"action": "service.essential", "subject": {"age": 10}})
+	allowed(r, ["allowed.strictly_necessary"])
+	necessary := {"purposes": {"analytics": {"strictly_necessary": true}}, "subject": {"age": 10}}
+	allowed(decide(necessary), ["allowed.strictly_necessary"])
+}
+
+test_child_who_refused_gets_both_reasons if {
+	r := decide({
+		"action": "email.marketing", "subject": {"age": 12},
+		"consents": {"email_marketing": {"status": "denied"}},
+	})
+	denied(r, ["denied.child", "denied.no_consent"])
 }
 
 test_consent_age_per_country if {
@@ -412,7 +516,36 @@ test_california_minor_who_opted_in_may_be_sold_to if {
 
 test_california_under_13_also_needs_a_parent if {
 	denied(sell({"age": 12, "jurisdiction": "US-CA"}), ["denied.child"])
-	allowed(sell({"age": 12, "jurisdiction": "US-CA", "parental_consent": true}), ["allowed.consent"])
+}
+
+# COPPA 16 CFR 312.5(a)(2): a parent's consent to collection does not cover disclosure to third
+# parties, and the input carries no separate consent for it: no sale or sharing below 13.
+test_us_child_is_not_sold_or_shared_on_general_parental_consent if {
+	every j in ["US-CA", "US-NY", "US"] {
+		denied(sell({"age": 12, "jurisdiction": j, "parental_consent": true}), ["denied.child"])
+		subject := {"age": 12, "jurisdiction": j, "parental_consent": true}
+		denied(decide({"action": "data.share.partner", "subject": subject}), ["denied.child"])
+	}
+	allowed(sell({"age": 13, "jurisdiction": "US-NY"}), ["allowed.consent"])
+	allowed(target({"age": 12, "jurisdiction": "US", "parental_consent": true}), ["allowed.consent"])
+}
+
+test_separate_disclosure_consent_is_a_us_rule if {
+	allowed(sell({"age": 12, "jurisdiction": "DE", "parental_consent": true}), ["allowed.consent"])
+	allowed(sell({"age": 12, "jurisdiction": "GB", "parental_consent": true}), ["allowed.consent"])
+}
+
+test_separate_disclosure_consent_age_has_a_source if {
+	ages := data.consent.jurisdictions.separate_disclosure_consent_age
+	sources := data.consent.jurisdictions.separate_disclosure_consent_age_sources
+	object.keys(sources) == object.keys(ages)
+	every _, age in ages {
+		is_number(age)
+	}
+	every _, source in sources {
+		is_string(source.provision)
+		count(source.sources) > 0
+	}
 }
 
 # --- sensitive personal information --------------------------------------------------------

@@ -64,6 +64,30 @@ def test_every_code_the_policy_gives_has_english_and_german_words_and_no_text_is
 
 
 @pytest.mark.unit
+def test_the_child_reason_explains_every_rule_that_gives_it() -> None:
+    """`denied.child` is given below the digital consent age without a parent, to a Californian
+    minor under 16 without their own opt-in to a sale (a parent cannot give it for a teen), and
+    to a US child under 13 whose parent did not consent separately to disclosure to third
+    parties. Told only "a parent has not consented", a business asks the wrong person."""
+    texts = reason_texts(SHIPPED)["denied.child"]
+    assert "parent" in texts["en"]
+    assert "own opt-in" in texts["en"]
+    assert "third parties" in texts["en"]
+    assert "Eltern" in texts["de"]
+    assert "eigene" in texts["de"]
+    assert "Dritte" in texts["de"]
+
+
+@pytest.mark.unit
+def test_allowed_consent_does_not_claim_consent_to_purposes_on_other_bases() -> None:
+    """An action whose purposes rely on consent and on a contract is allowed with both codes;
+    "consented to every purpose this needs" would then say more than the ledger holds."""
+    texts = reason_texts(SHIPPED)["allowed.consent"]
+    assert "relies on consent" in texts["en"]
+    assert "Einwilligung erfordern" in texts["de"]
+
+
+@pytest.mark.unit
 def test_a_policy_giving_a_code_without_words_is_refused(root: Path) -> None:
     _add_rule(root)
     with pytest.raises(PolicyLoadError, match=r"denied\.quiet_hours"):

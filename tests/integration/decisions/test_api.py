@@ -347,6 +347,7 @@ async def test_a_new_tenant_sees_which_purposes_each_action_needs_and_lacks(
         "targeted_advertising": False,
         "sensitive": False,
         "personalization": False,
+        "direct_marketing": True,
     }
     assert listed["ads.retarget"]["sale_or_share"] is True
     assert listed["ads.retarget"]["missing_purposes"] == ["advertising", "data_sharing"]
