@@ -158,8 +158,14 @@ class AuditController(Controller):
         subject_id: Annotated[
             UUID | None, QueryParameter(description="One subject's leaves.")
         ] = None,
-        since: Annotated[datetime | None, QueryParameter(description="Period start.")] = None,
-        until: Annotated[datetime | None, QueryParameter(description="Period end.")] = None,
+        since: Annotated[
+            datetime | None,
+            QueryParameter(description="Period start (included), by the time in the event ids."),
+        ] = None,
+        until: Annotated[
+            datetime | None,
+            QueryParameter(description="Period end (excluded), by the time in the event ids."),
+        ] = None,
         start: Annotated[
             int,
             QueryParameter(

@@ -296,8 +296,16 @@ def add_parser(sub: Any) -> None:
     )
     export.add_argument("--tenant", required=True, type=uuid.UUID)
     export.add_argument("--subject", type=uuid.UUID)
-    export.add_argument("--since", type=datetime.fromisoformat)
-    export.add_argument("--until", type=datetime.fromisoformat)
+    export.add_argument(
+        "--since",
+        type=datetime.fromisoformat,
+        help="period start (ISO 8601, included), by the time in each event id",
+    )
+    export.add_argument(
+        "--until",
+        type=datetime.fromisoformat,
+        help="period end (ISO 8601, excluded), by the time in each event id",
+    )
     export.add_argument(
         "--start", type=int, default=0, help="first leaf index (a previous file's next_start)"
     )

@@ -162,10 +162,18 @@ order by f.leaf_index
 limit $4;
 
 -- name: export_period
+-- The leaves whose event id was made from $3 to before $4 (both UUIDs of the first instant of
+-- a millisecond: AuditReader.export), from index $6 on. An event id is a UUID v7, whose first
+-- 48 bits are the Unix millisecond it was made in, and every leaf commits to its id (verify
+-- checks that the row holds the leaf's): no stored column that a hash leaves uncovered (as
+-- recorded_at is) decides what a period export holds, and the range is read from the event_uuid
+-- index. Only version-7 ids carry a time; other ids (none since the audit log's first day of
+-- development) are in no period.
 select f.leaf_index, e.leaf_bytes from audit_event as e
 join audit_leaf as f on f.event_id = e.event_id
 where e.log_id = $1 and f.leaf_index < $2 and f.leaf_index >= $6
-  and e.recorded_at >= $3 and e.recorded_at < $4
+  and e.event_uuid >= $3 and e.event_uuid < $4
+  and get_byte(uuid_send(e.event_uuid), 6) >> 4 = 7
 order by f.leaf_index
 limit $5;
 
@@ -174,9 +182,11 @@ select log_id, tenant_id, origin, tree_size, root_hash, frontier from audit_log 
 
 -- name: stream_leaves
 -- Every integrated leaf with its event (null columns: the event row is gone), the token of the
--- subject the event is filed under and the SHA-256 of its evidence (both null once erased).
+-- subject the event is filed under, the SHA-256 of its evidence (both null once erased) and its
+-- recorded_at in Unix milliseconds (compared with the millisecond in the event id).
 select f.leaf_index, f.leaf_hash, e.event_uuid, e.leaf_bytes, e.leaf_hash as event_leaf_hash,
-       e.kind, e.subject_id, t.token as subject_token, sha256(v.ciphertext) as evidence_sha256
+       e.kind, e.subject_id, t.token as subject_token, sha256(v.ciphertext) as evidence_sha256,
+       floor(date_part('epoch', e.recorded_at) * 1000)::bigint as recorded_ms
 from audit_leaf as f
 left join audit_event as e on e.event_id = f.event_id and e.log_id = f.log_id
 left join audit_subject_token as t on t.tenant_id = e.tenant_id and t.subject_id = e.subject_id

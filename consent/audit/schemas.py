@@ -234,8 +234,10 @@ class ExportFile(msgspec.Struct, frozen=True, kw_only=True):
         list[ExportEntry],
         msgspec.Meta(
             description="The leaves, by index: the subject's (with those of subjects linked "
-            "into it and the audience runs that listed it), or those recorded from `since` "
-            "to before `until`; from index `start` on, at most `limit` (10,000)."
+            "into it and the audience runs that listed it), or those of the period from `since` "
+            "to before `until`, to the millisecond, by the time in each event id (a UUID v7 the "
+            "leaf commits to, so the leaves themselves show their period); from index `start` "
+            "on, at most `limit` (10,000)."
         ),
     ]
     truncated: Annotated[

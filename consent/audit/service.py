@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Final
 from uuid import UUID
 
@@ -41,6 +41,8 @@ __all__ = ["MAX_EXPORT", "AuditPending", "AuditReader"]
 
 Q = SqlFile.beside(__file__, "queries.sql")
 MAX_EXPORT: Final = 10_000
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MS: Final = timedelta(milliseconds=1)
 
 
 class AuditPending(ProblemError):
@@ -165,7 +167,9 @@ class AuditReader:
         limit: int = MAX_EXPORT,
     ) -> ExportFile:
         """The matching leaves from index `start` on, at most `limit` (a file too large for one
-        answer comes in several, each verifiable alone: follow `next_start`)."""
+        answer comes in several, each verifiable alone: follow `next_start`). A period holds
+        the leaves whose event id's time is in it (`period_bound`), not those whose
+        `recorded_at` is: no hash covers that column."""
         if not 1 <= limit <= MAX_EXPORT:
             raise ValidationFailed.field("limit", f"must be between 1 and {MAX_EXPORT}")
         # A subject's leaves are not filtered by period: asking for both must not quietly
@@ -188,7 +192,13 @@ class AuditReader:
                 )
             elif since is not None and until is not None:
                 rows = await conn.fetch(
-                    Q.export_period, log_id, tree_size, since, until, limit + 1, start
+                    Q.export_period,
+                    log_id,
+                    tree_size,
+                    period_bound(since),
+                    period_bound(until),
+                    limit + 1,
+                    start,
                 )
             else:
                 raise ValidationFailed.field("subject_id", "give a subject_id or since and until")
@@ -211,6 +221,15 @@ class AuditReader:
             truncated=len(rows) > limit,
             next_start=entries[-1].leaf_index + 1 if len(rows) > limit else None,
         )
+
+
+def period_bound(at: datetime) -> UUID:
+    """The lowest UUID v7 of the first whole millisecond at or after `at` (without a time zone:
+    local time, as the database took such a bound before): a period export holds the leaves whose
+    event id's millisecond is at or after `since` and before `until`, so that whoever holds the
+    leaves can tell from their bytes alone which of them a period holds."""
+    ms = -((_EPOCH - at.astimezone(UTC)) // _MS)  # rounded up to a whole millisecond
+    return UUID(int=max(ms, 0) << 80)  # no id is older than 1970; 9999-12-31 fits 48 bits
 
 
 def _inclusion(index: int, size: int) -> Callable[[merkle.NodeGetter], list[bytes]]:

@@ -5,7 +5,8 @@ index names an existing event; each stored leaf hash is SHA-256(0x00 || leaf byt
 is canonical and names its own event id; its event's `kind` is the leaf's, and the subject it
 is filed under (what the activity view and exports read) holds the leaf's subject token; the
 stored evidence hashes to the leaf's digest (until an erasure deletes both token and evidence);
-the recomputed nodes equal every stored one (proofs are served from them; the lowest stored
+its `recorded_at` lies within bounds of the time in its event id (`_recorded_at_problem`); the
+recomputed nodes equal every stored one (proofs are served from them; the lowest stored
 level pins a reordered or swapped leaf to its group of 16); every checkpoint is signed by the
 verification key, names the log's origin, and its root equals the root recomputed from the
 leaves at its size; the log state's size, root and frontier (what the next integration builds
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
+from typing import Final
 from uuid import UUID
 
 import asyncpg
@@ -34,7 +36,14 @@ import asyncpg
 from consent.audit import merkle
 from consent.audit.checkpoint import NoteError, VerifierKey, open_checkpoint
 from consent.audit.decision_leaves import members_digest, state_digest
-from consent.audit.leaf import AudienceUsed, Leaf, LeafError, SubjectErased, decode_leaf
+from consent.audit.leaf import (
+    AudienceUsed,
+    DecisionMade,
+    Leaf,
+    LeafError,
+    SubjectErased,
+    decode_leaf,
+)
 from consent.audit.nodes import STORED_MIN_LEVEL
 from consent.audit.outbox import token_text
 from consent.db.database import Conn, Database
@@ -47,6 +56,15 @@ _PREFETCH = 10_000
 # audience_member rows carry a chunk's member arrays (tens of thousands of ids each).
 _AUDIENCE_PREFETCH = 32
 _AUDIENCE_REPORTED = 10
+# Event ids are UUID v7: the first 48 bits are the Unix millisecond they were made in.
+_TIMED_VERSION: Final = 7
+_VERSION_SHIFT: Final = 76
+_TIME_SHIFT: Final = 80
+# How far the writers' clocks may be from the database's, and the longest a write may take
+# from making its event id to inserting its row (one statement later, but for lock waits).
+_CLOCK_SKEW_MS: Final = 5 * 60 * 1000
+_WRITE_TIME_MS: Final = 60 * 60 * 1000
+_MADE_BEFORE_WRITE: Final = (DecisionMade, AudienceUsed)
 
 
 @dataclass
@@ -289,10 +307,33 @@ def _run_of(leaf_bytes: bytes) -> str:
 
 def _filing_problem(leaf: Leaf, record: asyncpg.Record) -> str | None:
     """What is wrong with the columns beside the leaf bytes, which the hashes do not cover: the
-    kind and subject the event is filed under, and its stored evidence."""
+    kind and subject the event is filed under, its stored evidence and its record time."""
     if record["kind"] != leaf.__struct_config__.tag:
         return f"filed as {record['kind']!r}, the leaf is {leaf.__struct_config__.tag!r}"
-    return _subject_problem(leaf, record) or _evidence_problem(leaf, record)
+    return (
+        _subject_problem(leaf, record)
+        or _evidence_problem(leaf, record)
+        or _recorded_at_problem(leaf, record["recorded_ms"])
+    )
+
+
+def _recorded_at_problem(leaf: Leaf, recorded_ms: int) -> str | None:
+    """The event's `recorded_at` (`recorded_ms`, Unix milliseconds: the database's clock when
+    the row was inserted; the activity view shows it) against the millisecond in the leaf's
+    event id (a UUID v7, made by the writer just before): never more than the clocks' skew
+    earlier and, but for kinds whose ids carry an earlier time (a decision's the decision
+    clock's, an audience run's leaves the run's start), not later than a write takes. A bound,
+    not an equality: a time moved within it is not seen, but it selects nothing (period exports
+    go by the event id itself)."""
+    value = leaf.event_uuid.int
+    if (value >> _VERSION_SHIFT) & 0xF != _TIMED_VERSION:  # no time in it: nothing to check
+        return None
+    lag_ms = recorded_ms - (value >> _TIME_SHIFT)
+    if lag_ms < -_CLOCK_SKEW_MS:
+        return "recorded before its event id was made"
+    if lag_ms > _CLOCK_SKEW_MS + _WRITE_TIME_MS and not isinstance(leaf, _MADE_BEFORE_WRITE):
+        return "recorded long after its event id was made"
+    return None
 
 
 def _subject_problem(leaf: Leaf, record: asyncpg.Record) -> str | None:
