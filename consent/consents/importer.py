@@ -35,10 +35,13 @@ Outcome and exit status:
 
 `--dry-run` does everything, reports the same and exits with the same status, but rolls back.
 
-Running it again: the tenant's committed files are remembered by the SHA-256 of their bytes
+Running it again: the tenant's committed files are remembered by a hash of their bytes
 (`import_run`), so importing the same file again (a retried job, a second cron run) does
 nothing and exits 0, saying when it was imported; `--again` imports it once more. A rejected
-or dry-run import is not remembered.
+or dry-run import is not remembered. The hash is an HMAC-SHA256 under the tenant's import file
+key (`KeyRing.import_file_key`), not a plain SHA-256: a one-row file is easy to rebuild, and a
+plain hash in a dump would confirm a guessed e-mail address. Files remembered before
+(migration 0024) by their plain SHA-256 still count as imported.
 
 Speed: the tables were analysed (by autovacuum) before the import, perhaps while small, and it
 cannot see the import's uncommitted rows. So that plans made for small tables do not scan what
@@ -57,6 +60,7 @@ import argparse
 import asyncio
 import csv
 import hashlib
+import hmac
 import sys
 import time
 from collections.abc import Coroutine, Generator, Iterator
@@ -77,6 +81,7 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 
 __all__ = [
+    "FileDigests",
     "ImportAborted",
     "ImportResult",
     "ImportUsageError",
@@ -176,6 +181,14 @@ class FlatRow(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     property_id: str | None = None
 
 
+class FileDigests(msgspec.Struct, frozen=True):
+    """Which file this is: the keyed hash it is remembered by, and the plain SHA-256 that
+    files committed before migration 0024 were remembered by (compared, never stored)."""
+
+    keyed: bytes
+    plain: bytes
+
+
 class _Item(msgspec.Struct):
     """A row as read: its line, the decoded object (or why it could not be decoded)."""
 
@@ -206,18 +219,20 @@ def detect_format(path: Path, given: str | None) -> Format:
     raise ImportUsageError(f"{path.name}: cannot tell the format; give --format csv|ndjson")
 
 
-def scan_file(path: Path) -> tuple[int, bytes]:
-    """Line count (the progress total) and SHA-256 of the bytes (which file this is), reading
-    the file once in 1 MiB chunks."""
+def scan_file(path: Path, key: bytes) -> tuple[int, FileDigests]:
+    """Line count (the progress total) and the hashes of the bytes (which file this is: HMAC
+    under `key`, and the plain SHA-256), reading the file once in 1 MiB chunks."""
     lines = 0
     last = b"\n"
-    digest = hashlib.sha256()
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
+    plain = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(_CHUNK):
             lines += chunk.count(b"\n")
             last = chunk[-1:]
-            digest.update(chunk)
-    return lines + (last != b"\n"), digest.digest()
+            keyed.update(chunk)
+            plain.update(chunk)
+    return lines + (last != b"\n"), FileDigests(keyed.digest(), plain.digest())
 
 
 def _is_utf8(cells: list[str]) -> bool:
@@ -587,12 +602,13 @@ class _Run:
             self.progress.update(self.progress.done + 1)
         await self.flush(batch)
 
-    async def record_file(self, digest: bytes, *, again: bool) -> datetime | None:
-        """Remember the file before the commit; waits for a concurrent import of the same
-        file, and returns when that one committed it (then this one must not)."""
-        if await self.conn.fetchval(IQ.record_import, digest, self.valid, again) is not None:
+    async def record_file(self, digest: FileDigests, *, again: bool) -> datetime | None:
+        """Remember the file (by its keyed hash) before the commit; waits for a concurrent
+        import of the same file, and returns when that one committed it (then this one must
+        not)."""
+        if await self.conn.fetchval(IQ.record_import, digest.keyed, self.valid, again) is not None:
             return None
-        when: datetime = await self.conn.fetchval(IQ.prior_import, digest)
+        when: datetime = await self.conn.fetchval(IQ.prior_import, digest.keyed, digest.plain)
         return when
 
     async def _record(self, item: _Checked) -> None:
@@ -636,11 +652,11 @@ class _Run:
         await self._analyze_when_doubled()
 
 
-def _open(path: Path, fmt: str | None) -> tuple[Generator[_Item], int, bytes]:
-    """The file's rows (streamed), about how many there are, and its SHA-256."""
+def _open(path: Path, fmt: str | None, key: bytes) -> tuple[Generator[_Item], int, FileDigests]:
+    """The file's rows (streamed), about how many there are, and its hashes (`scan_file`)."""
     kind = detect_format(path, fmt)
     try:
-        total, digest = scan_file(path)
+        total, digest = scan_file(path, key)
     except OSError as exc:
         raise ImportUsageError(f"{path}: {exc.strerror}") from None
     if kind == "csv":
@@ -673,7 +689,7 @@ async def import_file(
     """
     if batch_size < 1:
         raise ImportUsageError("--batch-size must be at least 1")
-    rows, total, digest = _open(path, fmt)
+    rows, total, digest = _open(path, fmt, keyring.import_file_key(str(tenant_id)))
     out = stderr if stderr is not None else sys.stderr
     progress = Progress(out, total)
     reporter = _Reporter(progress, report)
@@ -688,7 +704,9 @@ async def import_file(
             audit = AuditWriter(audit_origin) if audit_origin is not None else None
             service = ConsentService(db, keyring, tenant_id, audit=audit)
             run = _Run(conn, service, reporter, progress)
-            already = None if again else await conn.fetchval(IQ.prior_import, digest)
+            already = (
+                None if again else await conn.fetchval(IQ.prior_import, digest.keyed, digest.plain)
+            )
             _roll_back_unless(already is None)
             await run.run(rows, known, batch_size)
             commit = reporter.rows == 0 or (skip_invalid and run.valid > 0)

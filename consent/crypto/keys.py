@@ -173,6 +173,14 @@ class KeyRing:
             self._idempotency_keys[tenant_id] = key
         return key
 
+    # -- import files ------------------------------------------------------------------------
+    def import_file_key(self, tenant_id: str) -> bytes:
+        """The tenant's key for the hashes by which `consent import` remembers the files it
+        committed (consent/consents/importer.py): a one-row file is easy to rebuild, so a plain
+        hash would confirm a guessed e-mail address. Derived apart from the lookup and
+        idempotency keys; once per import, so not cached."""
+        return derive_key(self.lookup_root, b"consent/import-file/v1/" + tenant_id.encode())
+
     # -- reload ------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
         """Pick up a KEK rotation done by another process (`consent keys rotate`)."""
