@@ -1,32 +1,56 @@
-"""History entries of consent and preference events, with their network proof decrypted."""
+"""History entries of consent and preference events, with their network proof decrypted.
+
+The network evidence kept with an event (`evidence_enc`) is sealed under its subject's data key
+with associated data naming the event (`evidence_context`): a ciphertext copied onto another
+event of the same subject does not open there, so history never shows one event's address and
+browser as another's proof. Evidence written before that binding (migration 0025) was sealed
+under the kind's context alone; it is still opened so, but only for events whose id (a UUID v7)
+was made before the binding began: an old ciphertext copied onto a newer event does not open
+either. Evidence that does not open is left out of the entry, and the log names the event.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import msgspec
+import structlog
 
 from consent.consents.schemas import NetworkProof
+from consent.crypto.aead import DecryptionError
 from consent.crypto.datakeys import DataKeys
 from consent.db.database import Conn
 
-__all__ = ["HistoryReader"]
+__all__ = ["HistoryReader", "evidence_context"]
 
 _HIDDEN = frozenset({"evidence_enc", "seq"})
+_UUID7: Final = 7
+_log = structlog.get_logger("consent.history")
+
+
+def evidence_context(kind: bytes, event_id: UUID) -> bytes:
+    """The associated-data context of an event's network evidence: its kind and its id."""
+    return kind + b"/" + event_id.bytes
+
+
+def _made_ms(event_id: UUID) -> int | None:
+    """The Unix millisecond in a UUID v7 (None for other versions)."""
+    return event_id.int >> 80 if event_id.version == _UUID7 else None
 
 
 class HistoryReader:
     """Turns one page of history rows into the fields of their event structs. The network
-    evidence kept with an event (`evidence_enc`, sealed under `context`) is decrypted under its
-    subject's data key, each key fetched once per page."""
+    evidence kept with an event (`evidence_enc`, sealed under `evidence_context(kind, event)`)
+    is decrypted under its subject's data key, each key fetched once per page."""
 
-    def __init__(self, conn: Conn, datakeys: DataKeys, tenant_id: UUID, context: bytes) -> None:
+    def __init__(self, conn: Conn, datakeys: DataKeys, tenant_id: UUID, kind: bytes) -> None:
         self.conn = conn
         self.datakeys = datakeys
         self.tenant_id = tenant_id
-        self.context = context
+        self.kind = kind
         self._deks: dict[UUID, bytes] = {}
+        self._bound_since_ms: int | None = None
 
     async def fields(self, row: Any) -> dict[str, Any]:
         fields = {k: v for k, v in dict(row).items() if k not in _HIDDEN}
@@ -36,8 +60,30 @@ class HistoryReader:
             if dek is None:
                 dek = await self.datakeys.get(self.conn, self.tenant_id, subject_id)
                 self._deks[subject_id] = dek
-            plain = DataKeys.decrypt(
-                dek, self.tenant_id, subject_id, row["evidence_enc"], self.context
-            )
-            fields["network"] = msgspec.json.decode(plain, type=NetworkProof)
+            plain = await self._open(dek, subject_id, row["event_id"], bytes(row["evidence_enc"]))
+            if plain is not None:
+                fields["network"] = msgspec.json.decode(plain, type=NetworkProof)
         return fields
+
+    async def _open(
+        self, dek: bytes, subject_id: UUID, event_id: UUID, blob: bytes
+    ) -> bytes | None:
+        context = evidence_context(self.kind, event_id)
+        try:
+            return DataKeys.decrypt(dek, self.tenant_id, subject_id, blob, context)
+        except DecryptionError:
+            pass
+        made = _made_ms(event_id)
+        if made is not None and made < await self._bound_since():
+            try:
+                return DataKeys.decrypt(dek, self.tenant_id, subject_id, blob, self.kind)
+            except DecryptionError:
+                pass
+        _log.warning("history.evidence_not_its_own", event_id=str(event_id))
+        return None
+
+    async def _bound_since(self) -> int:
+        if self._bound_since_ms is None:
+            since = await self.conn.fetchval("select evidence_bound_since()")
+            self._bound_since_ms = int(since.timestamp() * 1000)
+        return self._bound_since_ms

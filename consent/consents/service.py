@@ -26,7 +26,7 @@ from consent.audit.leaf import ConsentRecorded as ConsentLeaf
 from consent.audit.leaf import PurposeChoice
 from consent.audit.outbox import AuditWriter
 from consent.consents.evidence import NetworkEvidence
-from consent.consents.history import HistoryReader
+from consent.consents.history import HistoryReader, evidence_context
 from consent.consents.schemas import (
     ConsentCreate,
     ConsentEvent,
@@ -289,7 +289,11 @@ class ConsentService:
         evidence_enc = None
         if kept is not None:
             evidence_enc = DataKeys.encrypt(
-                dek, self.tenant_id, subject_id, _enc.encode(kept), _EVIDENCE_CONTEXT
+                dek,
+                self.tenant_id,
+                subject_id,
+                _enc.encode(kept),
+                evidence_context(_EVIDENCE_CONTEXT, event_id),
             )
         notice_hash = bytes.fromhex(ctx["content_hash"]) if ctx.get("content_hash") else None
         audit = await self.audit.prepare(

@@ -11,7 +11,7 @@ from consent.audit.leaf import PreferenceChoice
 from consent.audit.leaf import PreferenceRecorded as PreferenceLeaf
 from consent.audit.outbox import AuditWriter
 from consent.consents.evidence import NetworkEvidence
-from consent.consents.history import HistoryReader
+from consent.consents.history import HistoryReader, evidence_context
 from consent.consents.service import proof_errors
 from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
@@ -109,7 +109,11 @@ class PreferenceService:
                 evidence_enc = None
                 if kept is not None:
                     evidence_enc = DataKeys.encrypt(
-                        dek, self.tenant_id, subject_id, _enc.encode(kept), _EVIDENCE_CONTEXT
+                        dek,
+                        self.tenant_id,
+                        subject_id,
+                        _enc.encode(kept),
+                        evidence_context(_EVIDENCE_CONTEXT, event_id),
                     )
                 audit = await self.audit.prepare(
                     conn,

@@ -8,16 +8,16 @@ from uuid import UUID
 
 import msgspec
 import pytest
-from litestar.enums import ScopeType
 from litestar.testing import AsyncTestClient
-from litestar.types import Receive, Scope, Send
 
 from consent.app import create_app
 from consent.config import Settings
+from consent.consents.history import evidence_context
 from consent.crypto.datakeys import DataKeys, EncryptedForErasedSubject
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from tests.conftest import Catalog, Tenant
+from tests.support.peer import client_from
 
 pytestmark = pytest.mark.integration
 
@@ -25,24 +25,12 @@ VISITOR_IP = "203.0.113.77"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) Evidence/1.0"
 
 
-def _client_from(app: Any, peer: str) -> AsyncTestClient[Any]:
-    """A test client whose requests come from `peer` (the test client's own peer address,
-    "testclient", is not an IP address)."""
-
-    async def from_peer(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            scope["client"] = (peer, 50000)
-        await app(scope, receive, send)
-
-    return AsyncTestClient(app=from_peer)
-
-
 @pytest.fixture
 async def visitor(
     settings: Settings, db: Database, keyring: KeyRing
 ) -> AsyncIterator[AsyncTestClient[Any]]:
     """The app as a visitor at VISITOR_IP reaches it directly."""
-    async with _client_from(create_app(settings, keyring=keyring), VISITOR_IP) as c:
+    async with client_from(create_app(settings, keyring=keyring), VISITOR_IP) as c:
         yield c
 
 
@@ -52,7 +40,7 @@ async def behind_proxy(
 ) -> AsyncIterator[AsyncTestClient[Any]]:
     """The app behind a load balancer at 10.0.0.2, trusted by CONSENT_TRUSTED_PROXIES."""
     trusting = msgspec.structs.replace(settings, trusted_proxies="10.0.0.0/24")
-    async with _client_from(create_app(trusting, keyring=keyring), "10.0.0.2") as c:
+    async with client_from(create_app(trusting, keyring=keyring), "10.0.0.2") as c:
         yield c
 
 
@@ -84,7 +72,8 @@ async def _evidence(db: Database, keyring: KeyRing, tenant_id: str, event_id: st
             return None
         tenant, subject = UUID(tenant_id), row["subject_id"]
         dek = await DataKeys(keyring).get(conn, tenant, subject)
-        plain = DataKeys.decrypt(dek, tenant, subject, row["evidence_enc"], b"consent-evidence")
+        context = evidence_context(b"consent-evidence", UUID(event_id))
+        plain = DataKeys.decrypt(dek, tenant, subject, row["evidence_enc"], context)
         return msgspec.json.decode(plain)
 
 
