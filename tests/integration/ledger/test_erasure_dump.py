@@ -28,9 +28,7 @@ from uuid import UUID
 import msgspec
 import pytest
 import structlog
-from litestar.enums import ScopeType
 from litestar.testing import AsyncTestClient
-from litestar.types import Receive, Scope, Send
 
 from consent.app import create_app
 from consent.audit.checkpoint import NoteSigner
@@ -46,6 +44,7 @@ from consent.preferences.schemas import PreferenceCreate
 from consent.subjects.identifiers import normalize
 from consent.subjects.schemas import ErasureRequest, LinkRequest
 from tests.conftest import Catalog, Tenant
+from tests.support.peer import client_from
 
 pytestmark = pytest.mark.integration
 
@@ -88,14 +87,7 @@ async def visitor(
     settings: Settings, db: Database, keyring: KeyRing
 ) -> AsyncIterator[AsyncTestClient[Any]]:
     """The app as the customer's browser at VISITOR_IP reaches it."""
-    app = create_app(settings, keyring=keyring)
-
-    async def from_visitor(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP:
-            scope["client"] = (VISITOR_IP, 50000)
-        await app(scope, receive, send)
-
-    async with AsyncTestClient(app=from_visitor) as c:
+    async with client_from(create_app(settings, keyring=keyring), VISITOR_IP) as c:
         yield c
 
 
