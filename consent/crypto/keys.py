@@ -124,8 +124,7 @@ class KeyRing:
     signing_key: Ed25519PrivateKey
     keys_dir: Path | None = None
     _current_mtime: float = field(default=0.0)
-    _lookup_keys: dict[str, bytes] = field(default_factory=dict)
-    _idempotency_keys: dict[str, bytes] = field(default_factory=dict)
+    _tenant_keys: dict[tuple[bytes, str], bytes] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"KeyRing(kek_ids={sorted(self.keks)}, current={self.current_kek_id})"
@@ -152,12 +151,17 @@ class KeyRing:
             raise KeyError_("a data key does not unwrap under its KEK") from exc
 
     # -- lookups -----------------------------------------------------------------------------
-    def lookup_key(self, tenant_id: str) -> bytes:
-        key = self._lookup_keys.get(tenant_id)
+    def _tenant_key(self, label: bytes, tenant_id: str) -> bytes:
+        """A key of the tenant's derived from the lookup root under `label` (each use its own
+        label, so no kind of digest stands for another), derived once per process."""
+        key = self._tenant_keys.get((label, tenant_id))
         if key is None:
-            key = derive_key(self.lookup_root, b"consent/lookup/v1/" + tenant_id.encode())
-            self._lookup_keys[tenant_id] = key
+            key = derive_key(self.lookup_root, label + tenant_id.encode())
+            self._tenant_keys[(label, tenant_id)] = key
         return key
+
+    def lookup_key(self, tenant_id: str) -> bytes:
+        return self._tenant_key(b"consent/lookup/v1/", tenant_id)
 
     def lookup_digest(self, tenant_id: str, id_type: str, normalized: str) -> bytes:
         message = id_type.encode() + b"\x00" + normalized.encode()
@@ -167,19 +171,15 @@ class KeyRing:
     def idempotency_key(self, tenant_id: str) -> bytes:
         """The tenant's key for the request hashes of idempotency records (consent/idempotency.py):
         derived apart from its lookup key, so neither kind of digest stands for the other."""
-        key = self._idempotency_keys.get(tenant_id)
-        if key is None:
-            key = derive_key(self.lookup_root, b"consent/idempotency/v1/" + tenant_id.encode())
-            self._idempotency_keys[tenant_id] = key
-        return key
+        return self._tenant_key(b"consent/idempotency/v1/", tenant_id)
 
     # -- import files ------------------------------------------------------------------------
     def import_file_key(self, tenant_id: str) -> bytes:
         """The tenant's key for the hashes by which `consent import` remembers the files it
         committed (consent/consents/importer.py): a one-row file is easy to rebuild, so a plain
         hash would confirm a guessed e-mail address. Derived apart from the lookup and
-        idempotency keys; once per import, so not cached."""
-        return derive_key(self.lookup_root, b"consent/import-file/v1/" + tenant_id.encode())
+        idempotency keys."""
+        return self._tenant_key(b"consent/import-file/v1/", tenant_id)
 
     # -- reload ------------------------------------------------------------------------------
     def refresh(self, *, force: bool = False) -> None:
