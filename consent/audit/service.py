@@ -33,6 +33,7 @@ from consent.audit.schemas import (
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import NotFound, ProblemError, ValidationFailed
+from consent.ids import uuid7_floor
 from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor, page_of
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import SubjectRef
@@ -229,7 +230,7 @@ def period_bound(at: datetime) -> UUID:
     event id's millisecond is at or after `since` and before `until`, so that whoever holds the
     leaves can tell from their bytes alone which of them a period holds."""
     ms = -((_EPOCH - at.astimezone(UTC)) // _MS)  # rounded up to a whole millisecond
-    return UUID(int=max(ms, 0) << 80)  # no id is older than 1970; 9999-12-31 fits 48 bits
+    return uuid7_floor(ms)  # no id is older than 1970; 9999-12-31 fits 48 bits
 
 
 def _inclusion(index: int, size: int) -> Callable[[merkle.NodeGetter], list[bytes]]:

@@ -48,6 +48,7 @@ from consent.audit.nodes import STORED_MIN_LEVEL
 from consent.audit.outbox import token_text
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
+from consent.ids import uuid7_ms
 
 __all__ = ["LogReport", "verify_all"]
 
@@ -56,12 +57,9 @@ _PREFETCH = 10_000
 # audience_member rows carry a chunk's member arrays (tens of thousands of ids each).
 _AUDIENCE_PREFETCH = 32
 _AUDIENCE_REPORTED = 10
-# Event ids are UUID v7: the first 48 bits are the Unix millisecond they were made in.
-_TIMED_VERSION: Final = 7
-_VERSION_SHIFT: Final = 76
-_TIME_SHIFT: Final = 80
-# How far the writers' clocks may be from the database's, and the longest a write may take
-# from making its event id to inserting its row (one statement later, but for lock waits).
+# Event ids are UUID v7 (`uuid7_ms`: the millisecond they were made in). How far the
+# writers' clocks may be from the database's, and the longest a write may take from making
+# its event id to inserting its row (one statement later, but for lock waits).
 _CLOCK_SKEW_MS: Final = 5 * 60 * 1000
 _WRITE_TIME_MS: Final = 60 * 60 * 1000
 _MADE_BEFORE_WRITE: Final = (DecisionMade, AudienceUsed)
@@ -325,10 +323,10 @@ def _recorded_at_problem(leaf: Leaf, recorded_ms: int) -> str | None:
     clock's, an audience run's leaves the run's start), not later than a write takes. A bound,
     not an equality: a time moved within it is not seen, but it selects nothing (period exports
     go by the event id itself)."""
-    value = leaf.event_uuid.int
-    if (value >> _VERSION_SHIFT) & 0xF != _TIMED_VERSION:  # no time in it: nothing to check
+    made_ms = uuid7_ms(leaf.event_uuid)
+    if made_ms is None:  # no time in it: nothing to check
         return None
-    lag_ms = recorded_ms - (value >> _TIME_SHIFT)
+    lag_ms = recorded_ms - made_ms
     if lag_ms < -_CLOCK_SKEW_MS:
         return "recorded before its event id was made"
     if lag_ms > _CLOCK_SKEW_MS + _WRITE_TIME_MS and not isinstance(leaf, _MADE_BEFORE_WRITE):

@@ -11,7 +11,7 @@ either. Evidence that does not open is left out of the entry, and the log names 
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -21,22 +21,17 @@ from consent.consents.schemas import NetworkProof
 from consent.crypto.aead import DecryptionError
 from consent.crypto.datakeys import DataKeys
 from consent.db.database import Conn
+from consent.ids import uuid7_ms
 
 __all__ = ["HistoryReader", "evidence_context"]
 
 _HIDDEN = frozenset({"evidence_enc", "seq"})
-_UUID7: Final = 7
 _log = structlog.get_logger("consent.history")
 
 
 def evidence_context(kind: bytes, event_id: UUID) -> bytes:
     """The associated-data context of an event's network evidence: its kind and its id."""
     return kind + b"/" + event_id.bytes
-
-
-def _made_ms(event_id: UUID) -> int | None:
-    """The Unix millisecond in a UUID v7 (None for other versions)."""
-    return event_id.int >> 80 if event_id.version == _UUID7 else None
 
 
 class HistoryReader:
@@ -73,7 +68,7 @@ class HistoryReader:
             return DataKeys.decrypt(dek, self.tenant_id, subject_id, blob, context)
         except DecryptionError:
             pass
-        made = _made_ms(event_id)
+        made = uuid7_ms(event_id)
         if made is not None and made < await self._bound_since():
             try:
                 return DataKeys.decrypt(dek, self.tenant_id, subject_id, blob, self.kind)
