@@ -109,14 +109,16 @@ def create_app(
             decisions.install(app.state)
             stop = asyncio.Event()
             background: list[asyncio.Task[None]] = []
+            # Background upkeep runs once per service, where the audit integrator runs: here,
+            # or (under `consent serve`) in its integrator process rather than in every worker.
             if settings.audit_integrator:
                 integrator = Integrator(app.state.db, app.state.audit_signer, sign_interval=1.0)
                 background.append(asyncio.create_task(integrator.run(stop)))
-            background.append(
-                asyncio.create_task(
-                    keep_pruned(app.state.db, settings.idempotency_retention_days, stop)
+                background.append(
+                    asyncio.create_task(
+                        keep_pruned(app.state.db, settings.idempotency_retention_days, stop)
+                    )
                 )
-            )
             _log.info("service.started")
             try:
                 yield

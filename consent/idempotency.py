@@ -10,8 +10,10 @@ easy to rebuild, so the record keeps an HMAC-SHA256 of it under the tenant's ide
 written before migration 0021 hold a plain SHA-256 (`request_hash_kind = 'sha256'`): they are
 compared as such, so a retry of such a write still gets its answer.
 
-Records are kept `CONSENT_IDEMPOTENCY_RETENTION_DAYS` (default 30) and then deleted by every
-worker's hourly `keep_pruned`: a client retries within minutes, not months, and neither the
+Records are kept `CONSENT_IDEMPOTENCY_RETENTION_DAYS` (default 30) and then deleted by the
+service's hourly `keep_pruned`, run once per service where the audit integrator runs (the
+integrator process of `consent serve`, `consent audit integrate --loop`, or a single app whose
+`CONSENT_AUDIT_INTEGRATOR` is on): a client retries within minutes, not months, and neither the
 table nor the hashes it holds grow for ever. A key used again after that runs as new (an erased
 person's write retried after the retention period would write again).
 """
@@ -110,8 +112,8 @@ async def forget_expired(db: Database, days: int, *, batch: int = 5_000) -> int:
 async def keep_pruned(
     db: Database, days: int, stop: asyncio.Event, *, interval: float = 3600.0
 ) -> None:
-    """Run forget_expired now and then every `interval` seconds until `stop` is set (each
-    worker of the service runs this; with nothing expired it is one index probe)."""
+    """Run forget_expired now and then every `interval` seconds until `stop` is set (with
+    nothing expired it is one index probe)."""
     while not stop.is_set():
         try:
             gone = await forget_expired(db, days)

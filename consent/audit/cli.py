@@ -67,6 +67,7 @@ async def _verify(args: argparse.Namespace) -> int:
 async def _integrate(args: argparse.Namespace) -> int:
     from consent.audit.integrator import Integrator
     from consent.cli import _settings
+    from consent.idempotency import keep_pruned
     from consent.serving import die_with_main_process
 
     if args.loop and not die_with_main_process():
@@ -90,7 +91,12 @@ async def _integrate(args: argparse.Namespace) -> int:
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
             _out("consent audit integrate: integrating until stopped")
-            await integrator.run(stop, interval=args.interval)
+            # The service's one background process: it also deletes expired idempotency
+            # records, which the workers of `consent serve` leave to it.
+            await asyncio.gather(
+                integrator.run(stop, interval=args.interval),
+                keep_pruned(db, settings.idempotency_retention_days, stop),
+            )
             return 0
         count = await integrator.integrate_all()
     finally:

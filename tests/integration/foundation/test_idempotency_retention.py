@@ -7,6 +7,12 @@ it holds) grow with every write ever made. After `CONSENT_IDEMPOTENCY_RETENTION_
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -21,6 +27,8 @@ from consent.idempotency import forget_expired
 from tests.conftest import Tenant
 
 pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _purpose(key: str) -> dict[str, Any]:
@@ -77,9 +85,7 @@ async def test_a_large_backlog_goes_in_short_transactions(db: Database, tenant: 
     assert await forget_expired(db, 30, batch=5) == 0
 
 
-async def test_the_service_prunes_when_it_starts(
-    settings: Settings, db: Database, keyring: KeyRing, tenant: Tenant
-) -> None:
+async def _an_ancient_record(db: Database, tenant: Tenant) -> None:
     async with db.system() as conn:
         await conn.execute(
             "insert into idempotency_record (tenant_id, key, request_sha256, request_hash_kind,"
@@ -88,16 +94,72 @@ async def test_the_service_prunes_when_it_starts(
             " now() - interval '8 days')",
             msgspec.convert(tenant.id, type=str),
         )
-    week = msgspec.structs.replace(settings, idempotency_retention_days=7)
-    async with AsyncTestClient(app=create_app(week, keyring=keyring)) as service:
+
+
+async def _records(db: Database) -> int:
+    async with db.system() as conn:
+        return int(await conn.fetchval("select count(*) from idempotency_record"))
+
+
+async def _served_a_while(settings: Settings, keyring: KeyRing, db: Database) -> int:
+    """Start an app, let its loop run (answering health checks) until no record is left or
+    100 requests went by; the records left."""
+    async with AsyncTestClient(app=create_app(settings, keyring=keyring)) as service:
         assert (await service.get("/health/ready")).status_code == 200
         for _ in range(100):
-            async with db.system() as conn:
-                left = await conn.fetchval("select count(*) from idempotency_record")
-            if left == 0:
+            if await _records(db) == 0:
                 break
             await service.get("/health/live")  # let the app's loop run its background task
-    assert left == 0
+    return await _records(db)
+
+
+async def test_the_service_prunes_when_it_starts(
+    settings: Settings, db: Database, keyring: KeyRing, tenant: Tenant
+) -> None:
+    await _an_ancient_record(db, tenant)
+    alone = msgspec.structs.replace(settings, idempotency_retention_days=7, audit_integrator=True)
+    assert await _served_a_while(alone, keyring, db) == 0
+
+
+async def test_workers_leave_pruning_to_the_one_background_process(
+    settings: Settings, db: Database, keyring: KeyRing, tenant: Tenant
+) -> None:
+    # A worker of `consent serve` runs with its integrator elsewhere: N workers would make N
+    # identical deletes every hour; the integrator process makes the one (next test).
+    await _an_ancient_record(db, tenant)
+    worker = msgspec.structs.replace(settings, idempotency_retention_days=7, audit_integrator=False)
+    assert await _served_a_while(worker, keyring, db) == 1
+
+
+async def test_the_integrator_process_prunes(
+    database_dsn: str, keys_dir: Path, tmp_path: Path, db: Database, tenant: Tenant
+) -> None:
+    await _an_ancient_record(db, tenant)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")},
+        "CONSENT_DATABASE_URL": database_dsn,
+        "CONSENT_KEYS_DIR": str(keys_dir),
+        "CONSENT_DATA_DIR": str(tmp_path),
+        "CONSENT_IDEMPOTENCY_RETENTION_DAYS": "7",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "consent", "audit", "integrate", "--loop"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        for _ in range(300):
+            if await _records(db) == 0 or proc.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert await _records(db) == 0
+        assert proc.poll() is None  # still integrating
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()
 
 
 @pytest.mark.parametrize("raw", ["0", "-3", "a week", "36501"])
