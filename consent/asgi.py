@@ -9,6 +9,7 @@ import msgspec
 from consent.app import create_app
 from consent.config import load_settings
 from consent.logging import configure_logging
+from consent.middleware import index_query_parameters
 from consent.serving import INTEGRATOR_ELSEWHERE_ENV, follow_main_process, freeze_startup_heap
 
 __all__ = ["app"]
@@ -19,6 +20,7 @@ if os.environ.get(INTEGRATOR_ELSEWHERE_ENV):  # `consent serve` runs it in its o
     _settings = msgspec.structs.replace(_settings, audit_integrator=False)
 configure_logging(_settings.log_level, json=_settings.log_json)
 app = create_app(_settings)
+index_query_parameters(app)  # not in the first request with a query string
 app.on_startup.append(freeze_startup_heap)
 if _watch is not None:
     app.on_startup.append(_watch.started)

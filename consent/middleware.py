@@ -21,6 +21,7 @@ __all__ = [
     "JsonBodyMiddleware",
     "KnownQueryMiddleware",
     "RequestIdMiddleware",
+    "index_query_parameters",
     "is_json",
 ]
 
@@ -168,8 +169,14 @@ def _check_query(scope: Scope) -> None:
 def _query_parameters(app: Any) -> dict[tuple[str, str], frozenset[str]]:
     """(path as documented, METHOD) -> the names of the query parameters it takes."""
     cached: dict[tuple[str, str], frozenset[str]] | None = getattr(app.state, "query_names", None)
-    if cached is not None:
-        return cached
+    return cached if cached is not None else index_query_parameters(app)
+
+
+def index_query_parameters(app: Any) -> dict[tuple[str, str], frozenset[str]]:
+    """Build (and keep on `app.state`) the table `KnownQueryMiddleware` checks against. Built
+    on first use otherwise: that builds the OpenAPI document (~0.3 s) inside a request, so a
+    served worker builds it while it starts (`consent.asgi`); tests, which start many apps,
+    build it only when they send a query string."""
     table: dict[tuple[str, str], frozenset[str]] = {}
     for path, item in (app.openapi_schema.paths or {}).items():
         for method in ("get", "put", "post", "delete", "patch", "head"):

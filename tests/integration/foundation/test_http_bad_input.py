@@ -3,7 +3,11 @@ problem with a status the operation documents, never a 500, and nothing is half-
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -238,6 +242,31 @@ async def test_every_api_operation_refuses_a_query_parameter_it_does_not_take(
                 failures.append((method, path, answer.status_code, answer.text[:160]))
     assert checked > 30
     assert failures == [], "\n".join(map(str, failures))
+
+
+def test_a_served_worker_knows_the_operations_parameters_before_its_first_request(
+    tmp_path: Path,
+) -> None:
+    """The check reads the OpenAPI document, which takes ~0.3 s to build: a worker of `consent
+    serve` (`consent.asgi`) builds it while it starts, not in a client's first request."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONSENT_")}
+    probe = (
+        "import consent.asgi as served; "
+        "print(len(served.app.state.query_names), "
+        "sorted(served.app.state.query_names[('/v1/purposes', 'GET')]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        env={**env, "CONSENT_DATA_DIR": str(tmp_path)},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    count, names = done.stdout.split(" ", 1)
+    assert int(count) > 30
+    assert names.strip() == "['cursor', 'limit']"
 
 
 async def test_the_parameters_an_operation_takes_still_work(client: Any, catalog: Catalog) -> None:
