@@ -42,6 +42,7 @@ def make_input(i: int) -> dict[str, Any]:
             "jurisdiction": "US-CA",
             "age": 30,
             "parental_consent": False,
+            "parental_consent_third_parties": False,
             "gpc": i % 2 == 0,
             "limit_sensitive": False,
             "objections": [],

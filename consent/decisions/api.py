@@ -159,7 +159,8 @@ class DecisionController(Controller):
         """Body (`application/x-ndjson`): a header line `{"action": "email.marketing",
         "context": {"requester": "esp", ...}, "output": "allowed"}`, then one member per line,
         `{"type": "email", "value": "..."}` or `{"subject_id": "..."}`, optionally overriding
-        `jurisdiction`, `age`, `gpc`, `parental_consent` or `limit_sensitive` for that member.
+        `jurisdiction`, `age`, `gpc`, `parental_consent`, `parental_consent_third_parties` or
+        `limit_sensitive` for that member.
         Answer: the lines of the allowed members, verbatim (`"output": "all"`: one
         `{"line", "allow", "reasons"}` per member), then `{"summary": {...}}` with the counts of
         denied members by reason. Each member gets exactly the single call's decision, as of the

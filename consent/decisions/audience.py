@@ -79,14 +79,22 @@ from consent.decisions.service import (
 )
 from consent.decisions.shape import needed_purposes
 from consent.errors import ProblemError, ValidationFailed
-from consent.subjects.identifiers import InvalidIdentifier
+from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier
 
 __all__ = ["AudienceAnswer", "AudienceFilter", "member_input"]
 
 MAX_LINE_BYTES: Final = 16_384
 _MAX_INVALID_LINES: Final = 20
+_MAX_TYPES_KEPT: Final = 10_000  # custom identifier types a run remembers the answer for
 _ATTEMPTS: Final = 3
-_CONTEXT_FIELDS: Final = ("jurisdiction", "gpc", "age", "parental_consent", "limit_sensitive")
+_CONTEXT_FIELDS: Final = (
+    "jurisdiction",
+    "gpc",
+    "age",
+    "parental_consent",
+    "parental_consent_third_parties",
+    "limit_sensitive",
+)
 _log = structlog.get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode_members = msgspec.json.Decoder(list[AudienceMember]).decode
@@ -154,6 +162,8 @@ class _Run:
     by_reason: Counter[str] = field(default_factory=Counter)
     invalid: int = 0
     invalid_lines: list[int] = field(default_factory=list)
+    # Custom identifier types seen in the run: whether the tenant defined each.
+    identifier_types: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -226,7 +236,7 @@ class AudienceFilter:
         try:
             number = 0
             async for line_nos, lines in reader.chunks(self.chunk_size):
-                chunk = self._prepare(run, number, line_nos, lines)
+                chunk = await self._prepare(run, number, line_nos, lines)
                 number += 1
                 pending.append(asyncio.create_task(self._decide_chunk(run, chunk)))
                 while len(pending) >= self.in_flight:
@@ -272,14 +282,21 @@ class AudienceFilter:
 
     # -- one chunk ------------------------------------------------------------------------------
 
-    def _prepare(self, run: _Run, number: int, line_nos: Sequence[int], raw: list[bytes]) -> _Chunk:
-        """Decode, validate and hash a chunk's member lines (invalid ones are counted, skipped)."""
+    async def _prepare(
+        self, run: _Run, number: int, line_nos: Sequence[int], raw: list[bytes]
+    ) -> _Chunk:
+        """Decode, validate and hash a chunk's member lines (invalid ones are counted, skipped).
+        An identifier of a type the tenant never defined is invalid, as it is a 400 for the
+        single call."""
         members: list[AudienceMember | None] | None = None
         if _one_object_per_line(raw):
             with contextlib.suppress(*_UNDECODABLE):
                 members = list(_decode_members(b"[" + b",".join(raw) + b"]"))
         if members is None or len(members) != len(raw):
             members = [_decode_one(line) for line in raw]
+        undefined = await self._undefined_types(run, members)
+        if undefined:
+            members = [None if m is not None and m.type in undefined else m for m in members]
         keyed = self.service.lookup_state(run.caller.tenant_id)
         numbers: dict[tuple[Any, ...], int] = {}
         contexts: list[DecisionContext] = []
@@ -336,6 +353,28 @@ class AudienceFilter:
                 contexts=ctx if len(contexts) > 1 else None,
             ),
         )
+
+    async def _undefined_types(
+        self, run: _Run, members: Sequence[AudienceMember | None]
+    ) -> set[str]:
+        """The custom identifier types of `members` that the tenant never defined."""
+        custom = {
+            m.type
+            for m in members
+            if m is not None and m.type is not None and m.type not in BUILTIN_TYPES
+        }
+        if not custom:
+            return set()
+        known = run.identifier_types
+        ask = {t for t in custom if t not in known}
+        if ask:
+            defined = await self.service.defined_identifier_types(run.caller.tenant_id, ask)
+            answers = {t: t in defined for t in ask}
+            if len(known) + len(answers) <= _MAX_TYPES_KEPT:
+                known.update(answers)
+        else:
+            answers = {}
+        return {t for t in custom if not answers.get(t, known.get(t, False))}
 
     @staticmethod
     def _invalid(run: _Run, line_no: int) -> None:
@@ -599,6 +638,7 @@ def _overrides(member: AudienceMember) -> tuple[Any, ...]:
         and member.gpc is unset
         and member.age is unset
         and member.parental_consent is unset
+        and member.parental_consent_third_parties is unset
         and member.limit_sensitive is unset
     ):
         return _NO_OVERRIDES
@@ -607,6 +647,7 @@ def _overrides(member: AudienceMember) -> tuple[Any, ...]:
         member.gpc,
         member.age,
         member.parental_consent,
+        member.parental_consent_third_parties,
         member.limit_sensitive,
     )
 

@@ -101,6 +101,14 @@ class SubjectState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             description="`context.parental_consent`: verified parental consent is on record."
         ),
     ] = False
+    parental_consent_third_parties: Annotated[
+        bool,
+        msgspec.Meta(
+            description="`context.parental_consent_third_parties`: a separate verified parental "
+            "consent to disclosure to third parties is on record (COPPA 16 CFR 312.5(a)(2)). "
+            "False in inputs logged before the field existed."
+        ),
+    ] = False
     gpc: Annotated[
         bool,
         msgspec.Meta(description="`context.gpc`: a Global Privacy Control signal applies."),

@@ -84,7 +84,18 @@ class DecisionContext(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
             "`age` is below the digital consent age of `jurisdiction` is denied every purpose "
             "that relies on consent, personalisation, targeted advertising, sale and sharing "
             "(`denied.child`). It does not cover disclosure to third parties of a US child under "
-            "13 (COPPA asks a separate parental consent for that): sale and sharing stay denied."
+            "13: sale and sharing of such a child also need `parental_consent_third_parties`."
+        ),
+    ] = False
+    parental_consent_third_parties: Annotated[
+        bool,
+        msgspec.Meta(
+            description="A separate verified parental consent to disclosure of the child's data "
+            "to third parties is on record (COPPA, 16 CFR 312.5(a)(2)). A US subject whose `age` "
+            "is below 13 is sold or shared (`sale_or_share` actions, GET /v1/policy/actions) "
+            "only with both this and `parental_consent`; otherwise `denied.child`. It changes "
+            "nothing else: not a consent to any purpose, and no effect outside the US or from "
+            "13 on."
         ),
     ] = False
     limit_sensitive: Annotated[
@@ -346,6 +357,7 @@ class AudienceMember(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     gpc: bool | msgspec.UnsetType = msgspec.UNSET
     age: Age | msgspec.UnsetType | None = msgspec.UNSET
     parental_consent: bool | msgspec.UnsetType = msgspec.UNSET
+    parental_consent_third_parties: bool | msgspec.UnsetType = msgspec.UNSET
     limit_sensitive: bool | msgspec.UnsetType = msgspec.UNSET
 
     def __post_init__(self) -> None:
@@ -357,7 +369,12 @@ class AudienceSummary(msgspec.Struct, frozen=True, kw_only=True):
     """Last NDJSON line of the answer (`{"summary": ...}`); a stream without it is incomplete."""
 
     audience_id: Annotated[
-        UUID, msgspec.Meta(description="Id of this run (UUIDv7), under which it is logged.")
+        UUID,
+        msgspec.Meta(
+            description="Id of this run (UUIDv7), under which it is logged with its decisions "
+            "(`audience_run`); a run that decides no member (no member lines, or only invalid "
+            "ones) used no one's data and is not logged."
+        ),
     ]
     action: Annotated[str, msgspec.Meta(description="The header's action.")]
     now_ns: Annotated[
@@ -456,7 +473,9 @@ class ActionInfo(msgspec.Struct, frozen=True, kw_only=True):
         bool,
         msgspec.Meta(
             description="A sale or sharing of personal information (CCPA): denied under a "
-            "Global Privacy Control signal where the jurisdiction gives it legal effect."
+            "Global Privacy Control signal where the jurisdiction gives it legal effect, and for "
+            "a US child under 13 without both `parental_consent` and "
+            "`parental_consent_third_parties`."
         ),
     ]
     targeted_advertising: Annotated[

@@ -286,6 +286,7 @@ def build_input(
             jurisdiction=context.jurisdiction,
             age=context.age,
             parental_consent=context.parental_consent,
+            parental_consent_third_parties=context.parental_consent_third_parties,
             gpc=context.gpc,
             limit_sensitive=context.limit_sensitive,
             objections=tuple(sorted(objections)),
@@ -565,6 +566,16 @@ class DecisionService:
             }
         )
 
+    async def defined_identifier_types(self, tenant_id: UUID, types: set[str]) -> set[str]:
+        """Those of `types` (custom ones: built-in types are not listed in the catalogue) the
+        tenant defined. LedgerUnavailable when the database is not there."""
+        try:
+            async with self.db.tenant(tenant_id) as conn:
+                found = await conn.fetch(Q.known_identifier_types, tenant_id, list(types))
+        except DB_UNAVAILABLE as exc:
+            raise LedgerUnavailable.because(exc, "The consent ledger is unavailable.") from exc
+        return {r["key"] for r in found}
+
     async def check_identifier_types(
         self, tenant_id: UUID, refs: Sequence[Ref], rows: Sequence[SubjectRow], prefix: str
     ) -> None:
@@ -576,12 +587,7 @@ class DecisionService:
         }
         if not unknown:
             return
-        try:
-            async with self.db.tenant(tenant_id) as conn:
-                found = await conn.fetch(Q.known_identifier_types, tenant_id, unknown)
-        except DB_UNAVAILABLE as exc:
-            raise LedgerUnavailable.because(exc, "The consent ledger is unavailable.") from exc
-        known = {r["key"] for r in found}
+        known = await self.defined_identifier_types(tenant_id, unknown)
         errors = [
             FieldError(f"{prefix.format(i=i)}.identifier.type", f"unknown identifier type '{t}'")
             for i, t in enumerate(r.id_type for r in refs)

@@ -155,13 +155,15 @@ denials contains "denied.child" if {
 #   Where COPPA applies (data.consent.jurisdictions.separate_disclosure_consent_age), a parent's
 #   consent to collection does not cover disclosure to third parties: that needs its own consent
 #   (16 CFR 312.5(a)(2); separate consent under the 2025 amendments, compliance from
-#   2026-04-22). The input carries no such separate consent, so sale and sharing of such a
-#   child's data is denied even with input.subject.parental_consent (fails closed).
+#   2026-04-22). Sale and sharing of such a child's data is denied unless the input carries
+#   both input.subject.parental_consent and input.subject.parental_consent_third_parties (a
+#   missing or mistyped one denies).
 # custom:
 #   error_id: denied.child
 denials contains "denied.child" if {
 	action.sale_or_share == true
 	needs_separate_disclosure_consent(subject.age, jurisdiction)
+	not parents_consented_to_disclosure
 }
 
 # METADATA
@@ -191,6 +193,12 @@ minor_opted_in if {
 	every key in needed {
 		opted_in(object.get(consents, key, null), object.get(catalogue, key, {}), now_ns)
 	}
+}
+
+# A parent consented to the collection and, separately, to the disclosure to third parties.
+parents_consented_to_disclosure if {
+	subject.parental_consent == true
+	subject.parental_consent_third_parties == true
 }
 
 opted_in(consent, purpose, now) if consent_reason(consent, purpose, now) == "allowed.consent"

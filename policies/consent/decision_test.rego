@@ -37,7 +37,8 @@ base := {
 	"action": "web.analytics",
 	"subject": {
 		"known": true, "jurisdiction": "DE", "age": 30, "parental_consent": false,
-		"gpc": false, "limit_sensitive": false, "objections": [],
+		"parental_consent_third_parties": false, "gpc": false, "limit_sensitive": false,
+		"objections": [],
 	},
 	"purposes": catalogue,
 	"consents": {key: granted | some key, _ in catalogue},
@@ -519,7 +520,7 @@ test_california_under_13_also_needs_a_parent if {
 }
 
 # COPPA 16 CFR 312.5(a)(2): a parent's consent to collection does not cover disclosure to third
-# parties, and the input carries no separate consent for it: no sale or sharing below 13.
+# parties: no sale or sharing below 13 without the separate consent to it as well.
 test_us_child_is_not_sold_or_shared_on_general_parental_consent if {
 	every j in ["US-CA", "US-NY", "US"] {
 		denied(sell({"age": 12, "jurisdiction": j, "parental_consent": true}), ["denied.child"])
@@ -528,6 +529,56 @@ test_us_child_is_not_sold_or_shared_on_general_parental_consent if {
 	}
 	allowed(sell({"age": 13, "jurisdiction": "US-NY"}), ["allowed.consent"])
 	allowed(target({"age": 12, "jurisdiction": "US", "parental_consent": true}), ["allowed.consent"])
+}
+
+both_parental_consents := {"parental_consent": true, "parental_consent_third_parties": true}
+
+test_us_child_is_sold_or_shared_with_both_parental_consents if {
+	every j in ["US-CA", "US-NY", "US"] {
+		subject := object.union({"age": 12, "jurisdiction": j}, both_parental_consents)
+		allowed(sell(subject), ["allowed.consent"])
+		allowed(decide({"action": "data.share.partner", "subject": subject}), ["allowed.consent"])
+		allowed(decide({"action": "ads.retarget", "subject": subject}), ["allowed.consent"])
+	}
+}
+
+test_separate_disclosure_consent_does_not_replace_the_parents_consent if {
+	every j in ["US-CA", "US-NY", "US"] {
+		subject := {"age": 12, "jurisdiction": j, "parental_consent_third_parties": true}
+		denied(sell(subject), ["denied.child"])
+		denied(decide({"action": "data.share.partner", "subject": subject}), ["denied.child"])
+	}
+}
+
+test_separate_disclosure_consent_must_be_true if {
+	every value in [false, "true", 1, null] {
+		subject := {
+			"age": 12, "jurisdiction": "US-NY", "parental_consent": true,
+			"parental_consent_third_parties": value,
+		}
+		denied(sell(subject), ["denied.child"])
+	}
+	r := decide_without(
+		{
+			"action": "data.sell.partner",
+			"subject": object.union({"age": 12, "jurisdiction": "US-NY"}, both_parental_consents),
+		},
+		["subject/parental_consent_third_parties"],
+	)
+	denied(r, ["denied.child"])
+}
+
+test_separate_disclosure_consent_leaves_the_other_child_rules_alone if {
+	subject := object.union({"age": 12, "jurisdiction": "US-CA"}, both_parental_consents)
+	r := decide_without({"action": "data.sell.partner", "subject": subject}, ["consents/data_sale"])
+	denied(r, ["denied.child", "denied.no_consent"])
+	withdrawn := {"data_sale": {"status": "withdrawn"}}
+	r2 := decide({"action": "data.sell.partner", "subject": subject, "consents": withdrawn})
+	denied(r2, ["denied.child", "denied.withdrawn"])
+	gpc := object.union(subject, {"gpc": true})
+	denied(sell(gpc), ["denied.gpc"])
+	eu := {"age": 12, "jurisdiction": "DE", "parental_consent_third_parties": true}
+	denied(sell(eu), ["denied.child"])
 }
 
 test_separate_disclosure_consent_is_a_us_rule if {

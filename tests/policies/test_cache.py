@@ -18,6 +18,7 @@ from consent.decisions.engine import (
     PolicyUnavailable,
     canonical_input,
 )
+from consent.decisions.shape import gpc_days, needed_purposes, normalise
 
 INPUT: dict[str, Any] = {
     "now_ns": 1_750_000_000_000_000_000,
@@ -27,6 +28,7 @@ INPUT: dict[str, Any] = {
         "jurisdiction": "DE",
         "age": 30,
         "parental_consent": False,
+        "parental_consent_third_parties": False,
         "gpc": False,
         "limit_sensitive": False,
         "objections": [],
@@ -174,5 +176,50 @@ async def test_cache_in_front_of_real_opa(bundle: PolicyBundle) -> None:
             ("allowed.consent",),
             bundle.revision,
         )
+    finally:
+        await cache.aclose()
+
+
+@pytest.mark.policy
+async def test_the_separate_parental_consent_is_part_of_the_key(bundle: PolicyBundle) -> None:
+    """A US child's sale with both parental consents allows, with only the general one denies:
+    the cache, and the normalised key the service looks it up by, keep the two apart."""
+    engine = InProcessOpaEngine(bundle, pool_size=1, check=False)
+    cache = CachedPolicyEngine(engine, maxsize=16)
+    child = {
+        **INPUT,
+        "action": "data.sell.partner",
+        "subject": {**INPUT["subject"], "jurisdiction": "US-NY", "age": 12},
+        "purposes": {"data_sale": INPUT["purposes"]["analytics"]},
+        "consents": {"data_sale": INPUT["consents"]["analytics"]},
+    }
+    values = {
+        third: msgspec.convert(
+            {
+                **child,
+                "subject": {
+                    **child["subject"],
+                    "parental_consent": True,
+                    "parental_consent_third_parties": third,
+                },
+            },
+            DecisionInput,
+        )
+        for third in (True, False)
+    }
+    needed = needed_purposes(bundle, "data.sell.partner")
+    keys = {
+        third: canonical_input(normalise(value, needed, gpc=gpc_days(bundle)))
+        for third, value in values.items()
+    }
+    assert keys[True] != keys[False]
+    try:
+        for _ in range(2):  # the second round is answered from the cache
+            for third, value in values.items():
+                got = await cache.evaluate(value)
+                assert (got.allow, got.reasons) == (
+                    (True, ("allowed.consent",)) if third else (False, ("denied.child",))
+                )
+        assert (cache.hits, cache.misses) == (2, 2)
     finally:
         await cache.aclose()

@@ -28,6 +28,7 @@ SALE_IN_UTAH = {
         "jurisdiction": "US-UT",
         "age": 40,
         "parental_consent": False,
+        "parental_consent_third_parties": False,
         "gpc": True,
         "limit_sensitive": False,
         "objections": [],

@@ -126,3 +126,75 @@ async def test_a_line_is_one_member_never_part_of_one_or_two(ledger: Ledger) -> 
     alone = await _post(ledger, b"\n".join([HEADER, MEMBER + b"," + MEMBER, MEMBER]))
     assert alone.status_code == 200, alone.text
     assert [json.loads(line).get("line") for line in alone.text.splitlines()] == [3, None]
+
+
+async def test_an_identifier_type_the_tenant_never_defined_is_an_invalid_line(
+    ledger: Ledger, db: Database
+) -> None:
+    """The single call answers such a member with a 400 (`unknown identifier type`), and the
+    summary says it is an invalid line; it used to be decided, logged and counted as a denied
+    member (`denied.unknown_subject`), so a typo in a type read as an audience that opted out.
+    A type the tenant defined is decided as any other."""
+    await ledger.consent("yes@example.com", {"email_marketing": "granted"})
+    await ledger.post("/v1/identifier-types", {"key": "crm_id", "description": "CRM"})
+    single = await ledger.client.post(
+        "/v1/decisions",
+        json={
+            "subject": {"identifier": {"type": "emial", "value": "yes@example.com"}},
+            "action": "email.marketing",
+            "context": {"requester": "esp"},
+        },
+        headers=ledger.h,
+    )
+    assert single.status_code == 400, single.text
+    body = b"\n".join(
+        [
+            HEADER,
+            MEMBER,
+            b'{"type": "emial", "value": "yes@example.com"}',
+            b'{"type": "crm_id", "value": "42"}',
+            MEMBER,
+        ]
+    )
+    response = await _post(ledger, body)
+    assert response.status_code == 200, response.text
+    *results, summary = [json.loads(line) for line in response.text.splitlines()]
+    assert [(r["line"], r["allow"], r["reasons"]) for r in results] == [
+        (2, True, ["allowed.consent"]),
+        (4, False, ["denied.no_consent", "denied.unknown_subject"]),
+        (5, True, ["allowed.consent"]),
+    ]
+    counts = {k: summary["summary"][k] for k in ("total", "allowed", "denied", "invalid")}
+    assert counts == {"total": 3, "allowed": 2, "denied": 1, "invalid": 1}
+    assert summary["summary"]["invalid_lines"] == [3]
+    async with db.system() as conn:
+        logged = await conn.fetchval(
+            "select sum(members) from audience_member where run_id = $1",
+            uuid.UUID(summary["summary"]["audience_id"]),
+        )
+    assert logged == 3
+
+
+async def test_a_line_that_is_not_json_in_the_middle_skips_only_that_line(
+    ledger: Ledger, db: Database
+) -> None:
+    """Members before and after it are decided and logged under the run; the counts add up."""
+    await ledger.consent("yes@example.com", {"email_marketing": "granted"})
+    no = b'{"type": "email", "value": "no@example.com"}'
+    body = b"\n".join([HEADER, MEMBER, MEMBER, b"not json", b"[1]", b"{}", MEMBER, no]) + b"\n"
+    response = await _post(ledger, body)
+    assert response.status_code == 200, response.text
+    *results, summary = [json.loads(line) for line in response.text.splitlines()]
+    assert [r["line"] for r in results] == [2, 3, 7, 8]
+    got = summary["summary"]
+    assert (got["total"], got["allowed"], got["denied"]) == (4, 3, 1)
+    assert (got["invalid"], got["invalid_lines"]) == (3, [4, 5, 6])
+    assert got["denied_by_reason"] == {"denied.no_consent": 1, "denied.unknown_subject": 1}
+    async with db.system() as conn:
+        run = await conn.fetchrow(
+            "select action, (select sum(members) from audience_member m where m.run_id = r.id)"
+            " as members from audience_run r where id = $1",
+            uuid.UUID(got["audience_id"]),
+        )
+    assert run is not None
+    assert (run["action"], run["members"]) == ("email.marketing", 4)

@@ -29,10 +29,11 @@ DAYS = [0.5, 10.5, 29.5, 30.5, 394.5, 395.5, 1000.5]
 
 contexts = st.fixed_dictionaries(
     {
-        "jurisdiction": st.sampled_from([None, "DE", "FR", "GB", "US-CA", "US-UT"]),
-        "age": st.sampled_from([None, 10, 14, 15, 17, 40]),
+        "jurisdiction": st.sampled_from([None, "DE", "FR", "GB", "US-CA", "US-UT", "US"]),
+        "age": st.sampled_from([None, 10, 12, 14, 15, 17, 40]),
         "gpc": st.booleans(),
         "parental_consent": st.booleans(),
+        "parental_consent_third_parties": st.booleans(),
         "limit_sensitive": st.booleans(),
     }
 )

@@ -97,6 +97,7 @@ def raw_inputs(draw: st.DrawFn) -> DecisionInput:
         ),
         age=draw(st.sampled_from([None, 0, 12, 13, 14, 15, 16, 17, 40])),
         parental_consent=draw(st.booleans()),
+        parental_consent_third_parties=draw(st.booleans()),
         gpc=draw(st.booleans()),
         limit_sensitive=draw(st.booleans()),
         objections=tuple(draw(st.lists(st.sampled_from([*KEYS, "other"]), max_size=3))),
