@@ -17,6 +17,7 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Sc
 from consent.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES, Problem, ValidationFailed
 
 __all__ = [
+    "BODY_MEDIA_OPT",
     "CorsMiddleware",
     "JsonBodyMiddleware",
     "KnownQueryMiddleware",
@@ -71,6 +72,9 @@ class RequestIdMiddleware:
 
 
 _WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
+# Route option: the media type an operation's body is sent as (default `application/json`),
+# which its 415 answer names.
+BODY_MEDIA_OPT: Final = "body_media_type"
 _JSON_TYPES: Final = frozenset({b"application/json", b"application/x-ndjson"})
 
 
@@ -102,11 +106,14 @@ def is_json(content_type: bytes) -> bool:
 
 
 async def _unsupported(scope: Scope, send: Send) -> None:
+    handler = scope.get("route_handler")
+    media = handler.opt.get(BODY_MEDIA_OPT, "application/json") if handler else "application/json"
+    kind = "NDJSON" if media == "application/x-ndjson" else "JSON"
     problem = Problem(
         type="/problems/unsupported-media-type",
         title=PROBLEM_TYPES["unsupported-media-type"][0],
         status=415,
-        detail="Send the body as JSON (Content-Type: application/json).",
+        detail=f"Send the body as {kind} (Content-Type: {media}).",
         instance=scope["path"],
         request_id=scope.get("state", {}).get("request_id"),
     )
@@ -117,7 +124,7 @@ async def _unsupported(scope: Scope, send: Send) -> None:
         "headers": [
             (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
             (b"content-length", str(len(body)).encode()),
-            (b"accept", b"application/json"),
+            (b"accept", media.encode()),
         ],
     }
     await send(start)

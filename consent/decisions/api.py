@@ -27,6 +27,7 @@ from consent.decisions.schemas import (
     StoredDecision,
 )
 from consent.decisions.service import Caller, DecisionService
+from consent.middleware import BODY_MEDIA_OPT
 from consent.openapi import PROBLEMS_OPT, problems
 from consent.tenancy.auth import principal, requires
 
@@ -140,7 +141,8 @@ class DecisionController(Controller):
         summary="Filter an audience (NDJSON stream in and out)",
         # 400 (a bad header, a line too long) is a validation error; only the 503 has _POLICY.
         opt={
-            PROBLEMS_OPT: problems(400)[PROBLEMS_OPT] | problems(503, slugs=_POLICY)[PROBLEMS_OPT]
+            PROBLEMS_OPT: problems(400)[PROBLEMS_OPT] | problems(503, slugs=_POLICY)[PROBLEMS_OPT],
+            BODY_MEDIA_OPT: NDJSON,
         },
         status_code=200,
         request_max_body_size=None,

@@ -169,6 +169,24 @@ async def test_a_body_that_is_not_json_is_refused_with_415(client: Any, tenant: 
     assert "415" in doc["paths"]["/v1/properties"]["post"]["responses"]
 
 
+async def test_a_stream_sent_as_anything_but_ndjson_is_told_to_send_ndjson(
+    client: Any, tenant: Tenant
+) -> None:
+    """The audience filter reads NDJSON: its 415 names that, not JSON."""
+    answer = await client.post(
+        "/v1/audiences/filter",
+        content=b'{"action": "email.marketing"}\n',
+        headers={**tenant.headers, "content-type": "text/csv"},
+    )
+    assert answer.status_code == 415, answer.text
+    assert answer.headers["accept"] == "application/x-ndjson"
+    assert "application/x-ndjson" in answer.json()["detail"]
+    json_route = await client.post(
+        "/v1/properties", content=b"{}", headers={**tenant.headers, "content-type": "text/csv"}
+    )
+    assert json_route.headers["accept"] == "application/json"
+
+
 async def test_unrouted_requests_carry_the_request_id_too(client: Any) -> None:
     """An unknown route (404) or method (405) is answered before any route's middleware: its
     answer still carries the request id, in the header and in the problem."""
