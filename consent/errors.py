@@ -267,7 +267,7 @@ def _on_policy_unavailable(
         503,
         "policy-unavailable",
         "The policy engine gave no decision; this is not a denial. Retry later.",
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": "1", **exc.headers},
     )
 
 

@@ -81,9 +81,11 @@ from consent.decisions.shape import needed_purposes
 from consent.errors import ProblemError, ValidationFailed
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier
 
-__all__ = ["AudienceAnswer", "AudienceFilter", "member_input"]
+__all__ = ["AUDIENCE_ID_HEADER", "AudienceAnswer", "AudienceFilter", "member_input"]
 
 MAX_LINE_BYTES: Final = 16_384
+# On a failed run's problem when some of its members were decided and logged before it failed.
+AUDIENCE_ID_HEADER: Final = "Audience-Id"
 _MAX_INVALID_LINES: Final = 20
 _MAX_TYPES_KEPT: Final = 10_000  # custom identifier types a run remembers the answer for
 _ATTEMPTS: Final = 3
@@ -250,6 +252,8 @@ class AudienceFilter:
             spool.close()
             if isinstance(exc, ProblemError | PolicyError):
                 _log.warning("audience.failed", error=type(exc).__name__, audience_id=str(run.id))
+                if run.run_committed:  # decisions were logged: name their run to the caller
+                    exc.headers[AUDIENCE_ID_HEADER] = str(run.id)
             raise
         return AudienceAnswer(spool, self._summary(run))
 

@@ -61,6 +61,10 @@ _TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
 class PolicyError(Exception):
     """Base class of the policy engine's errors."""
 
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.headers: dict[str, str] = {}  # extra headers of the problem answer, if any
+
 
 class PolicyUnavailable(PolicyError):
     """No decision could be made (engine error, timeout, undefined or malformed result): deny."""

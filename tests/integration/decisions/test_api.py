@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,10 @@ import msgspec
 import pytest
 
 from consent.db.database import Database
+from consent.decisions.audience import AUDIENCE_ID_HEADER
 from consent.decisions.schemas import DecisionOut, DecisionRequest
 from consent.decisions.service import Caller
+from consent.errors import ProblemError
 from tests.conftest import Tenant
 from tests.integration.decisions.conftest import Ledger, in_app
 
@@ -522,6 +525,45 @@ async def test_a_failure_after_the_first_chunks_answers_nothing(ledger: Ledger) 
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["field"] == "line 4"
     assert "yes@example.com" not in response.text
+
+
+async def test_a_failed_run_names_the_run_its_logged_members_are_under(
+    ledger: Ledger, db: Database
+) -> None:
+    """A run that fails after some chunks were decided answers nothing, but those members'
+    decisions stay logged (their data was used): the problem names the run (`Audience-Id`), so
+    the caller can find that use; a run that failed before logging anything names none."""
+    await ledger.consent("yes@example.com", {"email_marketing": "granted"})
+    audiences = ledger.client.app.state.audiences
+    audiences.chunk_size = 1
+    audiences.in_flight = 1
+    caller = Caller(uuid.UUID(ledger.tenant.id), "test", None)
+    header = json.dumps({"action": "email.marketing", "context": {"requester": "x"}}).encode()
+    member = b'{"type": "email", "value": "yes@example.com"}'
+    too_long = b'{"type": "email", "value": "' + b"x" * 20_000 + b'"}'
+
+    def failing(lines: list[bytes]) -> Callable[[], Awaitable[ProblemError]]:
+        async def body() -> AsyncIterator[bytes]:  # as a long upload arrives: line by line
+            for line in lines:
+                yield line + b"\n"
+
+        async def run() -> ProblemError:
+            with pytest.raises(ProblemError) as failed:
+                await audiences.run(caller, body())
+            return failed.value
+
+        return run
+
+    late = in_app(ledger.client, failing([header, member, member, too_long]))
+    assert late.status == 400
+    run_id = uuid.UUID(late.headers[AUDIENCE_ID_HEADER])
+    async with db.system() as conn:
+        logged = await conn.fetchval(
+            "select coalesce(sum(members), 0) from audience_member where run_id = $1", run_id
+        )
+    assert logged == 2
+    early = in_app(ledger.client, failing([header, too_long]))
+    assert AUDIENCE_ID_HEADER not in early.headers
 
 
 async def test_an_erased_subject_is_unknown_to_every_decision_path(ledger: Ledger) -> None:

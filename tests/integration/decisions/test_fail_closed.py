@@ -150,6 +150,7 @@ async def test_postgres_stopped_mid_test(
     # chunks decided before stay logged: they were decisions made).
     failure = _stopped_mid_audience(client, ledger, postgres)
     assert isinstance(failure, ServiceUnavailable), failure
+    assert uuid.UUID(failure.headers["Audience-Id"])  # the run they are logged under
 
     # Every endpoint: 503 problems while it is down.
     for method, path, body in [
