@@ -168,7 +168,9 @@ class DecisionController(Controller):
         denied members by reason. Each member gets exactly the single call's decision, as of the
         start of the request. The request is decided and logged as it streams in, in bounded
         memory; the answer is sent when all of it is decided: all or nothing (a 503 problem when
-        no decision can be made). Invalid member lines are skipped and counted."""
+        no decision can be made). A run that fails after some members were decided keeps their
+        decisions logged, and its problem's `Audience-Id` header names the run they are logged
+        under. Invalid member lines are skipped and counted."""
         audiences: AudienceFilter = request.app.state.audiences
         answer = await audiences.run(_caller(request), request.stream())
         return Stream(answer.body(), media_type=NDJSON)
