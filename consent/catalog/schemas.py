@@ -98,7 +98,7 @@ _VENDOR_PURPOSES = (
 )
 _VENDOR_URL = "A link about the vendor (e.g. its privacy policy), `https://` only; null if none."
 _TCF_VENDOR_ID = (
-    "The vendor's id in the IAB TCF Global Vendor List (a positive integer); null when it "
+    "The vendor's id in the IAB TCF Global Vendor List (1-65535); null when it "
     "is not registered there."
 )
 _IDENTIFIER_TYPE_KEY = (
@@ -258,8 +258,10 @@ class VendorCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
             int,
             msgspec.Meta(
                 ge=1,
-                description="The vendor's id in the IAB TCF Global Vendor List (>= 1). "
-                "Optional: omit it when the vendor is not registered there.",
+                le=65_535,
+                description="The vendor's id in the IAB TCF Global Vendor List (1-65535: TCF "
+                "strings hold vendor ids in 16 bits). Optional: omit it when the vendor is not "
+                "registered there.",
             ),
         ]
         | None

@@ -49,6 +49,7 @@ __all__ = ["CatalogService", "content_hash", "missing_purposes"]
 
 Q = SqlFile.beside(__file__)
 _sorted = msgspec.json.Encoder(order="sorted")
+_MAX_VERSION = 2**31 - 1  # notice_version.version is an integer
 
 
 def content_hash(texts: dict[str, NoticeText]) -> bytes:
@@ -293,6 +294,8 @@ class CatalogService:
 
     async def versions(self, notice_key: str, cursor: str | None, limit: int) -> NoticeVersionPage:
         before = decode_seq_cursor(cursor)
+        if before is not None and not 1 <= before <= _MAX_VERSION:
+            raise ValidationFailed.field("cursor", "not a cursor returned by this API")
         async with self.db.tenant(self.tenant_id) as conn:
             rows = await conn.fetch(Q.notice_versions, notice_key, before, check_limit(limit) + 1)
             if not rows and await conn.fetchrow(Q.get_notice, notice_key) is None:
@@ -305,7 +308,12 @@ class CatalogService:
         return NoticeVersionPage(items=items, next_cursor=next_cursor)
 
     async def _version(self, conn: Conn, notice_key: str, version: int) -> NoticeVersion:
-        row = await conn.fetchrow(Q.get_version, notice_key, version)
+        # A number no version can have (the column is an integer) is not one to look up.
+        row = (
+            None
+            if version > _MAX_VERSION
+            else await conn.fetchrow(Q.get_version, notice_key, version)
+        )
         if row is None:
             raise NotFound(f"Notice '{notice_key}' has no version {version}.")
         return msgspec.convert(dict(row), NoticeVersion)

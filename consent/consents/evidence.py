@@ -33,15 +33,15 @@ def _dotted_quad_prefix(ip: str) -> str | None:
 
 
 def truncate_ip(ip: str | None) -> str | None:
-    """IPv4 to its /24, IPv6 to its /48: enough to show a region, not a household."""
+    """IPv4 to its /24, IPv6 to its /48: enough to show a region, not a household. An
+    IPv4-mapped IPv6 address (a dual-stack listener's view of an IPv4 client) is IPv4."""
     if not ip:
         return None
     quad = _dotted_quad_prefix(ip)
     if quad is not None:
         return quad
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
+    address = _parse(ip)
+    if address is None:
         return None
     prefix = 24 if address.version == 4 else 48  # noqa: PLR2004
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
@@ -65,11 +65,20 @@ def parse_networks(text: str) -> tuple[Network, ...]:
     )
 
 
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _parse(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address `text` is; an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, how a server
+    listening on `::` sees IPv4 clients) as the IPv4 address it is."""
     try:
-        return ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    return _parse(text.strip())
 
 
 def client_address(
@@ -80,7 +89,7 @@ def client_address(
     a proxy did not vouch for (left of the first untrusted hop) is ignored, so a client cannot
     choose its own address; an unparsable hop gives no address rather than a wrong one."""
     if not trusted or peer is None:
-        return peer
+        return peer  # truncate_ip reads an IPv4-mapped peer as IPv4
     address = _address(peer)
     if address is None or not any(address in net for net in trusted):
         return peer

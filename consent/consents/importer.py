@@ -5,7 +5,8 @@ has one JSON object per line. Columns (NDJSON: fields, string values):
 
     identifier_type, identifier_value   who (or subject_id: an existing subject's id)
     purpose, choice                     one purpose key; granted | denied | withdrawn
-    occurred_at                         when the choice was made: RFC 3339 with a time zone
+    occurred_at                         when the choice was made: RFC 3339 with a time zone,
+                                        not before 1970
     channel                             web | app | email | sms | phone | store | post | other
     notice_version_id, language         optional: the notice version shown and its language
     surface, method                     default "import"

@@ -66,8 +66,9 @@ IDENTIFIER_IN_DOC = (
 )
 OCCURRED_AT_IN_DOC = (
     "When the choice was made, for a choice recorded later (imports, offline channels): an "
-    "ISO 8601 timestamp with a time zone, at most 5 minutes in the future. Omitted: the time "
-    "of recording. Per purpose the choice made latest wins, whatever the recording order."
+    "ISO 8601 timestamp with a time zone, not before 1970 and at most 5 minutes in the future "
+    "(else 400). Omitted: the time of recording. Per purpose the choice made latest wins, "
+    "whatever the recording order."
 )
 EVENT_ID_DOC = (
     "The event's id (UUID), assigned by the server; also the id of its audit leaf "
@@ -145,7 +146,8 @@ class ConsentCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
         msgspec.Meta(
             description="The published notice version shown to the person (UUID); its "
             "content hash is recorded with the event as proof. Required unless `method` is "
-            "`gpc` or `import`."
+            "`gpc` or `import`. A version superseded by a material change is accepted (it is "
+            "what was shown), but a grant under it is `stale` at once."
         ),
     ] = None
     # Optional: the hex SHA-256 the client computed of the texts it showed; must match.
@@ -213,8 +215,10 @@ class ConsentState(msgspec.Struct, frozen=True, kw_only=True):
         bool,
         msgspec.Meta(
             description="True when the purpose's legal basis is `consent` and a materially "
-            "changed version of the notice shown has been published since the choice: a "
-            "grant then no longer counts as consent. Staleness applies only to purposes with "
+            "changed version of the notice has been published after the version shown, before "
+            "or after the choice (a choice made on an outdated text, say a call centre's old "
+            "script, is stale from the start): a grant then no longer counts as consent. "
+            "Staleness applies only to purposes with "
             "legal basis `consent`: always false on any other legal basis (an objection to a "
             "`legitimate_interest` purpose stays in force) and for a choice recorded without "
             "a notice version."

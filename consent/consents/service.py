@@ -25,6 +25,7 @@ import msgspec
 from consent.audit.leaf import ConsentRecorded as ConsentLeaf
 from consent.audit.leaf import PurposeChoice
 from consent.audit.outbox import AuditWriter
+from consent.consents.cursors import decode_history_cursor, encode_history_cursor
 from consent.consents.evidence import NetworkEvidence
 from consent.consents.history import HistoryReader, evidence_context
 from consent.consents.schemas import (
@@ -42,7 +43,7 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.ids import uuid7
-from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor, page_of
+from consent.pagination import check_limit, page_of
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver, checked_reference
@@ -50,6 +51,7 @@ from consent.subjects.schemas import IdentifierIn, SubjectRef
 from consent.tenancy.properties import check_write_property
 
 __all__ = [
+    "EARLIEST_OCCURRED_AT",
     "WRITE_CONTEXT_TTL",
     "ConsentService",
     "context_errors",
@@ -61,6 +63,10 @@ __all__ = [
 
 Q = SqlFile.beside(__file__)
 _CLOCK_SKEW = timedelta(minutes=5)
+EARLIEST_OCCURRED_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
+"""The earliest `occurred_at` accepted: no choice recorded here was made before the Unix epoch
+(decisions count time in nanoseconds since it), and a time near year 1 does not even convert to
+UTC (`0001-01-01T00:00:00+14:00` is in year 0)."""
 _enc = msgspec.json.Encoder()
 _EVIDENCE_CONTEXT = b"consent-evidence"
 WRITE_CONTEXT_TTL: Final = 2.0
@@ -114,6 +120,8 @@ def proof_errors(
             errors.append(FieldError("occurred_at", "must include a time zone"))
         elif occurred_at > now + _CLOCK_SKEW:
             errors.append(FieldError("occurred_at", "is in the future"))
+        elif occurred_at < EARLIEST_OCCURRED_AT:
+            errors.append(FieldError("occurred_at", "is before 1970-01-01T00:00:00Z"))
     return errors
 
 
@@ -391,7 +399,7 @@ class ConsentService:
 
     async def history(self, subject_id: UUID, cursor: str | None, limit: int) -> ConsentHistoryPage:
         check_limit(limit)
-        before = decode_seq_cursor(cursor)
+        before = decode_history_cursor("consent", subject_id, cursor)
         async with self.db.tenant_hot(self.tenant_id) as conn:
             survivor = await self.subjects.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
@@ -399,7 +407,9 @@ class ConsentService:
             assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
             members = await self.subjects.group(conn, survivor)
             rows = await conn.fetch(Q.subject_history, members, before, limit + 1)
-            page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
+            page, next_cursor = page_of(
+                rows, limit, lambda r: encode_history_cursor("consent", subject_id, r["seq"])
+            )
             history = HistoryReader(conn, self.datakeys, self.tenant_id, _EVIDENCE_CONTEXT)
             items = [msgspec.convert(await history.fields(r), ConsentEvent) for r in page]
         return ConsentHistoryPage(items=items, next_cursor=next_cursor)

@@ -65,9 +65,9 @@ _VALUE = (
 )
 _OCCURRED_AT_IN = (
     "When the preference was expressed, for one recorded later (imports, offline channels): "
-    "an ISO 8601 timestamp with a time zone, at most 5 minutes in the future. Omitted: the "
-    "time of recording. Per preference the one expressed latest wins, whatever the order of "
-    "recording."
+    "an ISO 8601 timestamp with a time zone, not before 1970 and at most 5 minutes in the "
+    "future (else 400). Omitted: the time of recording. Per preference the one expressed "
+    "latest wins, whatever the order of recording."
 )
 
 

@@ -10,6 +10,7 @@ import msgspec
 from consent.audit.leaf import PreferenceChoice
 from consent.audit.leaf import PreferenceRecorded as PreferenceLeaf
 from consent.audit.outbox import AuditWriter
+from consent.consents.cursors import decode_history_cursor, encode_history_cursor
 from consent.consents.evidence import NetworkEvidence
 from consent.consents.history import HistoryReader, evidence_context
 from consent.consents.service import proof_errors
@@ -20,7 +21,7 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.ids import uuid7
-from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor, page_of
+from consent.pagination import check_limit, page_of
 from consent.preferences.schemas import (
     ALLOWED_VALUES,
     CHANNELS,
@@ -203,7 +204,7 @@ class PreferenceService:
         self, subject_id: UUID, cursor: str | None, limit: int
     ) -> PreferenceHistoryPage:
         check_limit(limit)
-        before = decode_seq_cursor(cursor)
+        before = decode_history_cursor("preference", subject_id, cursor)
         async with self.db.tenant_hot(self.tenant_id) as conn:
             survivor = await self.subjects.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
@@ -212,7 +213,9 @@ class PreferenceService:
                 raise NotFound("No such subject.")
             members = await self.subjects.group(conn, survivor)
             rows = await conn.fetch(Q.preference_history, members, before, limit + 1)
-            page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["seq"]))
+            page, next_cursor = page_of(
+                rows, limit, lambda r: encode_history_cursor("preference", subject_id, r["seq"])
+            )
             history = HistoryReader(conn, self.datakeys, self.tenant_id, _EVIDENCE_CONTEXT)
             items = [msgspec.convert(await history.fields(r), PreferenceEvent) for r in page]
         return PreferenceHistoryPage(items=items, next_cursor=next_cursor)

@@ -22,6 +22,8 @@ def _reference(ip: str | None) -> str | None:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # an IPv4 visitor seen by a dual-stack (::) listener
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
@@ -49,7 +51,10 @@ def test_truncate_ip_equals_ipaddress(ip: str) -> None:
         ("256.0.0.1", None),
         ("1.2.3", None),
         ("2001:db8:1234:5678::1", "2001:db8:1234::"),
-        ("::ffff:1.2.3.4", "::"),
+        # A server listening on :: sees IPv4 visitors as IPv4-mapped IPv6 addresses: truncated
+        # as the IPv4 address they are (its /48 was "::", evidence of nothing).
+        ("::ffff:1.2.3.4", "1.2.3.0"),
+        ("::FFFF:203.0.113.77", "203.0.113.0"),
         (None, None),
         ("", None),
     ],
@@ -78,6 +83,11 @@ PROXIES = parse_networks("10.0.0.0/8, 2001:db8::/32,192.0.2.1")
         ("10.1.2.3", None, PROXIES, "10.1.2.3"),  # a proxy's own request
         ("10.1.2.3", "10.4.4.4", PROXIES, "10.4.4.4"),  # only proxies: the first one
         ("testclient", "198.51.100.4", PROXIES, "testclient"),
+        # Behind a dual-stack (::) listener the proxy's IPv4 address arrives IPv4-mapped: it is
+        # still the trusted proxy, and so is a mapped hop.
+        ("::ffff:10.1.2.3", "198.51.100.4", PROXIES, "198.51.100.4"),
+        ("::ffff:10.1.2.3", "198.51.100.4, ::ffff:10.9.9.9", PROXIES, "198.51.100.4"),
+        ("10.1.2.3", "::ffff:198.51.100.4", PROXIES, "198.51.100.4"),
         (None, "198.51.100.4", PROXIES, None),
     ],
 )
