@@ -1,14 +1,20 @@
 """Keyset pagination: opaque cursors over (created_at, id) newest first, over a sequence number,
 or over a unique text key in ascending order. A list fetches `limit + 1` rows and cuts them with
-`page_of`, so `next_cursor` is set only when another item follows."""
+`page_of`, so `next_cursor` is set only when another item follows.
+
+The lists of one subject (its consent history, preference history, data activity) take a
+sequence number bound to the list it pages (`encode_subject_cursor`): a cursor of another
+subject's list, or of another kind of list, is refused (400) instead of answering a page of
+this one from a position that means nothing here."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TypeVar
+from typing import Final, Literal, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -17,17 +23,25 @@ from consent.errors import ValidationFailed
 
 __all__ = [
     "Cursor",
+    "SubjectList",
     "check_limit",
     "decode_cursor",
     "decode_key_cursor",
     "decode_seq_cursor",
+    "decode_subject_cursor",
     "encode_cursor",
     "encode_key_cursor",
     "encode_seq_cursor",
+    "encode_subject_cursor",
     "page_of",
 ]
 
 MAX_LIMIT = 200
+SubjectList = Literal["consent", "preference", "activity"]
+_SEQ: Final = 8
+_TAG: Final = 8
+_MAX_SEQ: Final = 2**63 - 1  # sequence numbers are bigints
+_NOT_OURS: Final = "not a cursor returned by this API"
 
 _T = TypeVar("_T")
 
@@ -52,7 +66,7 @@ def decode_cursor(cursor: str | None) -> Cursor | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         return _dec.decode(raw)
     except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise ValidationFailed.field("cursor", "not a cursor returned by this API") from None
+        raise ValidationFailed.field("cursor", _NOT_OURS) from None
 
 
 def check_limit(limit: int) -> int:
@@ -81,9 +95,42 @@ def decode_seq_cursor(cursor: str | None) -> int | None:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError):
         raw = b""
-    if len(raw) != 8:  # noqa: PLR2004
-        raise ValidationFailed.field("cursor", "not a cursor returned by this API")
-    return int.from_bytes(raw, "big")
+    seq = int.from_bytes(raw, "big")
+    if len(raw) != _SEQ or seq > _MAX_SEQ:  # beyond bigint: a 400, not the database's error
+        raise ValidationFailed.field("cursor", _NOT_OURS)
+    return seq
+
+
+def _subject_tag(kind: SubjectList, subject_id: UUID) -> bytes:
+    digest = hashlib.sha256(b"consent/history-cursor/" + kind.encode() + subject_id.bytes)
+    return digest.digest()[:_TAG]
+
+
+def encode_subject_cursor(kind: SubjectList, subject_id: UUID, seq: int) -> str:
+    """A cursor after `seq` in the `kind` list of the subject asked about as `subject_id`."""
+    raw = seq.to_bytes(_SEQ, "big") + _subject_tag(kind, subject_id)
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_subject_cursor(kind: SubjectList, subject_id: UUID, cursor: str | None) -> int | None:
+    """The sequence number to continue below; None for the first page. 400 for a cursor that
+    `encode_subject_cursor` did not make for this (kind, subject)."""
+    if cursor is None:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        raw = b""
+    seq = int.from_bytes(raw[:_SEQ], "big")
+    if (
+        len(raw) != _SEQ + _TAG
+        or raw[_SEQ:] != _subject_tag(kind, subject_id)
+        or not 0 < seq <= _MAX_SEQ
+    ):
+        raise ValidationFailed.field(
+            "cursor", f"not a cursor of this subject's {kind} list (from its next_cursor)"
+        )
+    return seq
 
 
 def encode_key_cursor(key: str) -> str:

@@ -34,7 +34,12 @@ from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import NotFound, ProblemError, ValidationFailed
 from consent.ids import uuid7_floor
-from consent.pagination import check_limit, decode_seq_cursor, encode_seq_cursor, page_of
+from consent.pagination import (
+    check_limit,
+    decode_subject_cursor,
+    encode_subject_cursor,
+    page_of,
+)
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import SubjectRef
 
@@ -146,7 +151,7 @@ class AuditReader:
         self, resolver: SubjectResolver, subject_id: UUID, cursor: str | None, limit: int
     ) -> ActivityPage:
         check_limit(limit)
-        before = decode_seq_cursor(cursor)
+        before = decode_subject_cursor("activity", subject_id, cursor)
         async with self.db.tenant(self.tenant_id) as conn:
             survivor = await resolver.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
@@ -154,7 +159,9 @@ class AuditReader:
             assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
             members = await resolver.group(conn, survivor)
             rows = await conn.fetch(Q.subject_activity, self.tenant_id, members, before, limit + 1)
-        page, next_cursor = page_of(rows, limit, lambda r: encode_seq_cursor(r["event_id"]))
+        page, next_cursor = page_of(
+            rows, limit, lambda r: encode_subject_cursor("activity", subject_id, r["event_id"])
+        )
         return ActivityPage(items=[_activity_item(r) for r in page], next_cursor=next_cursor)
 
     async def export(

@@ -25,7 +25,6 @@ import msgspec
 from consent.audit.leaf import ConsentRecorded as ConsentLeaf
 from consent.audit.leaf import PurposeChoice
 from consent.audit.outbox import AuditWriter
-from consent.consents.cursors import decode_history_cursor, encode_history_cursor
 from consent.consents.evidence import NetworkEvidence
 from consent.consents.history import HistoryReader, evidence_context
 from consent.consents.schemas import (
@@ -43,7 +42,12 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.ids import uuid7
-from consent.pagination import check_limit, page_of
+from consent.pagination import (
+    check_limit,
+    decode_subject_cursor,
+    encode_subject_cursor,
+    page_of,
+)
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver, checked_reference
@@ -399,7 +403,7 @@ class ConsentService:
 
     async def history(self, subject_id: UUID, cursor: str | None, limit: int) -> ConsentHistoryPage:
         check_limit(limit)
-        before = decode_history_cursor("consent", subject_id, cursor)
+        before = decode_subject_cursor("consent", subject_id, cursor)
         async with self.db.tenant_hot(self.tenant_id) as conn:
             survivor = await self.subjects.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
@@ -408,7 +412,7 @@ class ConsentService:
             members = await self.subjects.group(conn, survivor)
             rows = await conn.fetch(Q.subject_history, members, before, limit + 1)
             page, next_cursor = page_of(
-                rows, limit, lambda r: encode_history_cursor("consent", subject_id, r["seq"])
+                rows, limit, lambda r: encode_subject_cursor("consent", subject_id, r["seq"])
             )
             history = HistoryReader(conn, self.datakeys, self.tenant_id, _EVIDENCE_CONTEXT)
             items = [msgspec.convert(await history.fields(r), ConsentEvent) for r in page]

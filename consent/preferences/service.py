@@ -10,7 +10,6 @@ import msgspec
 from consent.audit.leaf import PreferenceChoice
 from consent.audit.leaf import PreferenceRecorded as PreferenceLeaf
 from consent.audit.outbox import AuditWriter
-from consent.consents.cursors import decode_history_cursor, encode_history_cursor
 from consent.consents.evidence import NetworkEvidence
 from consent.consents.history import HistoryReader, evidence_context
 from consent.consents.service import proof_errors
@@ -21,7 +20,12 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.ids import uuid7
-from consent.pagination import check_limit, page_of
+from consent.pagination import (
+    check_limit,
+    decode_subject_cursor,
+    encode_subject_cursor,
+    page_of,
+)
 from consent.preferences.schemas import (
     ALLOWED_VALUES,
     CHANNELS,
@@ -204,7 +208,7 @@ class PreferenceService:
         self, subject_id: UUID, cursor: str | None, limit: int
     ) -> PreferenceHistoryPage:
         check_limit(limit)
-        before = decode_history_cursor("preference", subject_id, cursor)
+        before = decode_subject_cursor("preference", subject_id, cursor)
         async with self.db.tenant_hot(self.tenant_id) as conn:
             survivor = await self.subjects.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
@@ -214,7 +218,7 @@ class PreferenceService:
             members = await self.subjects.group(conn, survivor)
             rows = await conn.fetch(Q.preference_history, members, before, limit + 1)
             page, next_cursor = page_of(
-                rows, limit, lambda r: encode_history_cursor("preference", subject_id, r["seq"])
+                rows, limit, lambda r: encode_subject_cursor("preference", subject_id, r["seq"])
             )
             history = HistoryReader(conn, self.datakeys, self.tenant_id, _EVIDENCE_CONTEXT)
             items = [msgspec.convert(await history.fields(r), PreferenceEvent) for r in page]

@@ -121,6 +121,23 @@ async def test_a_history_cursor_is_only_good_for_the_history_it_came_from(
             headers=catalog.h,
         )
     )
+    # A subject's data activity (the portal's list of uses) is bound the same way.
+    activity = await client.get(
+        f"/v1/subjects/{ann}/activity", params={"limit": 1}, headers=catalog.h
+    )
+    activity_cursor = activity.json()["next_cursor"]
+    assert activity_cursor is not None
+    for url, cursor in (
+        (f"/v1/subjects/{bob}/activity", activity_cursor),
+        (f"/v1/subjects/{ann}/activity", ann_cursor),
+        (ann_history, activity_cursor),
+        (f"/v1/subjects/{ann}/activity", "__________8"),  # beyond bigint: not a 500
+    ):
+        _assert_cursor_refused(await client.get(url, params={"cursor": cursor}, headers=catalog.h))
+    more = await client.get(
+        f"/v1/subjects/{ann}/activity", params={"cursor": activity_cursor}, headers=catalog.h
+    )
+    assert more.status_code == 200, more.text
     # ... while its own history continues with it, every event exactly once.
     seen = [e["event_id"] for e in page.json()["items"]]
     cursor = ann_cursor

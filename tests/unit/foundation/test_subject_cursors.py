@@ -1,4 +1,5 @@
-"""History cursors continue only the history they came from, and only within `seq`'s range."""
+"""A subject's list cursors (consent and preference history, activity) continue only the list
+they came from, and only within `seq`'s range."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consent.consents.cursors import (
-    HistoryKind,
-    decode_history_cursor,
-    encode_history_cursor,
-)
 from consent.errors import ValidationFailed
+from consent.pagination import (
+    SubjectList,
+    decode_seq_cursor,
+    decode_subject_cursor,
+    encode_seq_cursor,
+    encode_subject_cursor,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -24,20 +27,20 @@ seqs = st.integers(1, 2**63 - 1)
 
 @given(seq=seqs, subject=st.uuids())
 def test_a_cursor_continues_its_own_history(seq: int, subject: UUID) -> None:
-    for kind in get_args(HistoryKind):
-        cursor = encode_history_cursor(kind, subject, seq)
-        assert decode_history_cursor(kind, subject, cursor) == seq
-        assert decode_history_cursor(kind, subject, None) is None
+    for kind in get_args(SubjectList):
+        cursor = encode_subject_cursor(kind, subject, seq)
+        assert decode_subject_cursor(kind, subject, cursor) == seq
+        assert decode_subject_cursor(kind, subject, None) is None
 
 
 @given(seq=seqs, subject=st.uuids(), other=st.uuids())
 def test_a_cursor_of_another_history_is_refused(seq: int, subject: UUID, other: UUID) -> None:
-    cursor = encode_history_cursor("consent", subject, seq)
+    cursor = encode_subject_cursor("consent", subject, seq)
     with pytest.raises(ValidationFailed):
-        decode_history_cursor("preference", subject, cursor)
+        decode_subject_cursor("preference", subject, cursor)
     if other != subject:
         with pytest.raises(ValidationFailed):
-            decode_history_cursor("consent", other, cursor)
+            decode_subject_cursor("consent", other, cursor)
 
 
 @pytest.mark.parametrize(
@@ -51,13 +54,19 @@ def test_a_cursor_of_another_history_is_refused(seq: int, subject: UUID, other: 
 )
 def test_garbage_is_refused(cursor: str) -> None:
     with pytest.raises(ValidationFailed):
-        decode_history_cursor("consent", uuid4(), cursor)
+        decode_subject_cursor("consent", uuid4(), cursor)
 
 
 def test_a_sequence_number_beyond_bigint_is_refused() -> None:
     subject = uuid4()
     for seq in (0, 2**63, 2**64 - 1):
         with pytest.raises(ValidationFailed):
-            decode_history_cursor(
-                "consent", subject, encode_history_cursor("consent", subject, seq)
+            decode_subject_cursor(
+                "consent", subject, encode_subject_cursor("consent", subject, seq)
             )
+
+
+def test_a_plain_sequence_cursor_beyond_bigint_is_refused() -> None:
+    assert decode_seq_cursor(encode_seq_cursor(2**63 - 1)) == 2**63 - 1
+    with pytest.raises(ValidationFailed):
+        decode_seq_cursor(encode_seq_cursor(2**63))
