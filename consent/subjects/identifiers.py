@@ -16,7 +16,12 @@ BUILTIN_TYPES: Final = frozenset({"device", "email", "customer_id", "loyalty_car
 _EMAIL: Final = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 _DOMAIN_LABEL: Final = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _E164: Final = re.compile(r"^\+[1-9][0-9]{6,14}$")
-_PHONE_DECORATION: Final = re.compile(r"[\s().\-/]")
+# Spaces, parentheses, dots, slashes and dashes, the typographic ones too (hyphen, non-breaking
+# hyphen, figure dash, en and em dash, minus sign: what word processors and phone apps put in).
+_PHONE_DECORATION: Final = re.compile(r"[\s().\-/\u2010-\u2015\u2212]")
+_TRUNK_ZERO: Final = re.compile(r"\(\s*0\s*\)")
+# The full stops UTS 46 reads as a label separator (after NFKC only the ideographic one is left).
+_DOTS: Final = str.maketrans({"\u3002": "."})
 _OPAQUE: Final = re.compile(r"^[\x21-\x7e]{1,200}$")
 _MAX_LENGTH: Final = 320
 
@@ -25,24 +30,51 @@ class InvalidIdentifier(ValueError):
     """The value is not a valid identifier of its type (the message never echoes the value)."""
 
 
-def _email(value: str) -> str:
-    value = unicodedata.normalize("NFC", value.strip()).lower()
-    # No control character (NUL, C1 and the like) belongs in an address, nor in its lookup hash.
-    if not _EMAIL.match(value) or any(unicodedata.category(c) == "Cc" for c in value):
+def _domain_label(label: str) -> str:
+    """One label of a lower-cased domain in ASCII, as IDNA 2008 (UTS 46, non-transitional)
+    spells it: an ASCII label as it is (an `xn--` label is already the ASCII form), any other
+    one as `xn--` and the Punycode of its NFC form. Never IDNA 2003's mapping (Python's `idna`
+    codec), which turns `straße.de` into `strasse.de`: another domain, another person, and
+    not the `xn--strae-oqa.de` that the same address arrives as from most systems."""
+    if label.isascii():
+        return label
+    label = unicodedata.normalize("NFC", label)
+    if (
+        label.startswith("-")
+        or label.endswith("-")
+        or unicodedata.category(label[0]).startswith("M")
+        or not all(c == "-" or unicodedata.category(c)[0] in "LMN" for c in label)
+    ):
         raise InvalidIdentifier("not an e-mail address")
-    _, domain = value.rsplit("@", 1)
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise InvalidIdentifier("not an e-mail address") from None
-    labels = ascii_domain.split(".")
+    return "xn--" + label.encode("punycode").decode("ascii")
+
+
+def _email(value: str) -> str:
+    value = unicodedata.normalize("NFC", value.strip())
+    lowered = value.lower()
+    # No control character (NUL, C1 and the like) belongs in an address, nor in its lookup hash;
+    # nor an invisible format character (a zero-width space pasted along with it), which would
+    # make the same address another person.
+    if not _EMAIL.match(lowered) or any(unicodedata.category(c) in {"Cc", "Cf"} for c in value):
+        raise InvalidIdentifier("not an e-mail address")
+    local = lowered.rpartition("@")[0]
+    domain = value.rpartition("@")[2]
+    # The domain as UTS 46 maps it: compatibility forms (full-width letters, the ideographic
+    # full stop) to their plain ones, then lower case letter by letter (str.lower() would
+    # spell a word-final capital sigma as the final sigma, which UTS 46 does not).
+    domain = "".join(c.lower() for c in unicodedata.normalize("NFKC", domain))
+    labels = [_domain_label(label) for label in domain.translate(_DOTS).split(".")]
     if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):  # noqa: PLR2004
         raise InvalidIdentifier("not an e-mail address")
-    return value.rsplit("@", 1)[0] + "@" + ascii_domain
+    return local + "@" + ".".join(labels)
 
 
 def _phone(value: str) -> str:
-    compact = _PHONE_DECORATION.sub("", value.strip())
+    # NFKC: full-width digits and plus sign (as Japanese and Chinese input methods type them)
+    # are the ASCII ones. A "(0)" is the trunk prefix written beside the country code
+    # ("+49 (0)30 123456"): not dialled from abroad, so not part of the E.164 number.
+    compact = _TRUNK_ZERO.sub("", unicodedata.normalize("NFKC", value).strip())
+    compact = _PHONE_DECORATION.sub("", compact)
     if compact.startswith("00"):
         compact = "+" + compact[2:]
     if not _E164.match(compact):

@@ -9,8 +9,13 @@ select coalesce(merged_into, id) as id, created_at from subject where id = $1;
 insert into subject (tenant_id) values ($1) returning id, created_at;
 
 -- name: insert_identifier
+-- An identifier a link adds to its survivor. Null when a concurrent write has given it a
+-- subject of its own meanwhile (the insert waited for that write to commit): the link then
+-- starts over and merges that subject.
 insert into subject_identifier (tenant_id, id_type, lookup_hmac, subject_id, value_enc)
-values ($1, $2, $3, $4, $5);
+values ($1, $2, $3, $4, $5)
+on conflict (tenant_id, id_type, lookup_hmac) do nothing
+returning subject_id;
 
 -- name: find_identifier_unlocked
 select coalesce(s.merged_into, s.id) as id

@@ -47,6 +47,10 @@ class _Normalized(msgspec.Struct, frozen=True):
     digest: bytes
 
 
+class _Claimed(Exception):
+    """An identifier a link was adding got a subject of its own from a concurrent write."""
+
+
 class LookupKey(msgspec.Struct, frozen=True, kw_only=True):
     """A subject id, or an identifier type and its keyed HMAC (`SubjectResolver.lookup_key`)."""
 
@@ -136,13 +140,18 @@ class SubjectResolver:
     async def _attach(
         self, conn: Conn, tenant_id: UUID, subject_id: UUID, ident: _Normalized
     ) -> None:
+        """Give `ident` to `subject_id` (_Claimed if a concurrent write gave it a subject)."""
         dek = await self.datakeys.ensure(conn, tenant_id, subject_id)
         enc = DataKeys.encrypt(
             dek, tenant_id, subject_id, ident.value.encode(), _id_context(ident.type)
         )
-        await conn.execute(
-            Q.insert_identifier, tenant_id, ident.type, ident.digest, subject_id, enc
-        )
+        if (
+            await conn.fetchval(
+                Q.insert_identifier, tenant_id, ident.type, ident.digest, subject_id, enc
+            )
+            is None
+        ):
+            raise _Claimed
 
     @staticmethod
     def _check_ref(ref: SubjectRef, field: str) -> None:
@@ -293,7 +302,37 @@ class SubjectResolver:
         refs: list[SubjectRef],
         audit: AuditWriter | None = None,
     ) -> LinkResult:
+        """Merge the subjects of `refs` into the oldest of them, in the caller's transaction
+        (an asyncpg `Transaction`: a link that finds one of its new identifiers taken by a
+        concurrent first write rolls back to a savepoint and starts over, now merging the
+        subject that write created; each identifier can be taken only once, so it ends)."""
+        errors: list[FieldError] = []
+        for i, ref in enumerate(refs):
+            if (ref.subject_id is None) == (ref.identifier is None):
+                errors.append(
+                    FieldError(f"subjects[{i}]", "give exactly one of subject_id or identifier")
+                )
+            elif ref.identifier is not None:
+                field = f"subjects[{i}].identifier"
+                errors += await self.identifier_errors(conn, tenant_id, ref.identifier, field)
+        if errors:  # every bad reference at once, before an unknown subject id's 404
+            raise ValidationFailed(errors[0].message, errors=errors)
         await conn.execute(Q.lock_tenant_links, str(tenant_id))
+        for _ in range(len(refs)):
+            try:
+                async with conn.transaction():
+                    return await self._link_once(conn, tenant_id, refs, audit)
+            except _Claimed:
+                continue
+        return await self._link_once(conn, tenant_id, refs, audit)
+
+    async def _link_once(
+        self,
+        conn: Conn,
+        tenant_id: UUID,
+        refs: list[SubjectRef],
+        audit: AuditWriter | None,
+    ) -> LinkResult:
         existing: set[UUID] = set()
         unknown: list[_Normalized] = []
         for i, ref in enumerate(refs):
@@ -316,6 +355,8 @@ class SubjectResolver:
         for loser in losers:
             await self._move_identifiers(conn, tenant_id, loser, survivor)
             await conn.execute(Q.mark_merged, loser, survivor)
+        # Before any audit leaf (AuditWriter caches the log it may create): a _Claimed here
+        # rolls back database rows only, and link() starts over.
         seen: set[bytes] = set()
         for ident in unknown:
             if ident.digest not in seen:

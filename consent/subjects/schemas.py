@@ -27,8 +27,13 @@ _ID_TYPE = (
 _ID_VALUE = (
     "The identifier as the client knows it (1-320 characters, e.g. `ann@example.com`), "
     "normalised by type before lookup: `email` trimmed and lower-cased, its domain in ASCII "
-    "(IDNA); `phone` to E.164 (`+4930123456`; spaces, dots, dashes, slashes and parentheses "
-    "dropped, a leading `00` read as `+`); `loyalty_card` without spaces and dashes, "
+    "as IDNA 2008 spells it (UTS 46 non-transitional: `straße.de` is `xn--strae-oqa.de`, "
+    "not `strasse.de`), invisible characters such as a zero-width space refused, a `+tag` "
+    "or a dot in the local part kept (another address); `phone` to E.164 (`+4930123456`; "
+    "full-width digits read as digits, a trunk prefix `(0)` dropped, spaces, dots, dashes "
+    "(typographic ones too), slashes and parentheses dropped, a leading `00` read as `+`; a "
+    "national number without its country code or a number with letters is refused); "
+    "`loyalty_card` without spaces and dashes, "
     "upper-cased; other types trimmed, 1-200 visible ASCII characters. The ledger keeps it "
     "only as a keyed hash (HMAC) and encrypted."
 )
@@ -77,7 +82,9 @@ class LinkRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
             max_length=10,
             description="2-10 references to the same person. Their subjects are merged into "
             "the oldest; an identifier no subject has yet is added to it (a new subject is "
-            "created when no reference names an existing one). An unknown `subject_id` "
+            "created when no reference names an existing one). Malformed references answer "
+            "400, every one of them named (`subjects[1].identifier.value`), before any is "
+            "looked up; then an unknown `subject_id` (or one of another tenant, or erased) "
             "answers 404.",
         ),
     ]

@@ -153,3 +153,55 @@ async def test_a_banner_key_cannot_be_an_admin_key(client: Any, tenant: Tenant) 
     assert [e["field"] for e in response.json()["errors"]] == ["scopes"]
     keys = (await client.get("/v1/api-keys", headers=tenant.headers)).json()["items"]
     assert [k["name"] for k in keys] == ["initial admin"]
+
+
+async def test_a_revoked_key_is_refused_at_once_on_the_decision_fast_path(
+    client: Any, tenant: Tenant
+) -> None:
+    """`POST /v1/decisions` answers verified keys from a 5-second cache without the database;
+    a key revoked through this process is refused by the very next decision all the same."""
+    created = await _make_key(client, tenant, name="esp", scopes=["decide"])
+    headers = {"Authorization": f"Bearer {created['secret']}"}
+    body = {
+        "subject": {"identifier": {"type": "email", "value": "ann@example.com"}},
+        "action": "email.marketing",
+        "context": {"requester": "esp", "jurisdiction": "DE"},
+    }
+    for _ in range(2):  # the second is answered with the cached key
+        assert (await client.post("/v1/decisions", json=body, headers=headers)).status_code == 200
+    revoked = await client.delete(f"/v1/api-keys/{created['key']['id']}", headers=tenant.headers)
+    assert revoked.status_code == 200
+    _is_problem(await client.post("/v1/decisions", json=body, headers=headers), 401, "unauthorized")
+
+
+async def test_malformed_authorization_headers_get_401_never_500(
+    client: Any, tenant: Tenant
+) -> None:
+    """Whatever a client puts in `Authorization` (no credentials, another scheme, a key with
+    a byte changed, cut or lengthened, bytes that are no text, a huge value), the answer is
+    the same 401 on every route, the decision fast path included."""
+    key = tenant.key.encode()
+    variants = [
+        b"Bearer",
+        b"Bearer ",
+        b"Basic " + key,
+        b"Bearer " + key + b"x",
+        b"Bearer " + key[:-1],
+        b"Bearer " + key.upper(),
+        b"Bearer " + key + b" extra",
+        b"Bearer \xff\xfe\x80",
+        b"Bearer " + key[:-43] + b"\xe9" * 43,
+        b"Bearer " + b"a" * 8000,
+    ]
+    body = {
+        "subject": {"identifier": {"type": "email", "value": "ann@example.com"}},
+        "action": "email.marketing",
+        "context": {"requester": "esp", "jurisdiction": "DE"},
+    }
+    ok = [(b"authorization", b"Bearer " + key)]
+    assert (await client.post("/v1/decisions", json=body, headers=ok)).status_code == 200
+    for value in variants:
+        headers = [(b"authorization", value)]
+        _is_problem(await client.get("/v1/tenant", headers=headers), 401, "unauthorized")
+        refused = await client.post("/v1/decisions", json=body, headers=headers)
+        _is_problem(refused, 401, "unauthorized")
