@@ -1,10 +1,3 @@
--- name: find_by_identifier
-select subject_id from subject_identifier
-where tenant_id = $1 and id_type = $2 and lookup_hmac = $3;
-
--- name: resolve_subject
-select coalesce(merged_into, id) as id, created_at from subject where id = $1;
-
 -- name: insert_subject
 insert into subject (tenant_id) values ($1) returning id, created_at;
 
@@ -43,9 +36,6 @@ with ident as (
     select $1, subject_id, $8 from ident
 )
 select subject_id from ident;
-
--- name: subject_for_update
-select id, merged_into, created_at from subject where id = $1 for update;
 
 -- name: identifiers_of
 select id_type, lookup_hmac, value_enc from subject_identifier where subject_id = $1;
