@@ -70,13 +70,17 @@ class _KeyCache:
     """Verified keys for a few seconds, so the hot path makes no lookup per request.
 
     Revoking a key through this process forgets it at once; another replica may accept a
-    revoked key for at most `ttl` seconds (stated in the API docs).
+    revoked key for at most `ttl` seconds (stated in the API docs). A key read from the
+    database before a revocation in this process and put here after it would be cached again:
+    `put` takes the `generation` seen before the read and keeps nothing if a key was forgotten
+    since.
     """
 
     def __init__(self, ttl: float = 5.0, max_size: int = 10_000) -> None:
         self.ttl = ttl
         self.max_size = max_size
         self._entries: dict[str, tuple[float, bytes, Principal]] = {}
+        self.generation = 0  # how many keys this process has forgotten
 
     def get(self, key_id: str, secret: str) -> Principal | None:
         entry = self._entries.get(key_id)
@@ -84,12 +88,17 @@ class _KeyCache:
             return None
         return entry[2] if secret_matches(secret, entry[1]) else None
 
-    def put(self, key_id: str, digest: bytes, who: Principal) -> None:
+    def put(self, key_id: str, digest: bytes, who: Principal, generation: int) -> None:
+        """Cache a key read while `self.generation` was `generation` (unless one was forgotten
+        since: the read may predate its revocation)."""
+        if generation != self.generation:
+            return
         if len(self._entries) >= self.max_size:
             self._entries.clear()
         self._entries[key_id] = (time.monotonic() + self.ttl, digest, who)
 
     def forget(self, key_id: str) -> None:
+        self.generation += 1
         self._entries.pop(key_id, None)
 
 
@@ -112,6 +121,7 @@ async def authenticate(db: Database, authorization: str | None) -> Principal:
     cached = key_cache.get(key_id, secret)
     if cached is not None:
         return cached
+    generation = key_cache.generation
     async with db.pool.acquire() as conn:
         row = await TenancyRepository(conn).find_api_key(key_id)
     if (
@@ -127,7 +137,7 @@ async def authenticate(db: Database, authorization: str | None) -> Principal:
         property_id=row["property_id"],
         allowed_origins=tuple(row["allowed_origins"]),
     )
-    key_cache.put(key_id, bytes(row["secret_sha256"]), who)
+    key_cache.put(key_id, bytes(row["secret_sha256"]), who, generation)
     return who
 
 

@@ -7,7 +7,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from consent.errors import Forbidden
-from consent.tenancy.auth import Principal, origin_allowed
+from consent.tenancy.auth import Principal, _KeyCache, origin_allowed
 
 
 def _key(property_id: UUID | None) -> Principal:
@@ -48,3 +48,20 @@ def test_a_bound_key_records_its_property_and_refuses_another() -> None:
 )
 def test_origins(origin: str | None, allowed: list[str], admitted: bool) -> None:
     assert origin_allowed(origin, allowed) is admitted
+
+
+def test_a_key_read_before_its_revocation_is_not_cached_after_it() -> None:
+    """A request reads a key (not yet revoked), the revocation commits and forgets the key
+    here, then the request caches what it read: the revoked key must not be served from the
+    cache for the next seconds."""
+    cache = _KeyCache()
+    key = _key(None)
+    digest = b"\x01" * 32
+    read_at = cache.generation  # the request starts reading the key from the database
+    cache.forget(key.key_id)  # meanwhile: the key is revoked through this process
+    cache.put(key.key_id, digest, key, read_at)  # the request caches what it read
+    assert cache.get(key.key_id, "any secret") is None
+    assert key.key_id not in cache._entries
+    # A read that no revocation overtook is cached as before.
+    cache.put(key.key_id, digest, key, cache.generation)
+    assert key.key_id in cache._entries
