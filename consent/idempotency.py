@@ -44,6 +44,8 @@ _MAX_KEY = 200
 _enc = msgspec.json.Encoder()
 _log = structlog.get_logger("consent.idempotency")
 Q = SqlFile.beside(__file__, "idempotency.sql")
+# What an erasure leaves of the request hash of a write that named the erased subject.
+_FORGOTTEN = bytes(32)
 
 
 def _same_request(kind: str, stored: bytes, fingerprint: bytes, keyed: bytes) -> bool:
@@ -81,7 +83,13 @@ async def run_idempotent(
         key,
     )
     if row is not None:
-        if not _same_request(row["request_hash_kind"], row["request_sha256"], fingerprint, keyed):
+        stored = bytes(row["request_sha256"])
+        if stored == _FORGOTTEN:  # forget_idempotent_requests (migrations/0020)
+            raise IdempotencyKeyReused(
+                "This Idempotency-Key's write concerned a person whose data has since been "
+                "erased: it is not run again. A new choice needs a new key."
+            )
+        if not _same_request(row["request_hash_kind"], stored, fingerprint, keyed):
             raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
         return msgspec.json.decode(row["response_body"], type=result_type), True
     result = await produce()

@@ -320,8 +320,9 @@ async def test_a_dump_after_erasure_holds_nothing_of_the_person(
         ("/v1/preferences", preference, "preference-1"),
     ):
         retried = await visitor.post(path, json=body, headers={**h, "Idempotency-Key": key})
-        assert 400 <= retried.status_code < 500, retried.text
+        assert retried.status_code == 422, retried.text
         assert retried.headers["content-type"].startswith("application/problem+json")
+        assert "erased" in retried.json()["detail"]  # not "used for a different request"
     for ident in (EMAIL, PHONE):
         lookup = await visitor.post("/v1/subjects/lookup", json={"identifier": ident}, headers=h)
         assert lookup.status_code == 404, lookup.text
