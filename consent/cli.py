@@ -7,10 +7,14 @@ import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from consent.config import ConfigError, Settings, load_settings, unknown_variables
 from consent.logging import configure_logging
+
+if TYPE_CHECKING:
+    from consent.crypto.keys import KeyRing
 
 __all__ = ["main", "positive_int"]
 
@@ -48,7 +52,8 @@ def _progress(label: str) -> Callable[[int, int], None]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
-    from consent.serving import AddressInUse, check_address_free, serve
+    from consent.crypto.binding import KeyRingMismatch
+    from consent.serving import AddressInUse, AddressUnusable, check_address_free, serve
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -57,22 +62,81 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except AddressInUse as exc:
         print(f"consent serve: {exc} (another consent serve? set CONSENT_PORT)", file=sys.stderr)  # noqa: T201
         return 1
-    if settings.database_url is None:
-        _size_embedded_buffers(settings)
-    else:
-        # A wrong URL or a stopped server: one line (main), not every worker's traceback.
-        asyncio.run(_check_database(settings.database_url))
+    except AddressUnusable as exc:
+        print(f"consent serve: cannot listen on {exc}; set CONSENT_HOST", file=sys.stderr)  # noqa: T201
+        return 2
+    # What every worker would otherwise find out for itself, each with its traceback: keys
+    # that cannot be read (or, outside development, are missing), a database that is down or
+    # belongs to another key ring.
+    ring = _load_keys(settings)
+    if not _policies_found(settings):
+        return 2
+    try:
+        if settings.database_url is None:
+            _size_embedded_buffers(settings)
+        else:
+            asyncio.run(_check_database(settings.database_url, ring))
+    except KeyRingMismatch as exc:
+        print(f"consent serve: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
     print(f"consent: serving on http://{host}:{port} (docs: /schema)", file=sys.stderr)  # noqa: T201
+    print(f"consent: {_where_the_data_lives(settings)}", file=sys.stderr)  # noqa: T201
     serve(settings, host, port, args.workers or settings.workers)
     return 0
 
 
-async def _check_database(dsn: str) -> None:
-    """Raises DatabaseUnavailable unless the database answers."""
+def _load_keys(settings: Settings) -> KeyRing:
+    """The key ring as the workers load it (generated here, once, on a first start in
+    development)."""
+    from consent.crypto.keys import load_keyring
+
+    return load_keyring(
+        settings.resolved_keys_dir,
+        kek=settings.kek,
+        create=settings.environment == "development",
+    )
+
+
+def _policies_found(settings: Settings) -> bool:
+    """Whether the policy directory holds a bundle (else says so: a misspelt directory)."""
+    from consent.decisions.engine import PolicyBundle, PolicyLoadError
+    from consent.decisions.policy import policy_root
+
+    try:
+        PolicyBundle.load(policy_root(settings))
+    except PolicyLoadError as exc:
+        print(f"consent serve: CONSENT_POLICY_DIR: {exc}", file=sys.stderr)  # noqa: T201
+        return False
+    return True
+
+
+def _where_the_data_lives(settings: Settings) -> str:
+    """The database and the keys, for the operator (never the URL's user or password)."""
+    keys = f"keys: {settings.resolved_keys_dir.absolute()}"
+    if settings.kek is not None:
+        keys += " (current key-encryption key: CONSENT_KEK)"
+    if settings.database_url is None:
+        pgdata = (settings.data_dir / "pgdata").absolute()
+        return f"database: embedded PostgreSQL in {pgdata}; {keys}"
+    parts = urlsplit(settings.database_url)
+    place = parts.netloc.rpartition("@")[2] + parts.path
+    return f"database: {place or 'the default of libpq'} (CONSENT_DATABASE_URL); {keys}"
+
+
+async def _check_database(dsn: str, ring: KeyRing | None = None) -> None:
+    """Raises DatabaseUnavailable unless the database answers, and KeyRingMismatch if it is
+    bound to another key ring than `ring` (an unmigrated database is left to the workers)."""
+    from consent.crypto.binding import bind_or_check
     from consent.db.database import Database
 
     db = await Database.connect(dsn, min_size=1, max_size=1)
-    await db.close()
+    try:
+        if ring is not None:
+            async with db.pool.acquire() as conn:
+                if await conn.fetchval("select to_regclass('key_binding') is not null"):
+                    await bind_or_check(conn, ring)
+    finally:
+        await db.close()
 
 
 def _size_embedded_buffers(settings: Settings) -> None:
@@ -456,6 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"consent: warning: {warning}", file=sys.stderr)  # noqa: T201
     settings_for_logs = _settings()
     configure_logging(settings_for_logs.log_level, json=settings_for_logs.log_json)
+    import asyncpg
+
+    from consent.crypto.keys import KeyError_
     from consent.db.database import DatabaseUnavailable
 
     try:
@@ -463,5 +530,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatabaseUnavailable as exc:
         # The error's name only, never the URL: it may hold a password.
         print(f"consent {args.command}: cannot reach the database ({exc})", file=sys.stderr)  # noqa: T201
+        return 1
+    except KeyError_ as exc:  # a key ring that cannot be loaded: missing or damaged keys
+        print(f"consent {args.command}: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except asyncpg.UndefinedTableError:
+        print(  # noqa: T201
+            f"consent {args.command}: the database has not been migrated (`consent migrate`)",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as exc:
+        if exc.filename is None:  # not a file or directory of the configuration
+            raise
+        print(  # noqa: T201
+            f"consent {args.command}: cannot use {exc.filename}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     return result

@@ -8,11 +8,12 @@ as `NAME_FILE` (a path whose content is the value) instead of `NAME`.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Final, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
@@ -23,6 +24,7 @@ __all__ = ["ConfigError", "Settings", "load_settings", "unknown_variables"]
 
 _PREFIX: Final = "CONSENT_"
 _LOG_LEVELS: Final = frozenset({"debug", "info", "warning", "error"})
+_MAX_GRACE_SECONDS: Final = 3600
 _T = TypeVar("_T")
 
 
@@ -121,12 +123,24 @@ def _bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def _port_is_valid(parts: SplitResult) -> bool:
+    """Whether the URL's port, if any, is a TCP port (never repeat the URL: it may hold a
+    password)."""
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535
+        return False
+    return port != 0
+
+
 def _check_database_url(url: str | None, problems: list[str]) -> None:
     if url is None:
         return
     parts = urlsplit(url)
     if parts.scheme not in {"postgres", "postgresql"}:
         problems.append("CONSENT_DATABASE_URL: expected a postgresql:// URL")
+    elif not _port_is_valid(parts):
+        problems.append("CONSENT_DATABASE_URL: its port is not a TCP port (1-65535)")
 
 
 def _check_opa_url(url: str | None, problems: list[str]) -> None:
@@ -135,6 +149,8 @@ def _check_opa_url(url: str | None, problems: list[str]) -> None:
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         problems.append("CONSENT_OPA_URL: expected an http(s):// URL of an OPA server")
+    elif not _port_is_valid(parts):
+        problems.append("CONSENT_OPA_URL: its port is not a TCP port (1-65535)")
 
 
 def _trusted_proxies(env: Mapping[str, str], problems: list[str]) -> str:
@@ -154,6 +170,15 @@ def _retention_days(env: Mapping[str, str], default: int, problems: list[str]) -
     if not 1 <= days <= 36_500:  # noqa: PLR2004
         problems.append(f"{_PREFIX}{name}: must be between 1 and 36500")
     return days
+
+
+def _grace_seconds(env: Mapping[str, str], default: float, problems: list[str]) -> float:
+    name = "SHUTDOWN_GRACE_SECONDS"
+    grace = _parse(env, name, float, default, problems, "seconds")
+    # Below 1 s granian waits for ever (0) or kills every worker at once (negative).
+    if not (math.isfinite(grace) and 1 <= grace <= _MAX_GRACE_SECONDS):
+        problems.append(f"{_PREFIX}{name}: must be between 1 and {_MAX_GRACE_SECONDS} seconds")
+    return grace
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -178,9 +203,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_level = (_read(source, "LOG_LEVEL", problems) or d.log_level).lower()
     if log_level not in _LOG_LEVELS:
         problems.append(f"CONSENT_LOG_LEVEL: expected one of {sorted(_LOG_LEVELS)}")
-    grace = _parse(
-        source, "SHUTDOWN_GRACE_SECONDS", float, d.shutdown_grace_seconds, problems, "seconds"
-    )
+    grace = _grace_seconds(source, d.shutdown_grace_seconds, problems)
     database_url = _read(source, "DATABASE_URL", problems) or None
     _check_database_url(database_url, problems)
     opa_url = _read(source, "OPA_URL", problems) or None
@@ -256,7 +279,7 @@ SETTING_NAMES: Final = frozenset(
         "MIGRATE_ON_START", "KEYS_DIR", "KEK", "OPA_URL", "POLICY_DIR", "OPA_POOL_SIZE",
         "OPA_TIMEOUT_MS", "DECISION_CACHE_SIZE", "DECISION_LOG_LINGER_MS", "LOG_LEVEL",
         "LOG_JSON", "SHUTDOWN_GRACE_SECONDS", "ENVIRONMENT", "AUDIT_ORIGIN", "AUDIT_INTEGRATOR",
-        "TRUSTED_PROXIES",
+        "TRUSTED_PROXIES", "IDEMPOTENCY_RETENTION_DAYS",
     )
 )  # fmt: skip
 """Every variable load_settings reads (each also as `<name>_FILE`)."""

@@ -10,12 +10,19 @@ import functools
 import logging
 import sys
 from collections.abc import Mapping, MutableMapping
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
 import structlog
 
-__all__ = ["REDACTED_KEYS", "configure_logging", "redact_personal_data"]
+__all__ = [
+    "GRANIAN_LOG_CONFIG",
+    "REDACTED_KEYS",
+    "JsonLineFormatter",
+    "configure_logging",
+    "redact_personal_data",
+]
 
 REDACTED_KEYS: Final = frozenset(
     {
@@ -104,3 +111,32 @@ def configure_logging(level: str = "info", *, json: bool = True, cache: bool = T
         logger_factory=factory,
         cache_logger_on_first_use=cache,
     )
+
+
+class JsonLineFormatter(logging.Formatter):
+    """Records of the standard library's logging (granian's own: a worker that failed to
+    start, one killed after the grace period) as JSON lines like the service's own, so that a
+    log shipper reads every line of stdout; a traceback is a field of its line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "event": record.getMessage(),
+            "logger": record.name.lstrip("_"),
+            "level": record.levelname.lower(),
+            "timestamp": datetime.fromtimestamp(record.created, UTC)
+            .isoformat()
+            .replace("+00:00", "Z"),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return _encoder.encode(line).decode()
+
+
+GRANIAN_LOG_CONFIG: Final[dict[str, Any]] = {
+    # Merged by granian into its logging configuration: its two formatters, replaced.
+    "formatters": {
+        "generic": {"()": f"{__name__}.JsonLineFormatter"},
+        "access": {"()": f"{__name__}.JsonLineFormatter"},
+    },
+}
+"""granian's `log_dictconfig` for JSON logs."""

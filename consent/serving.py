@@ -15,6 +15,7 @@ import asyncio
 import ctypes
 import errno
 import gc
+import math
 import os
 import signal
 import socket
@@ -28,10 +29,12 @@ from typing import Any, Final
 import structlog
 
 from consent.config import Settings
+from consent.logging import GRANIAN_LOG_CONFIG
 
 __all__ = [
     "INTEGRATOR_ELSEWHERE_ENV",
     "AddressInUse",
+    "AddressUnusable",
     "IntegratorProcess",
     "MainProcessGone",
     "MainProcessWatch",
@@ -251,6 +254,10 @@ class IntegratorProcess:
         _log.warning("audit.integrator_process.exited", exit_code=proc.returncode)
         self._spawn()
 
+    def stopping(self) -> None:
+        """The service is stopping: the integrator's exit from now on is no crash."""
+        self._stopping = True
+
     def stop(self) -> None:
         self._stopping = True
         proc = self.proc
@@ -284,8 +291,14 @@ class AddressInUse(Exception):
     """Another process listens on the address."""
 
 
+class AddressUnusable(Exception):
+    """The address cannot be listened on here: a host name that does not resolve, an address
+    of another machine, a port this user may not open."""
+
+
 def check_address_free(host: str, port: int) -> None:
-    """Raise AddressInUse if something already listens on (host, port).
+    """Raise AddressInUse if something already listens on (host, port), AddressUnusable if
+    this machine cannot listen there at all.
 
     granian's workers bind with SO_REUSEPORT, so a second `consent serve` on a port in use
     would start without complaint and the kernel would share the connections between the two
@@ -302,7 +315,25 @@ def check_address_free(host: str, port: int) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise AddressInUse(f"{host}:{port} is already in use") from None
-            raise
+            reason = exc.strerror or type(exc).__name__
+            raise AddressUnusable(f"{host}:{port} ({reason})") from None
+
+
+def _stop_restarts_on_interrupt(integrator: IntegratorProcess) -> None:
+    """A granian start-up hook: SIGINT or SIGTERM to the main process (Ctrl-C reaches the
+    whole process group, the integrator included) first tells the integrator's supervisor
+    that the service is stopping, so that the integrator's exit is not taken for a crash."""
+    main_pid = os.getpid()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+
+        def on_signal(number: int, frame: FrameType | None, previous: Any = previous) -> None:
+            if os.getpid() == main_pid:
+                integrator.stopping()
+            if callable(previous):
+                previous(number, frame)
+
+        signal.signal(signum, on_signal)
 
 
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
@@ -323,7 +354,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         # failed to start (without it the service exits with no word of why).
         log_enabled=True,
         log_level=LogLevels.warning,
-        workers_kill_timeout=int(settings.shutdown_grace_seconds),
+        log_dictconfig=GRANIAN_LOG_CONFIG if settings.log_json else None,
+        workers_kill_timeout=math.ceil(settings.shutdown_grace_seconds),
     )
     # granian installs its signal handlers at startup, just before this hook runs and before
     # any worker is forked: replace its SIGHUP (respawn every worker) with the checked reload.
@@ -334,6 +366,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
         os.environ[INTEGRATOR_ELSEWHERE_ENV] = "1"  # workers leave integration to it
         integrator = IntegratorProcess(settings.shutdown_grace_seconds)
         integrator.start()
+        watched = integrator
+        server.on_startup(lambda: _stop_restarts_on_interrupt(watched))
     try:
         server.serve()
     finally:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from consent.config import ConfigError, Settings, load_settings
+from consent.config import ConfigError, Settings, load_settings, unknown_variables
 
 pytestmark = pytest.mark.unit
 
@@ -107,3 +108,52 @@ def test_a_misspelt_variable_is_named_with_the_setting_it_resembles() -> None:
     assert "CONSENT_WIDGETS is not a setting and is ignored\n" in result.stderr
     assert "CONSENT_TEST_DATABASE_URL" not in result.stderr
     assert "CONSENT_KEK_FILE is not a setting" not in result.stderr
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_every_variable_the_readme_documents_is_a_setting() -> None:
+    """CONSENT_IDEMPOTENCY_RETENTION_DAYS, set as the README says, was read and obeyed but also
+    warned about as "not a setting and is ignored"."""
+    readme = (ROOT / "README.md").read_text()
+    documented = {
+        name
+        for line in readme.splitlines()
+        if line.startswith("| `CONSENT_")
+        for name in re.findall(r"`(CONSENT_[A-Z_]+)`", line.split("|")[1])
+    }
+    assert "CONSENT_IDEMPOTENCY_RETENTION_DAYS" in documented
+    assert len(documented) >= 20
+    assert unknown_variables(dict.fromkeys(documented, "1")) == []
+
+
+@pytest.mark.parametrize("grace", ["-1", "0", "inf", "nan", "1e9"])
+def test_a_shutdown_grace_that_is_no_usable_time_is_refused(grace: str) -> None:
+    """A negative grace killed every worker at once on SIGTERM (in-flight requests cut off),
+    `inf` and `nan` crashed `consent serve` with a traceback, 0 waited for ever."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({"CONSENT_SHUTDOWN_GRACE_SECONDS": grace})
+    assert [p for p in info.value.problems if p.startswith("CONSENT_SHUTDOWN_GRACE_SECONDS")]
+
+
+def test_a_fractional_shutdown_grace_is_kept() -> None:
+    assert load_settings({"CONSENT_SHUTDOWN_GRACE_SECONDS": "2.5"}).shutdown_grace_seconds == 2.5
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("CONSENT_DATABASE_URL", "postgresql://app:hunter2@db.internal:99999/consent"),
+        ("CONSENT_DATABASE_URL", "postgresql://app:hunter2@db.internal:pg/consent"),
+        ("CONSENT_OPA_URL", "http://opa.internal:70000"),
+    ],
+)
+def test_a_url_with_an_impossible_port_is_a_problem_not_a_traceback(name: str, url: str) -> None:
+    """`consent migrate` with such a URL died with asyncpg's traceback; the message names the
+    variable and never repeats the URL (it may hold a password)."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({name: url})
+    (problem,) = info.value.problems
+    assert problem.startswith(name)
+    assert "hunter2" not in problem

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import json
+import logging
+import sys
+
 import pytest
 
-from consent.logging import redact_personal_data
+from consent.logging import GRANIAN_LOG_CONFIG, JsonLineFormatter, redact_personal_data
 
 pytestmark = pytest.mark.unit
 
@@ -24,3 +28,27 @@ def test_personal_and_secret_fields_are_dropped_at_any_depth() -> None:
         "purpose": "analytics",
         "context": {"channel": "web", "nested": [{}]},
     }
+
+
+def test_granian_records_become_json_lines_with_their_traceback() -> None:
+    formatter = JsonLineFormatter()
+    try:
+        raise RuntimeError("worker start-up failed")  # noqa: TRY301
+    except RuntimeError:
+        record = logging.getLogger("_granian").makeRecord(
+            "_granian",
+            logging.ERROR,
+            __file__,
+            1,
+            "Unexpected exit from %s",
+            ("worker-1",),
+            sys.exc_info(),
+        )
+    line = formatter.format(record)
+    assert "\n" not in line
+    entry = json.loads(line)
+    assert entry["event"] == "Unexpected exit from worker-1"
+    assert (entry["logger"], entry["level"]) == ("granian", "error")
+    assert entry["timestamp"].endswith("Z")
+    assert "RuntimeError: worker start-up failed" in entry["exception"]
+    assert GRANIAN_LOG_CONFIG["formatters"].keys() == {"generic", "access"}
