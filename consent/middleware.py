@@ -32,7 +32,10 @@ _log = structlog.get_logger("consent.access")
 
 
 class RequestIdMiddleware:
-    """Accepts a sane incoming `X-Request-ID` or makes one; echoes it and binds it to logs."""
+    """Accepts a sane incoming `X-Request-ID` or makes one; echoes it and binds it to logs.
+    Writes the access log line: method, route template (none for an unrouted request), status
+    and time; the path itself is never logged (subject ids, or an e-mail address typed into
+    it)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -62,10 +65,10 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            _log.info(
+            _log.info(  # the route taken, never the path: it holds ids and what was typed
                 "request",
                 method=scope.get("method"),
-                path=scope["path"],
+                route=scope.get("path_template"),
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )

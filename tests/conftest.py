@@ -7,8 +7,10 @@ Each run creates its own database on that server and drops it at the end.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
@@ -214,3 +217,19 @@ def signer(keyring: KeyRing, settings: Settings) -> NoteSigner:
 @pytest.fixture
 def integrator(db: Database, signer: NoteSigner) -> Integrator:
     return Integrator(db, signer, batch_size=7)
+
+
+@pytest.fixture
+def service_log() -> Iterator[io.BytesIO]:
+    """What the service logs (its own configuration, at debug level) while the test runs."""
+    saved = structlog.get_config()
+    lines = io.BytesIO()
+    stdout, wrapper = sys.stdout, io.TextIOWrapper(lines)
+    sys.stdout = wrapper  # the JSON logger writes to sys.stdout.buffer
+    try:
+        configure_logging("debug", json=True, cache=False)
+    finally:
+        sys.stdout = stdout
+    yield lines
+    structlog.configure(**saved)
+    wrapper.detach()  # `lines` stays open until the test is done with it

@@ -83,6 +83,7 @@ class DecisionFastPath:
             await self._delegate(scope, messages, receive, send)
             return
         scope["state"][_PREPARED] = (who, request)
+        scope["path_template"] = PATH  # the route, for the access log
         self.answered += 1
         await self._answer_with_id(scope, receive, send)
 

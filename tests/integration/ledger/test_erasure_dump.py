@@ -19,15 +19,13 @@ import hashlib
 import hmac
 import io
 import json
-import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import msgspec
 import pytest
-import structlog
 from litestar.testing import AsyncTestClient
 
 from consent.app import create_app
@@ -39,7 +37,6 @@ from consent.consents.importer import import_file
 from consent.consents.schemas import ConsentCreate
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
-from consent.logging import configure_logging
 from consent.preferences.schemas import PreferenceCreate
 from consent.subjects.identifiers import normalize
 from consent.subjects.schemas import ErasureRequest, LinkRequest
@@ -89,22 +86,6 @@ async def visitor(
     """The app as the customer's browser at VISITOR_IP reaches it."""
     async with client_from(create_app(settings, keyring=keyring), VISITOR_IP) as c:
         yield c
-
-
-@pytest.fixture
-def service_log() -> Iterator[io.BytesIO]:
-    """What the service logs (its own configuration, at debug level) while the test runs."""
-    saved = structlog.get_config()
-    lines = io.BytesIO()
-    stdout, wrapper = sys.stdout, io.TextIOWrapper(lines)
-    sys.stdout = wrapper  # the JSON logger writes to sys.stdout.buffer
-    try:
-        configure_logging("debug", json=True, cache=False)
-    finally:
-        sys.stdout = stdout
-    yield lines
-    structlog.configure(**saved)
-    wrapper.detach()  # `lines` stays open until the test is done with it
 
 
 async def _dump(db: Database) -> dict[str, str]:
