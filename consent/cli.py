@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from consent.logging import configure_logging
 if TYPE_CHECKING:
     from consent.crypto.keys import KeyRing
 
-__all__ = ["main", "positive_int"]
+__all__ = ["main", "positive_int", "seconds"]
 
 
 def _settings() -> Settings:
@@ -388,6 +389,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    """An argument that must be a finite number of seconds, 0 or more (else argparse exits 2):
+    `-5` or `nan` would run a loop without pause, `inf` never return."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("must be a finite number of seconds, 0 or more")
+    return value
+
+
 _MAX_PORT = 65535
 
 
@@ -503,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     preload.add_argument("--root", type=Path, help="policy directory (default: CONSENT_POLICY_DIR)")
     preload.add_argument(
-        "--wait", type=float, default=5.0, help="seconds to wait for the processes' answers"
+        "--wait", type=seconds, default=5.0, help="seconds to wait for the processes' answers"
     )
     preload.set_defaults(func=cmd_policy_reload)
 

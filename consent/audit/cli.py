@@ -243,9 +243,30 @@ def _verify_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verifier_key(text: str) -> str:
+    """An argument that must be a verifier key (`name+hexid+base64`; else argparse exits 2)."""
+    try:
+        VerifierKey.parse(text)
+    except NoteError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _leaf_index(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a leaf index: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def add_parser(sub: Any) -> None:
     import uuid
     from datetime import datetime
+
+    from consent.cli import seconds
 
     audit = sub.add_parser("audit", help="tamper-evident audit log", description="Audit log.")
     cmds = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
@@ -257,7 +278,9 @@ def add_parser(sub: Any) -> None:
         "checkpoint's signature and root, and report the first divergence. Exit 1 on any.",
     )
     verify.add_argument("--tenant", type=uuid.UUID, help="only this tenant's log (exit 1: none)")
-    verify.add_argument("--vkey", help="verifier key (default: the local signing key's)")
+    verify.add_argument(
+        "--vkey", type=_verifier_key, help="verifier key (default: the local signing key's)"
+    )
     verify.set_defaults(func=lambda a: asyncio.run(_verify(a)))
 
     integrate = cmds.add_parser(
@@ -268,10 +291,10 @@ def add_parser(sub: Any) -> None:
     integrate.add_argument(
         "--loop", action="store_true", help="keep integrating until SIGTERM or SIGINT"
     )
-    integrate.add_argument("--interval", type=float, default=0.2, help="seconds between runs")
+    integrate.add_argument("--interval", type=seconds, default=0.2, help="seconds between runs")
     integrate.add_argument(
         "--sign-interval",
-        type=float,
+        type=seconds,
         default=0.0,
         help="least seconds between two checkpoints of a log (0: sign after every batch)",
     )
@@ -290,9 +313,11 @@ def add_parser(sub: Any) -> None:
     )
     monitor.add_argument("--url", required=True, help="base URL of the service")
     monitor.add_argument("--api-key", required=True, help="an API key with the read scope")
-    monitor.add_argument("--vkey", required=True, help="the log's verifier key")
+    monitor.add_argument("--vkey", required=True, type=_verifier_key, help="the log's verifier key")
     monitor.add_argument("--state", required=True, help="file keeping the last checkpoint seen")
-    monitor.add_argument("--interval", type=float, default=0, help="repeat every N seconds")
+    monitor.add_argument(
+        "--interval", type=seconds, default=0, help="repeat every N seconds (0: check once)"
+    )
     monitor.set_defaults(func=_monitor)
 
     export = cmds.add_parser(
@@ -300,8 +325,10 @@ def add_parser(sub: Any) -> None:
         help="a subject's or a period's leaves with proofs, as one JSON file",
         description="Export leaves with inclusion proofs against one signed checkpoint.",
     )
-    export.add_argument("--tenant", required=True, type=uuid.UUID)
-    export.add_argument("--subject", type=uuid.UUID)
+    export.add_argument("--tenant", required=True, type=uuid.UUID, help="the tenant's id")
+    export.add_argument(
+        "--subject", type=uuid.UUID, help="a subject's id: its leaves (and its linked ones')"
+    )
     export.add_argument(
         "--since",
         type=datetime.fromisoformat,
@@ -313,9 +340,12 @@ def add_parser(sub: Any) -> None:
         help="period end (ISO 8601, excluded), by the time in each event id",
     )
     export.add_argument(
-        "--start", type=int, default=0, help="first leaf index (a previous file's next_start)"
+        "--start",
+        type=_leaf_index,
+        default=0,
+        help="first leaf index (a previous file's next_start)",
     )
-    export.add_argument("--out", required=True)
+    export.add_argument("--out", required=True, help="the JSON file to write")
 
     def run_export(a: argparse.Namespace) -> int:
         by_subject = a.subject is not None and a.since is None and a.until is None
@@ -334,6 +364,6 @@ def add_parser(sub: Any) -> None:
         "every entry's inclusion proof leads to it. Exit 0: verified; 1: not verified.",
     )
     check.add_argument("file", help="the export file (JSON)")
-    check.add_argument("--vkey", required=True, help="the trusted verifier key")
+    check.add_argument("--vkey", required=True, type=_verifier_key, help="the trusted verifier key")
     check.add_argument("--origin", help="the log expected (default: the one the file names)")
     check.set_defaults(func=_verify_export)

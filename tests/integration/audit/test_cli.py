@@ -148,3 +148,48 @@ async def test_a_regulator_verifies_an_export_file_alone(
     )
     assert code == 1, err
     assert err.startswith(f"FAILED: {bad}: entry {first['leaf_index']}:"), err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["verify", "--vkey", "garbage"],
+        ["verify-export", "export.json", "--vkey", "example.org+00000000+AQ"],
+        ["integrate", "--loop", "--interval", "-5"],
+        ["integrate", "--sign-interval", "nan"],
+        ["monitor", "--url", "http://127.0.0.1:9", "--api-key", "k", "--vkey", "x", "--state", "s"],
+        [
+            "export",
+            "--tenant",
+            str(uuid.UUID(int=1)),
+            "--subject",
+            str(uuid.UUID(int=2)),
+            "--start",
+            "-1",
+            "--out",
+            "e.json",
+        ],
+    ],
+)
+def test_an_impossible_argument_is_a_usage_error_in_one_line(
+    args: list[str], database_dsn: str, keys_dir: Path, tmp_path: Path
+) -> None:
+    """A malformed verifier key was a NoteError traceback; a negative or NaN interval ran a
+    loop without pause; a negative leaf index asked the database. Exit 2, naming the option."""
+    code, err = _run(args, database_dsn, keys_dir, tmp_path)
+    assert code == 2, err
+    assert "error: argument --" in err
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_every_export_option_says_what_it_takes(
+    database_dsn: str, keys_dir: Path, tmp_path: Path
+) -> None:
+    run = run_consent("audit", "export", "--help", env=cli_env(database_dsn, keys_dir, tmp_path))
+    assert run.returncode == 0, run.stderr
+    described = {
+        line.split()[0]: line for line in run.stdout.splitlines() if line.startswith("  --")
+    }
+    for option in ("--tenant", "--subject", "--since", "--until", "--start", "--out"):
+        # "  --out OUT   the JSON file to write": more than the option and its metavar
+        assert len(described[option].split()) > 2, described[option]
