@@ -105,3 +105,25 @@ def test_the_service_runs_unprivileged_with_an_init_and_no_secrets() -> None:
         if line.startswith(("COPY ", "ADD ")):
             assert ".consent" not in line
             assert "secrets" not in line
+
+
+def _ignored() -> list[str]:
+    lines = (ROOT / ".dockerignore").read_text().splitlines()
+    return [line.strip().rstrip("/") for line in lines if line.strip() and not line.startswith("#")]
+
+
+def test_the_build_context_sends_no_keys_database_or_history() -> None:
+    """`docker build .` sends the context to the engine (a remote one, a CI builder): the
+    development keys and embedded database (.consent/), secrets/, .venv and .git stay out."""
+    ignored = _ignored()
+    for private in (".consent", "secrets", ".venv", ".git"):
+        assert private in ignored, private
+    copied = [
+        line.split()[1]
+        for line in _instructions()
+        if line.startswith("COPY ") and "--from=" not in line
+    ]
+    assert copied  # pyproject.toml, README.md, consent, migrations, policies
+    for source in copied:
+        assert source.strip("./") not in ignored, source
+        assert (ROOT / source).exists(), source
