@@ -20,7 +20,7 @@ from consent.tenancy.auth import principal, requires
 
 __all__ = ["AuditController", "audit_keys", "signer_of"]
 
-TEXT = "text/plain; charset=utf-8"
+TEXT = "text/plain"  # Litestar adds "; charset=utf-8" to text types itself
 SizeParam = Annotated[
     int | None,
     QueryParameter(ge=1, description="A signed tree size; default: the latest checkpoint."),

@@ -159,3 +159,16 @@ async def test_a_bad_consistency_range_names_the_wrong_parameter(
         "/v1/audit/consistency", params={"from": 2, "to": size}, headers=catalog.h
     )
     assert fine.status_code == 200, fine.text
+
+
+async def test_text_answers_name_their_charset_once(
+    client: Any, catalog: Catalog, integrator: Integrator
+) -> None:
+    """`text/plain; charset=utf-8; charset=utf-8` was what the key and checkpoint answers said."""
+    await _consent(catalog, "d-charset")
+    await integrator.integrate_all()
+    keys = await client.get("/.well-known/consent-audit-keys")
+    checkpoint = await client.get("/v1/audit/checkpoint", headers=catalog.h)
+    for answer in (keys, checkpoint):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"] == "text/plain; charset=utf-8"
