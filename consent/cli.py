@@ -532,7 +532,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in unknown_variables():  # before the settings' problems, which may stem from it
         print(f"consent: warning: {warning}", file=sys.stderr)  # noqa: T201
     settings_for_logs = _settings()
-    configure_logging(settings_for_logs.log_level, json=settings_for_logs.log_json)
+    # A service's processes log to stdout; a command's results go there, its log to stderr
+    # (`consent tenant create | tail -n 1` is the key, whatever was logged meanwhile).
+    service = args.command == "serve" or getattr(args, "loop", False)
+    configure_logging(
+        settings_for_logs.log_level,
+        json=settings_for_logs.log_json,
+        stream=sys.stdout if service else sys.stderr,
+    )
     import asyncpg
 
     from consent.crypto.keys import KeyError_

@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import msgspec
 import structlog
@@ -88,8 +88,12 @@ def _serialize(obj: Any, **_: Any) -> bytes:
     return _encoder.encode(obj)
 
 
-def configure_logging(level: str = "info", *, json: bool = True, cache: bool = True) -> None:
-    """Configure structlog once per process (tests pass cache=False)."""
+def configure_logging(
+    level: str = "info", *, json: bool = True, cache: bool = True, stream: TextIO | None = None
+) -> None:
+    """Configure structlog once per process (tests pass cache=False). Lines go to `stream`,
+    stdout by default (a service's log); commands whose results go to stdout log to stderr."""
+    out = stream if stream is not None else sys.stdout
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -99,10 +103,10 @@ def configure_logging(level: str = "info", *, json: bool = True, cache: bool = T
     ]
     if json:
         processors.append(structlog.processors.JSONRenderer(serializer=_serialize))
-        factory: Any = structlog.BytesLoggerFactory(sys.stdout.buffer)
+        factory: Any = structlog.BytesLoggerFactory(out.buffer)
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
-        factory = structlog.PrintLoggerFactory(sys.stdout)
+        factory = structlog.PrintLoggerFactory(out)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(

@@ -81,9 +81,22 @@ def test_no_key_material_in_logs(database_dsn: str, db: object, tmp_path: Path) 
     logs = created.stderr + rotated.stdout + rotated.stderr
     for secret in secrets:
         assert secret not in logs
-    log_lines = [line for line in created.stdout.splitlines() if line.startswith("{")]
+    log_lines = [line for line in created.stderr.splitlines() if line.startswith("{")]
     assert all(admin_key not in line for line in log_lines)
     assert created.stdout.count(admin_key) == 1
+
+
+def test_a_command_logs_to_stderr_and_gives_its_results_on_stdout(tmp_path: Path) -> None:
+    """`consent tenant create | tail -n 1` must be the key: the command's log lines (here the
+    embedded database's) go to stderr, not between its results."""
+    env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_LOG_LEVEL="debug")
+    created = _consent("tenant", "create", "Pipe", env=env)
+    assert created.returncode == 0, created.stderr
+    results = created.stdout.splitlines()
+    assert results[-1].startswith("csk_")
+    assert not [line for line in results if line.startswith("{")], results
+    logged = [json.loads(line) for line in created.stderr.splitlines() if line.startswith("{")]
+    assert "embedded_postgres.joined" in [line["event"] for line in logged]
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
