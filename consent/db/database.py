@@ -248,7 +248,9 @@ class Database:
                 max_size=max_size,
                 timeout=timeout,
                 command_timeout=30,
-                server_settings={"application_name": "consent"},
+                # UTC whatever the server's TimeZone: no statement's answer (dates, intervals
+                # of days, text of a timestamptz) may depend on where the database runs.
+                server_settings={"application_name": "consent", "timezone": "UTC"},
                 init=init_connection,
                 reset=_keep_session,
             )

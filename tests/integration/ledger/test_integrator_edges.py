@@ -416,3 +416,15 @@ async def test_history_pages_stay_stable_while_new_events_arrive(
     assert seen == before
     fresh = (await client.get(path, params={"limit": 200}, headers=catalog.h)).json()
     assert [e["event_id"] for e in fresh["items"]] == arrived[::-1] + before
+
+
+async def test_the_service_talks_to_its_database_in_utc(
+    berlin_database: None, database_dsn: str
+) -> None:
+    """Whatever the server's TimeZone, no statement of the service may depend on it."""
+    fresh = await Database.connect(database_dsn, min_size=1, max_size=1)
+    try:
+        async with fresh.pool.acquire() as conn:
+            assert await conn.fetchval("show timezone") == "UTC"
+    finally:
+        await fresh.close()
