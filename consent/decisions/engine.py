@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import json
 import queue
 import re
 from collections import OrderedDict
@@ -22,6 +23,7 @@ from typing import Annotated, Any, Final, Literal, Protocol, Self, cast
 from urllib.parse import urlsplit
 
 import msgspec
+import structlog
 
 __all__ = [
     "DECISION_DOCUMENT",
@@ -44,18 +46,38 @@ __all__ = [
     "SubjectState",
     "canonical_input",
     "check_bundle",
+    "check_sources",
     "default_policy_root",
+    "json_error",
     "open_engine",
+    "source_problems",
 ]
 
 DECISION_PACKAGE: Final = "consent.decision"
 DECISION_RULE: Final = "result"
 DECISION_DOCUMENT: Final = f"{DECISION_PACKAGE}.{DECISION_RULE}"
 OPA_URL_ENV: Final = "CONSENT_OPA_URL"
+_log = structlog.get_logger(__name__)
 
 _DATA_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _PACKAGE = re.compile(r"^package\s+([\w.]+)", re.MULTILINE)
 _TEST_RULE = re.compile(r"^(test_\w+)\b", re.MULTILINE)
+_BYTE_OFFSET = re.compile(r"\(byte (\d+)\)")
+# Builtins whose value is not a function of their arguments (OPA marks them nondeterministic):
+# a decision that calls one cannot be replayed, and the decision cache would keep a stale one.
+_NONDETERMINISTIC = (
+    "time.now_ns",
+    "rand.intn",
+    "uuid.rfc4122",
+    "http.send",
+    "net.lookup_ip_addr",
+    "opa.runtime",
+    "io.jwt.decode_verify",
+)
+_CALL = re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in _NONDETERMINISTIC) + r")\s*\(")
+_INPUT_REF = re.compile(r"(?<![\w.])input\.([A-Za-z_]\w*)(?:\.([A-Za-z_]\w*))?")
+# Rego comments and string literals (raw strings may span lines).
+_NOT_CODE = re.compile(r'#[^\n]*|"(?:[^"\\\n]|\\.)*"|`[^`]*`')
 
 
 class PolicyError(Exception):
@@ -342,11 +364,25 @@ class PolicyBundle:
         return list(found.values())
 
 
+def json_error(content: bytes, exc: msgspec.DecodeError) -> str:
+    """msgspec's message, with the line and column of the byte it names (for people)."""
+    message = str(exc)
+    found = _BYTE_OFFSET.search(message)
+    if found is None:
+        return message
+    before = content[: int(found.group(1))]
+    line = before.count(b"\n") + 1
+    column = len(before) - (before.rfind(b"\n") + 1) + 1
+    return f"{message[: found.start()].rstrip()} (line {line}, column {column})"
+
+
 def _read_data_file(name: str, content: bytes) -> _DataFile:
     try:
         doc = msgspec.json.decode(content, type=_DataFile)
-    except msgspec.DecodeError as exc:
+    except msgspec.ValidationError as exc:
         raise PolicyLoadError(f"{name}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise PolicyLoadError(f"{name}: {json_error(content, exc)}") from exc
     if not _DATA_PATH.fullmatch(doc.path):
         raise PolicyLoadError(f"{name}: invalid data path {doc.path!r}")
     return doc
@@ -453,8 +489,53 @@ class CompiledPolicy:
         return tests
 
 
+def _code_only(source: str) -> str:
+    """`source` with comments and string literals blanked out, lines kept in place."""
+    return _NOT_CODE.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), source)
+
+
+def source_problems(bundle: PolicyBundle) -> list[str]:
+    """What the serving modules' text shows to be wrong, as `file:line: problem`: a call of a
+    builtin that is not a function of its arguments (the clock, chance, the network), and an
+    `input.<field>` (or `input.subject.<field>`) the decision input does not have, which is
+    always undefined, so that the rule reading it never applies."""
+    fields = {f.name: f.type for f in msgspec.structs.fields(DecisionInput)}
+    subject_fields = sorted(f.name for f in msgspec.structs.fields(SubjectState))
+    problems: list[str] = []
+    for name, source in sorted(bundle.modules.items()):
+        for number, line in enumerate(_code_only(source).splitlines(), start=1):
+            problems.extend(
+                f"{name}:{number}: {call.group(1)}() is not a function of the input: a "
+                "decision must be (replay and the decision cache rely on it); read the "
+                "time from input.now_ns"
+                for call in _CALL.finditer(line)
+            )
+            for ref in _INPUT_REF.finditer(line):
+                field, sub = ref.group(1), ref.group(2)
+                if field not in fields:
+                    problems.append(
+                        f"{name}:{number}: input.{field} is not a field of the decision input "
+                        f"({', '.join(sorted(fields))}; policies/schemas/input.json)"
+                    )
+                elif field == "subject" and sub is not None and sub not in subject_fields:
+                    problems.append(
+                        f"{name}:{number}: input.subject.{sub} is not a field of the decision "
+                        f"input's subject ({', '.join(subject_fields)})"
+                    )
+    return problems
+
+
+def check_sources(bundle: PolicyBundle) -> None:
+    """Raise PolicyLoadError naming every `source_problems` of the bundle."""
+    problems = source_problems(bundle)
+    if problems:
+        raise PolicyLoadError("; ".join(problems))
+
+
 def check_bundle(bundle: PolicyBundle) -> None:
-    """Compile with tests, run every `test_*` rule, check an empty input is denied."""
+    """Check the sources, compile with tests, run every `test_*` rule, check an empty input is
+    denied."""
+    check_sources(bundle)
     policy = CompiledPolicy(bundle, with_tests=True)
     try:
         outcomes = policy.run_tests(policy.list_tests(bundle))
@@ -584,11 +665,34 @@ def _client_errors() -> tuple[type[BaseException], ...]:
     )
 
 
+# The module the service adds on an OPA server (never a bundle's: those end in .rego).
+_SERVED_ID: Final = "consent_served"
+_SERVED_PACKAGE: Final = "consent_served"
+_SERVED_RULE: Final = "decision"
+
+
+def _served_module(revision: str) -> str:
+    """Rego naming `revision` and wrapping the decision: `decision` is defined exactly when
+    this module is loaded (its `result` null when the policy's is undefined)."""
+    return (
+        f"package {_SERVED_PACKAGE}\n\n"
+        f"revision := {json.dumps(revision)}\n\n"
+        f"default result := null\n\n"
+        f"result := data.{DECISION_DOCUMENT}\n\n"
+        f'{_SERVED_RULE} := {{"revision": revision, "result": result}}\n'
+    )
+
+
 class OpaServerEngine:
     """An OPA server (`CONSENT_OPA_URL`) through `opa_client.AsyncOpaClient`.
 
     `start()` pushes the bundle (PUT /v1/data/..., PUT /v1/policies/{path}) after checking it
-    in-process; evaluation is POST /v1/data/consent/decision/result.
+    in-process, then a module of its own (`_SERVED_ID`) that names the bundle's revision and
+    wraps the decision; evaluation is POST /v1/data/consent_served/decision, so each decision
+    carries the revision the server decided with (another process may have pushed another
+    bundle since). An undefined answer there means the server lost what was pushed (it
+    restarted): the bundle is pushed again and the decision retried once; meanwhile, no
+    decision (PolicyUnavailable).
     """
 
     def __init__(
@@ -615,6 +719,7 @@ class OpaServerEngine:
         self._pushed: PolicyBundle | None = None
         self._timeout = timeout
         self._reload_lock = asyncio.Lock()
+        self._restores = 0  # pushes of the served bundle again after the server lost it
 
     @property
     def revision(self) -> str:
@@ -645,15 +750,52 @@ class OpaServerEngine:
 
     async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult:
         input_doc = _DECODER.decode(canonical_input(input_value))
-        revision = self.revision
+        restores = self._restores
+        served = await self._query(input_doc)
+        if served is None:  # nothing pushed there: the server restarted empty
+            await self._restore(restores)
+            served = await self._query(input_doc)
+            if served is None:
+                raise PolicyUnavailable("OPA server: the policy is not loaded there")
+        revision, result = served.get("revision"), served.get("result")
+        if not isinstance(revision, str) or not revision:
+            raise PolicyUnavailable("OPA server: malformed answer (no policy revision)")
+        if result is None:
+            raise PolicyUnavailable("OPA server: the decision is undefined")
+        return _to_result(result, revision)
+
+    async def _query(self, input_doc: Any) -> dict[str, Any] | None:
+        """The served document (revision and result) for `input_doc`; None if it is undefined."""
         try:
             async with asyncio.timeout(self._timeout):
-                body = await self._client.query_rule(input_doc, DECISION_PACKAGE, DECISION_RULE)
+                body = await self._client.query_rule(input_doc, _SERVED_PACKAGE, _SERVED_RULE)
         except _client_errors() as exc:
             raise PolicyUnavailable(f"OPA server: {exc!r}") from exc
-        if not isinstance(body, dict) or "result" not in body:
-            raise PolicyUnavailable("OPA server: the decision is undefined")
-        return _to_result(body["result"], revision)
+        if not isinstance(body, dict):
+            raise PolicyUnavailable("OPA server: malformed answer")
+        served = body.get("result")
+        if served is None:
+            return None
+        if not isinstance(served, dict):
+            raise PolicyUnavailable("OPA server: malformed answer")
+        return cast("dict[str, Any]", served)
+
+    async def _restore(self, seen: int) -> None:
+        """Push the served bundle again (it was checked when it was installed), unless another
+        evaluation did since `seen` restores; raises PolicyUnavailable if the push fails."""
+        async with self._reload_lock:
+            if self._restores != seen:
+                return
+            self._restores += 1
+            bundle = self._bundle
+            _log.warning("policy.opa_server_lost_policy", revision=bundle.revision)
+            try:
+                async with asyncio.timeout(self._push_timeout(bundle)):
+                    await self._push(bundle, None)
+            except _client_errors() as exc:
+                raise PolicyUnavailable(f"OPA server: pushing the policy again: {exc!r}") from exc
+            self._pushed = bundle
+            _log.info("policy.opa_server_restored", revision=bundle.revision)
 
     async def reload(self, bundle: PolicyBundle | None = None) -> str:
         async with self._reload_lock:
@@ -670,19 +812,24 @@ class OpaServerEngine:
         await asyncio.to_thread(check_bundle, bundle)
         old = self._pushed
         try:
-            async with asyncio.timeout(
-                self._timeout * (2 + len(bundle.modules) + len(bundle.data))
-            ):
+            async with asyncio.timeout(self._push_timeout(bundle)):
                 await self._push(bundle, old)
         except _client_errors() as exc:
             raise PolicyLoadError(f"OPA server refused the bundle: {exc}") from exc
         self._bundle = self._pushed = bundle
+
+    def _push_timeout(self, bundle: PolicyBundle) -> float:
+        return self._timeout * (3 + len(bundle.modules) + len(bundle.data))
 
     async def _push(self, bundle: PolicyBundle, old: PolicyBundle | None) -> None:
         for path, value in sorted(bundle.data.items()):
             await self._client.update_or_create_data(value, path.replace(".", "/"))
         for name, source in sorted(bundle.modules.items()):
             await self._client.update_policy_from_string(source, name, rego_compat=False)
+        # Last: from now on the server's decisions name this revision.
+        await self._client.update_policy_from_string(
+            _served_module(bundle.revision), _SERVED_ID, rego_compat=False
+        )
         if old is not None:
             for name in sorted(old.modules.keys() - bundle.modules.keys()):
                 await self._client.delete_policy(name)

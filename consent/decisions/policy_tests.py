@@ -1,11 +1,18 @@
 """Run the policy tests: every `test_*` rule of the `*_test.rego` files and every table-driven case
-of `policies/cases/*.json`, through the real OPA engine. `main()` is `consent policy test`.
+of `policies/cases/*.json`, through the real OPA engine, and the checks the service makes before
+it serves a bundle (so that what passes here is not refused on reload). `main()` is
+`consent policy test`.
+
+A case's input must be one the service could send (`DecisionInput`: a misspelt field would
+otherwise be ignored by the policy and the case test another input than its author meant),
+unless the case says `"malformed_input": true` (it tests how the policy fails closed).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,10 +21,14 @@ import msgspec
 
 from consent.decisions.engine import (
     CompiledPolicy,
+    DecisionInput,
     DecisionResult,
     PolicyBundle,
     PolicyError,
+    PolicyLoadError,
     PolicyUnavailable,
+    json_error,
+    source_problems,
 )
 
 __all__ = [
@@ -29,6 +40,7 @@ __all__ = [
     "format_report",
     "load_cases",
     "main",
+    "read_cases",
     "run_policy_tests",
 ]
 
@@ -43,6 +55,8 @@ class PolicyCase(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     name: str
     input: dict[str, Any]
     expect: CaseExpectation
+    # The input is deliberately not one the service sends (missing or mistyped parts).
+    malformed_input: bool = False
 
 
 class Failure(msgspec.Struct, frozen=True):
@@ -60,25 +74,80 @@ class PolicyTestReport(msgspec.Struct, frozen=True):
         return not self.failed and bool(self.passed)
 
 
-def load_cases(root: Path) -> list[tuple[str, PolicyCase]]:
-    """(id, case) for every entry of `root/cases/*.json`; ids are `<file>::<name>`."""
+def read_cases(root: Path) -> tuple[list[tuple[str, PolicyCase]], list[Failure]]:
+    """(id, case) for every well-formed entry of `root/cases/*.json` (ids `<file>::<name>`),
+    and a failure for each file, entry or input that is not, named by file and case."""
     cases: list[tuple[str, PolicyCase]] = []
+    problems: list[Failure] = []
     for path in sorted((root / "cases").glob("*.json")):
-        entries = msgspec.json.decode(path.read_bytes(), type=list[PolicyCase])
-        cases.extend((f"{path.name}::{case.name}", case) for case in entries)
-    ids = [case_id for case_id, _ in cases]
-    if len(set(ids)) != len(ids):
-        raise ValueError("case names must be unique within a file")
+        content = path.read_bytes()
+        try:
+            entries = msgspec.json.decode(content, type=list[Any])
+        except msgspec.ValidationError as exc:
+            problems.append(Failure(f"case:{path.name}", f"cases/{path.name}: {exc}"))
+            continue
+        except msgspec.DecodeError as exc:
+            problems.append(
+                Failure(f"case:{path.name}", f"cases/{path.name}: {json_error(content, exc)}")
+            )
+            continue
+        names = Counter(e.get("name") for e in entries if isinstance(e, dict))
+        for number, entry in enumerate(entries, start=1):
+            name = entry.get("name") if isinstance(entry, dict) else None
+            label = f"{path.name}::{name}" if isinstance(name, str) else f"{path.name}#{number}"
+            try:
+                case = msgspec.convert(entry, PolicyCase)
+            except msgspec.ValidationError as exc:
+                problems.append(
+                    Failure(f"case:{label}", f"case {number} of cases/{path.name}: {exc}")
+                )
+                continue
+            if names[case.name] > 1:
+                problems.append(
+                    Failure(
+                        f"case:{label}",
+                        f"cases/{path.name}: {names[case.name]} cases have this name",
+                    )
+                )
+                continue
+            if not case.malformed_input:
+                try:
+                    msgspec.convert(case.input, DecisionInput)
+                except msgspec.ValidationError as exc:
+                    problems.append(
+                        Failure(
+                            f"case:{label}",
+                            f"input: {exc} (not an input the service sends; if the case tests "
+                            'one, say "malformed_input": true)',
+                        )
+                    )
+                    continue
+            cases.append((label, case))
+    return cases, problems
+
+
+def load_cases(root: Path) -> list[tuple[str, PolicyCase]]:
+    """(id, case) for every entry of `root/cases/*.json`; ids are `<file>::<name>`. Raises
+    ValueError naming every malformed file, case or input."""
+    cases, problems = read_cases(root)
+    if problems:
+        raise ValueError("; ".join(f"{p.name}: {p.diff}" for p in problems))
     return cases
 
 
-def check_case(policy: CompiledPolicy, case: PolicyCase) -> str | None:
-    """None if the decision matches the expectation, else a readable diff."""
+def check_case(
+    policy: CompiledPolicy, case: PolicyCase, bundle: PolicyBundle | None = None
+) -> str | None:
+    """None if the decision matches the expectation, else a readable diff (with `bundle`, a
+    hint when the action needs purposes the case's input lacks)."""
     try:
         got = policy.decide(case.input)
     except PolicyUnavailable as exc:
         return f"no decision: {exc}"
-    return _diff(case.expect, got)
+    diff = _diff(case.expect, got)
+    if diff is not None and bundle is not None:
+        diff += _missing_purposes_hint(bundle, case, got)
+    return diff
 
 
 def _diff(expect: CaseExpectation, got: DecisionResult) -> str | None:
@@ -88,28 +157,79 @@ def _diff(expect: CaseExpectation, got: DecisionResult) -> str | None:
     if got.reasons != expect.reasons:
         missing = sorted(set(expect.reasons) - set(got.reasons))
         extra = sorted(set(got.reasons) - set(expect.reasons))
-        lines.append(
-            f"reasons: expected {list(expect.reasons)}, got {list(got.reasons)}"
-            f" (missing {missing}, unexpected {extra})"
+        why = (
+            "the same codes in another order: the policy gives them sorted"
+            if sorted(expect.reasons) == sorted(got.reasons)
+            else f"missing {missing}, unexpected {extra}"
         )
+        lines.append(f"reasons: expected {list(expect.reasons)}, got {list(got.reasons)} ({why})")
     if expect.purposes is not None and got.purposes != expect.purposes:
         lines.append(f"purposes: expected {expect.purposes}, got {got.purposes}")
     return "; ".join(lines) or None
 
 
+def _missing_purposes_hint(bundle: PolicyBundle, case: PolicyCase, got: DecisionResult) -> str:
+    from consent.decisions.shape import needed_purposes
+
+    if "denied.unknown_purpose" not in got.reasons:
+        return ""
+    action = case.input.get("action")
+    given = case.input.get("purposes")
+    if not isinstance(action, str) or not isinstance(given, dict):
+        return ""
+    needed = needed_purposes(bundle, action)
+    lacking = [key for key in needed if key not in given]
+    if not lacking:
+        return ""
+    return (
+        f" (hint: {action} needs the purposes {list(needed)} (data consent.actions);"
+        f" input.purposes lacks {lacking})"
+    )
+
+
 def run_policy_tests(root: Path | None = None) -> PolicyTestReport:
+    """Every Rego test and case; then, if they all pass, the service's own checks of a bundle
+    (reported only when one fails: `bundle:<check>`)."""
     bundle = PolicyBundle.load(root)
     passed: list[str] = []
-    failed: list[Failure] = []
+    failed: list[Failure] = [Failure("bundle:sources", p) for p in source_problems(bundle)]
     policy = CompiledPolicy(bundle, with_tests=True)
     try:
         for test_id, why in policy.run_tests(policy.list_tests(bundle)).items():
             _record(f"rego:{test_id}", why, passed, failed)
-        for case_id, case in load_cases(bundle.root):
-            _record(f"case:{case_id}", check_case(policy, case), passed, failed)
+        cases, problems = read_cases(bundle.root)
+        failed += problems
+        for case_id, case in cases:
+            _record(f"case:{case_id}", check_case(policy, case, bundle), passed, failed)
+        if not failed:
+            failed += _serving_failures(policy, bundle)
     finally:
         policy.close()
     return PolicyTestReport(bundle.revision, tuple(passed), tuple(failed))
+
+
+def _serving_failures(policy: CompiledPolicy, bundle: PolicyBundle) -> list[Failure]:
+    """What `consent policy reload` and the service would refuse the bundle for, beyond its
+    tests and cases: an empty input not denied, reason codes without a text, cases the
+    decision cache's normalisation would decide otherwise."""
+    from consent.decisions.reasons import check_reason_texts
+    from consent.decisions.shape import check_normalisation
+
+    failures: list[Failure] = []
+    try:
+        if policy.decide({}).allow:
+            failures.append(Failure("bundle:fails_closed", "an empty input is allowed"))
+    except PolicyUnavailable as exc:
+        failures.append(Failure("bundle:fails_closed", f"no decision for an empty input: {exc}"))
+    for name, check in (
+        ("bundle:reason_texts", check_reason_texts),
+        ("bundle:normalisation", check_normalisation),
+    ):
+        try:
+            check(bundle)
+        except PolicyLoadError as exc:
+            failures.append(Failure(name, str(exc)))
+    return failures
 
 
 def _record(name: str, why: str | None, passed: list[str], failed: list[Failure]) -> None:

@@ -28,7 +28,7 @@ NEW_RULE = """
 # custom:
 #   error_id: denied.quiet_hours
 denials contains "denied.quiet_hours" if {
-\tinput.context.quiet_hours == true
+\tinput.subject.gpc == "quiet hours"
 }
 """
 
