@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import math
+import multiprocessing
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -99,16 +101,39 @@ def _load_keys(settings: Settings) -> KeyRing:
 
 
 def _policies_found(settings: Settings) -> bool:
-    """Whether the policy directory holds a bundle (else says so: a misspelt directory)."""
+    """Whether the policy directory holds a bundle that passes the checks a reload makes (else
+    says why: a misspelt directory, a Rego error, a failing Rego test; ~1 s)."""
     from consent.decisions.engine import PolicyBundle, PolicyLoadError
     from consent.decisions.policy import policy_root
 
+    root = policy_root(settings)
     try:
-        PolicyBundle.load(policy_root(settings))
+        PolicyBundle.load(root)
     except PolicyLoadError as exc:
         print(f"consent serve: CONSENT_POLICY_DIR: {exc}", file=sys.stderr)  # noqa: T201
         return False
+    # In a process of its own: the engine starts the Go runtime, which a worker forked from
+    # this process afterwards would inherit in a state it cannot run in.
+    with concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        refused = pool.submit(_policy_refusal, root).result()
+    if refused is not None:
+        print(f"consent serve: CONSENT_POLICY_DIR: refused: {refused}", file=sys.stderr)  # noqa: T201
+        return False
     return True
+
+
+def _policy_refusal(root: Path) -> str | None:
+    """Why a reload would refuse the bundle under `root`, or None."""
+    from consent.decisions.engine import PolicyLoadError
+    from consent.decisions.policy import check_policy
+
+    try:
+        check_policy(root)
+    except PolicyLoadError as exc:
+        return str(exc)
+    return None
 
 
 def _where_the_data_lives(settings: Settings) -> str:

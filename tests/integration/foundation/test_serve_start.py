@@ -3,6 +3,7 @@ a worker's traceback) when its configuration cannot work."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import json
@@ -20,6 +21,7 @@ from typing import IO
 
 import pytest
 
+from consent.db.database import Database
 from tests.support.cli import ROOT, cli_env, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -228,22 +230,17 @@ def test_ctrl_c_stops_the_service_without_taking_its_integrator_for_dead(tmp_pat
     assert not (data / "pgdata" / "postmaster.pid").exists()
 
 
-def test_every_line_it_logs_is_json_also_when_a_worker_fails(
-    database_dsn: str, db: object, tmp_path: Path
+async def test_every_line_it_logs_is_json_also_when_a_worker_fails(
+    database_dsn: str, db: Database, tmp_path: Path
 ) -> None:
     """granian's own lines (a worker that failed to start, with its traceback; a worker killed
     after the grace period) were plain text between the JSON lines: `[ERROR] ...`."""
-    policies = tmp_path / "policies"
-    shutil.copytree(ROOT / "policies", policies)
-    decision = policies / "consent" / "decision.rego"
-    decision.write_text(decision.read_text() + "\nthis is not rego {\n")
-    env = cli_env(
-        database_dsn,
-        data_dir=tmp_path,
-        CONSENT_PORT=str(_free_port()),
-        CONSENT_POLICY_DIR=str(policies),
-    )
-    done = _serve_until_it_exits(env)
+    # What only a worker finds: a migration whose recorded checksum is not its file's (the
+    # main process checks the keys, the policy and that the database answers, not this).
+    async with db.pool.acquire() as conn:
+        await conn.execute("update schema_migrations set sha256 = 'x' where version = 1")
+    env = cli_env(database_dsn, data_dir=tmp_path, CONSENT_PORT=str(_free_port()))
+    done = await asyncio.to_thread(_serve_until_it_exits, env)
     assert done.returncode != 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert lines
@@ -268,3 +265,19 @@ def test_a_policy_directory_without_policies_is_one_line(tmp_path: Path) -> None
     )
     done = run_consent("serve", env=env)
     _one_line(done, 2, f"consent serve: CONSENT_POLICY_DIR: no policies under {tmp_path}")
+
+
+def test_a_policy_that_fails_its_checks_is_one_line(tmp_path: Path) -> None:
+    """A Rego error: every worker failed to start, each with its traceback in a log line."""
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    decision = policies / "consent" / "decision.rego"
+    decision.write_text(decision.read_text() + "\nthis is not rego {\n")
+    env = cli_env(
+        _unreachable_database(),
+        data_dir=tmp_path,
+        CONSENT_PORT=str(_free_port()),
+        CONSENT_POLICY_DIR=str(policies),
+    )
+    done = run_consent("serve", env=env)
+    _one_line(done, 2, "consent serve: CONSENT_POLICY_DIR: refused: ", "decision.rego")
