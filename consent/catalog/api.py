@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, delete, get, post, put
 from litestar.params import JSONBody, Parameter
 
 from consent.catalog.schemas import (
@@ -17,6 +17,7 @@ from consent.catalog.schemas import (
     NoticeVersion,
     NoticeVersionCreate,
     NoticeVersionPage,
+    NoticeVersionUpdate,
     Purpose,
     PurposeCreate,
     PurposePage,
@@ -117,8 +118,9 @@ class CatalogController(Controller):
     ) -> NoticeVersion:
         """A new draft version with its text per language. `material` changes make earlier
         consents stale once published; `editorial` ones do not. Version 1 is always material.
-        A second draft while one is unpublished is refused (409); a retry with the same
-        `Idempotency-Key` gets the first answer instead."""
+        A second draft while one is unpublished is refused (409): correct the draft
+        (`PUT …/versions/{version}`) or delete it; a retry with the same `Idempotency-Key`
+        gets the first answer instead."""
         return await _service(request).add_version(key, data, idempotency_key)
 
     @post(
@@ -139,6 +141,47 @@ class CatalogController(Controller):
         Publishing it again is refused (409); a retry with the same `Idempotency-Key` gets the
         first answer instead."""
         return await _service(request).publish(key, version, idempotency_key)
+
+    @put(
+        "/notices/{key:str}/versions/{version:int}",
+        guards=[requires("admin")],
+        summary="Correct a draft notice version",
+        opt=problems(409),
+    )
+    async def replace_draft(
+        self,
+        request: Request[Any, Any, Any],
+        key: _NoticeKey,
+        version: _VersionNumber,
+        data: JSONBody[NoticeVersionUpdate],
+        idempotency_key: IdemKey,
+    ) -> NoticeVersion:
+        """Replace an unpublished draft's texts and change kind (a typo fixed before
+        publication): the content hash is computed again; the id and number stay. A published
+        version is immutable: refused (409), draft a new version instead. Sending the same
+        content again changes nothing; a retry with the same `Idempotency-Key` gets the first
+        answer. A draft is never usable in consents until it is published."""
+        return await _service(request).replace_draft(key, version, data, idempotency_key)
+
+    @delete(
+        "/notices/{key:str}/versions/{version:int}",
+        guards=[requires("admin")],
+        summary="Delete a draft notice version",
+        opt=problems(409),
+        status_code=200,
+    )
+    async def delete_draft(
+        self,
+        request: Request[Any, Any, Any],
+        key: _NoticeKey,
+        version: _VersionNumber,
+        idempotency_key: IdemKey,
+    ) -> NoticeVersion:
+        """Delete an unpublished draft and answer it as it was; the next draft takes its
+        number. A published version can never be deleted (409). Deleting it again answers
+        404, unless the retry carries the first request's `Idempotency-Key` (then the first
+        answer). The audit log keeps the draft's creation, changes and deletion."""
+        return await _service(request).delete_draft(key, version, idempotency_key)
 
     @get("/notices/{key:str}/versions", guards=[requires("read")], summary="List versions")
     async def versions(

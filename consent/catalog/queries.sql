@@ -69,6 +69,20 @@ set published_at = now(), material_version = $3
 where notice_id = $1 and version = $2 and published_at is null
 returning id;
 
+-- name: replace_draft
+-- A draft's texts and change kind replaced (the trigger of migrations/0002 refuses a published
+-- version; `published_at is null` makes a publication that won the lock a no-op here).
+update notice_version
+set texts = $3, content_hash = $4, change_kind = $5
+where notice_id = $1 and version = $2 and published_at is null
+returning id;
+
+-- name: delete_draft
+-- A draft thrown away unpublished (no consent can name a draft: consents/service.py).
+delete from notice_version
+where notice_id = $1 and version = $2 and published_at is null
+returning id;
+
 -- name: get_version
 select v.id, n.key as notice_key, v.version, v.texts, encode(v.content_hash, 'hex') as content_hash,
        v.change_kind, v.material_version, v.published_at, v.created_at

@@ -22,6 +22,7 @@ __all__ = [
     "NoticeVersion",
     "NoticeVersionCreate",
     "NoticeVersionPage",
+    "NoticeVersionUpdate",
     "Purpose",
     "PurposeCreate",
     "PurposePage",
@@ -178,6 +179,24 @@ class NoticeVersionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
     change_kind: Annotated[
         Literal["material", "editorial"],
         msgspec.Meta(description=_CHANGE_KIND + " Default `material`."),
+    ] = "material"
+
+
+class NoticeVersionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The whole of a draft, replacing what it held (`PUT`): what is omitted takes its default."""
+
+    texts: Annotated[
+        dict[Language, NoticeText],
+        msgspec.Meta(
+            min_length=1,
+            max_length=50,
+            description=_TEXTS + " Replaces every text of the draft: a language left out is "
+            "removed.",
+        ),
+    ]
+    change_kind: Annotated[
+        Literal["material", "editorial"],
+        msgspec.Meta(description=_CHANGE_KIND + " Default `material`, as on creation."),
     ] = "material"
 
 

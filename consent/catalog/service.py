@@ -1,4 +1,5 @@
-"""Catalog operations. Published notice versions are immutable; only a draft can be published."""
+"""Catalog operations. Published notice versions are immutable; only a draft can be published,
+replaced or deleted."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from consent.catalog.schemas import (
     NoticeVersion,
     NoticeVersionCreate,
     NoticeVersionPage,
+    NoticeVersionUpdate,
     Purpose,
     PurposeCreate,
     PurposePage,
@@ -246,7 +248,8 @@ class CatalogService:
         latest = await conn.fetchrow(Q.latest_version, notice_id)
         if latest is not None and latest["published_at"] is None:
             raise Conflict(
-                f"Version {latest['version']} is an unpublished draft; publish it first."
+                f"Version {latest['version']} is an unpublished draft: publish it, or correct "
+                "it (PUT) or delete it, first."
             )
         version = 1 if latest is None else latest["version"] + 1
         texts = msgspec.to_builtins(data.texts)
@@ -291,6 +294,73 @@ class CatalogService:
         published = await self._version(conn, notice_key, version)
         await self._changed(conn, "notice_version", str(published.id), "update", published)
         return published
+
+    async def _draft(self, conn: Conn, notice_key: str, version: int) -> tuple[UUID, NoticeVersion]:
+        """The notice's id (locked, as drafting and publishing lock it) and its version
+        `version`, which must be a draft: 404 when either is missing, 409 when published."""
+        notice_id = await conn.fetchval(Q.lock_notice, notice_key)
+        if notice_id is None:
+            raise NotFound(f"No notice '{notice_key}'.")
+        current = await self._version(conn, notice_key, version)
+        if current.published_at is not None:
+            raise Conflict(
+                f"Version {version} is published, and a published version is immutable: "
+                "draft a new version instead."
+            )
+        return notice_id, current
+
+    async def replace_draft(
+        self,
+        notice_key: str,
+        version: int,
+        data: NoticeVersionUpdate,
+        idem_key: str | None = None,
+    ) -> NoticeVersion:
+        """A draft's texts and change kind replaced, its content hash computed again. The same
+        content again changes nothing (and logs nothing)."""
+        async with self.db.tenant(self.tenant_id) as conn:
+
+            async def produce() -> NoticeVersion:
+                return await self._replace_draft(conn, notice_key, version, data)
+
+            asked = f"replace-version:{notice_key}:{version}:".encode()
+            fingerprint = asked + msgspec.json.encode(data)
+            result, _ = await run_idempotent(
+                conn, self.keyring, self.tenant_id, idem_key, fingerprint, NoticeVersion, produce
+            )
+            return result
+
+    async def _replace_draft(
+        self, conn: Conn, notice_key: str, version: int, data: NoticeVersionUpdate
+    ) -> NoticeVersion:
+        notice_id, current = await self._draft(conn, notice_key, version)
+        change_kind = "material" if version == 1 else data.change_kind
+        digest = content_hash(data.texts)
+        if current.content_hash == digest.hex() and current.change_kind == change_kind:
+            return current
+        texts = msgspec.to_builtins(data.texts)
+        await conn.execute(Q.replace_draft, notice_id, version, texts, digest, change_kind)
+        replaced = await self._version(conn, notice_key, version)
+        await self._changed(conn, "notice_version", str(replaced.id), "update", replaced)
+        return replaced
+
+    async def delete_draft(
+        self, notice_key: str, version: int, idem_key: str | None = None
+    ) -> NoticeVersion:
+        """A draft deleted; returns it as it was."""
+        async with self.db.tenant(self.tenant_id) as conn:
+
+            async def produce() -> NoticeVersion:
+                notice_id, current = await self._draft(conn, notice_key, version)
+                await conn.execute(Q.delete_draft, notice_id, version)
+                await self._changed(conn, "notice_version", str(current.id), "delete", current)
+                return current
+
+            fingerprint = f"delete-version:{notice_key}:{version}".encode()
+            result, _ = await run_idempotent(
+                conn, self.keyring, self.tenant_id, idem_key, fingerprint, NoticeVersion, produce
+            )
+            return result
 
     async def versions(self, notice_key: str, cursor: str | None, limit: int) -> NoticeVersionPage:
         before = decode_seq_cursor(cursor)

@@ -27,8 +27,9 @@ stderr: on a terminal one status line redrawn in place, elsewhere (cron, CI) a p
 
 Outcome and exit status:
 
-    0  committed: every row was valid, or with --skip-invalid at least one row was imported
-       (the rejected rows are in the report); an empty file imports nothing and exits 0
+    0  committed: every row was valid, or with --skip-invalid at least one row was valid
+       (imported, or skipped as a duplicate; the rejected rows are in the report); an empty
+       file, or one of duplicates only, imports nothing and exits 0
     1  nothing committed: a row was rejected (without --skip-invalid), every row was rejected
        (with --skip-invalid), or the database failed during the import
     2  nothing done: bad arguments, unreadable file, bad CSV header, unknown tenant
@@ -43,6 +44,17 @@ or dry-run import is not remembered. The hash is an HMAC-SHA256 under the tenant
 key (`KeyRing.import_file_key`), not a plain SHA-256: a one-row file is easy to rebuild, and a
 plain hash in a dump would confirm a guessed e-mail address. Files remembered before
 (migration 0024) by their plain SHA-256 still count as imported.
+
+Duplicates: a row that states a fact already recorded is skipped, not recorded twice (history
+would show the same choice twice, and the audit log hold two leaves for one fact): its subject
+(or a subject linked into it) has an event with the same occurred_at, the same choices (in any
+order) and the same proof fields (notice version, language, surface, channel, method, agent,
+property), whether that event came from an earlier import (an overlapping daily export: another
+file, which the file hash does not catch), from the API, or from an earlier row of this file.
+Skipped rows count as valid, and are reported as "skipped N duplicates". One query per batch
+asks the database (which sees this import's own rows) about the batch; within a batch, a set
+of the batch's facts finds repeats, so memory stays bounded by the batch size, not the file's.
+`--again` only passes the file-hash check: the rows it repeats are still duplicates.
 
 Speed: the tables were analysed (by autovacuum) before the import, perhaps while small, and it
 cannot see the import's uncommitted rows. So that plans made for small tables do not scan what
@@ -80,6 +92,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
+from consent.subjects.identifiers import InvalidIdentifier, normalize
 
 __all__ = [
     "FileDigests",
@@ -105,6 +118,7 @@ _CHUNK: Final = 1 << 20
 _BOM: Final = b"\xef\xbb\xbf"
 _NOT_UTF8: Final = "not UTF-8 text (save the file as UTF-8)"
 _LOG_INTERVAL: Final = 30.0
+_choices_json: Final = msgspec.json.Encoder()
 """Seconds between progress lines when stderr is not a terminal (a log file, a pipe)."""
 
 FLAT_COLUMNS: Final = (
@@ -144,9 +158,11 @@ class Rejection(msgspec.Struct, frozen=True):
 
 class ImportResult(msgspec.Struct, frozen=True, kw_only=True):
     rows: int  # rows read (blank lines are not rows)
-    valid: int  # rows that passed every check
+    valid: int  # rows that passed every check (duplicates included)
     rejected: int  # rows with at least one problem
-    imported: int  # rows committed (0 unless committed)
+    imported: int  # rows committed (0 unless committed): valid rows that were not duplicates
+    # Valid rows skipped as facts already recorded (by an earlier row or before the import).
+    duplicates: int = 0
     committed: bool
     dry_run: bool
     skip_invalid: bool
@@ -570,6 +586,32 @@ class _Rollback(Exception):
     """Leaves the tenant transaction without committing (dry run, rejected rows)."""
 
 
+_Fact = tuple[object, ...]
+"""What makes two rows the same fact: the subject (its surviving subject, or for a subject not
+created yet the identifier's type and keyed HMAC), occurred_at, the choices as a set, and the
+proof fields (`recorded_already` in import_queries.sql compares the same)."""
+
+
+class _Seen(msgspec.Struct):
+    """A checked row of a batch: already recorded before the batch, and its fact (None when it
+    cannot be told: a malformed identifier, which the write rejects anyway)."""
+
+    recorded: bool
+    fact: _Fact | None
+
+
+def _proof(data: ConsentCreate) -> tuple[object, ...]:
+    return (
+        data.notice_version_id,
+        data.language,
+        data.surface,
+        data.channel,
+        data.method,
+        data.agent_id,
+        data.property_id,
+    )
+
+
 class _Run:
     def __init__(
         self,
@@ -583,8 +625,10 @@ class _Run:
         self.reporter = reporter
         self.progress = progress
         self.rows = 0
-        self.valid = 0
+        self.valid = 0  # rows recorded
+        self.duplicates = 0  # valid rows skipped: facts already recorded
         self.analyze_at = ANALYZE_FIRST_AT
+        self._lookup_tenant = str(service.tenant_id)
 
     async def run(self, rows: Iterator[_Item], known: frozenset[str], batch_size: int) -> None:
         batch: list[_Checked] = []
@@ -625,23 +669,103 @@ class _Run:
             await self.conn.execute(IQ.analyze_import_tables)
             self.analyze_at = 2 * self.valid
 
+    def _lookup(self, data: ConsentCreate) -> tuple[str | None, bytes | None]:
+        """The identifier's type and keyed HMAC, as the subject resolver computes them (none
+        for a subject named by id, or an identifier the write will reject as malformed)."""
+        ident = data.identifier
+        if ident is None:
+            return None, None
+        try:
+            value = normalize(ident.type, ident.value)
+        except InvalidIdentifier:
+            return None, None
+        return ident.type, self.service.keyring.lookup_digest(
+            self._lookup_tenant, ident.type, value
+        )
+
+    async def _query_seen(self, batch: list[_Checked]) -> list[_Seen]:
+        rows = [item.data for item in batch if item.data is not None]
+        lookups = [self._lookup(d) for d in rows]
+        found = await self.conn.fetch(
+            IQ.recorded_already,
+            [d.subject_id for d in rows],
+            [t for t, _ in lookups],
+            [h for _, h in lookups],
+            [d.occurred_at for d in rows],
+            [_choices_json.encode(d.choices).decode() for d in rows],
+            [d.notice_version_id for d in rows],
+            [d.language for d in rows],
+            [d.surface for d in rows],
+            [d.channel for d in rows],
+            [d.method for d in rows],
+            [d.agent_id for d in rows],
+            [d.property_id for d in rows],
+        )
+        seen: list[_Seen] = []
+        for d, (id_type, digest), r in zip(rows, lookups, found, strict=True):
+            subject: object = r["survivor"]
+            if subject is None:
+                subject = ("new", id_type, digest) if digest is not None else None
+            fact = None
+            if subject is not None:
+                choices = frozenset((c.purpose, c.choice) for c in d.choices)
+                fact = (subject, d.occurred_at, choices, *_proof(d))
+            seen.append(_Seen(bool(r["recorded"]), fact))
+        return seen
+
+    async def _seen(self, batch: list[_Checked]) -> list[_Seen]:
+        """Per row of the batch: whether its subject has its fact already (one query for the
+        batch, which sees the rows this import wrote before it), and the fact, to find rows
+        of the batch that repeat an earlier one. Bounded by the batch: nothing is kept of the
+        rows of earlier batches, which the database has. A value the database refuses (it
+        refuses the row's write too) is asked about row by row."""
+        try:
+            async with self.conn.transaction():
+                return await self._query_seen(batch)
+        except _ROW_ERRORS:
+            pass
+        seen: list[_Seen] = []
+        for item in batch:
+            try:
+                async with self.conn.transaction():
+                    seen += await self._query_seen([item])
+            except _ROW_ERRORS:
+                seen.append(_Seen(recorded=False, fact=None))
+        return seen
+
     async def flush(self, batch: list[_Checked]) -> None:
-        """Record a batch in one savepoint; if a row fails, replay it row by row."""
+        """Record a batch in one savepoint, skipping the rows that are facts recorded already
+        (before the import, or by an earlier row); if a row fails, replay it row by row."""
         if not batch:
             return
         base = self.progress.done
+        seen = await self._seen(batch)
+        recorded = duplicates = 0
         try:
             async with self.conn.transaction():
-                for i, item in enumerate(batch, start=1):
-                    await self._record(item)
+                facts: set[_Fact] = set()
+                for i, (item, row) in enumerate(zip(batch, seen, strict=True), start=1):
+                    if row.recorded or row.fact in facts:
+                        duplicates += 1
+                    else:
+                        await self._record(item)
+                        recorded += 1
+                        if row.fact is not None:
+                            facts.add(row.fact)
                     self.progress.update(base + i)
         except _ROW_ERRORS:
             pass
         else:
-            self.valid += len(batch)
+            self.valid += recorded
+            self.duplicates += duplicates
             await self._analyze_when_doubled()
             return
-        for i, item in enumerate(batch, start=1):
+        facts = set()
+        for i, (item, row) in enumerate(zip(batch, seen, strict=True), start=1):
+            if row.recorded or row.fact in facts:
+                self.duplicates += 1
+                self.progress.update(base + i)
+                continue
             try:
                 async with self.conn.transaction():
                     await self._record(item)
@@ -649,6 +773,8 @@ class _Run:
                 self.reporter.reject(item.line, _db_errors(exc, item.flat), item.secret)
             else:
                 self.valid += 1
+                if row.fact is not None:
+                    facts.add(row.fact)
             self.progress.update(base + i)
         await self._analyze_when_doubled()
 
@@ -710,7 +836,7 @@ async def import_file(
             )
             _roll_back_unless(already is None)
             await run.run(rows, known, batch_size)
-            commit = reporter.rows == 0 or (skip_invalid and run.valid > 0)
+            commit = reporter.rows == 0 or (skip_invalid and run.valid + run.duplicates > 0)
             if commit and not dry_run:
                 already = await run.record_file(digest, again=again)
                 commit = already is None
@@ -745,9 +871,10 @@ async def import_file(
         )
     return ImportResult(
         rows=run.rows,
-        valid=run.valid,
+        valid=run.valid + run.duplicates,
         rejected=reporter.rows,
         imported=run.valid if committed else 0,
+        duplicates=run.duplicates,
         committed=committed,
         dry_run=dry_run,
         skip_invalid=skip_invalid,
@@ -784,14 +911,18 @@ def summary(result: ImportResult) -> str:
         when = result.already_imported_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"nothing to do: this file was imported at {when} (--again imports it once more)"
     rate = f"{result.rows:,} rows in {result.seconds:.2f} s ({result.rows_per_s:,.0f} rows/s)"
+    dups = f"{result.duplicates:,} duplicate{'' if result.duplicates == 1 else 's'}"
     if result.dry_run:
-        count = result.valid if result.would_commit else 0
+        count = result.valid - result.duplicates if result.would_commit else 0
         return (
-            f"dry run, nothing written: {rate}; {result.valid:,} valid, "
+            f"dry run, nothing written: {rate}; {result.valid:,} valid ({dups}), "
             f"{result.rejected:,} rejected; would import {count:,} rows"
         )
     if result.committed:
-        return f"imported {result.imported:,} rows, rejected {result.rejected:,}: {rate}"
+        return (
+            f"imported {result.imported:,} rows, skipped {dups}, "
+            f"rejected {result.rejected:,}: {rate}"
+        )
     hint = (
         " (--skip-invalid imports the valid ones)"
         if result.valid and not result.skip_invalid
@@ -912,6 +1043,8 @@ def add_parser(sub: Any) -> None:
             "purpose, choice, occurred_at (RFC 3339 with zone), channel, and optionally "
             "notice_version_id, language, surface (default import), method (default import), "
             "agent_id, property_id. An NDJSON line may instead be a POST /v1/consents body. "
+            "A row whose fact the subject already has (same occurred_at, choices and proof) "
+            "is skipped as a duplicate. "
             "Exit status: 0 committed (or a dry run that would commit); 1 nothing committed "
             "(a row was rejected, or with --skip-invalid every row was, or the database "
             "failed); 2 bad arguments, file or tenant; 130 interrupted, nothing committed."
@@ -943,7 +1076,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--again",
         action="store_true",
-        help="import the file even if the tenant imported the same file (same bytes) before; "
-        "by default that run does nothing and exits 0",
+        help="import the file even if the tenant imported the same file (same bytes) before "
+        "(its rows already recorded are still skipped as duplicates); by default that run "
+        "does nothing and exits 0",
     )
     parser.set_defaults(func=cmd_import)
