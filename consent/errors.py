@@ -283,6 +283,17 @@ def _on_postgres(request: Request[Any, Any, Any], exc: Exception) -> Response[Pr
         return problem_response(
             request, 400, "validation-error", "Text must not contain the NUL character (U+0000)."
         )
+    if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
+        # lock_timeout (Database.tenant_hot): a long transaction holds what this write needs.
+        _log.warning("write.lock_wait_gave_up", error=type(exc).__name__)
+        return problem_response(
+            request,
+            503,
+            "service-unavailable",
+            "Another operation (such as a bulk import) holds this subject's records; nothing "
+            "was written. Retry in a few seconds.",
+            headers={"Retry-After": "5"},
+        )
     if isinstance(
         exc,
         asyncpg.CannotConnectNowError

@@ -46,6 +46,10 @@ APP_ROLE: Final = "consent_app"
 _SET_TENANT: Final = (
     "select set_config('role', 'consent_app', true), set_config('app.tenant_id', $1, true)"
 )
+# How long a hot write waits for a row another transaction holds (a bulk import holds the
+# state rows it wrote until it commits, minutes for a big file) before it gives up: a 503 that
+# tells the client to retry soon, instead of a wait until the statement timeout.
+HOT_LOCK_TIMEOUT_MS: Final = 5000
 _UUID_TEXT: Final = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _log = structlog.get_logger(__name__)
 
@@ -63,7 +67,8 @@ def _begin_as_tenant(tenant_id: UUID) -> str:
         raise ValueError("tenant_id is not a canonical UUID")
     return (
         "begin; select set_config('role', 'consent_app', true), "
-        f"set_config('app.tenant_id', '{text}', true)"
+        f"set_config('app.tenant_id', '{text}', true), "
+        f"set_config('lock_timeout', '{HOT_LOCK_TIMEOUT_MS}ms', true)"
     )
 
 

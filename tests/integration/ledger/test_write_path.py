@@ -187,3 +187,41 @@ async def test_tenant_hot_refuses_savepoints_and_non_uuid_tenants(
         with pytest.raises(TypeError):
             async with db.tenant_hot(bad) as conn:  # type: ignore[arg-type]
                 pass
+
+
+async def test_a_write_waiting_on_a_long_transaction_is_told_to_retry_soon(
+    catalog: Catalog, db: Database
+) -> None:
+    """A bulk import holds the state rows it wrote until it commits (minutes, for a big file):
+    a consent for one of those subjects and purposes waited for the whole import and then, at
+    the 30 s statement timeout, was a 503 saying the database was unavailable. It now gives up
+    after a few seconds: a 503 that says what happened, with Retry-After, and writes nothing."""
+    grant = [{"purpose": "analytics", "choice": "granted"}]
+    written = await catalog.consent(identifier=_device(40), choices=grant)
+    subject = uuid.UUID(written["subject_id"])
+    async with db.pool.acquire() as holder, holder.transaction():  # as an import holds it
+        await holder.execute(
+            "select 1 from consent_state where subject_id = $1 for update", subject
+        )
+        started = asyncio.get_running_loop().time()
+        waited = await catalog.client.post(
+            "/v1/consents",
+            json={
+                "identifier": _device(40),
+                "choices": [{"purpose": "analytics", "choice": "withdrawn"}],
+                "notice_version_id": catalog.versions[max(catalog.versions)],
+                "surface": "banner",
+                "channel": "web",
+            },
+            headers=catalog.h,
+        )
+        took = asyncio.get_running_loop().time() - started
+    assert waited.status_code == 503, waited.text
+    assert waited.headers["retry-after"] == "5"
+    assert "Another operation" in waited.json()["detail"]
+    assert took < 15
+    async with db.system() as conn:
+        assert (
+            await conn.fetchval("select count(*) from consent_event where subject_id = $1", subject)
+            == 1
+        )
