@@ -262,8 +262,17 @@ async def test_engine_error_undefined_or_timeout(faulty: Ledger, db: Database, a
     async with db.system() as conn:
         assert await conn.fetchval("select count(*) from decision_log") == 0
         assert await conn.fetchval("select count(*) from audience_member") == 0
-    # The same service still decides everything else.
-    assert (await faulty.decide("ann@example.com", "email.marketing"))["allow"] is True
+    # The same service still decides everything else: at once, or (a slow evaluation that
+    # timed out still runs to its end on its engine thread: the engine cannot stop it) once
+    # the abandoned evaluations are done; meanwhile an answer is a 503, never a denial.
+    for _ in range(50):
+        answer = await faulty.client.post("/v1/decisions", json=ASK, headers=faulty.h)
+        if answer.status_code == 200:
+            break
+        _unavailable(answer, "policy-unavailable")
+        await asyncio.sleep(0.1)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["allow"] is True
 
 
 @pytest.fixture
