@@ -14,6 +14,31 @@ from consent.decisions.engine import (
 )
 from tests.support.opa_server import LocalOpaServer
 
+# A sale under a GPC signal in Utah (no legal effect there): allowed by the shipped policy.
+SALE_IN_UTAH = {
+    "now_ns": 1_750_000_000_000_000_000,
+    "action": "data.sell.partner",
+    "subject": {
+        "known": True,
+        "jurisdiction": "US-UT",
+        "age": 40,
+        "parental_consent": False,
+        "parental_consent_third_parties": False,
+        "gpc": True,
+        "limit_sensitive": False,
+        "objections": [],
+    },
+    "purposes": {
+        "data_sale": {
+            "legal_basis": "consent",
+            "max_age_ns": None,
+            "strictly_necessary": False,
+            "material_version": 1,
+        }
+    },
+    "consents": {"data_sale": {"status": "granted", "recorded_at_ns": 1, "material_version": 1}},
+}
+
 
 @pytest.fixture(scope="session")
 def policy_root() -> Path:

@@ -16,33 +16,10 @@ from consent.decisions.engine import (
     PolicyLoadError,
     bundle_revision,
 )
+from tests.policies.conftest import SALE_IN_UTAH
 from tests.support.opa_server import LocalOpaServer
 
 pytestmark = pytest.mark.policy
-
-SALE_IN_UTAH = {
-    "now_ns": 1_750_000_000_000_000_000,
-    "action": "data.sell.partner",
-    "subject": {
-        "known": True,
-        "jurisdiction": "US-UT",
-        "age": 40,
-        "parental_consent": False,
-        "parental_consent_third_parties": False,
-        "gpc": True,
-        "limit_sensitive": False,
-        "objections": [],
-    },
-    "purposes": {
-        "data_sale": {
-            "legal_basis": "consent",
-            "max_age_ns": None,
-            "strictly_necessary": False,
-            "material_version": 1,
-        }
-    },
-    "consents": {"data_sale": {"status": "granted", "recorded_at_ns": 1, "material_version": 1}},
-}
 
 BROKEN: dict[str, Callable[[str], str]] = {
     "syntax": lambda src: src.replace("allow if count(denials) == 0", "allow { true }"),
