@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import concurrent.futures
 import math
-import multiprocessing
+import subprocess
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
@@ -114,26 +113,39 @@ def _policies_found(settings: Settings) -> bool:
         return False
     # In a process of its own: the engine starts the Go runtime, which a worker forked from
     # this process afterwards would inherit in a state it cannot run in.
-    with concurrent.futures.ProcessPoolExecutor(
-        1, mp_context=multiprocessing.get_context("spawn")
-    ) as pool:
-        refused = pool.submit(_policy_refusal, root).result()
+    refused = _policy_refusal(root)
     if refused is not None:
         print(f"consent serve: CONSENT_POLICY_DIR: refused: {refused}", file=sys.stderr)  # noqa: T201
         return False
     return True
 
 
-def _policy_refusal(root: Path) -> str | None:
-    """Why a reload would refuse the bundle under `root`, or None."""
-    from consent.decisions.engine import PolicyLoadError
-    from consent.decisions.policy import check_policy
+_CHECK_POLICY = """
+import sys
+from pathlib import Path
+from consent.decisions.engine import PolicyLoadError
+from consent.decisions.policy import check_policy
+try:
+    check_policy(Path(sys.argv[1]))
+except PolicyLoadError as exc:
+    print(exc)
+    sys.exit(1)
+"""
 
-    try:
-        check_policy(root)
-    except PolicyLoadError as exc:
-        return str(exc)
-    return None
+
+def _policy_refusal(root: Path) -> str | None:
+    """Why a reload would refuse the bundle under `root` (checked by a child process), or
+    None."""
+    done = subprocess.run(  # noqa: S603 - this interpreter, our own code, a path argument
+        [sys.executable, "-c", _CHECK_POLICY, str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if done.returncode == 0:
+        return None
+    return done.stdout.strip() or done.stderr.strip()[-2000:] or f"exit {done.returncode}"
 
 
 def _where_the_data_lives(settings: Settings) -> str:
@@ -546,8 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
     preload.set_defaults(func=cmd_policy_reload)
 
     from consent.consents import importer
+    from consent.subjects import renormalise
 
     importer.add_parser(sub)
+    renormalise.add_parser(sub)
     audit_cli.add_parser(sub)
     return parser
 
