@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ROOT", "cli_env", "run_consent"]
+__all__ = ["ROOT", "cli_env", "free_port", "run_consent"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,3 +42,11 @@ def run_consent(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[
         timeout=120,
         check=False,
     )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import cli_env, run_consent
+from tests.support.cli import cli_env, free_port, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -27,13 +27,6 @@ ROOT = Path(__file__).resolve().parents[3]
 
 def _env(**extra: str) -> dict[str, str]:
     return cli_env(None, None, None, **extra)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 _consent = run_consent
@@ -150,7 +143,7 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], seconds: float = 90) -
 def test_zero_config_serve_and_graceful_shutdown(tmp_path: Path) -> None:
     """`consent serve` with no configuration: embedded PostgreSQL, keys, migrations; SIGTERM
     lets an in-flight request finish and stops the embedded database."""
-    port = _free_port()
+    port = free_port()
     env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port))
     base = f"http://127.0.0.1:{port}"
     proc = _serve(env, subprocess.PIPE)
@@ -243,7 +236,7 @@ def test_sighup_reloads_the_policy_and_a_broken_one_keeps_the_old_serving(
 
     policies = tmp_path / "policies"
     shutil.copytree(ROOT / "policies", policies)
-    port, log = _free_port(), tmp_path / "service.log"
+    port, log = free_port(), tmp_path / "service.log"
     env = _env(
         CONSENT_DATA_DIR=str(tmp_path / "data"),
         CONSENT_POLICY_DIR=str(policies),
@@ -298,7 +291,7 @@ def test_after_a_crash_the_next_clean_stop_stops_the_embedded_database(tmp_path:
     """`consent serve` killed outright (SIGKILL, the OOM killer) cannot let go of the embedded
     PostgreSQL; the next run takes over that server, and its clean stop must stop it (it used to
     stay running for good, still counting the dead worker as a user)."""
-    port = _free_port()
+    port = free_port()
     env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port))
     base, postmaster = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata" / "postmaster.pid"
 
@@ -332,7 +325,7 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path, moment: st
     holding the embedded PostgreSQL) with nothing to supervise them, whether they were still
     starting (their start-up fails at its end and releases what it holds) or serving (a
     graceful stop). A SIGTERM during start-up used to freeze a worker for good."""
-    port = _free_port()
+    port = free_port()
     env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port), CONSENT_WORKERS="2")
     base, postmaster = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata" / "postmaster.pid"
     log = tmp_path / "service.log"
@@ -386,7 +379,7 @@ def test_a_second_service_on_a_port_in_use_is_refused(
     """granian binds with SO_REUSEPORT: a second `consent serve` on the same port used to start
     quietly, and the kernel shared the connections between the two (two databases, perhaps).
     (`db`: an empty database, so no key binding of an earlier test refuses this key ring.)"""
-    port = _free_port()
+    port = free_port()
     env = _env(
         CONSENT_DATABASE_URL=database_dsn,
         CONSENT_DATA_DIR=str(tmp_path / "data"),
@@ -422,7 +415,7 @@ def test_the_audit_integrator_is_a_process_of_its_own(
     """`consent serve` integrates and signs the audit logs in one process beside its workers
     (not on the event loop that answers requests), starts it again when it dies, and stops it
     with the service."""
-    port, log = _free_port(), tmp_path / "service.log"
+    port, log = free_port(), tmp_path / "service.log"
     env = _env(
         CONSENT_DATABASE_URL=database_dsn,
         CONSENT_DATA_DIR=str(tmp_path / "data"),
@@ -463,56 +456,6 @@ def test_the_audit_integrator_is_a_process_of_its_own(
         _kill_group(proc)
 
 
-def _readme_walkthrough() -> str:
-    """The README's first shell block after "Then, in a second shell"."""
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index("```sh\n", readme.index("Then, in a second shell")) + len("```sh\n")
-    return readme[start : readme.index("```\n", start)]
-
-
-def test_the_readme_walkthrough_runs_as_written(
-    database_dsn: str, db: object, tmp_path: Path
-) -> None:
-    """A new user's first consent and first decision, exactly as the README shows them, against
-    `consent serve` (only its address and the path of `consent` differ)."""
-    port = _free_port()
-    env = _env(
-        CONSENT_DATABASE_URL=database_dsn,
-        CONSENT_DATA_DIR=str(tmp_path / "data"),
-        CONSENT_PORT=str(port),
-    )
-    script = (
-        _readme_walkthrough()
-        .replace("localhost:8000", f"127.0.0.1:{port}")
-        .replace(".venv/bin/consent", f"{sys.executable} -m consent")
-    )
-    assert "/v1/decisions" in script
-    proc = _serve(env)
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}", proc)
-        walked = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", script],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        _kill_group(proc)
-    assert walked.returncode == 0, walked.stderr
-    answers = walked.stdout.replace("}{", "}\n{").splitlines()
-    assert not [a for a in answers if '"status":4' in a or '"status":5' in a], answers
-    decision = json.loads(answers[-1])
-    assert decision["allow"] is True
-    assert decision["reasons"] == ["allowed.consent"]
-    state = json.loads(answers[-2])
-    assert [(c["purpose"], c["effective"]) for c in state["consents"]] == [
-        ("email_marketing", True)
-    ]
-
-
 @pytest.mark.parametrize("size", ["0", "-5"])
 def test_keys_rotate_refuses_a_batch_size_below_one(
     database_dsn: str, db: object, tmp_path: Path, size: str
@@ -533,9 +476,9 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> 
     """A wrong CONSENT_DATABASE_URL (or PostgreSQL down): every command that needs the database
     says so in one line and exits 1."""
     env = _env(
-        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/consent",
+        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/consent",
         CONSENT_DATA_DIR=str(tmp_path),
-        CONSENT_PORT=str(_free_port()),
+        CONSENT_PORT=str(free_port()),
     )
     for args in (("migrate",), ("tenant", "create", "Acme"), ("audit", "verify"), ("serve",)):
         done = _consent(*args, env=env)
@@ -548,7 +491,7 @@ def test_keys_rotate_with_the_database_down_changes_no_key(tmp_path: Path) -> No
     """A rotation that cannot reach the database must not make a new key-encryption key current
     (the data keys would stay under the old one while the files say otherwise)."""
     env = _env(
-        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/consent",
+        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/consent",
         CONSENT_DATA_DIR=str(tmp_path),
     )
     keys = tmp_path / "keys"
@@ -567,7 +510,7 @@ def test_serve_refuses_an_impossible_port_or_worker_count(
 ) -> None:
     """A usage error (exit 2, naming the option), not a traceback or a silent default."""
     env = _env(
-        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/consent",
+        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/consent",
         CONSENT_DATA_DIR=str(tmp_path),
     )
     done = _consent("serve", *args, env=env)
@@ -580,7 +523,7 @@ def test_keys_rotate_without_keys_says_what_is_missing_and_nothing_more(tmp_path
     """No key-encryption key in the keys directory: nothing was started, so the message must
     not speak of keys "after this one" not being re-wrapped."""
     env = _env(
-        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{_free_port()}/consent",
+        CONSENT_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/consent",
         CONSENT_DATA_DIR=str(tmp_path),
         CONSENT_KEYS_DIR=str(tmp_path / "empty"),
     )

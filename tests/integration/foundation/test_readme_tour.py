@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import ROOT, cli_env
+from tests.support.cli import ROOT, cli_env, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,13 +25,6 @@ def _blocks_with_curl() -> list[str]:
     readme = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```\n", readme, flags=re.DOTALL)
     return [b for b in blocks if "curl " in b]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
@@ -56,7 +48,7 @@ def test_every_curl_of_the_readme_works_as_written(
     notice version and `7f1c…` as the Idempotency-Key: a 400 for anyone who ran it."""
     blocks = _blocks_with_curl()
     assert len(blocks) >= 3  # the quick start, the consent ledger, policy decisions
-    port = _free_port()
+    port = free_port()
     env = cli_env(database_dsn, data_dir=tmp_path / "data", CONSENT_PORT=str(port))
     script = (
         "\n".join(blocks)
@@ -97,3 +89,7 @@ def test_every_curl_of_the_readme_works_as_written(
     decisions = [a for a in answers if "decision_id" in a]
     assert len(decisions) == 2
     assert all(d["allow"] is True and d["reasons"] == ["allowed.consent"] for d in decisions)
+    states = [a for a in answers if "consents" in a]  # the state read of the quick start
+    assert [(c["purpose"], c["effective"]) for c in states[0]["consents"]] == [
+        ("email_marketing", True)
+    ]

@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import IO
 import pytest
 
 from consent.db.database import Database
-from tests.support.cli import ROOT, cli_env, run_consent
+from tests.support.cli import ROOT, cli_env, free_port, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -31,15 +30,8 @@ _CAP_DAC_OVERRIDE = 1
 _CAP_DAC_READ_SEARCH = 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _unreachable_database() -> str:
-    return f"postgresql://postgres@127.0.0.1:{_free_port()}/consent"
+    return f"postgresql://postgres@127.0.0.1:{free_port()}/consent"
 
 
 def _as_an_unprivileged_user() -> None:
@@ -97,7 +89,7 @@ def test_an_address_it_cannot_listen_on_is_one_line_naming_the_setting(
         _unreachable_database(),
         data_dir=tmp_path,
         CONSENT_HOST=host,
-        CONSENT_PORT=str(_free_port()),
+        CONSENT_PORT=str(free_port()),
     )
     done = run_consent("serve", env=env)
     _one_line(done, 2, "consent serve: cannot listen on ", host, "CONSENT_HOST")
@@ -110,7 +102,7 @@ def test_a_keys_directory_it_may_not_read_is_one_line_naming_it(
     worker-1"): the main process checks the key ring before any worker starts."""
     keys = tmp_path / "keys"
     keys.mkdir(mode=0)
-    env = cli_env(database_dsn, keys, tmp_path, CONSENT_PORT=str(_free_port()))
+    env = cli_env(database_dsn, keys, tmp_path, CONSENT_PORT=str(free_port()))
     try:
         done = _serve_until_it_exits(env)
     finally:
@@ -124,7 +116,7 @@ def test_production_without_keys_is_one_line_and_generates_none(
     keys = tmp_path / "keys"
     keys.mkdir()
     env = cli_env(
-        database_dsn, keys, tmp_path, CONSENT_PORT=str(_free_port()), CONSENT_ENVIRONMENT="prod"
+        database_dsn, keys, tmp_path, CONSENT_PORT=str(free_port()), CONSENT_ENVIRONMENT="prod"
     )
     done = _serve_until_it_exits(env)
     _one_line(done, 1, f"consent serve: no key-encryption key in {keys}")
@@ -138,7 +130,7 @@ def test_the_keys_of_another_database_are_refused_in_one_line(
     with a traceback from every worker."""
     bound = run_consent("keys", "rotate", env=cli_env(database_dsn, data_dir=tmp_path))
     assert bound.returncode == 0, bound.stderr  # the database now belongs to tmp_path/keys
-    env = cli_env(database_dsn, tmp_path / "other-keys", tmp_path, CONSENT_PORT=str(_free_port()))
+    env = cli_env(database_dsn, tmp_path / "other-keys", tmp_path, CONSENT_PORT=str(free_port()))
     done = _serve_until_it_exits(env)
     _one_line(done, 1, "consent serve: the lookup key in the key directory is not the one")
 
@@ -200,7 +192,7 @@ def _run_until_ready_then(
 def test_serve_says_where_it_listens_and_where_the_data_is_never_a_password(
     database_dsn: str, db: object, tmp_path: Path
 ) -> None:
-    port = _free_port()
+    port = free_port()
     user, rest = database_dsn.split("://", 1)[1].split("@", 1)
     with_password = f"postgresql://{user}:not-shown@{rest}"  # trust: the password is unused
     env = cli_env(with_password, data_dir=tmp_path / "data", CONSENT_PORT=str(port))
@@ -217,7 +209,7 @@ def test_ctrl_c_stops_the_service_without_taking_its_integrator_for_dead(tmp_pat
     """Ctrl-C in the shell of `make run` signals the whole process group: the integrator
     stopped, was taken for dead and started again (a warning, and a second integrator that the
     service then had to stop) while the workers and the embedded PostgreSQL stopped."""
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "data"
     env = cli_env(data_dir=data, CONSENT_PORT=str(port))
     code, said = _run_until_ready_then(env, port, tmp_path / "serve.log", signal.SIGINT)
@@ -239,7 +231,7 @@ async def test_every_line_it_logs_is_json_also_when_a_worker_fails(
     # main process checks the keys, the policy and that the database answers, not this).
     async with db.pool.acquire() as conn:
         await conn.execute("update schema_migrations set sha256 = 'x' where version = 1")
-    env = cli_env(database_dsn, data_dir=tmp_path, CONSENT_PORT=str(_free_port()))
+    env = cli_env(database_dsn, data_dir=tmp_path, CONSENT_PORT=str(free_port()))
     done = await asyncio.to_thread(_serve_until_it_exits, env)
     assert done.returncode != 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip()]
@@ -260,7 +252,7 @@ def test_a_policy_directory_without_policies_is_one_line(tmp_path: Path) -> None
     env = cli_env(
         _unreachable_database(),
         data_dir=tmp_path,
-        CONSENT_PORT=str(_free_port()),
+        CONSENT_PORT=str(free_port()),
         CONSENT_POLICY_DIR=str(tmp_path / "polices"),
     )
     done = run_consent("serve", env=env)
@@ -276,7 +268,7 @@ def test_a_policy_that_fails_its_checks_is_one_line(tmp_path: Path) -> None:
     env = cli_env(
         _unreachable_database(),
         data_dir=tmp_path,
-        CONSENT_PORT=str(_free_port()),
+        CONSENT_PORT=str(free_port()),
         CONSENT_POLICY_DIR=str(policies),
     )
     done = run_consent("serve", env=env)
