@@ -9,12 +9,22 @@ operation does not take; authenticated: 401 and 403; a path parameter: 404; a bo
 415; an `Idempotency-Key`: 422; under /v1/, where everything needs the database: 503)
 and from what its handler declares with `opt=problems(404, 409)` (a subject named in the body,
 a name already taken: what only the service logic knows about).
+
+It also puts right what Litestar gets wrong for a client generator: each operation gets a
+short id (`OPERATION_IDS`: the generated function's name) instead of one spelling its path; a
+schema named after its
+module (two structs of one name: `decisions_engine_ConsentState`) gets a name of its own (a
+generator makes one class per name and dropped both, with every model using them); the optional
+`Idempotency-Key` header is not `required`; and a body read as a stream (`opt=ndjson_body(...)`)
+is documented, line type by line type, with its 415.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final
+import dataclasses
+from typing import TYPE_CHECKING, Any, Final
 
+import msgspec
 from litestar._openapi.plugin import OpenAPIPlugin
 from litestar.openapi.spec import (
     OpenAPIHeader,
@@ -22,6 +32,7 @@ from litestar.openapi.spec import (
     OpenAPIResponse,
     OpenAPIType,
     Reference,
+    RequestBody,
     Schema,
 )
 from litestar.routes import HTTPRoute
@@ -30,11 +41,76 @@ from consent.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES
 
 if TYPE_CHECKING:
     from litestar import Litestar
+    from litestar.handlers import HTTPRouteHandler
     from litestar.openapi.spec import OpenAPI, Operation
 
-__all__ = ["PROBLEMS_OPT", "document_problems", "problems"]
+__all__ = ["OPERATION_IDS", "PROBLEMS_OPT", "document_problems", "ndjson_body", "problems"]
 
 PROBLEMS_OPT: Final = "problems"
+STREAM_BODY_OPT: Final = "stream_body"
+# Each operation's id: a generated client's function name (`create_purpose`), in place of
+# Litestar's path-derived ones (`V1PurposesCreatePurpose`). A new operation needs one here
+# (tests/integration/foundation/test_openapi_document.py fails until it has one).
+OPERATION_IDS: Final[dict[tuple[str, str], str]] = {
+    ("/health/live", "get"): "live",
+    ("/health/live", "head"): "liveHead",
+    ("/health/ready", "get"): "ready",
+    ("/health/ready", "head"): "readyHead",
+    ("/problems/{slug}", "get"): "getProblemType",
+    ("/v1/tenant", "get"): "getTenant",
+    ("/v1/tenant/settings", "put"): "putTenantSettings",
+    ("/v1/api-keys", "get"): "listApiKeys",
+    ("/v1/api-keys", "post"): "createApiKey",
+    ("/v1/api-keys/{api_key_id}", "delete"): "revokeApiKey",
+    ("/v1/properties", "get"): "listProperties",
+    ("/v1/properties", "post"): "createProperty",
+    ("/v1/purposes", "get"): "listPurposes",
+    ("/v1/purposes", "post"): "createPurpose",
+    ("/v1/purposes/{key}", "get"): "getPurpose",
+    ("/v1/notices", "get"): "listNotices",
+    ("/v1/notices", "post"): "createNotice",
+    ("/v1/notices/{key}/versions", "get"): "listNoticeVersions",
+    ("/v1/notices/{key}/versions", "post"): "createNoticeVersion",
+    ("/v1/notices/{key}/versions/{version}", "put"): "replaceNoticeVersionDraft",
+    ("/v1/notices/{key}/versions/{version}", "delete"): "deleteNoticeVersionDraft",
+    ("/v1/notices/{key}/versions/{version}/publish", "post"): "publishNoticeVersion",
+    ("/v1/identifier-types", "get"): "listIdentifierTypes",
+    ("/v1/identifier-types", "post"): "createIdentifierType",
+    ("/v1/vendors", "get"): "listVendors",
+    ("/v1/vendors", "post"): "createVendor",
+    ("/v1/consents", "post"): "recordConsent",
+    ("/v1/subjects/lookup", "post"): "lookupSubject",
+    ("/v1/subjects/link", "post"): "linkSubjects",
+    ("/v1/subjects/{subject_id}/consents", "get"): "getConsentState",
+    ("/v1/subjects/{subject_id}/consents/history", "get"): "getConsentHistory",
+    ("/v1/preferences", "post"): "recordPreferences",
+    ("/v1/subjects/{subject_id}/preferences", "get"): "getPreferences",
+    ("/v1/subjects/{subject_id}/preferences/history", "get"): "getPreferenceHistory",
+    ("/v1/subjects/{subject_id}", "delete"): "eraseSubject",
+    ("/v1/subjects/erase", "post"): "eraseSubjectByIdentifier",
+    ("/v1/subjects/{subject_id}/activity", "get"): "getSubjectActivity",
+    ("/v1/decisions", "post"): "decide",
+    ("/v1/decisions/batch", "post"): "decideBatch",
+    ("/v1/decisions/{decision_id}", "get"): "getDecision",
+    ("/v1/audiences/filter", "post"): "filterAudience",
+    ("/v1/policy", "get"): "getPolicy",
+    ("/v1/policy/actions", "get"): "listPolicyActions",
+    ("/v1/policy/reasons", "get"): "listPolicyReasons",
+    ("/v1/audit/checkpoint", "get"): "getAuditCheckpoint",
+    ("/v1/audit/checkpoints/{size}", "get"): "getAuditCheckpointAt",
+    ("/v1/audit/consistency", "get"): "getAuditConsistencyProof",
+    ("/v1/audit/entries", "get"): "listAuditEntries",
+    ("/v1/audit/events/{event_uuid}", "get"): "getAuditEvent",
+    ("/v1/audit/events/{event_uuid}/proof", "get"): "getAuditInclusionProof",
+    ("/v1/audit/export", "get"): "exportAuditLeaves",
+    ("/.well-known/consent-audit-keys", "get"): "getAuditKeys",
+    ("/audit/verify", "get"): "auditVerifyPage",
+}
+# Component names Litestar prefixes with their module because two structs share a name.
+_COMPONENT_NAMES: Final = {
+    "consents_schemas_ConsentState": "ConsentState",
+    "decisions_engine_ConsentState": "PolicyConsentState",
+}
 _SLUGS: Final[dict[int, tuple[str, ...]]] = {
     400: ("validation-error",),
     401: ("unauthorized",),
@@ -60,6 +136,14 @@ def problems(*statuses: int, slugs: tuple[str, ...] = ()) -> dict[str, dict[int,
     those its shape implies (see module): `@post(..., opt=problems(409))`; `slugs`: their
     problem types when not the statuses' usual ones (`problems(409, slugs=("audit-pending",))`)."""
     return {PROBLEMS_OPT: {status: slugs or _SLUGS[status] for status in statuses}}
+
+
+def ndjson_body(
+    description: str, *lines: type[msgspec.Struct]
+) -> dict[str, tuple[str, tuple[type[msgspec.Struct], ...]]]:
+    """A handler's `opt` documenting the NDJSON body it reads from the request stream (Litestar
+    documents only a `data` parameter): each line is one of `lines`."""
+    return {STREAM_BODY_OPT: (description, lines)}
 
 
 def _component_schemas() -> dict[str, Schema]:
@@ -141,7 +225,7 @@ def _response(status: int, slugs: tuple[str, ...]) -> OpenAPIResponse:
 
 
 def _statuses(
-    path: str, operation: Operation, declared: dict[int, tuple[str, ...]]
+    path: str, operation: Operation, handler: HTTPRouteHandler | None
 ) -> dict[int, tuple[str, ...]]:
     params = operation.parameters or []
     statuses: set[int] = set()
@@ -152,11 +236,14 @@ def _statuses(
     if any(getattr(p, "param_in", None) == "path" for p in params):
         statuses.add(404)
     if operation.request_body is not None:
-        statuses |= {413, 415}
+        statuses.add(415)
+        if handler is None or handler.resolve_request_max_body_size() is not None:
+            statuses.add(413)
     if any(getattr(p, "name", None) == "Idempotency-Key" for p in params):
         statuses.add(422)
     if path.startswith("/v1/"):
         statuses.add(_UNAVAILABLE)
+    declared = dict(handler.opt.get(PROBLEMS_OPT, {})) if handler is not None else {}
     return {status: _SLUGS[status] for status in sorted(statuses)} | declared
 
 
@@ -194,30 +281,96 @@ def document_problems(app: Litestar) -> None:
         plugin.__class__ = _DocumentedOpenAPIPlugin
 
 
+def _rename_references(node: object, names: dict[str, str]) -> None:
+    """Point every `$ref` under `node` (the spec's dataclasses, lists and maps) at `names`."""
+    if isinstance(node, Reference):
+        target = node.ref.rsplit("/", 1)
+        if len(target) == 2 and target[1] in names:  # noqa: PLR2004
+            node.ref = f"{target[0]}/{names[target[1]]}"
+    elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for field in dataclasses.fields(node):
+            _rename_references(getattr(node, field.name), names)
+    elif isinstance(node, dict):
+        for value in node.values():
+            _rename_references(value, names)
+    elif isinstance(node, list):
+        for value in node:
+            _rename_references(value, names)
+
+
+def _rename_components(openapi: OpenAPI, schemas: dict[str, Schema]) -> None:
+    names = {old: new for old, new in _COMPONENT_NAMES.items() if old in schemas}
+    if not names:
+        return
+    for old, new in names.items():
+        schemas[old].title = new  # a generator names its class after the title
+    renamed = {names.get(key, key): schema for key, schema in schemas.items()}
+    schemas.clear()
+    schemas.update(renamed)
+    _rename_references(openapi, names)
+
+
+def _stream_body(
+    schemas: dict[str, Any], description: str, lines: tuple[type[msgspec.Struct], ...]
+) -> RequestBody:
+    """The NDJSON body of `lines`; their components are added (JSON Schema 2020-12, as in 3.1)
+    where Litestar has not made them already."""
+    refs, components = msgspec.json.schema_components(
+        lines, ref_template="#/components/schemas/{name}"
+    )
+    for name, component in components.items():
+        schemas.setdefault(name, component)
+    one_of = [Reference(ref=ref["$ref"]) for ref in refs]
+    return RequestBody(
+        description=description,
+        required=True,
+        content={"application/x-ndjson": OpenAPIMediaType(schema=Schema(one_of=one_of))},
+    )
+
+
 def _document(app: Litestar, openapi: OpenAPI) -> None:
-    declared: dict[tuple[str, str], dict[int, tuple[str, ...]]] = {}
+    handlers: dict[tuple[str, str], HTTPRouteHandler] = {}
     for route in app.routes:
         if isinstance(route, HTTPRoute):
-            for verb, (handler, _) in route.route_handler_map.items():
-                codes = handler.opt.get(PROBLEMS_OPT, {})
-                declared[(route.path_format or "/", str(verb).lower())] = dict(codes)
+            for verb, (route_handler, _) in route.route_handler_map.items():
+                handlers[(route.path_format or "/", str(verb).lower())] = route_handler
     if openapi.components.schemas is None:
         openapi.components.schemas = {}
-    openapi.components.schemas.update(_component_schemas())
+    schemas = openapi.components.schemas
+    _rename_components(openapi, schemas)
+    schemas.update(_component_schemas())
     for path, item in (openapi.paths or {}).items():
         for method in ("get", "head", "put", "post", "delete", "patch"):
             operation: Operation | None = getattr(item, method, None)
-            if operation is None:
-                continue
-            responses = {
-                code: answer
-                for code, answer in (operation.responses or {}).items()
-                if not _litestar_error(answer)
-            }
-            found = _statuses(path, operation, declared.get((path, method), {}))
-            for status in sorted(found):
-                responses[str(status)] = _response(status, found[status])
-            for answer in responses.values():
-                if isinstance(answer, OpenAPIResponse):
-                    answer.headers = {**(answer.headers or {}), "X-Request-ID": _REQUEST_ID}
-            operation.responses = responses
+            if operation is not None:
+                _document_operation(path, method, operation, handlers.get((path, method)), schemas)
+
+
+def _document_operation(
+    path: str,
+    method: str,
+    operation: Operation,
+    handler: HTTPRouteHandler | None,
+    schemas: dict[str, Schema],
+) -> None:
+    operation.operation_id = OPERATION_IDS.get((path, method), operation.operation_id)
+    stream = handler.opt.get(STREAM_BODY_OPT) if handler is not None else None
+    if stream is not None and operation.request_body is None:
+        operation.request_body = _stream_body(schemas, *stream)
+    for param in operation.parameters or []:
+        # An optional header (`str | None`, no default) is not required: Litestar documents
+        # it as required, and a generated client would demand it.
+        if getattr(param, "name", None) == "Idempotency-Key":
+            param.required = False  # type: ignore[union-attr]
+    responses = {
+        code: answer
+        for code, answer in (operation.responses or {}).items()
+        if not _litestar_error(answer)
+    }
+    found = _statuses(path, operation, handler)
+    for status in sorted(found):
+        responses[str(status)] = _response(status, found[status])
+    for answer in responses.values():
+        if isinstance(answer, OpenAPIResponse):
+            answer.headers = {**(answer.headers or {}), "X-Request-ID": _REQUEST_ID}
+    operation.responses = responses

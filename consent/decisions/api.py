@@ -17,6 +17,8 @@ from consent.decisions.policy import PolicyRuntime
 from consent.decisions.reasons import choose_language, reasons_in
 from consent.decisions.schemas import (
     ActionCatalogue,
+    AudienceHeader,
+    AudienceMember,
     AudienceSummaryLine,
     BatchRequest,
     BatchResponse,
@@ -28,7 +30,7 @@ from consent.decisions.schemas import (
 )
 from consent.decisions.service import Caller, DecisionService
 from consent.middleware import BODY_MEDIA_OPT
-from consent.openapi import PROBLEMS_OPT, problems
+from consent.openapi import PROBLEMS_OPT, ndjson_body, problems
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["DecisionController"]
@@ -143,6 +145,12 @@ class DecisionController(Controller):
         opt={
             PROBLEMS_OPT: problems(400)[PROBLEMS_OPT] | problems(503, slugs=_POLICY)[PROBLEMS_OPT],
             BODY_MEDIA_OPT: NDJSON,
+            **ndjson_body(
+                "A header line (`AudienceHeader`), then one member per line (`AudienceMember`). "
+                "Streamed: no size limit.",
+                AudienceHeader,
+                AudienceMember,
+            ),
         },
         status_code=200,
         request_max_body_size=None,
@@ -154,6 +162,7 @@ class DecisionController(Controller):
                 description='The allowed members\' lines, verbatim (`"output": "all"`: one '
                 '`{"line": n, "allow": bool, "reasons": [...]}` per valid member, in order), '
                 "then this `summary` line, always last.",
+                generate_examples=False,
             )
         },
     )
@@ -170,7 +179,10 @@ class DecisionController(Controller):
         memory; the answer is sent when all of it is decided: all or nothing (a 503 problem when
         no decision can be made). A run that fails after some members were decided keeps their
         decisions logged, and its problem's `Audience-Id` header names the run they are logged
-        under. Invalid member lines are skipped and counted."""
+        under. Invalid member lines are skipped and counted.
+        A generated client (openapi-python-client and the like) cannot call this operation: it
+        does not stream NDJSON. Send the lines with an HTTP client that streams a request body
+        and read the answer line by line."""
         audiences: AudienceFilter = request.app.state.audiences
         answer = await audiences.run(_caller(request), request.stream())
         return Stream(answer.body(), media_type=NDJSON)

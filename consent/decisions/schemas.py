@@ -341,24 +341,68 @@ class AudienceHeader(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     """First NDJSON line of an audience filter request."""
 
     action: Action
-    context: DecisionContext
+    context: Annotated[
+        DecisionContext,
+        msgspec.Meta(
+            description="Who asks and the circumstances, for every member (a member line may "
+            "override `jurisdiction`, `gpc`, `age`, `parental_consent`, "
+            "`parental_consent_third_parties` and `limit_sensitive` for itself)."
+        ),
+    ]
     # "allowed": echo the lines of allowed members; "all": one result line per member.
-    output: Literal["allowed", "all"] = "allowed"
+    output: Annotated[
+        Literal["allowed", "all"],
+        msgspec.Meta(
+            description="`allowed`: the answer echoes the lines of the allowed members, "
+            'verbatim; `all`: one `{"line": n, "allow": bool, "reasons": [...]}` per valid '
+            "member, in order."
+        ),
+    ] = "allowed"
 
 
 class AudienceMember(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """One NDJSON member line: `{"subject_id": ...}` or `{"type": ..., "value": ...}`, with
     optional overrides of the header's context for this member."""
 
-    subject_id: UUID | None = None
-    type: str | None = None
-    value: str | None = None
-    jurisdiction: Jurisdiction | msgspec.UnsetType | None = msgspec.UNSET
-    gpc: bool | msgspec.UnsetType = msgspec.UNSET
-    age: Age | msgspec.UnsetType | None = msgspec.UNSET
-    parental_consent: bool | msgspec.UnsetType = msgspec.UNSET
-    parental_consent_third_parties: bool | msgspec.UnsetType = msgspec.UNSET
-    limit_sensitive: bool | msgspec.UnsetType = msgspec.UNSET
+    subject_id: Annotated[
+        UUID | None,
+        msgspec.Meta(description="The member by subject id; or give `type` and `value`."),
+    ] = None
+    type: Annotated[
+        str | None,
+        msgspec.Meta(description="The member's identifier type (e.g. `email`), with `value`."),
+    ] = None
+    value: Annotated[
+        str | None,
+        msgspec.Meta(description="The member's identifier value, with `type`."),
+    ] = None
+    jurisdiction: Annotated[
+        Jurisdiction | msgspec.UnsetType | None,
+        msgspec.Meta(description="This member's jurisdiction, instead of the header's."),
+    ] = msgspec.UNSET
+    gpc: Annotated[
+        bool | msgspec.UnsetType,
+        msgspec.Meta(description="This member's Global Privacy Control signal."),
+    ] = msgspec.UNSET
+    age: Annotated[
+        Age | msgspec.UnsetType | None,
+        msgspec.Meta(description="This member's age in years."),
+    ] = msgspec.UNSET
+    parental_consent: Annotated[
+        bool | msgspec.UnsetType,
+        msgspec.Meta(description="This member's verified parental consent (see the header)."),
+    ] = msgspec.UNSET
+    parental_consent_third_parties: Annotated[
+        bool | msgspec.UnsetType,
+        msgspec.Meta(
+            description="This member's verified parental consent to disclosure to third "
+            "parties (see the header)."
+        ),
+    ] = msgspec.UNSET
+    limit_sensitive: Annotated[
+        bool | msgspec.UnsetType,
+        msgspec.Meta(description="This member asked to limit the use of sensitive data."),
+    ] = msgspec.UNSET
 
     def __post_init__(self) -> None:
         if isinstance(self.jurisdiction, str):

@@ -51,6 +51,7 @@ async def live() -> Health:
             Health,
             description="Not ready: `database` or `migrations_current` says why "
             "(`status` is `unavailable`).",
+            generate_examples=False,
         )
     },
 )
@@ -80,7 +81,9 @@ async def live_head() -> None:
     "/health/ready",
     tags=["health"],
     summary="Readiness (HEAD)",
-    responses={503: ResponseSpec(None, description="Not ready (GET says why).")},
+    responses={
+        503: ResponseSpec(None, description="Not ready (GET says why).", generate_examples=False)
+    },
 )
 async def ready_head(request: Request[Any, Any, Any]) -> Response[None]:
     """As `GET /health/ready`, without a body: 200 when ready, 503 when not."""

@@ -228,9 +228,7 @@ async def test_the_quick_start_runs_through_the_generated_client(
     )
     assert isinstance(decision, m.DecisionOut)
     assert (decision.allow, decision.reasons) == (True, ["allowed.consent"])
-    logged = await call(
-        "get", "/v1/decisions/{decision_id}", 200, decision_id=decision.decision_id
-    )
+    logged = await call("get", "/v1/decisions/{decision_id}", 200, decision_id=decision.decision_id)
     assert isinstance(logged, m.StoredDecision)
     assert logged.allow is True
 
