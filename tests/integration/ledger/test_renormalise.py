@@ -1,0 +1,486 @@
+"""`consent identifiers renormalise`: stored e-mail and phone identifiers re-spelt under the
+current normalisation rules (consent/subjects/identifiers.py), so that a lookup by the current
+spelling finds the person the ledger already knows.
+
+Identifiers are written here straight into the database, with the tenant's real lookup key and
+the subject's real data key, as the resolver writes them (consent/subjects/resolver.py). What
+the resolver encrypts is the value as normalised at the time (never the value as typed), so
+what the command can read back is that normalised value. The rules before commit 05ae932
+(`_old_email`, `_old_phone` below) lost information in it: IDNA 2003 spelt `straße.de` as
+`strasse.de`, and `+49 (0)30 ...` was kept as `+49030...`. Neither can be recovered from the
+stored value (`strasse.de` is another domain, and a leading 0 after the country code is part of
+some countries' numbers), and the command never guesses: see the first test. The re-spelling and
+linking tests store values as typed (`_store(..., stored=...)`), as a system that kept them that
+way would have: the real old code never wrote such rows.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import unicodedata
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consent.crypto.datakeys import DataKeys
+from consent.crypto.keys import KeyRing
+from consent.db.database import Database
+from consent.subjects.resolver import SubjectResolver
+from tests.conftest import Catalog, Tenant
+from tests.support.cli import cli_env, run_consent
+
+pytestmark = pytest.mark.integration
+
+_OLD_DECORATION = re.compile(r"[\s().\-/]")
+
+
+def _old_email(value: str) -> str:
+    """The e-mail spelling of the rules before 05ae932 (IDNA 2003: Python's `idna` codec)."""
+    value = unicodedata.normalize("NFC", value.strip()).lower()
+    local, _, domain = value.rpartition("@")
+    return local + "@" + domain.encode("idna").decode("ascii")
+
+
+def _old_phone(value: str) -> str:
+    """The phone spelling of the rules before 05ae932 (a "(0)" kept as a 0)."""
+    compact = _OLD_DECORATION.sub("", value.strip())
+    return "+" + compact[2:] if compact.startswith("00") else compact
+
+
+async def _subject(catalog: Catalog, customer: str) -> str:
+    """A subject with a consent (so a data key, audit token and state), by a customer id."""
+    written = await catalog.consent(
+        identifier={"type": "customer_id", "value": customer},
+        choices=[{"purpose": "newsletter", "choice": "granted"}],
+    )
+    return str(written["subject_id"])
+
+
+async def _store(
+    db: Database,
+    keyring: KeyRing,
+    tenant: Tenant,
+    subject: str,
+    id_type: str,
+    spelling: str,
+    stored: str | None = None,
+) -> None:
+    """Give `subject` an identifier found by the keyed HMAC of `spelling`, its value encrypted
+    as the resolver does: `stored` if given, else `spelling` (what the resolver stored)."""
+    tid, sid = uuid.UUID(tenant.id), uuid.UUID(subject)
+    async with db.tenant(tid) as conn:
+        dek = await DataKeys(keyring).get(conn, tid, sid)
+        value = (stored if stored is not None else spelling).encode()
+        enc = DataKeys.encrypt(dek, tid, sid, value, b"identifier/" + id_type.encode())
+        await conn.execute(
+            "insert into subject_identifier (tenant_id, id_type, lookup_hmac, subject_id, "
+            "value_enc) values ($1, $2, $3, $4, $5)",
+            tid,
+            id_type,
+            keyring.lookup_digest(tenant.id, id_type, spelling),
+            sid,
+            enc,
+        )
+
+
+async def _lookup(catalog: Catalog, id_type: str, value: str, tenant: Tenant | None = None) -> Any:
+    response = await catalog.client.post(
+        "/v1/subjects/lookup",
+        json={"identifier": {"type": id_type, "value": value}},
+        headers=(tenant or catalog.tenant).headers,
+    )
+    if response.status_code == 404:
+        return None
+    assert response.status_code == 200, response.text
+    return response.json()["subject_id"]
+
+
+async def _rows(db: Database) -> list[tuple[Any, ...]]:
+    """Every identifier and subject row as stored (what a run may change)."""
+    async with db.system() as conn:
+        ids = await conn.fetch(
+            "select tenant_id, id_type, lookup_hmac, subject_id, value_enc "
+            "from subject_identifier order by 1, 2, 3"
+        )
+        subjects = await conn.fetch("select id, merged_into from subject order by id")
+        leaves = await conn.fetchval("select count(*) from audit_event")
+    return [tuple(r) for r in ids] + [tuple(r) for r in subjects] + [(leaves,)]
+
+
+def _run(
+    database_dsn: str, keys_dir: Path, tmp_path: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = cli_env(database_dsn, keys_dir, tmp_path / "data")
+    return run_consent("identifiers", "renormalise", *args, env=env)
+
+
+def _summary(done: subprocess.CompletedProcess[str]) -> str:
+    return done.stdout.strip().splitlines()[-1]
+
+
+# -- the data the old rules wrote --------------------------------------------------------------
+
+
+async def test_what_the_old_rules_lost_is_never_guessed(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """The old rules stored `anna@strasse.de` for `Anna@Straße.de` and `+49030123456` for
+    `+49 (0)30 123456`. Both are also real identifiers of other people (the domain strasse.de;
+    an Italian number keeps its 0), so the command leaves them as they are: the person who owns
+    them is still found by them, and nobody else becomes her."""
+    subject = await _subject(catalog, "c-1")
+    await _store(db, keyring, catalog.tenant, subject, "email", _old_email("Anna@Straße.de"))
+    await _store(db, keyring, catalog.tenant, subject, "phone", _old_phone("+49 (0)30 123456"))
+    before = await _rows(db)
+
+    done = _run(database_dsn, keys_dir, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 2 identifiers: 0 re-spelt, 0 linked, 0 refused"
+    assert await _rows(db) == before
+    assert await _lookup(catalog, "email", "anna@strasse.de") == subject
+    assert await _lookup(catalog, "phone", "+49030123456") == subject
+
+
+async def test_an_address_the_current_rules_refuse_is_reported_by_subject_id_only(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """The old rules took a zero-width space or soft hyphen in the local part; the current
+    ones refuse it (400), so that person is no longer found by any spelling. The command
+    leaves the row, counts it and names the subject, never the address."""
+    subject = await _subject(catalog, "c-1")
+    other = await _subject(catalog, "c-2")
+    await _store(db, keyring, catalog.tenant, subject, "email", _old_email("Ann\u200b@Example.com"))
+    await _store(db, keyring, catalog.tenant, other, "email", _old_email("bo\u00adb@example.com"))
+    before = await _rows(db)
+
+    done = _run(database_dsn, keys_dir, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 2 identifiers: 0 re-spelt, 0 linked, 2 refused"
+    refused = [line for line in done.stdout.splitlines() if line.startswith("refused")]
+    assert sorted(refused) == sorted(
+        f"refused: tenant {catalog.tenant.id} subject {s} (email): not valid under the current "
+        "rules, left as it is"
+        for s in (subject, other)
+    )
+    for value in ("ann", "bo\u00adb", "example"):
+        assert value not in (done.stdout + done.stderr).lower()
+    assert await _rows(db) == before
+
+
+async def test_a_value_the_current_rules_write_themselves_is_left_alone(
+    catalog: Catalog, db: Database, database_dsn: str, keys_dir: Path, tmp_path: Path
+) -> None:
+    """`str.lower()` after NFC can leave a value out of canonical order (a dotted capital I
+    with a mark below): normalising the stored value again reorders it, but a lookup by the
+    spelling the person types still computes the unordered one. Re-spelling it would lose her."""
+    spelling = "x\u0130\u0316@example.com"
+    written = await catalog.consent(
+        identifier={"type": "email", "value": spelling},
+        choices=[{"purpose": "newsletter", "choice": "granted"}],
+    )
+    before = await _rows(db)
+
+    done = _run(database_dsn, keys_dir, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 1 identifier: 0 re-spelt, 0 linked, 0 refused"
+    assert await _rows(db) == before
+    assert await _lookup(catalog, "email", spelling) == written["subject_id"]
+
+
+# -- re-spelling and linking -------------------------------------------------------------------
+
+
+async def test_a_stored_spelling_is_respelt_and_found_by_the_current_one(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    subject = await _subject(catalog, "c-1")
+    email, phone = "Anna@Straße.de", "+49 (0)30 123456"
+    await _store(db, keyring, catalog.tenant, subject, "email", _old_email(email), stored=email)
+    await _store(db, keyring, catalog.tenant, subject, "phone", _old_phone(phone), stored=phone)
+    assert await _lookup(catalog, "email", "anna@xn--strae-oqa.de") is None
+
+    done = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 2 identifiers: 2 re-spelt, 0 linked, 0 refused"
+    assert "checked: 2/2" in done.stderr  # the progress line (not a terminal: the final one)
+    for id_type, spelling in (
+        ("email", "anna@xn--strae-oqa.de"),
+        ("email", email),
+        ("phone", "+4930123456"),
+        ("phone", phone),
+    ):
+        assert await _lookup(catalog, id_type, spelling) == subject, spelling
+    # The old spellings are gone: strasse.de is someone else's domain.
+    assert await _lookup(catalog, "email", "anna@strasse.de") is None
+    # The value is the current spelling, under the same data key (what an access request reads).
+    tid = uuid.UUID(catalog.tenant.id)
+    async with db.tenant(tid) as conn:
+        held = await SubjectResolver(keyring).identifiers(conn, tid, uuid.UUID(subject))
+    assert sorted((i.type, i.value) for i in held) == [
+        ("customer_id", "c-1"),
+        ("email", "anna@xn--strae-oqa.de"),
+        ("phone", "+4930123456"),
+    ]
+
+    again = _run(database_dsn, keys_dir, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert _summary(again) == "checked 2 identifiers: 0 re-spelt, 0 linked, 0 refused"
+
+
+async def test_a_respelling_that_belongs_to_another_subject_links_the_two(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """Anna arrived once as `Anna@Straße.de` (stored under the old spelling) and once, from
+    another system, as `anna@xn--strae-oqa.de` (a second subject): one person, linked as
+    `POST /v1/subjects/link` links (the older subject survives, with both histories)."""
+    first = await _subject(catalog, "c-1")
+    second = await catalog.consent(
+        identifier={"type": "email", "value": "anna@xn--strae-oqa.de"},
+        choices=[{"purpose": "ads", "choice": "granted"}],
+    )
+    email = "Anna@Straße.de"
+    await _store(db, keyring, catalog.tenant, first, "email", _old_email(email), stored=email)
+    async with db.system() as conn:
+        leaves = await conn.fetchval("select count(*) from audit_event")
+
+    done = _run(database_dsn, keys_dir, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 2 identifiers: 0 re-spelt, 1 linked, 0 refused"
+    for id_type, value in (
+        ("email", "anna@xn--strae-oqa.de"),
+        ("email", email),
+        ("customer_id", "c-1"),
+    ):
+        assert await _lookup(catalog, id_type, value) == first
+    async with db.system() as conn:
+        merged = await conn.fetchval(
+            "select merged_into from subject where id = $1", uuid.UUID(second["subject_id"])
+        )
+        kinds = await conn.fetch("select kind from audit_event order by event_id offset $1", leaves)
+        old = await conn.fetchval(
+            "select count(*) from subject_identifier where lookup_hmac = $1",
+            keyring.lookup_digest(catalog.tenant.id, "email", "anna@strasse.de"),
+        )
+    assert str(merged) == first
+    assert [r["kind"] for r in kinds] == ["subject.linked"]
+    assert old == 0
+    state = await catalog.client.get(f"/v1/subjects/{first}/consents", headers=catalog.h)
+    assert state.status_code == 200, state.text
+    assert {c["purpose"] for c in state.json()["consents"]} >= {"newsletter", "ads"}
+
+    again = _run(database_dsn, keys_dir, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert _summary(again) == "checked 1 identifier: 0 re-spelt, 0 linked, 0 refused"
+
+
+async def test_a_dry_run_changes_nothing_and_says_what_it_would_do(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    a, b = await _subject(catalog, "c-1"), await _subject(catalog, "c-2")
+    await catalog.consent(
+        identifier={"type": "phone", "value": "+4930123456"},
+        choices=[{"purpose": "ads", "choice": "granted"}],
+    )
+    phone = "+49 (0)30 123456"
+    await _store(db, keyring, catalog.tenant, a, "email", "x@strasse.de", stored="x@Straße.de")
+    await _store(db, keyring, catalog.tenant, b, "phone", _old_phone(phone), stored=phone)
+    await _store(db, keyring, catalog.tenant, b, "email", "zw\u200b@example.com")
+    before = await _rows(db)
+
+    done = _run(database_dsn, keys_dir, tmp_path, "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == (
+        "dry run, nothing changed: checked 4 identifiers: would re-spell 1, would link 1, 1 refused"
+    )
+    assert await _rows(db) == before
+
+
+async def test_another_tenant_is_untouched_and_bad_arguments_exit_2(
+    catalog: Catalog,
+    other_tenant: Tenant,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    mine = await _subject(catalog, "c-1")
+    email = "Anna@Straße.de"
+    await _store(db, keyring, catalog.tenant, mine, "email", _old_email(email), stored=email)
+    other_id = uuid.UUID(other_tenant.id)
+    async with db.tenant(other_id) as conn:
+        theirs = str(
+            await conn.fetchval(
+                "insert into subject (tenant_id) values ($1) returning id", other_id
+            )
+        )
+        await DataKeys(keyring).ensure(conn, other_id, uuid.UUID(theirs))
+    await _store(db, keyring, other_tenant, theirs, "email", _old_email(email), stored=email)
+
+    async def snapshot(tenant: Tenant) -> list[Any]:
+        return [r for r in await _rows(db) if r[0] == uuid.UUID(tenant.id)]
+
+    before_theirs = await snapshot(other_tenant)
+    done = _run(database_dsn, keys_dir, tmp_path, "--tenant", catalog.tenant.id)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 1 identifier: 1 re-spelt, 0 linked, 0 refused"
+    assert await _lookup(catalog, "email", "anna@xn--strae-oqa.de") == mine
+    assert await snapshot(other_tenant) == before_theirs
+
+    for args, message in (
+        (("--tenant", "not-a-tenant"), "--tenant"),
+        (("--tenant", str(uuid.uuid4())), "no tenant"),
+        (("--batch-size", "0"), "--batch-size"),
+    ):
+        refused = _run(database_dsn, keys_dir, tmp_path, *args)
+        assert refused.returncode == 2, (args, refused.stderr)
+        assert message in refused.stderr
+    assert await snapshot(other_tenant) == before_theirs
+
+    everyone = _run(database_dsn, keys_dir, tmp_path)
+    assert everyone.returncode == 0, everyone.stderr
+    assert _summary(everyone) == "checked 2 identifiers: 1 re-spelt, 0 linked, 0 refused"
+    assert await snapshot(other_tenant) != before_theirs
+
+
+async def test_a_run_that_stops_part_way_keeps_its_batches_and_a_rerun_finishes(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """One batch per subject; the second subject's data key cannot be unwrapped (a damaged
+    row): exit 1, the first batch stays done, the second untouched; once the key is back, a
+    second run finishes the work."""
+    subjects = sorted(
+        [await _subject(catalog, "c-1"), await _subject(catalog, "c-2")], key=uuid.UUID
+    )
+    for i, subject in enumerate(subjects):
+        typed = f"p{i}@Straße.de"
+        await _store(db, keyring, catalog.tenant, subject, "email", _old_email(typed), stored=typed)
+    later = uuid.UUID(subjects[1])
+    async with db.system() as conn:
+        wrapped = await conn.fetchval(
+            "select dek_wrapped from subject_key where subject_id = $1", later
+        )
+        damaged = bytes(wrapped[:-1]) + bytes([wrapped[-1] ^ 1])
+        await conn.execute(
+            "update subject_key set dek_wrapped = $2 where subject_id = $1", later, damaged
+        )
+
+    stopped = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    assert stopped.returncode == 1, stopped.stderr
+    assert "run the command again" in stopped.stderr
+    assert await _lookup(catalog, "email", "p0@xn--strae-oqa.de") == subjects[0]
+    assert await _lookup(catalog, "email", "p1@xn--strae-oqa.de") is None
+    assert await _lookup(catalog, "email", "p1@strasse.de") == subjects[1]
+
+    async with db.system() as conn:
+        await conn.execute(
+            "update subject_key set dek_wrapped = $2 where subject_id = $1", later, wrapped
+        )
+    finished = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    assert finished.returncode == 0, finished.stderr
+    assert _summary(finished) == "checked 2 identifiers: 1 re-spelt, 0 linked, 0 refused"
+    assert await _lookup(catalog, "email", "p1@xn--strae-oqa.de") == subjects[1]
+
+
+async def test_an_erasure_after_a_respelling_still_clears_the_old_spellings_decisions(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """A decision asked about an identifier the ledger did not know yet is logged with its
+    keyed HMAC, which erasure clears by the subject's identifier rows (migration 0022). The
+    re-spelling removes the row with the old HMAC, so it clears those decisions' HMACs first:
+    else they would outlive her erasure, the last trace that the address was asked about."""
+    old = "x@strasse.de"
+    asked = await catalog.post(
+        "/v1/decisions",
+        {
+            "subject": {"identifier": {"type": "email", "value": old}},
+            "action": "web.analytics",
+            "context": {"requester": "cdp-main"},
+        },
+        status=200,
+    )
+    subject = await _subject(catalog, "c-1")
+    await _store(db, keyring, catalog.tenant, subject, "email", old, stored="x@Straße.de")
+
+    done = _run(database_dsn, keys_dir, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 1 identifier: 1 re-spelt, 0 linked, 0 refused"
+    erased = await catalog.client.delete(f"/v1/subjects/{subject}", headers=catalog.h)
+    assert erased.status_code == 200, erased.text
+    async with db.system() as conn:
+        left = await conn.fetchval(
+            "select lookup_hmac from decision_log where id = $1", uuid.UUID(asked["decision_id"])
+        )
+    assert left is None
+
+
+async def test_identifiers_a_link_brings_into_a_checked_subject_are_checked_too(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """Subjects are taken in id order. The link that joins the first subject (the older, so
+    the survivor) with the last one moves the last one's identifiers onto the first, already
+    past: they are checked in the same run, so a second run has nothing left to do."""
+    tid = uuid.UUID(catalog.tenant.id)
+    first = uuid.UUID("00000000-0000-4000-8000-000000000001")
+    last = uuid.UUID("ffffffff-ffff-4fff-bfff-ffffffffffff")
+    for sid in (first, last):  # `first` created before `last`: it survives the link
+        async with db.tenant(tid) as conn:
+            await conn.execute("insert into subject (id, tenant_id) values ($1, $2)", sid, tid)
+            await DataKeys(keyring).ensure(conn, tid, sid)
+    email, phone = "Anna@Straße.de", "+49 (0)30 123456"
+    await _store(db, keyring, catalog.tenant, str(first), "email", _old_email(email), stored=email)
+    await _store(db, keyring, catalog.tenant, str(last), "email", "anna@xn--strae-oqa.de")
+    await _store(db, keyring, catalog.tenant, str(last), "phone", _old_phone(phone), stored=phone)
+
+    done = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    assert done.returncode == 0, done.stderr
+    assert _summary(done).endswith(": 1 re-spelt, 1 linked, 0 refused"), done.stdout
+    assert await _lookup(catalog, "phone", "+4930123456") == str(first)
+    assert await _lookup(catalog, "email", "anna@xn--strae-oqa.de") == str(first)
+
+    again = _run(database_dsn, keys_dir, tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert _summary(again) == "checked 2 identifiers: 0 re-spelt, 0 linked, 0 refused"
