@@ -51,7 +51,9 @@ def _domain_label(label: str) -> str:
 
 def _email(value: str) -> str:
     value = unicodedata.normalize("NFC", value.strip())
-    lowered = value.lower()
+    # NFC again after lower case: lower-casing can leave marks out of canonical order (a dotted
+    # capital I before a mark below), and the stored spelling must normalise to itself.
+    lowered = unicodedata.normalize("NFC", value.lower())
     # No control character (NUL, C1 and the like) belongs in an address, nor in its lookup hash;
     # nor an invisible format character (a zero-width space pasted along with it), which would
     # make the same address another person.

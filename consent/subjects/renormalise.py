@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -109,17 +108,10 @@ class Outcome:
 
 def respelling(id_type: str, stored: str) -> str | None:
     """The current spelling of a stored (normalised) value, or None when it is current.
-    InvalidIdentifier: the current rules refuse it.
-
-    A value that differs from its current spelling only in canonical order or composition
-    (NFC) is what the current rules themselves write: `_email` lower-cases after NFC, and
-    `str.lower()` can leave the result out of canonical order (a dotted capital I before a mark
-    below), so normalising that value again reorders it while a lookup by the spelling the
-    person types still computes the unordered one. Re-spelling it would lose that person."""
+    InvalidIdentifier: the current rules refuse it. (The rules normalise their own output to
+    itself, so a value they wrote is current.)"""
     current = normalize(id_type, stored)
-    if unicodedata.normalize("NFC", current) == unicodedata.normalize("NFC", stored):
-        return None
-    return current
+    return None if current == stored else current
 
 
 def _context(id_type: str) -> bytes:

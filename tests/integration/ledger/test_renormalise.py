@@ -183,9 +183,8 @@ async def test_an_address_the_current_rules_refuse_is_reported_by_subject_id_onl
 async def test_a_value_the_current_rules_write_themselves_is_left_alone(
     catalog: Catalog, db: Database, database_dsn: str, keys_dir: Path, tmp_path: Path
 ) -> None:
-    """`str.lower()` after NFC can leave a value out of canonical order (a dotted capital I
-    with a mark below): normalising the stored value again reorders it, but a lookup by the
-    spelling the person types still computes the unordered one. Re-spelling it would lose her."""
+    """What today's rules write is current: even a spelling whose lower case needs reordering
+    (a dotted capital I with a mark below) is stored in the order a lookup computes."""
     spelling = "x\u0130\u0316@example.com"
     written = await catalog.consent(
         identifier={"type": "email", "value": spelling},
