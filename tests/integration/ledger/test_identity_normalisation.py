@@ -128,7 +128,7 @@ def test_the_domain_is_spelt_as_uts46_non_transitional_spells_it(labels: list[st
     assert _normalised("ann@" + domain) == "ann@" + expected
 
 
-_ADDRESS_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="@\n\r\t ")
+_ADDRESS_CHARS = st.characters(exclude_categories=["Cs"], exclude_characters="@\n\r\t ")
 
 
 @settings(max_examples=400)
