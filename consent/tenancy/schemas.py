@@ -152,6 +152,8 @@ class ApiKeyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
+    """An API key's record, without its secret."""
+
     id: Annotated[
         UUID,
         msgspec.Meta(
@@ -184,6 +186,8 @@ class ApiKey(msgspec.Struct, frozen=True, kw_only=True):
 class ApiKeyCreated(msgspec.Struct, frozen=True, kw_only=True):
     """Returned once, at creation: `secret` is not stored and cannot be shown again."""
 
+    # The same words as ApiKey's own: Litestar gives the component the description of the
+    # first reference it meets, which depends on its plugins (pydantic's, in development).
     key: Annotated[ApiKey, msgspec.Meta(description="An API key's record, without its secret.")]
     secret: Annotated[
         str,
