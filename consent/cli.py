@@ -270,38 +270,30 @@ async def _keys_rotate(settings: Settings, batch_size: int) -> int:
 
 
 async def _rewrap(settings: Settings, batch_size: int) -> int:
-    from consent.crypto.binding import KeyRingMismatch, bind_or_check
+    from consent.crypto.binding import KeyRingMismatch, open_bound
     from consent.crypto.datakeys import RewrapIncomplete, rewrap_all
     from consent.crypto.keys import KeyError_, load_keyring
-    from consent.db.database import Database
-    from consent.db.migrate import apply_migrations, default_migrations_dir
 
     ring = load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
-    db = await Database.from_settings(settings)
     try:
-        async with db.pool.acquire() as conn:
-            await apply_migrations(conn, default_migrations_dir())  # as `consent import` does
-            try:
-                await bind_or_check(conn, ring)  # records the new KEK
-            except KeyRingMismatch as exc:
-                print(f"consent keys rotate: {exc}", file=sys.stderr)  # noqa: T201
-                return 1
-        try:
-            count = await rewrap_all(
-                db, ring, batch_size=batch_size, progress=_progress("re-wrapped")
-            )
-        except KeyError_ as exc:  # a data key that does not unwrap: its batch rolled back
-            print(  # noqa: T201
-                f"consent keys rotate: {exc}; nothing after this key was re-wrapped",
-                file=sys.stderr,
-            )
-            return 1
-        except RewrapIncomplete as exc:
-            print(  # noqa: T201
-                f"consent keys rotate: {exc}; run `consent keys rotate --rewrap-only` again",
-                file=sys.stderr,
-            )
-            return 1
+        db = await open_bound(settings, ring)  # records the new KEK
+    except KeyRingMismatch as exc:
+        print(f"consent keys rotate: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    try:
+        count = await rewrap_all(db, ring, batch_size=batch_size, progress=_progress("re-wrapped"))
+    except KeyError_ as exc:  # a data key that does not unwrap: its batch rolled back
+        print(  # noqa: T201
+            f"consent keys rotate: {exc}; nothing after this key was re-wrapped",
+            file=sys.stderr,
+        )
+        return 1
+    except RewrapIncomplete as exc:
+        print(  # noqa: T201
+            f"consent keys rotate: {exc}; run `consent keys rotate --rewrap-only` again",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         await db.close()
     print(f"{count} data keys re-wrapped under {ring.current_kek_id}", file=sys.stderr)  # noqa: T201
@@ -322,26 +314,22 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 
 
 async def _keys_retire(settings: Settings, kek_ids: list[str] | None) -> int:
-    from consent.crypto.binding import KeyRingMismatch, bind_or_check
+    from consent.crypto.binding import KeyRingMismatch, open_bound
     from consent.crypto.datakeys import KekInUse, retire_keks
     from consent.crypto.keys import load_keyring
-    from consent.db.database import Database
-    from consent.db.migrate import apply_migrations, default_migrations_dir
 
     keys_dir = settings.resolved_keys_dir
     ring = load_keyring(keys_dir, create=False)
-    db = await Database.from_settings(settings)
     try:
-        async with db.pool.acquire() as conn:
-            await apply_migrations(conn, default_migrations_dir())  # as `keys rotate` does
-            # Never judge another database's keys "unused": this must be its key directory.
-            await bind_or_check(conn, ring)
-        done = await retire_keks(db, keys_dir, kek_ids)
+        # Never judge another database's keys "unused": this must be its key directory.
+        db = await open_bound(settings, ring)
+        try:
+            done = await retire_keks(db, keys_dir, kek_ids)
+        finally:
+            await db.close()
     except (KeyRingMismatch, KekInUse) as exc:
         print(f"consent keys retire: {exc}, nothing was retired", file=sys.stderr)  # noqa: T201
         return 1
-    finally:
-        await db.close()
     for kek_id in done.retired:
         print(f"retired {kek_id}")  # noqa: T201
     for kek_id in done.absent:
@@ -583,6 +571,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from consent.crypto.keys import KeyError_
     from consent.db.database import DatabaseUnavailable
+    from consent.db.migrate import MigrationError
 
     try:
         result: int = args.func(args)
@@ -590,7 +579,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The error's name only, never the URL: it may hold a password.
         print(f"consent {args.command}: cannot reach the database ({exc})", file=sys.stderr)  # noqa: T201
         return 1
-    except KeyError_ as exc:  # a key ring that cannot be loaded: missing or damaged keys
+    except (KeyError_, MigrationError) as exc:  # keys that cannot be loaded; a migration
+        # that cannot be applied (a file edited after it was applied)
         print(f"consent {args.command}: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     except asyncpg.UndefinedTableError:

@@ -91,14 +91,19 @@ def encode_seq_cursor(seq: int) -> str:
 def decode_seq_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
+    raw = _unpadded_b64(cursor)
     seq = int.from_bytes(raw, "big")
     if len(raw) != _SEQ or seq > _MAX_SEQ:  # beyond bigint: a 400, not the database's error
         raise ValidationFailed.field("cursor", _NOT_OURS)
     return seq
+
+
+def _unpadded_b64(cursor: str) -> bytes:
+    """The bytes of a cursor (URL-safe base64 without its padding); b"" when it is none."""
+    try:
+        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError):
+        return b""
 
 
 def _subject_tag(kind: SubjectList, subject_id: UUID) -> bytes:
@@ -117,10 +122,7 @@ def decode_subject_cursor(kind: SubjectList, subject_id: UUID, cursor: str | Non
     `encode_subject_cursor` did not make for this (kind, subject)."""
     if cursor is None:
         return None
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
+    raw = _unpadded_b64(cursor)
     seq = int.from_bytes(raw[:_SEQ], "big")
     if (
         len(raw) != _SEQ + _TAG

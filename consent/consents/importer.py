@@ -936,9 +936,8 @@ def summary(result: ImportResult) -> str:
 
 async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | None) -> int:
     from consent.config import load_settings
-    from consent.crypto.binding import KeyRingMismatch, bind_or_check
+    from consent.crypto.binding import KeyRingMismatch, open_bound
     from consent.crypto.keys import load_keyring
-    from consent.db.migrate import apply_migrations, default_migrations_dir
 
     settings = load_settings()
     keyring = load_keyring(
@@ -946,14 +945,11 @@ async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | N
         kek=settings.kek,
         create=settings.environment == "development",
     )
-    db = await Database.from_settings(settings)
     try:
-        async with db.pool.acquire() as conn:
-            await apply_migrations(conn, default_migrations_dir())
-            try:
-                await bind_or_check(conn, keyring)
-            except KeyRingMismatch as exc:
-                return _fail(str(exc), 2)
+        db = await open_bound(settings, keyring)
+    except KeyRingMismatch as exc:
+        return _fail(str(exc), 2)
+    try:
         result = await import_file(
             db,
             keyring,

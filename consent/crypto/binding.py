@@ -14,11 +14,12 @@ import hashlib
 import hmac
 from typing import Final
 
+from consent.config import Settings
 from consent.crypto.keys import KeyRing
-from consent.db.database import Conn
+from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 
-__all__ = ["KeyRingMismatch", "bind_or_check", "lookup_fingerprint"]
+__all__ = ["KeyRingMismatch", "bind_or_check", "lookup_fingerprint", "open_bound"]
 
 Q = SqlFile.beside(__file__, "queries.sql")
 _LABEL: Final = b"consent/lookup-key-fingerprint"
@@ -55,3 +56,19 @@ async def bind_or_check(conn: Conn, ring: KeyRing) -> None:
             )
         if ring.current_kek_id not in row["kek_ids"]:
             await conn.execute(Q.record_kek, ring.current_kek_id)
+
+
+async def open_bound(settings: Settings, ring: KeyRing) -> Database:
+    """The configured database for an operator command: migrated, and bound to `ring` (raises
+    KeyRingMismatch, with the database closed, when it belongs to another key ring)."""
+    from consent.db.migrate import apply_migrations, default_migrations_dir
+
+    db = await Database.from_settings(settings)
+    try:
+        async with db.pool.acquire() as conn:
+            await apply_migrations(conn, default_migrations_dir())
+            await bind_or_check(conn, ring)  # records a rotation's new KEK too
+    except BaseException:
+        await db.close()
+        raise
+    return db

@@ -316,40 +316,35 @@ def _say(message: str) -> int:
 
 async def _main(args: argparse.Namespace) -> int:
     from consent.cli import _progress, _settings
-    from consent.crypto.binding import KeyRingMismatch, bind_or_check
+    from consent.crypto.binding import KeyRingMismatch, open_bound
     from consent.crypto.keys import KeyError_, load_keyring
-    from consent.db.migrate import apply_migrations, default_migrations_dir
 
     settings = _settings()
     ring = load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
-    db = await Database.from_settings(settings)
     try:
-        async with db.pool.acquire() as conn:
-            await apply_migrations(conn, default_migrations_dir())  # as `consent import` does
-            try:
-                await bind_or_check(conn, ring)
-            except KeyRingMismatch as exc:
-                return _say(str(exc))
-        try:
-            outcome = await renormalise(
-                db,
-                ring,
-                AuditWriter(settings.audit_origin),
-                tenant_id=args.tenant,
-                dry_run=args.dry_run,
-                batch_size=args.batch_size,
-                progress=_progress("checked"),
-            )
-        except UnknownTenant as exc:
-            print(f"{_COMMAND}: --tenant: {exc}", file=sys.stderr)  # noqa: T201
-            return 2
-        except KeyError_ as exc:  # a data key that does not unwrap: its batch rolled back
-            return _say(f"{exc}; the batches before it are done, run the command again")
-        except asyncpg.PostgresError as exc:
-            return _say(
-                f"the database failed ({type(exc).__name__}); the batches before it are done, "
-                "run the command again"
-            )
+        db = await open_bound(settings, ring)
+    except KeyRingMismatch as exc:
+        return _say(str(exc))
+    try:
+        outcome = await renormalise(
+            db,
+            ring,
+            AuditWriter(settings.audit_origin),
+            tenant_id=args.tenant,
+            dry_run=args.dry_run,
+            batch_size=args.batch_size,
+            progress=_progress("checked"),
+        )
+    except UnknownTenant as exc:
+        print(f"{_COMMAND}: --tenant: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyError_ as exc:  # a data key that does not unwrap: its batch rolled back
+        return _say(f"{exc}; the batches before it are done, run the command again")
+    except asyncpg.PostgresError as exc:
+        return _say(
+            f"the database failed ({type(exc).__name__}); the batches before it are done, "
+            "run the command again"
+        )
     finally:
         await db.close()
     for r in outcome.refused:
