@@ -22,6 +22,7 @@ is documented, line type by line type, with its 415.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -310,6 +311,31 @@ def _rename_components(openapi: OpenAPI, schemas: dict[str, Schema]) -> None:
     _rename_references(openapi, names)
 
 
+def _structs() -> dict[str, type[msgspec.Struct]]:
+    """The service's structs by class name (names that two structs share are left out)."""
+    found: dict[str, list[type[msgspec.Struct]]] = {}
+    pending: list[type[msgspec.Struct]] = [msgspec.Struct]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            pending.append(sub)
+            if sub.__module__.startswith("consent."):
+                found.setdefault(sub.__name__, []).append(sub)
+    return {name: classes[0] for name, classes in found.items() if len(set(classes)) == 1}
+
+
+def _describe_components(schemas: dict[str, Schema]) -> None:
+    """Each struct's component is described by the struct's docstring, or not at all. Litestar
+    gives a component the description of the first field that refers to it with one (a
+    field's `msgspec.Meta`), and which field comes first depends on the order it walks the
+    routes in, which changes from one process to the next: the document must not."""
+    structs = _structs()
+    for name, schema in schemas.items():
+        struct = structs.get(name)
+        if struct is not None and isinstance(schema, Schema):
+            doc = inspect.getdoc(struct)
+            schema.description = " ".join(doc.split()) if doc else None
+
+
 def _stream_body(
     schemas: dict[str, Any], description: str, lines: tuple[type[msgspec.Struct], ...]
 ) -> RequestBody:
@@ -338,6 +364,7 @@ def _document(app: Litestar, openapi: OpenAPI) -> None:
         openapi.components.schemas = {}
     schemas = openapi.components.schemas
     _rename_components(openapi, schemas)
+    _describe_components(schemas)
     schemas.update(_component_schemas())
     for path, item in (openapi.paths or {}).items():
         for method in ("get", "head", "put", "post", "delete", "patch"):
