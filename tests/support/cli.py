@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ROOT", "cli_env", "free_port", "run_consent"]
+__all__ = ["ROOT", "as_an_unprivileged_user", "cli_env", "free_port", "run_consent"]
 
 ROOT = Path(__file__).resolve().parents[2]
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE = 1
+_CAP_DAC_READ_SEARCH = 2
 
 
 def cli_env(
@@ -50,3 +54,15 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def as_an_unprivileged_user() -> None:
+    """A `preexec_fn`: in the child, file permissions apply even when the tests run as root
+    (which may read and write any file): drop the capabilities that override them. Only for
+    children that touch no file of another user (the embedded PostgreSQL's socket is one)."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")

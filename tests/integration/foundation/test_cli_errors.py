@@ -3,23 +3,19 @@ never a traceback."""
 
 from __future__ import annotations
 
-import ctypes
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from consent.crypto.keys import load_keyring
 from consent.db.scratch import create_database, drop_database
-from tests.support.cli import ROOT, cli_env, run_consent
+from tests.support.cli import ROOT, as_an_unprivileged_user, cli_env, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-_PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE = 1
-_CAP_DAC_READ_SEARCH = 2
 
 
 @pytest.fixture
@@ -43,14 +39,36 @@ def test_an_unmigrated_database_is_named_as_such(
     assert "consent audit: the database has not been migrated (`consent migrate`)" in (done.stderr)
 
 
-def _as_an_unprivileged_user() -> None:
-    """In the child: file permissions apply to it even when the tests run as root."""
-    if os.geteuid() != 0:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+@pytest.fixture
+async def edited_dsn(pg_server_dsn: str) -> AsyncIterator[str]:
+    """A database whose first migration's recorded checksum is not its file's any more."""
+    dsn = await create_database(pg_server_dsn, prefix="consent_edited")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("update schema_migrations set sha256 = 'x' where version = 1")
+    finally:
+        await conn.close()
+    yield dsn
+    await drop_database(pg_server_dsn, dsn)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("keys", "retire"), ("identifiers", "renormalise"), ("tenant", "create", "Acme")],
+    ids=["keys-retire", "renormalise", "tenant-create"],
+)
+def test_a_migration_edited_after_it_was_applied_is_one_line(
+    edited_dsn: str, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """`consent keys retire` and `consent identifiers renormalise` died with a MigrationError
+    traceback (`consent migrate` and `consent import` said it in one line)."""
+    load_keyring(tmp_path / "keys", create=True)  # a key ring of its own, on disk
+    done = run_consent(*args, env=cli_env(edited_dsn, data_dir=tmp_path))
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert f"consent {args[0]}: 0001_foundation.sql was edited after it was applied" in (
+        done.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -70,7 +88,7 @@ def test_a_keys_directory_it_may_not_read_is_one_line_naming_it(
             text=True,
             timeout=120,
             check=False,
-            preexec_fn=_as_an_unprivileged_user,
+            preexec_fn=as_an_unprivileged_user,
         )
     finally:
         keys.chmod(0o700)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -21,33 +20,21 @@ from typing import IO
 import pytest
 
 from consent.db.database import Database
-from tests.support.cli import ROOT, cli_env, free_port, run_consent
+from tests.support.cli import ROOT, as_an_unprivileged_user, cli_env, free_port, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-_PR_CAPBSET_DROP = 24
-_CAP_DAC_OVERRIDE = 1
-_CAP_DAC_READ_SEARCH = 2
 
 
 def _unreachable_database() -> str:
     return f"postgresql://postgres@127.0.0.1:{free_port()}/consent"
 
 
-def _as_an_unprivileged_user() -> None:
-    """In the child: file permissions apply to it even when the tests run as root (which may
-    read and write any file): drop the capabilities that override them."""
-    if os.geteuid() != 0:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
-        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
-
-
-def _serve_until_it_exits(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _serve_until_it_exits(
+    env: dict[str, str], *, unprivileged: bool = False
+) -> subprocess.CompletedProcess[str]:
     """`consent serve` that is expected to refuse to start; if it serves nevertheless, it and
-    its workers are killed after a while (the test then fails on what it said)."""
+    its workers are killed after a while (the test then fails on what it said). `unprivileged`:
+    without root's right to read any file (the keys directory tests)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "consent", "serve"],
         env=env,
@@ -55,7 +42,7 @@ def _serve_until_it_exits(env: dict[str, str]) -> subprocess.CompletedProcess[st
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_as_an_unprivileged_user,  # noqa: PLW1509 - no threads to deadlock here
+        preexec_fn=as_an_unprivileged_user if unprivileged else None,  # noqa: PLW1509
         start_new_session=True,
     )
     try:
@@ -104,7 +91,7 @@ def test_a_keys_directory_it_may_not_read_is_one_line_naming_it(
     keys.mkdir(mode=0)
     env = cli_env(database_dsn, keys, tmp_path, CONSENT_PORT=str(free_port()))
     try:
-        done = _serve_until_it_exits(env)
+        done = _serve_until_it_exits(env, unprivileged=True)
     finally:
         keys.chmod(0o700)
     _one_line(done, 1, "consent serve: ", "Permission denied", str(keys))
@@ -230,9 +217,16 @@ async def test_every_line_it_logs_is_json_also_when_a_worker_fails(
     # What only a worker finds: a migration whose recorded checksum is not its file's (the
     # main process checks the keys, the policy and that the database answers, not this).
     async with db.pool.acquire() as conn:
+        recorded = await conn.fetchval("select sha256 from schema_migrations where version = 1")
         await conn.execute("update schema_migrations set sha256 = 'x' where version = 1")
     env = cli_env(database_dsn, data_dir=tmp_path, CONSENT_PORT=str(free_port()))
-    done = await asyncio.to_thread(_serve_until_it_exits, env)
+    try:
+        done = await asyncio.to_thread(_serve_until_it_exits, env)
+    finally:  # the database is the session's: every later test migrates it
+        async with db.pool.acquire() as conn:
+            await conn.execute(
+                "update schema_migrations set sha256 = $1 where version = 1", recorded
+            )
     assert done.returncode != 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert lines
