@@ -24,6 +24,7 @@ IdemKey = Annotated[
             "answer and changes nothing; the same key with another body is refused (422)."
         ),
         max_length=200,
+        required=False,
     ),
 ]
 ApiKeyIdemKey = Annotated[
@@ -36,5 +37,6 @@ ApiKeyIdemKey = Annotated[
             "the same key with another body is refused (422)."
         ),
         max_length=200,
+        required=False,
     ),
 ]

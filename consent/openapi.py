@@ -14,9 +14,8 @@ It also puts right what Litestar gets wrong for a client generator: each operati
 short id (`OPERATION_IDS`: the generated function's name) instead of one spelling its path; a
 schema named after its
 module (two structs of one name: `decisions_engine_ConsentState`) gets a name of its own (a
-generator makes one class per name and dropped both, with every model using them); the optional
-`Idempotency-Key` header is not `required`; and a body read as a stream (`opt=ndjson_body(...)`)
-is documented, line type by line type, with its 415.
+generator makes one class per name and dropped both, with every model using them); and a body
+read as a stream (`opt=ndjson_body(...)`) is documented, line type by line type, with its 415.
 """
 
 from __future__ import annotations
@@ -384,11 +383,6 @@ def _document_operation(
     stream = handler.opt.get(STREAM_BODY_OPT) if handler is not None else None
     if stream is not None and operation.request_body is None:
         operation.request_body = _stream_body(schemas, *stream)
-    for param in operation.parameters or []:
-        # An optional header (`str | None`, no default) is not required: Litestar documents
-        # it as required, and a generated client would demand it.
-        if getattr(param, "name", None) == "Idempotency-Key":
-            param.required = False  # type: ignore[union-attr]
     responses = {
         code: answer
         for code, answer in (operation.responses or {}).items()
