@@ -20,10 +20,20 @@ import structlog
 from consent.consents.schemas import NetworkProof
 from consent.crypto.aead import DecryptionError
 from consent.crypto.datakeys import DataKeys
-from consent.db.database import Conn
+from consent.db.database import Conn, Database
+from consent.errors import NotFound
 from consent.ids import uuid7_ms
+from consent.pagination import (
+    SubjectList,
+    check_limit,
+    decode_subject_cursor,
+    encode_subject_cursor,
+    page_of,
+)
+from consent.subjects.resolver import SubjectResolver
+from consent.subjects.schemas import SubjectRef
 
-__all__ = ["HistoryReader", "evidence_context"]
+__all__ = ["HistoryReader", "evidence_context", "subject_history"]
 
 _HIDDEN = frozenset({"evidence_enc", "seq"})
 _log = structlog.get_logger("consent.history")
@@ -82,3 +92,36 @@ class HistoryReader:
             since = await self.conn.fetchval("select evidence_bound_since()")
             self._bound_since_ms = int(since.timestamp() * 1000)
         return self._bound_since_ms
+
+
+async def subject_history(
+    db: Database,
+    tenant_id: UUID,
+    subjects: SubjectResolver,
+    datakeys: DataKeys,
+    *,
+    name: SubjectList,
+    query: str,
+    kind: bytes,
+    subject_id: UUID,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page, newest first, of the events of `subject_id` and every subject linked into it
+    (`query` with the group, the cursor's position and `limit + 1`), as the fields of their
+    event structs, and the next page's cursor. `name` is the list the cursor is bound to."""
+    check_limit(limit)
+    before = decode_subject_cursor(name, subject_id, cursor)
+    async with db.tenant_hot(tenant_id) as conn:
+        survivor = await subjects.resolve(
+            conn, tenant_id, SubjectRef(subject_id=subject_id), create=False
+        )
+        if survivor is None:
+            raise NotFound("No such subject.")
+        members = await subjects.group(conn, survivor)
+        rows = await conn.fetch(query, members, before, limit + 1)
+        page, next_cursor = page_of(
+            rows, limit, lambda r: encode_subject_cursor(name, subject_id, r["seq"])
+        )
+        reader = HistoryReader(conn, datakeys, tenant_id, kind)
+        return [await reader.fields(r) for r in page], next_cursor

@@ -26,7 +26,7 @@ from consent.audit.leaf import ConsentRecorded as ConsentLeaf
 from consent.audit.leaf import PurposeChoice
 from consent.audit.outbox import AuditWriter
 from consent.consents.evidence import NetworkEvidence
-from consent.consents.history import HistoryReader, evidence_context
+from consent.consents.history import subject_history
 from consent.consents.schemas import (
     ConsentCreate,
     ConsentEvent,
@@ -35,19 +35,13 @@ from consent.consents.schemas import (
     ConsentState,
     SubjectConsents,
 )
+from consent.consents.write import EventWriter
 from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
-from consent.ids import uuid7
-from consent.pagination import (
-    check_limit,
-    decode_subject_cursor,
-    encode_subject_cursor,
-    page_of,
-)
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver, checked_reference
@@ -205,6 +199,9 @@ class ConsentService:
         self.subjects = SubjectResolver(keyring)
         self.datakeys = DataKeys(keyring)
         self.audit = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
+        self.writer = EventWriter(
+            tenant_id, self.subjects, self.datakeys, self.audit, _EVIDENCE_CONTEXT
+        )
 
     async def record(
         self,
@@ -289,52 +286,27 @@ class ConsentService:
         ctx = await self._write_context(conn, purposes, data.notice_version_id, cached_context)
         await self._refuse_problems(conn, data, ctx, [])
         await check_write_property(conn, data.property_id, origin)
-        ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
-        subject = await self.subjects.resolve_for_write(
-            conn, self.tenant_id, ref, normalized=normalized_identifier
+        keep = evidence is not None and bool(ctx.get("keep_evidence"))
+        event = await self.writer.prepare(
+            conn, data, evidence if keep else None, normalized=normalized_identifier
         )
-        subject_id = subject.id
-        event_id = uuid7()
-        occurred_at = data.occurred_at or datetime.now(UTC)
-        dek = subject.dek or await self.datakeys.ensure(conn, self.tenant_id, subject_id)
-        kept = evidence if evidence is not None and ctx.get("keep_evidence") else None
-        evidence_enc = None
-        if kept is not None:
-            evidence_enc = DataKeys.encrypt(
-                dek,
-                self.tenant_id,
-                subject_id,
-                _enc.encode(kept),
-                evidence_context(_EVIDENCE_CONTEXT, event_id),
-            )
         notice_hash = bytes.fromhex(ctx["content_hash"]) if ctx.get("content_hash") else None
-        audit = await self.audit.prepare(
-            conn,
-            dek,
-            self.tenant_id,
-            subject_id,
-            event_id,
-            {"event": data, "network": kept},
-            subject.token,
-        )
         leaf = ConsentLeaf(
-            event_uuid=event_id,
-            occurred_at=occurred_at.astimezone(UTC),
-            log=audit.origin,
-            subject_token=audit.subject_token,
+            event_uuid=event.event_id,
+            occurred_at=event.occurred_at.astimezone(UTC),
+            log=event.audit.origin,
+            subject_token=event.audit.subject_token,
             choices=tuple(PurposeChoice(purpose=c.purpose, choice=c.choice) for c in data.choices),
             notice_version_id=str(data.notice_version_id) if data.notice_version_id else None,
             notice_hash=ctx.get("content_hash"),
-            evidence_digest=audit.evidence.digest,
+            evidence_digest=event.audit.evidence.digest,
         )
-        leaf_row = self.audit.row(
-            self.tenant_id, audit.log_id, leaf, subject_id=subject_id, evidence=audit.evidence
-        )
+        leaf_row = self.writer.leaf_row(event, leaf)
         inserted = await conn.fetchrow(
             Q.insert_consent_event,
             self.tenant_id,
-            subject_id,
-            occurred_at,
+            event.subject_id,
+            event.occurred_at,
             msgspec.to_builtins(data.choices),
             data.notice_version_id,
             notice_hash,
@@ -344,11 +316,11 @@ class ConsentService:
             data.method,
             data.agent_id,
             data.property_id,
-            evidence_enc,
+            event.evidence_enc,
             ctx.get("material_version"),
             purposes,
             [c.choice for c in data.choices],
-            event_id,
+            event.event_id,
             leaf_row.event_uuid,
             leaf_row.log_id,
             leaf_row.tenant_id,
@@ -362,7 +334,7 @@ class ConsentService:
             raise RuntimeError("the event insert returned no row")
         return ConsentRecorded(
             event_id=inserted["id"],
-            subject_id=subject_id,
+            subject_id=event.subject_id,
             occurred_at=inserted["occurred_at"],
             recorded_at=inserted["recorded_at"],
             notice_hash=ctx.get("content_hash"),
@@ -402,18 +374,17 @@ class ConsentService:
         return await self.state(SubjectRef(identifier=identifier))
 
     async def history(self, subject_id: UUID, cursor: str | None, limit: int) -> ConsentHistoryPage:
-        check_limit(limit)
-        before = decode_subject_cursor("consent", subject_id, cursor)
-        async with self.db.tenant_hot(self.tenant_id) as conn:
-            survivor = await self.subjects.resolve(
-                conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
-            )
-            assert survivor is not None  # noqa: S101 - resolve raises NotFound otherwise
-            members = await self.subjects.group(conn, survivor)
-            rows = await conn.fetch(Q.subject_history, members, before, limit + 1)
-            page, next_cursor = page_of(
-                rows, limit, lambda r: encode_subject_cursor("consent", subject_id, r["seq"])
-            )
-            history = HistoryReader(conn, self.datakeys, self.tenant_id, _EVIDENCE_CONTEXT)
-            items = [msgspec.convert(await history.fields(r), ConsentEvent) for r in page]
+        fields, next_cursor = await subject_history(
+            self.db,
+            self.tenant_id,
+            self.subjects,
+            self.datakeys,
+            name="consent",
+            query=Q.subject_history,
+            kind=_EVIDENCE_CONTEXT,
+            subject_id=subject_id,
+            cursor=cursor,
+            limit=limit,
+        )
+        items = [msgspec.convert(f, ConsentEvent) for f in fields]
         return ConsentHistoryPage(items=items, next_cursor=next_cursor)

@@ -11,21 +11,15 @@ from consent.audit.leaf import PreferenceChoice
 from consent.audit.leaf import PreferenceRecorded as PreferenceLeaf
 from consent.audit.outbox import AuditWriter
 from consent.consents.evidence import NetworkEvidence
-from consent.consents.history import HistoryReader, evidence_context
+from consent.consents.history import subject_history
 from consent.consents.service import proof_errors
+from consent.consents.write import EventWriter
 from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
-from consent.ids import uuid7
-from consent.pagination import (
-    check_limit,
-    decode_subject_cursor,
-    encode_subject_cursor,
-    page_of,
-)
 from consent.preferences.schemas import (
     ALLOWED_VALUES,
     CHANNELS,
@@ -85,6 +79,9 @@ class PreferenceService:
         self.subjects = SubjectResolver(keyring)
         self.datakeys = DataKeys(keyring)
         self.audit = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
+        self.writer = EventWriter(
+            tenant_id, self.subjects, self.datakeys, self.audit, _EVIDENCE_CONTEXT
+        )
 
     async def record(
         self,
@@ -101,56 +98,26 @@ class PreferenceService:
 
             async def produce() -> PreferenceRecorded:
                 await check_write_property(conn, data.property_id, origin)
-                ref = SubjectRef(subject_id=data.subject_id, identifier=data.identifier)
-                subject = await self.subjects.resolve_for_write(
-                    conn, self.tenant_id, ref, normalized=normalized
-                )
-                subject_id = subject.id
-                event_id = uuid7()
-                occurred_at = data.occurred_at or datetime.now(UTC)
-                dek = subject.dek or await self.datakeys.ensure(conn, self.tenant_id, subject_id)
                 keep = evidence is not None and await conn.fetchval(Q.keep_evidence)
-                kept = evidence if keep else None
-                evidence_enc = None
-                if kept is not None:
-                    evidence_enc = DataKeys.encrypt(
-                        dek,
-                        self.tenant_id,
-                        subject_id,
-                        _enc.encode(kept),
-                        evidence_context(_EVIDENCE_CONTEXT, event_id),
-                    )
-                audit = await self.audit.prepare(
-                    conn,
-                    dek,
-                    self.tenant_id,
-                    subject_id,
-                    event_id,
-                    {"event": data, "network": kept},
-                    subject.token,
+                event = await self.writer.prepare(
+                    conn, data, evidence if keep else None, normalized=normalized
                 )
                 leaf = PreferenceLeaf(
-                    event_uuid=event_id,
-                    occurred_at=occurred_at.astimezone(UTC),
-                    log=audit.origin,
-                    subject_token=audit.subject_token,
+                    event_uuid=event.event_id,
+                    occurred_at=event.occurred_at.astimezone(UTC),
+                    log=event.audit.origin,
+                    subject_token=event.audit.subject_token,
                     preferences=tuple(
                         PreferenceChoice(kind=i.kind, key=i.key, value=i.value) for i in data.items
                     ),
-                    evidence_digest=audit.evidence.digest,
+                    evidence_digest=event.audit.evidence.digest,
                 )
-                leaf_row = self.audit.row(
-                    self.tenant_id,
-                    audit.log_id,
-                    leaf,
-                    subject_id=subject_id,
-                    evidence=audit.evidence,
-                )
+                leaf_row = self.writer.leaf_row(event, leaf)
                 row = await conn.fetchrow(
                     Q.insert_preference_event,
                     self.tenant_id,
-                    subject_id,
-                    occurred_at,
+                    event.subject_id,
+                    event.occurred_at,
                     msgspec.to_builtins(data.items),
                     data.surface,
                     data.channel,
@@ -160,7 +127,7 @@ class PreferenceService:
                     [i.kind for i in data.items],
                     [i.key for i in data.items],
                     [i.value for i in data.items],
-                    event_id,
+                    event.event_id,
                     leaf_row.event_uuid,
                     leaf_row.log_id,
                     leaf_row.tenant_id,
@@ -169,13 +136,13 @@ class PreferenceService:
                     leaf_row.kind,
                     leaf_row.subject_id,
                     leaf_row.evidence,
-                    evidence_enc,
+                    event.evidence_enc,
                 )
                 if row is None:
                     raise RuntimeError("the event insert returned no row")
                 return PreferenceRecorded(
                     event_id=row["id"],
-                    subject_id=subject_id,
+                    subject_id=event.subject_id,
                     occurred_at=row["occurred_at"],
                     recorded_at=row["recorded_at"],
                 )
@@ -207,19 +174,17 @@ class PreferenceService:
     async def history(
         self, subject_id: UUID, cursor: str | None, limit: int
     ) -> PreferenceHistoryPage:
-        check_limit(limit)
-        before = decode_subject_cursor("preference", subject_id, cursor)
-        async with self.db.tenant_hot(self.tenant_id) as conn:
-            survivor = await self.subjects.resolve(
-                conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
-            )
-            if survivor is None:
-                raise NotFound("No such subject.")
-            members = await self.subjects.group(conn, survivor)
-            rows = await conn.fetch(Q.preference_history, members, before, limit + 1)
-            page, next_cursor = page_of(
-                rows, limit, lambda r: encode_subject_cursor("preference", subject_id, r["seq"])
-            )
-            history = HistoryReader(conn, self.datakeys, self.tenant_id, _EVIDENCE_CONTEXT)
-            items = [msgspec.convert(await history.fields(r), PreferenceEvent) for r in page]
+        fields, next_cursor = await subject_history(
+            self.db,
+            self.tenant_id,
+            self.subjects,
+            self.datakeys,
+            name="preference",
+            query=Q.preference_history,
+            kind=_EVIDENCE_CONTEXT,
+            subject_id=subject_id,
+            cursor=cursor,
+            limit=limit,
+        )
+        items = [msgspec.convert(f, PreferenceEvent) for f in fields]
         return PreferenceHistoryPage(items=items, next_cursor=next_cursor)
