@@ -22,8 +22,10 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
+from consent import locales
 from consent.db.database import DatabaseUnavailable
 from consent.decisions.engine import PolicyUnavailable
+from consent.locales import Localized
 
 __all__ = [
     "PROBLEM_TYPES",
@@ -37,51 +39,15 @@ __all__ = [
     "Unauthorized",
     "ValidationFailed",
     "exception_handlers",
+    "language_headers",
 ]
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
 _log = structlog.get_logger(__name__)
 
-# slug -> (title, explanation for the problem page)
-PROBLEM_TYPES: Final[dict[str, tuple[str, str]]] = {
-    "validation-error": (
-        "The request is not valid",
-        "A field is missing, has the wrong type or an invalid value; `errors` names each field.",
-    ),
-    "unauthorized": (
-        "Authentication required",
-        "Send a valid, unrevoked API key as `Authorization: Bearer <key>`.",
-    ),
-    "forbidden": (
-        "Not allowed",
-        "The API key is valid but lacks the scope or origin this operation needs.",
-    ),
-    "not-found": ("Not found", "Nothing exists at this address for your tenant."),
-    "method-not-allowed": ("Method not allowed", "This resource does not support that method."),
-    "conflict": (
-        "Conflict",
-        "The request conflicts with the current state, e.g. a name already in use.",
-    ),
-    "idempotency-key-reused": (
-        "Idempotency key reused with another request",
-        "An Idempotency-Key may be retried only with the identical request body.",
-    ),
-    "audit-pending": (
-        "Not yet in the audit log",
-        "The event is recorded but not yet in a signed checkpoint (under a second): retry.",
-    ),
-    "payload-too-large": ("Request body too large", "Send a smaller body or split the request."),
-    "unsupported-media-type": ("Unsupported media type", "Send `application/json`."),
-    "service-unavailable": (
-        "Service temporarily unavailable",
-        "A dependency (database, policy engine) is down. Retry later; never read it as a no.",
-    ),
-    "policy-unavailable": (
-        "No policy decision could be made",
-        "The policy engine failed, timed out or gave no decision: not a denial, never an allow.",
-    ),
-    "internal-error": ("Internal error", "Something failed on our side; the request id helps."),
-}
+# slug -> (title, explanation for the problem page), in English; every language's texts are in
+# consent.locales, and a problem is answered in the language Accept-Language prefers.
+PROBLEM_TYPES: Final[dict[str, tuple[str, str]]] = locales.PROBLEMS[locales.DEFAULT_LANGUAGE]
 
 
 class FieldError(msgspec.Struct, frozen=True):
@@ -173,7 +139,15 @@ def problem_response(
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[Problem]:
-    title = PROBLEM_TYPES.get(slug, PROBLEM_TYPES["internal-error"])[0]
+    """The problem's texts in the language the request's Accept-Language prefers (English
+    otherwise): `title`, and `detail` and `errors` messages given as `Localized` texts. `type`,
+    `status` and the field names are the same in every language."""
+    language = locales.negotiate(request.headers.get("accept-language"))
+    title = locales.problem_texts(slug, language)[0]
+    if isinstance(detail, Localized):
+        detail = detail.in_language(language)
+    if errors and any(isinstance(e.message, Localized) for e in errors):
+        errors = [_in_language(e, language) for e in errors]
     problem = Problem(
         type=f"/problems/{slug}",
         title=title,
@@ -183,7 +157,30 @@ def problem_response(
         request_id=request.scope.get("state", {}).get("request_id"),
         errors=errors,
     )
-    return Response(problem, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    return Response(
+        problem,
+        status_code=status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=language_headers(language, headers),
+    )
+
+
+def language_headers(language: str, headers: dict[str, str] | None = None) -> dict[str, str]:
+    """`headers` plus `Content-Language` and `Vary: Accept-Language` (added to a `Vary` there
+    is): for an answer whose body depends on the request's Accept-Language."""
+    out = {**(headers or {}), "Content-Language": language}
+    vary = next((name for name in out if name.lower() == "vary"), None)
+    if vary is None:
+        out["Vary"] = "Accept-Language"
+    elif "accept-language" not in out[vary].lower():
+        out[vary] = f"{out[vary]}, Accept-Language"
+    return out
+
+
+def _in_language(error: FieldError, language: str) -> FieldError:
+    if isinstance(error.message, Localized):
+        return FieldError(error.field, error.message.in_language(language))
+    return error
 
 
 _UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]{1,100})`")
@@ -193,7 +190,12 @@ _AT_PATH: Final = re.compile(r" - at `\$\.?([^`]{0,200})`$")
 _ENUM_VALUE: Final = re.compile(r"^Invalid enum value .*$", re.DOTALL)  # msgspec quotes the value
 # Parameters named as clients send them, not as the handlers' Python arguments.
 _PARAMETER_NAMES: Final = {"idempotency_key": "Idempotency-Key"}
-_EMPTY_BODY: Final = "The request body is empty."
+_EMPTY_BODY: Final = Localized("empty-body")
+_INVALID_INPUT: Final = Localized("invalid-input")
+_DATABASE_UNAVAILABLE: Final = Localized("database-unavailable")
+_NO_DECISION: Final = Localized("policy-no-decision")
+_NUL_CHARACTER: Final = Localized("nul-character")
+_RECORDS_LOCKED: Final = Localized("records-locked")
 
 
 def _validation_errors(extra: Any) -> list[FieldError]:
@@ -231,9 +233,7 @@ def _on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[
 
 def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     errors = _validation_errors(exc.extra)
-    detail = (
-        errors[0].message if len(errors) == 1 else "The request body or parameters are invalid."
-    )
+    detail = errors[0].message if len(errors) == 1 else _INVALID_INPUT
     return problem_response(request, 400, "validation-error", detail, errors or None)
 
 
@@ -253,7 +253,7 @@ def _on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response
         request,
         503,
         "service-unavailable",
-        "The database is unavailable.",
+        _DATABASE_UNAVAILABLE,
         headers={"Retry-After": "1"},
     )
 
@@ -266,7 +266,7 @@ def _on_policy_unavailable(
         request,
         503,
         "policy-unavailable",
-        "The policy engine gave no decision; this is not a denial. Retry later.",
+        _NO_DECISION,
         headers={"Retry-After": "1", **exc.headers},
     )
 
@@ -280,9 +280,7 @@ def _on_postgres(request: Request[Any, Any, Any], exc: Exception) -> Response[Pr
     if isinstance(exc, _UNSTORABLE_TEXT):
         # A text PostgreSQL cannot hold: the client's input, not our failure (the write's
         # transaction is rolled back). Which field is not known here.
-        return problem_response(
-            request, 400, "validation-error", "Text must not contain the NUL character (U+0000)."
-        )
+        return problem_response(request, 400, "validation-error", _NUL_CHARACTER)
     if isinstance(exc, asyncpg.exceptions.LockNotAvailableError):
         # lock_timeout (Database.tenant_hot): a long transaction holds what this write needs.
         _log.warning("write.lock_wait_gave_up", error=type(exc).__name__)
@@ -290,8 +288,7 @@ def _on_postgres(request: Request[Any, Any, Any], exc: Exception) -> Response[Pr
             request,
             503,
             "service-unavailable",
-            "Another operation (such as a bulk import) holds this subject's records; nothing "
-            "was written. Retry in a few seconds.",
+            _RECORDS_LOCKED,
             headers={"Retry-After": "5"},
         )
     if isinstance(

@@ -14,7 +14,8 @@ import msgspec
 import structlog
 from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Scope, Send
 
-from consent.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES, Problem, ValidationFailed
+from consent import locales
+from consent.errors import PROBLEM_MEDIA_TYPE, Problem, ValidationFailed
 
 __all__ = [
     "BODY_MEDIA_OPT",
@@ -111,12 +112,14 @@ def is_json(content_type: bytes) -> bool:
 async def _unsupported(scope: Scope, send: Send) -> None:
     handler = scope.get("route_handler")
     media = handler.opt.get(BODY_MEDIA_OPT, "application/json") if handler else "application/json"
-    kind = "NDJSON" if media == "application/x-ndjson" else "JSON"
+    asked = next((v for k, v in scope["headers"] if k == b"accept-language"), None)
+    language = locales.negotiate(asked.decode("latin-1") if asked is not None else None)
+    detail = "send-ndjson" if media == "application/x-ndjson" else "send-json"
     problem = Problem(
         type="/problems/unsupported-media-type",
-        title=PROBLEM_TYPES["unsupported-media-type"][0],
+        title=locales.problem_texts("unsupported-media-type", language)[0],
         status=415,
-        detail=f"Send the body as {kind} (Content-Type: {media}).",
+        detail=locales.Localized(detail).in_language(language),
         instance=scope["path"],
         request_id=scope.get("state", {}).get("request_id"),
     )
@@ -128,6 +131,8 @@ async def _unsupported(scope: Scope, send: Send) -> None:
             (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
             (b"content-length", str(len(body)).encode()),
             (b"accept", media.encode()),
+            (b"content-language", language.encode()),
+            (b"vary", b"Accept-Language"),
         ],
     }
     await send(start)

@@ -1,0 +1,91 @@
+"""The texts a person reads in a problem (RFC 9457) and on its page, per language.
+
+One module per language (`en`, `de`), each with the same keys: `PROBLEMS` (slug -> title, page
+text) and `DETAILS` (detail key -> a static `detail`). English is the fallback. Which language
+a request gets is `negotiate(Accept-Language)`, cached by header value: answering an error
+costs no parsing for a header seen before, and none at all without the header.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Final, Self
+
+from consent.locales import de, en
+
+__all__ = [
+    "DEFAULT_LANGUAGE",
+    "DETAILS",
+    "LANGUAGES",
+    "PROBLEMS",
+    "Localized",
+    "negotiate",
+    "problem_texts",
+]
+
+DEFAULT_LANGUAGE: Final = "en"
+# language -> slug -> (title, page text); language -> detail key -> detail
+PROBLEMS: Final[dict[str, dict[str, tuple[str, str]]]] = {"en": en.PROBLEMS, "de": de.PROBLEMS}
+DETAILS: Final[dict[str, dict[str, str]]] = {"en": en.DETAILS, "de": de.DETAILS}
+LANGUAGES: Final = tuple(PROBLEMS)
+# Longer Accept-Language values are read only this far (browsers send a few dozen bytes).
+_MAX_HEADER: Final = 500
+_FALLBACK_SLUG: Final = "internal-error"
+
+
+class Localized(str):  # noqa: SLOT000 - a str cannot have slotted attributes
+    """A static English `detail` that knows its catalogue key, so a problem can give it in the
+    asker's language; everywhere else (logs, `str(exc)`) it is the English text."""
+
+    key: str
+
+    def __new__(cls, key: str) -> Self:
+        text = super().__new__(cls, en.DETAILS[key])  # an unknown key fails at import
+        text.key = key
+        return text
+
+    def in_language(self, language: str) -> str:
+        return DETAILS.get(language, en.DETAILS).get(self.key) or en.DETAILS[self.key]
+
+
+def problem_texts(slug: str, language: str) -> tuple[str, str]:
+    """(title, page text) of a problem type in `language`, English where it has none; an
+    unknown slug gets the texts of `internal-error`."""
+    english = en.PROBLEMS.get(slug) or en.PROBLEMS[_FALLBACK_SLUG]
+    return PROBLEMS.get(language, en.PROBLEMS).get(slug) or english
+
+
+def negotiate(accept_language: str | None) -> str:
+    """The language of the catalogue an Accept-Language header prefers (by weight, then by
+    order; a regional tag such as `de-AT` matches `de`, `*` matches English), else English."""
+    if not accept_language:
+        return DEFAULT_LANGUAGE
+    return _negotiate(accept_language[:_MAX_HEADER])
+
+
+@lru_cache(maxsize=256)
+def _negotiate(header: str) -> str:
+    chosen, best = DEFAULT_LANGUAGE, 0.0
+    for item in header.split(","):
+        tag, _, params = item.partition(";")
+        primary = tag.strip().split("-", 1)[0].lower()
+        language = DEFAULT_LANGUAGE if primary == "*" else primary
+        if language not in PROBLEMS:
+            continue
+        weight = _weight(params)
+        if weight > best:  # the first of equal weights wins
+            chosen, best = language, weight
+    return chosen
+
+
+def _weight(params: str) -> float:
+    """The `q` of a language range's parameters (1 when absent, 0 when malformed)."""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                weight = float(value.strip())
+            except ValueError:
+                return 0.0
+            return weight if 0.0 <= weight <= 1.0 else 0.0
+    return 1.0
