@@ -12,11 +12,11 @@ import contextlib
 import functools
 import hashlib
 import json
-import queue
 import re
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections import OrderedDict, deque
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal, Protocol, Self, cast
@@ -552,26 +552,70 @@ def check_bundle(bundle: PolicyBundle) -> None:
         policy.close()
 
 
+class _PoolClosed(Exception):
+    """The pool was closed (reload or shutdown) while waiting for one of its engines."""
+
+
 class _Pool:
-    """N compiled engines for one bundle; a worker thread borrows one per evaluation."""
+    """N compiled engines for one bundle; an evaluation borrows one, on the event loop.
+
+    Only the event loop's thread touches it; the engines themselves run on worker threads."""
 
     def __init__(self, bundle: PolicyBundle, size: int) -> None:
+        self.bundle = bundle
         self.revision = bundle.revision
-        self._idle: queue.SimpleQueue[CompiledPolicy] = queue.SimpleQueue()
-        for _ in range(size):
-            self._idle.put(CompiledPolicy(bundle))
-
-    @contextlib.contextmanager
-    def borrow(self) -> Iterator[CompiledPolicy]:
-        policy = self._idle.get()
+        self.closed = False
+        self._idle: list[CompiledPolicy] = []
+        self._waiters: deque[asyncio.Future[None]] = deque()
         try:
-            yield policy
-        finally:
-            self._idle.put(policy)
+            for _ in range(size):
+                self._idle.append(CompiledPolicy(bundle))
+        except BaseException:
+            self.close()
+            raise
 
-    def decide(self, input_doc: Mapping[str, Any]) -> DecisionResult:
-        with self.borrow() as policy:
-            return policy.decide(input_doc)
+    async def acquire(self) -> CompiledPolicy:
+        """An idle engine, waiting for one; raises _PoolClosed once the pool is closed."""
+        while not self._idle:
+            if self.closed:
+                raise _PoolClosed
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+                if self._idle and not waiter.cancelled():
+                    self._wake()  # it was woken for an engine it will not take
+                raise
+        return self._idle.pop()
+
+    def release(self, policy: CompiledPolicy) -> None:
+        """Give back an engine that is not evaluating (closed if the pool is)."""
+        if self.closed:
+            policy.close()
+            return
+        self._idle.append(policy)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def close(self) -> None:
+        """Close the idle engines (borrowed ones as they come back); waiters get _PoolClosed."""
+        self.closed = True
+        while self._idle:
+            self._idle.pop().close()
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 class PolicyEngine(Protocol):
@@ -592,8 +636,40 @@ class ManagedPolicyEngine(PolicyEngine, Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Running:
+    """An evaluation on a worker thread, with the engine it borrowed and when it started."""
+
+    pool: _Pool
+    policy: CompiledPolicy
+    job: Future[DecisionResult]
+    started: float
+
+
+def _release_when_done(
+    loop: asyncio.AbstractEventLoop, pool: _Pool, policy: CompiledPolicy, _: object
+) -> None:
+    """Done-callback of a job whose caller left: its engine goes back to its pool."""
+    try:
+        loop.call_soon_threadsafe(pool.release, policy)
+    except RuntimeError:  # the event loop is closed: nobody will borrow it again
+        policy.close()
+
+
+def _close_compiled(compiling: asyncio.Future[CompiledPolicy]) -> None:
+    if not compiling.cancelled() and compiling.exception() is None:
+        compiling.result().close()
+
+
 class InProcessOpaEngine:
-    """OPA v1.20.2 in-process: a pool of `pool_size` engines on as many worker threads."""
+    """OPA v1.20.2 in-process: a pool of `pool_size` engines, each evaluation on a worker thread.
+
+    The engine cannot stop an evaluation. One still running at the timeout (PolicyUnavailable
+    for its caller) is set aside: it keeps its engine and thread to its end, and that engine is
+    closed then; a freshly compiled engine takes its place in the pool at once, so that other
+    decisions are still made. At most `pool_size` engines are set aside at a time; beyond that,
+    a timed-out evaluation keeps its engine in the pool, which gets it back when it ends.
+    """
 
     def __init__(
         self, bundle: PolicyBundle, *, pool_size: int = 2, timeout: float = 1.0, check: bool = True
@@ -606,7 +682,14 @@ class InProcessOpaEngine:
         self._pool = _Pool(bundle, pool_size)
         self._size = pool_size
         self._timeout = timeout
-        self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="opa")
+        self._max_set_aside = pool_size
+        self._set_aside = 0
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()  # replacing an engine set aside
+        # A thread per engine: the pool's, and those set aside (still running on theirs).
+        self._executor = ThreadPoolExecutor(
+            max_workers=pool_size + self._max_set_aside, thread_name_prefix="opa"
+        )
         self._reload_lock = asyncio.Lock()
 
     @property
@@ -617,15 +700,115 @@ class InProcessOpaEngine:
     def bundle(self) -> PolicyBundle:
         return self._bundle
 
+    @property
+    def set_aside(self) -> int:
+        """Engines set aside, still running an evaluation that timed out."""
+        return self._set_aside
+
     async def evaluate(self, input_value: DecisionInput | Mapping[str, Any]) -> DecisionResult:
         input_doc = _DECODER.decode(canonical_input(input_value))
-        pool = self._pool
-        future = asyncio.get_running_loop().run_in_executor(self._executor, pool.decide, input_doc)
+        running: _Running | None = None
         try:
             async with asyncio.timeout(self._timeout):
-                return await future
+                running = await self._start(input_doc)
+                result = await asyncio.wrap_future(running.job)
         except TimeoutError as exc:
+            if running is not None:
+                self._leave(running, timed_out=True)
             raise PolicyUnavailable(f"in-process OPA timed out after {self._timeout}s") from exc
+        except BaseException:
+            if running is not None:
+                self._leave(running, timed_out=False)
+            raise
+        running.pool.release(running.policy)
+        return result
+
+    async def _start(self, input_doc: Any) -> _Running:
+        """Borrow an engine (waiting for one) and start the evaluation on a worker thread."""
+        while True:
+            if self._closed:
+                raise PolicyUnavailable("in-process OPA is closed")
+            pool = self._pool
+            try:
+                policy = await pool.acquire()
+                break
+            except _PoolClosed:
+                continue  # reloaded meanwhile: borrow from the new pool
+        try:
+            job = self._executor.submit(policy.decide, input_doc)
+        except RuntimeError as exc:  # the executor is shut down
+            pool.release(policy)
+            raise PolicyUnavailable("in-process OPA is closed") from exc
+        return _Running(pool, policy, job, time.monotonic())
+
+    def _leave(self, running: _Running, *, timed_out: bool) -> None:
+        """The caller no longer waits for `running`: free its engine, now or when it ends."""
+        job = running.job
+        if job.cancel() or job.done():
+            running.pool.release(running.policy)
+            return
+        if timed_out and not self._closed:
+            if self._set_aside < self._max_set_aside:
+                self._set_aside += 1
+                _log.warning(
+                    "policy.engine_set_aside",
+                    revision=running.pool.revision,
+                    timeout_s=self._timeout,
+                    set_aside=self._set_aside,
+                    limit=self._max_set_aside,
+                )
+                task = asyncio.get_running_loop().create_task(self._replace(running))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
+            _log.warning(
+                "policy.engine_busy_past_timeout",
+                revision=running.pool.revision,
+                timeout_s=self._timeout,
+                set_aside=self._set_aside,
+                limit=self._max_set_aside,
+            )
+        loop = asyncio.get_running_loop()
+        job.add_done_callback(
+            functools.partial(_release_when_done, loop, running.pool, running.policy)
+        )
+
+    async def _replace(self, running: _Running) -> None:
+        """Put a fresh engine in the place of `running`'s, then close that one when it ends
+        (or give it back, if no fresh engine could be made)."""
+        pool, policy = running.pool, running.policy
+        try:
+            replaced = not pool.closed and await self._compile_into(pool)
+            with contextlib.suppress(Exception):  # its caller had PolicyUnavailable already
+                await asyncio.wrap_future(running.job)
+        except asyncio.CancelledError:  # closing: do not wait for it
+            running.job.add_done_callback(lambda _: policy.close())
+            raise
+        self._set_aside -= 1
+        if replaced or pool.closed:
+            policy.close()
+        else:
+            pool.release(policy)
+        _log.info(
+            "policy.engine_set_aside_ended",
+            revision=pool.revision,
+            ran_s=round(time.monotonic() - running.started, 3),
+            set_aside=self._set_aside,
+        )
+
+    async def _compile_into(self, pool: _Pool) -> bool:
+        """Compile an engine of `pool`'s bundle off the event loop and add it to `pool`."""
+        compiling = asyncio.get_running_loop().run_in_executor(None, CompiledPolicy, pool.bundle)
+        try:
+            fresh = await asyncio.shield(compiling)
+        except asyncio.CancelledError:
+            compiling.add_done_callback(_close_compiled)
+            raise
+        except Exception:  # noqa: BLE001 - logged; the engine set aside comes back instead
+            _log.exception("policy.engine_replacement_failed", revision=pool.revision)
+            return False
+        pool.release(fresh)  # closed at once if the pool was closed meanwhile
+        return True
 
     async def reload(self, bundle: PolicyBundle | None = None) -> str:
         """Compile and test a new bundle in fresh engines; swap only if that all succeeds."""
@@ -633,14 +816,25 @@ class InProcessOpaEngine:
             new = bundle or await self._load_again()
             await asyncio.to_thread(check_bundle, new)
             pool = await asyncio.to_thread(_Pool, new, self._size)
-            # Old engines are released once in-flight evaluations return them.
-            self._bundle, self._pool = new, pool
+            old, self._bundle, self._pool = self._pool, new, pool
+            # Its idle engines are closed now, the others as in-flight evaluations return them;
+            # evaluations waiting for one of them borrow from the new pool instead.
+            old.close()
+            if self._closed:
+                pool.close()
             return new.revision
 
     async def _load_again(self) -> PolicyBundle:
         return await asyncio.to_thread(PolicyBundle.load, self._bundle.root)
 
     async def aclose(self) -> None:
+        """Close the engines; never waits for an evaluation (the busy engines close at its end)."""
+        self._closed = True
+        self._pool.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 

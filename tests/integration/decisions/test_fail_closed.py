@@ -262,11 +262,14 @@ async def test_engine_error_undefined_or_timeout(faulty: Ledger, db: Database, a
     async with db.system() as conn:
         assert await conn.fetchval("select count(*) from decision_log") == 0
         assert await conn.fetchval("select count(*) from audience_member") == 0
-    # The same service still decides everything else: at once, or (a slow evaluation that
-    # timed out still runs to its end on its engine thread: the engine cannot stop it) once
-    # the abandoned evaluations are done; meanwhile an answer is a 503, never a denial.
+    # The same service still decides everything else (an input not decided before: no cached
+    # answer), at once: a slow evaluation that timed out runs to its end (the engine cannot stop
+    # it), but a fresh engine takes the place of the one it keeps busy. A decision still waits
+    # while the fresh engine is compiled, or, past the limit of engines set aside (the pool's
+    # size), until an abandoned evaluation ends; meanwhile its answer is a 503, never a denial.
+    fresh = {**ASK, "context": {**ASK["context"], "age": 30}}
     for _ in range(50):
-        answer = await faulty.client.post("/v1/decisions", json=ASK, headers=faulty.h)
+        answer = await faulty.client.post("/v1/decisions", json=fresh, headers=faulty.h)
         if answer.status_code == 200:
             break
         _unavailable(answer, "policy-unavailable")
