@@ -16,12 +16,17 @@ schema named after its
 module (two structs of one name: `decisions_engine_ConsentState`) gets a name of its own (a
 generator makes one class per name and dropped both, with every model using them); and a body
 read as a stream (`opt=ndjson_body(...)`) is documented, line type by line type, with its 415.
+Litestar also leaves out bounds the code declares (`ge=0` is falsy to it; a list's or a map's
+items lose theirs): `_restore_bounds` puts back every one msgspec (bodies, answers) or a
+handler's parameter declares. A HEAD answer is documented without a body, and a problem's
+`type` enum carries `x-enum-varnames` (`NOT_FOUND`), as generated clients name members after it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
+import functools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -31,10 +36,12 @@ from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Parameter,
     Reference,
     RequestBody,
     Schema,
 )
+from litestar.params import KwargDefinition
 from litestar.routes import HTTPRoute
 
 from consent.errors import PROBLEM_MEDIA_TYPE, PROBLEM_TYPES
@@ -129,6 +136,50 @@ _REQUEST_ID: Final = OpenAPIHeader(
     ". _ -`, else one made by the server. In every log line of the request, and in a problem.",
 )
 _UNAVAILABLE: Final = 503
+_AUTHENTICATE: Final = {
+    401: "`Bearer`: send an API key as `Authorization: Bearer csk_...`.",
+    403: "When the key lacks the operation's scope: "
+    '`Bearer error="insufficient_scope", scope="<scope>"`.',
+}
+# JSON Schema bound keywords (as msgspec writes them) and the `Schema` attributes they are.
+_BOUNDS: Final = {
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "exclusiveMinimum": "exclusive_minimum",
+    "exclusiveMaximum": "exclusive_maximum",
+    "multipleOf": "multiple_of",
+    "minLength": "min_length",
+    "maxLength": "max_length",
+    "pattern": "pattern",
+    "minItems": "min_items",
+    "maxItems": "max_items",
+    "minProperties": "min_properties",
+    "maxProperties": "max_properties",
+}
+# A parameter's declared bounds (`Parameter(ge=0)`) and the `Schema` attributes they are.
+_PARAMETER_BOUNDS: Final = {
+    "ge": "minimum",
+    "le": "maximum",
+    "gt": "exclusive_minimum",
+    "lt": "exclusive_maximum",
+    "multiple_of": "multiple_of",
+    "min_length": "min_length",
+    "max_length": "max_length",
+    "pattern": "pattern",
+    "min_items": "min_items",
+    "max_items": "max_items",
+}
+
+
+@dataclasses.dataclass
+class _NamedEnumSchema(Schema):
+    """A string enum whose members a client generator names after `x-enum-varnames`
+    (openapi-generator, openapi-python-client, oapi-codegen, ...) rather than `VALUE_0`, ...:
+    what it does when a value is no identifier (`/problems/not-found`)."""
+
+    enum_varnames: list[str] | None = dataclasses.field(
+        default=None, metadata={"alias": "x-enum-varnames"}
+    )
 
 
 def problems(*statuses: int, slugs: tuple[str, ...] = ()) -> dict[str, dict[int, tuple[str, ...]]]:
@@ -167,11 +218,12 @@ def _component_schemas() -> dict[str, Schema]:
         type=OpenAPIType.OBJECT,
         required=["type", "title", "status"],
         properties={
-            "type": Schema(
+            "type": _NamedEnumSchema(
                 type=OpenAPIType.STRING,
                 description="`/problems/<slug>`: a stable identifier of the kind of problem, "
                 "and a page explaining it.",
                 enum=[f"/problems/{slug}" for slug in PROBLEM_TYPES],
+                enum_varnames=[slug.upper().replace("-", "_") for slug in PROBLEM_TYPES],
             ),
             "title": Schema(
                 type=OpenAPIType.STRING, description="A short summary of the problem type."
@@ -212,6 +264,10 @@ def _response(status: int, slugs: tuple[str, ...]) -> OpenAPIResponse:
             "Retry-After": OpenAPIHeader(
                 schema=_STR, description="Seconds to wait before retrying."
             )
+        }
+    elif status in _AUTHENTICATE:
+        headers = {
+            "WWW-Authenticate": OpenAPIHeader(schema=_STR, description=_AUTHENTICATE[status])
         }
     return OpenAPIResponse(
         description=description,
@@ -311,15 +367,25 @@ def _rename_components(openapi: OpenAPI, schemas: dict[str, Schema]) -> None:
 
 
 def _structs() -> dict[str, type[msgspec.Struct]]:
-    """The service's structs by class name (names that two structs share are left out)."""
-    found: dict[str, list[type[msgspec.Struct]]] = {}
+    """The service's structs by component name: the class name, or for a name two structs
+    share, the name `_COMPONENT_NAMES` gives Litestar's (`consents_schemas_ConsentState`)."""
+    found: dict[str, set[type[msgspec.Struct]]] = {}
     pending: list[type[msgspec.Struct]] = [msgspec.Struct]
     while pending:
         for sub in pending.pop().__subclasses__():
             pending.append(sub)
             if sub.__module__.startswith("consent."):
-                found.setdefault(sub.__name__, []).append(sub)
-    return {name: classes[0] for name, classes in found.items() if len(set(classes)) == 1}
+                found.setdefault(sub.__name__, set()).add(sub)
+    structs: dict[str, type[msgspec.Struct]] = {}
+    for name, classes in found.items():
+        for struct in classes:
+            module = struct.__module__.removeprefix("consent.").replace(".", "_")
+            qualified = _COMPONENT_NAMES.get(f"{module}_{name}")
+            if len(classes) == 1:
+                structs[name] = struct
+            elif qualified is not None:
+                structs[qualified] = struct
+    return structs
 
 
 def _describe_components(schemas: dict[str, Schema]) -> None:
@@ -331,8 +397,95 @@ def _describe_components(schemas: dict[str, Schema]) -> None:
     for name, schema in schemas.items():
         struct = structs.get(name)
         if struct is not None and isinstance(schema, Schema):
-            doc = inspect.getdoc(struct)
+            doc = struct.__doc__  # its own: inspect.getdoc would give msgspec.Struct's
             schema.description = " ".join(doc.split()) if doc else None
+
+
+def _alternatives(declared: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """`declared` (a JSON schema by msgspec) and each of its `anyOf` alternatives."""
+    yield declared
+    for part in declared.get("anyOf", ()):
+        yield from _alternatives(part)
+
+
+def _documented_alternatives(schema: Schema | Reference | bool | None) -> Iterator[Schema]:
+    """`schema` (as Litestar documents a value) and each of its `oneOf`/`anyOf` alternatives."""
+    if isinstance(schema, Schema):
+        yield schema
+        for part in (*(schema.one_of or ()), *(schema.any_of or ())):
+            yield from _documented_alternatives(part)
+
+
+def _bound(documented: Schema | Reference | bool | None, declared: dict[str, Any]) -> None:
+    """Give `documented` each bound of `declared` that none of its alternatives has. Bound
+    keywords apply to their own type only (`minimum` to numbers), so one on the union (where
+    Litestar puts them: `oneOf: [integer, null], maximum: 150`) bounds what it should."""
+    if not isinstance(documented, Schema):
+        return
+    parts = list(_documented_alternatives(documented))
+    for alternative in _alternatives(declared):
+        for keyword, attribute in _BOUNDS.items():
+            if keyword in alternative and all(getattr(p, attribute) is None for p in parts):
+                setattr(documented, attribute, alternative[keyword])
+        for keyword, attribute in (
+            ("items", "items"),
+            ("additionalProperties", "additional_properties"),
+        ):
+            inner = alternative.get(keyword)
+            if isinstance(inner, dict):
+                for part in parts:
+                    _bound(getattr(part, attribute), inner)
+        names = alternative.get("propertyNames")
+        if isinstance(names, dict) and names.keys() & _BOUNDS.keys():
+            for part in parts:
+                if part.type == OpenAPIType.OBJECT and part.property_names is None:
+                    part.property_names = Schema()
+                _bound(part.property_names, names)
+
+
+@functools.cache
+def _declared_properties(structs: tuple[type[msgspec.Struct], ...]) -> list[dict[str, Any]]:
+    """Each struct's properties as msgspec validates them (its JSON schema; ~40 ms for all,
+    once per process: not again for each app, as in the tests)."""
+    refs, definitions = msgspec.json.schema_components(structs)
+    return [definitions[ref["$ref"].rsplit("/", 1)[1]].get("properties", {}) for ref in refs]
+
+
+def _restore_bounds(schemas: dict[str, Any]) -> None:
+    """Each struct's component gets the bounds msgspec enforces on its fields (and their items
+    and keys) where Litestar's schema lacks them: it drops a bound of 0 and inner types'."""
+    structs = _structs()
+    components = [
+        (schema, structs[name])
+        for name, schema in schemas.items()
+        if name in structs and isinstance(schema, Schema)
+    ]
+    properties = _declared_properties(tuple(struct for _, struct in components))
+    for (schema, _), declared in zip(components, properties, strict=True):
+        for field, documented in (schema.properties or {}).items():
+            if field in declared:
+                _bound(documented, declared[field])
+
+
+def _bound_parameters(operation: Operation, handler: HTTPRouteHandler) -> None:
+    """Each parameter gets the bounds its handler declares (`QueryParameter(ge=0)`) where
+    Litestar's schema lacks them (it drops falsy ones for an optional parameter)."""
+    declared: dict[str, KwargDefinition] = {}
+    for name, field in handler.parsed_fn_signature.parameters.items():
+        if isinstance(field.kwarg_definition, KwargDefinition):
+            declared[getattr(field.kwarg_definition, "name", None) or name] = field.kwarg_definition
+    for parameter in operation.parameters or ():
+        if not isinstance(parameter, Parameter) or (kwarg := declared.get(parameter.name)) is None:
+            continue
+        parts = list(_documented_alternatives(parameter.schema))
+        for attribute, schema_attribute in _PARAMETER_BOUNDS.items():
+            value = getattr(kwarg, attribute, None)
+            if (
+                parts
+                and value is not None
+                and all(getattr(p, schema_attribute) is None for p in parts)
+            ):
+                setattr(parts[0], schema_attribute, value)
 
 
 def _stream_body(
@@ -364,6 +517,7 @@ def _document(app: Litestar, openapi: OpenAPI) -> None:
     schemas = openapi.components.schemas
     _rename_components(openapi, schemas)
     _describe_components(schemas)
+    _restore_bounds(schemas)
     schemas.update(_component_schemas())
     for path, item in (openapi.paths or {}).items():
         for method in ("get", "head", "put", "post", "delete", "patch"):
@@ -380,6 +534,8 @@ def _document_operation(
     schemas: dict[str, Schema],
 ) -> None:
     operation.operation_id = OPERATION_IDS.get((path, method), operation.operation_id)
+    if handler is not None:
+        _bound_parameters(operation, handler)
     stream = handler.opt.get(STREAM_BODY_OPT) if handler is not None else None
     if stream is not None and operation.request_body is None:
         operation.request_body = _stream_body(schemas, *stream)
@@ -394,4 +550,6 @@ def _document_operation(
     for answer in responses.values():
         if isinstance(answer, OpenAPIResponse):
             answer.headers = {**(answer.headers or {}), "X-Request-ID": _REQUEST_ID}
+            if method == "head":
+                answer.content = None  # an answer to HEAD has no body (RFC 9110 9.3.2)
     operation.responses = responses

@@ -14,6 +14,8 @@ __all__ = ["live", "live_head", "ready", "ready_head"]
 
 
 class Health(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The service's health: whether it is up, and for readiness, what it depends on."""
+
     status: Annotated[
         str,
         msgspec.Meta(
@@ -72,7 +74,12 @@ async def _readiness(request: Request[Any, Any, Any]) -> Health:
 
 
 # Uptime monitors often probe with HEAD: the same status, no body.
-@head("/health/live", tags=["health"], summary="Liveness (HEAD)")
+@head(
+    "/health/live",
+    tags=["health"],
+    summary="Liveness (HEAD)",
+    response_description="The process serves requests. No body.",
+)
 async def live_head() -> None:
     """As `GET /health/live`, without a body: 200 while the process serves requests."""
 
@@ -81,8 +88,11 @@ async def live_head() -> None:
     "/health/ready",
     tags=["health"],
     summary="Readiness (HEAD)",
+    response_description="Ready. No body.",
     responses={
-        503: ResponseSpec(None, description="Not ready (GET says why).", generate_examples=False)
+        503: ResponseSpec(
+            None, description="Not ready (GET says why). No body.", generate_examples=False
+        )
     },
 )
 async def ready_head(request: Request[Any, Any, Any]) -> Response[None]:

@@ -4,6 +4,7 @@ start runs through it against the app, each answer parsed into its documented mo
 
 from __future__ import annotations
 
+import enum
 import importlib
 import re
 import subprocess
@@ -92,6 +93,22 @@ async def test_the_client_generates_every_operation_and_model(generated: Generat
     lines = streamed["requestBody"]["content"]["application/x-ndjson"]["schema"]
     refs = {part["$ref"].rsplit("/", 1)[1] for part in lines["oneOf"]}
     assert refs == {"AudienceHeader", "AudienceMember"}
+
+
+async def test_enum_members_have_readable_names(generated: Generated) -> None:
+    """A problem's `type` enum came out as `ProblemType.VALUE_3` (a generator names a member
+    after its value only when the value starts with a letter); `x-enum-varnames` names them."""
+    m = generated.models()
+    assert m.ProblemType.NOT_FOUND == "/problems/not-found"
+    assert m.ProblemType.VALIDATION_ERROR == "/problems/validation-error"
+    enums = [
+        value
+        for value in vars(m).values()
+        if isinstance(value, type) and issubclass(value, enum.Enum)
+    ]
+    assert m.ProblemType in enums
+    unnamed = [f"{e.__name__}.{member.name}" for e in enums for member in e]
+    assert [name for name in unnamed if ".VALUE_" in name] == []
 
 
 def _op(generated: Generated, tag: str, operation_id: str) -> Any:
