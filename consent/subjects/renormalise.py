@@ -15,7 +15,15 @@ types are left alone) the command decrypts the value and normalises it again:
   `POST /v1/subjects/link` links them (`SubjectResolver.link`: the oldest survives, the state is
   rebuilt from both histories, a `subject.linked` audit leaf); then the old spelling is removed;
 - a value the current rules refuse (an invisible character): left as it is, counted, and
-  reported by tenant and subject id (never the value).
+  reported by tenant and subject id (never the value);
+- a value that does not decrypt (a damaged row): the same, as unreadable; the run goes on.
+
+Two stored spellings that become the same one in a run (two subjects' old spellings of one
+address) are one person: the first is re-spelt, the second finds it held and links the two.
+A dry run writes nothing but keeps what the run would have written (the spellings, the links:
+in memory, per tenant), so it reports the same counts a real run over the same data does. Each
+identifier is checked and counted once, also when a link moves it onto a subject the run has
+not reached yet.
 
 A spelling that goes takes with it the keyed HMACs that decisions about it logged while the
 ledger did not know it (decision_log.lookup_hmac): erasure finds those by the subject's
@@ -44,8 +52,9 @@ from uuid import UUID
 import asyncpg
 
 from consent.audit.outbox import AuditWriter
+from consent.crypto.aead import DecryptionError
 from consent.crypto.datakeys import DataKeys, EncryptedForErasedSubject
-from consent.crypto.keys import KeyRing
+from consent.crypto.keys import KeyError_, KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.subjects.identifiers import InvalidIdentifier, normalize
@@ -91,10 +100,13 @@ class Outcome:
     linked: int = 0
     skipped: int = 0  # the subject's data key is gone (erased): nothing readable
     refused: list[Refusal] = field(default_factory=list)
+    unreadable: list[Refusal] = field(default_factory=list)  # a stored value that is damaged
 
     def summary(self) -> str:
         checked = f"checked {self.checked} identifier{'' if self.checked == 1 else 's'}"
         skipped = f", {self.skipped} skipped (erased)" if self.skipped else ""
+        if self.unreadable:
+            skipped += f", {len(self.unreadable)} unreadable"
         if self.dry_run:
             return (
                 f"dry run, nothing changed: {checked}: would re-spell {self.respelt}, "
@@ -119,6 +131,41 @@ def _context(id_type: str) -> bytes:
     return b"identifier/" + id_type.encode()
 
 
+Key = tuple[str, bytes]  # an identifier: its type and lookup HMAC
+
+
+@dataclass
+class _TenantRun:
+    """What one run remembers about one tenant from batch to batch.
+
+    `passed`: identifiers already checked that a link moved onto a subject the run has not
+    reached yet (their own batch must not check, count or report them again).
+
+    A dry run writes nothing, so it keeps what a real run would have written: `respelt`, the
+    current spellings it would have written (with their subjects), `gone`, the spellings it
+    would have removed, and `joined`, the links it would have made (a union-find over the
+    subjects that stand for their groups). With them it finds what a real run finds: the
+    current spelling another identifier of the same run would have taken, and a person that a
+    link earlier in the run would have made one."""
+
+    passed: set[Key] = field(default_factory=set)
+    respelt: dict[Key, UUID] = field(default_factory=dict)
+    gone: set[Key] = field(default_factory=set)
+    joined: dict[UUID, UUID] = field(default_factory=dict)
+
+    def group(self, survivor: UUID) -> UUID:
+        """The group a subject that stands for its group would be in after the dry run's
+        links."""
+        root = survivor
+        while (up := self.joined.get(root, root)) != root:
+            root = up
+        while survivor != root:  # path compression
+            up = self.joined[survivor]
+            self.joined[survivor] = root
+            survivor = up
+        return root
+
+
 class _Batch:
     """One batch of one tenant, inside its transaction."""
 
@@ -129,6 +176,7 @@ class _Batch:
         resolver: SubjectResolver,
         audit: AuditWriter,
         outcome: Outcome,
+        state: _TenantRun,
         last: UUID,
     ) -> None:
         self.conn = conn
@@ -137,39 +185,50 @@ class _Batch:
         self.resolver = resolver
         self.audit = audit
         self.outcome = outcome
+        self.state = state
         self.deks: dict[UUID, bytes] = {}
-        self.removed: list[tuple[str, bytes]] = []  # spellings re-spelt or deleted
+        self.removed: list[Key] = []  # spellings re-spelt or deleted
+        self.seen: set[Key] = set()  # checked in this batch, queued, or written by it
 
     async def _dek(self, subject_id: UUID) -> bytes:
         if subject_id not in self.deks:
-            self.deks[subject_id] = await self.resolver.datakeys.get(
-                self.conn, self.tenant_id, subject_id
-            )
+            try:
+                self.deks[subject_id] = await self.resolver.datakeys.get(
+                    self.conn, self.tenant_id, subject_id
+                )
+            except KeyError_ as exc:  # which one, for the operator (a subject id only)
+                raise KeyError_(f"{exc} (tenant {self.tenant_id}, subject {subject_id})") from exc
         return self.deks[subject_id]
 
     async def _survivor(self, subject_id: UUID) -> UUID:
         return UUID(str(await self.conn.fetchval(Q.survivor_of, subject_id)))
 
+    async def _keys(self, subjects: list[UUID]) -> list[Key]:
+        return [
+            (str(r["id_type"]), bytes(r["lookup_hmac"]))
+            for r in await self.conn.fetch(
+                Q.identifiers_of_batch, self.tenant_id, list(RESPELT_TYPES), subjects
+            )
+        ]
+
     async def run(self, subjects: list[UUID]) -> None:
         """Check the identifiers of `subjects`, and those a link brings onto a subject that
         this run has passed (else they would wait for the next run)."""
-        types = list(RESPELT_TYPES)
-        queue = [
-            (str(r["id_type"]), bytes(r["lookup_hmac"]))
-            for r in await self.conn.fetch(Q.identifiers_of_batch, self.tenant_id, types, subjects)
-        ]
-        seen = set(queue)
+        queue = []
+        for key in await self._keys(subjects):
+            self.seen.add(key)
+            if key in self.state.passed:  # checked before a link moved it here
+                self.state.passed.discard(key)
+            else:
+                queue.append(key)
         while queue:
             id_type, digest = queue.pop(0)
             survivor = await self.one(id_type, digest)
             if survivor is None or survivor > self.last:  # ahead: its own batch checks them
                 continue
-            for r in await self.conn.fetch(
-                Q.identifiers_of_batch, self.tenant_id, types, [survivor]
-            ):
-                key = (str(r["id_type"]), bytes(r["lookup_hmac"]))
-                if key not in seen:
-                    seen.add(key)
+            for key in await self._keys([survivor]):
+                if key not in self.seen:
+                    self.seen.add(key)
                     queue.append(key)
 
     async def _current(self, id_type: str, digest: bytes) -> tuple[UUID, bytes, str] | None:
@@ -182,7 +241,7 @@ class _Batch:
             id_type,
             digest,
         )
-        if row is None:  # removed meanwhile (dry run: no lock is held)
+        if row is None or (id_type, digest) in self.state.gone:  # removed meanwhile
             return None
         self.outcome.checked += 1
         subject = UUID(str(row["subject_id"]))
@@ -191,13 +250,28 @@ class _Batch:
         except EncryptedForErasedSubject:
             self.outcome.skipped += 1
             return None
-        stored = DataKeys.decrypt(dek, tid, subject, row["value_enc"], _context(id_type))
         try:
-            current = respelling(id_type, stored.decode())
+            stored = DataKeys.decrypt(dek, tid, subject, row["value_enc"], _context(id_type))
+            text = stored.decode()
+        except (DecryptionError, UnicodeDecodeError):  # a damaged row: the others go on
+            self.outcome.unreadable.append(Refusal(tid, subject, id_type))
+            return None
+        try:
+            current = respelling(id_type, text)
         except InvalidIdentifier:
             self.outcome.refused.append(Refusal(tid, subject, id_type))
             return None
         return None if current is None else (subject, dek, current)
+
+    async def _owner(self, id_type: str, digest: bytes) -> UUID | None:
+        """The subject holding a spelling (a dry run: as a real run would have left it)."""
+        key = (id_type, digest)
+        if key in self.state.respelt:
+            return self.state.respelt[key]
+        if key in self.state.gone:
+            return None
+        owner = await self.conn.fetchval(Q.identifier_unlocked, self.tenant_id, id_type, digest)
+        return None if owner is None else UUID(str(owner))
 
     async def one(self, id_type: str, digest: bytes) -> UUID | None:
         """Check one identifier; the survivor of a link it made, if any."""
@@ -205,37 +279,65 @@ class _Batch:
         if found is None:
             return None
         subject, dek, current = found
-        conn, tid, dry = self.conn, self.tenant_id, self.outcome.dry_run
+        tid = self.tenant_id
         new_digest = self.resolver.keyring.lookup_digest(str(tid), id_type, current)
-        owner = await conn.fetchval(Q.identifier_unlocked, tid, id_type, new_digest)
-        if owner is None and not dry:
+        new = (id_type, new_digest)
+        owner = await self._owner(id_type, new_digest)
+        if owner is None and self.outcome.dry_run:
+            self.state.respelt[new] = subject
+            self.state.gone.add((id_type, digest))
+            self.outcome.respelt += 1
+            return None
+        if owner is None:
             enc = DataKeys.encrypt(dek, tid, subject, current.encode(), _context(id_type))
             try:
-                async with conn.transaction():
-                    await conn.execute(Q.respell_identifier, tid, id_type, digest, new_digest, enc)
+                async with self.conn.transaction():
+                    await self.conn.execute(
+                        Q.respell_identifier, tid, id_type, digest, new_digest, enc
+                    )
             except asyncpg.UniqueViolationError:
                 # A write gave the current spelling a subject of its own meanwhile: link it.
-                owner = await conn.fetchval(Q.identifier_unlocked, tid, id_type, new_digest)
+                owner = await self._owner(id_type, new_digest)
+                if owner is None:  # and took it away again
+                    raise
             else:
                 self.outcome.respelt += 1
                 self.removed.append((id_type, digest))
+                self.seen.add(new)  # written current: a link re-queueing it checks it no more
+                if subject > self.last:  # a link in this batch moved it ahead
+                    self.state.passed.add(new)
                 return None
-        if owner is None:  # dry run
-            self.outcome.respelt += 1
+        return await self._join(id_type, digest, subject, owner)
+
+    async def _join(self, id_type: str, digest: bytes, subject: UUID, owner: UUID) -> UUID | None:
+        """The identifier's current spelling is `owner`'s: link the two subjects unless they
+        are one person already, then remove the old spelling. The survivor of a link made."""
+        conn, tid, state = self.conn, self.tenant_id, self.state
+        ours, theirs = await self._survivor(subject), await self._survivor(owner)
+        if self.outcome.dry_run:
+            ours, theirs = state.group(ours), state.group(theirs)
+            if ours == theirs:
+                self.outcome.respelt += 1
+            else:
+                self.outcome.linked += 1
+                state.joined[theirs] = ours
+            state.gone.add((id_type, digest))
             return None
-        other = UUID(str(owner))
         linked = None
-        if await self._survivor(other) == await self._survivor(subject):
+        if ours == theirs:
             self.outcome.respelt += 1
         else:
             self.outcome.linked += 1
-            if not dry:
-                refs = [SubjectRef(subject_id=subject), SubjectRef(subject_id=other)]
-                linked = (await self.resolver.link(conn, tid, refs, self.audit)).subject_id
-                self.deks.clear()  # the identifiers moved to the survivor's key
-        if not dry:
-            await conn.execute(Q.delete_identifier, tid, id_type, digest)
-            self.removed.append((id_type, digest))
+            # Identifiers checked already (on a subject this run has reached) that the link
+            # may move onto a subject ahead, whose batch must not check them again.
+            checked = await self._keys([s for s in (ours, theirs) if s <= self.last])
+            refs = [SubjectRef(subject_id=subject), SubjectRef(subject_id=owner)]
+            linked = (await self.resolver.link(conn, tid, refs, self.audit)).subject_id
+            self.deks.clear()  # the identifiers moved to the survivor's key
+            if linked > self.last:
+                state.passed.update(checked)
+        await conn.execute(Q.delete_identifier, tid, id_type, digest)
+        self.removed.append((id_type, digest))
         return linked
 
 
@@ -267,6 +369,7 @@ async def renormalise(
     types = list(RESPELT_TYPES)
     for tid in tenants:
         cursor = _NO_SUBJECT
+        state = _TenantRun()
         while True:
             async with db.tenant(tid) as conn:
                 if not dry_run:
@@ -277,7 +380,7 @@ async def renormalise(
                 ]
                 if not subjects:
                     break
-                batch = _Batch(conn, tid, resolver, audit, outcome, subjects[-1])
+                batch = _Batch(conn, tid, resolver, audit, outcome, state, subjects[-1])
                 await batch.run(subjects)
                 if batch.removed:
                     # Committed before the batch: if the batch then fails, those HMACs are
@@ -309,6 +412,13 @@ def _tenant_id(text: str) -> UUID:
         raise argparse.ArgumentTypeError(f"not a tenant id (a UUID): {text!r}") from None
 
 
+def _kept(args: argparse.Namespace) -> str:
+    """What a run that stopped leaves behind."""
+    if args.dry_run:
+        return "dry run, nothing changed"
+    return "the batches before it are done, the one under way was rolled back"
+
+
 def _say(message: str) -> int:
     print(f"{_COMMAND}: {message}", file=sys.stderr)  # noqa: T201
     return 1
@@ -317,7 +427,7 @@ def _say(message: str) -> int:
 async def _main(args: argparse.Namespace) -> int:
     from consent.cli import _progress, _settings
     from consent.crypto.binding import KeyRingMismatch, open_bound
-    from consent.crypto.keys import KeyError_, load_keyring
+    from consent.crypto.keys import load_keyring
 
     settings = _settings()
     ring = load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
@@ -339,11 +449,13 @@ async def _main(args: argparse.Namespace) -> int:
         print(f"{_COMMAND}: --tenant: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     except KeyError_ as exc:  # a data key that does not unwrap: its batch rolled back
-        return _say(f"{exc}; the batches before it are done, run the command again")
-    except asyncpg.PostgresError as exc:
         return _say(
-            f"the database failed ({type(exc).__name__}); the batches before it are done, "
-            "run the command again"
+            f"{exc}; {_kept(args)}: run the command again once that key unwraps (the right "
+            "keys directory, or the key restored)"
+        )
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # connection lost
+        return _say(
+            f"the database failed ({type(exc).__name__}); {_kept(args)}: run the command again"
         )
     finally:
         await db.close()
@@ -352,12 +464,21 @@ async def _main(args: argparse.Namespace) -> int:
             f"refused: tenant {r.tenant_id} subject {r.subject_id} ({r.id_type}): not valid "
             "under the current rules, left as it is"
         )
+    for r in outcome.unreadable:
+        print(  # noqa: T201
+            f"unreadable: tenant {r.tenant_id} subject {r.subject_id} ({r.id_type}): the stored "
+            "value does not decrypt under the subject's data key (damaged), left as it is"
+        )
     print(outcome.summary())  # noqa: T201
     return 0
 
 
 def cmd_renormalise(args: argparse.Namespace) -> int:
-    return asyncio.run(_main(args))
+    try:
+        return asyncio.run(_main(args))
+    except KeyboardInterrupt:  # Ctrl-C: the batch under way rolled back as the run was cancelled
+        _say(f"interrupted; {_kept(args)}: run the command again to finish")
+        return 130
 
 
 def add_parser(sub: Any) -> None:
@@ -380,7 +501,8 @@ def add_parser(sub: Any) -> None:
         "(as POST /v1/subjects/link does, with its audit leaf); a value the current rules "
         "refuse is left as it is and reported by subject id. Runs while the service serves, "
         "one short transaction per batch; running it again changes nothing. Exit status: 0 "
-        "done; 1 failed (what was done is kept: run it again); 2 bad arguments or tenant.",
+        "done; 1 failed (what was done is kept: run it again); 2 bad arguments or tenant; "
+        "130 interrupted (the batch under way rolled back: run it again).",
     )
     parser.add_argument(
         "--tenant",

@@ -16,8 +16,11 @@ way would have: the real old code never wrote such rows.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import signal
 import subprocess
+import sys
 import unicodedata
 import uuid
 from pathlib import Path
@@ -30,7 +33,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.subjects.resolver import SubjectResolver
 from tests.conftest import Catalog, Tenant
-from tests.support.cli import cli_env, run_consent
+from tests.support.cli import ROOT, cli_env, run_consent
 
 pytestmark = pytest.mark.integration
 
@@ -400,6 +403,8 @@ async def test_a_run_that_stops_part_way_keeps_its_batches_and_a_rerun_finishes(
     stopped = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
     assert stopped.returncode == 1, stopped.stderr
     assert "run the command again" in stopped.stderr
+    assert f"subject {later}" in stopped.stderr  # which key: the operator can look at it
+    assert "Traceback" not in stopped.stderr
     assert await _lookup(catalog, "email", "p0@xn--strae-oqa.de") == subjects[0]
     assert await _lookup(catalog, "email", "p1@xn--strae-oqa.de") is None
     assert await _lookup(catalog, "email", "p1@strasse.de") == subjects[1]
@@ -483,3 +488,284 @@ async def test_identifiers_a_link_brings_into_a_checked_subject_are_checked_too(
     again = _run(database_dsn, keys_dir, tmp_path)
     assert again.returncode == 0, again.stderr
     assert _summary(again) == "checked 2 identifiers: 0 re-spelt, 0 linked, 0 refused"
+
+
+# -- the dry run says what a real run does -----------------------------------------------------
+
+
+def _as_dry(summary: str) -> str:
+    """The dry run's summary of what a real run reported as `summary`."""
+    checked, _, rest = summary.partition(": ")
+    respelt, linked, refused = rest.split(", ")[:3]
+    return (
+        f"dry run, nothing changed: {checked}: would re-spell {respelt.split()[0]}, "
+        f"would link {linked.split()[0]}, {refused}"
+    )
+
+
+async def test_two_stored_spellings_that_become_one_are_linked_and_the_dry_run_says_so(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """Anna is stored twice under old spellings, by two subjects, that the current rules both
+    spell `anna@xn--strae-oqa.de`, which nobody holds yet. The first is re-spelt; the second
+    then finds it held by the other subject, and the two are linked (nothing lost: both
+    histories, every spelling finds the survivor). The dry run, which writes nothing, says
+    exactly that, not "would re-spell 2"."""
+    first = await _subject(catalog, "c-1")
+    second = await catalog.consent(
+        identifier={"type": "customer_id", "value": "c-2"},
+        choices=[{"purpose": "ads", "choice": "granted"}],
+    )
+    await _store(
+        db, keyring, catalog.tenant, first, "email", "anna@strasse.de", stored="Anna@Straße.de"
+    )
+    await _store(
+        db,
+        keyring,
+        catalog.tenant,
+        second["subject_id"],
+        "email",
+        "anna@straße.de",
+        stored="anna@STRAßE.de",
+    )
+    before = await _rows(db)
+
+    dry = _run(database_dsn, keys_dir, tmp_path, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert await _rows(db) == before
+    done = _run(database_dsn, keys_dir, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 2 identifiers: 1 re-spelt, 1 linked, 0 refused"
+    assert _summary(dry) == _as_dry(_summary(done))
+
+    for id_type, value in (
+        ("email", "anna@xn--strae-oqa.de"),
+        ("email", "Anna@Straße.de"),
+        ("customer_id", "c-1"),
+        ("customer_id", "c-2"),
+    ):
+        assert await _lookup(catalog, id_type, value) == first, value
+    state = await catalog.client.get(f"/v1/subjects/{first}/consents", headers=catalog.h)
+    assert state.status_code == 200, state.text
+    assert {c["purpose"] for c in state.json()["consents"]} >= {"newsletter", "ads"}
+
+    again = _run(database_dsn, keys_dir, tmp_path)
+    assert _summary(again) == "checked 1 identifier: 0 re-spelt, 0 linked, 0 refused"
+
+
+async def test_the_dry_run_counts_a_link_it_would_have_made_earlier_in_the_run(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """One person, two subjects, each holding the current spelling of an old one the other
+    holds: the first re-spelling links them, so the second is one person's own (re-spelt, not
+    a second link). The dry run, which links nothing, still counts one link."""
+    a, b = await _subject(catalog, "c-1"), await _subject(catalog, "c-2")
+    email, phone = "Anna@Straße.de", "+49 (0)30 123456"
+    await _store(db, keyring, catalog.tenant, a, "email", _old_email(email), stored=email)
+    await _store(db, keyring, catalog.tenant, b, "email", "anna@xn--strae-oqa.de")
+    await _store(db, keyring, catalog.tenant, b, "phone", _old_phone(phone), stored=phone)
+    await _store(db, keyring, catalog.tenant, a, "phone", "+4930123456")
+
+    dry = _run(database_dsn, keys_dir, tmp_path, "--dry-run")
+    done = _run(database_dsn, keys_dir, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 4 identifiers: 1 re-spelt, 1 linked, 0 refused"
+    assert _summary(dry) == _as_dry(_summary(done))
+    assert await _lookup(catalog, "phone", phone) == await _lookup(catalog, "email", email)
+
+
+async def test_identifiers_a_link_moves_ahead_are_checked_and_reported_once(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """Subjects are taken in id order, and a link keeps the older subject. The first subject
+    (the newer one) is linked into the last: its identifiers, checked already, move onto a
+    subject the run reaches later, which must not check, count or report them again."""
+    tid = uuid.UUID(catalog.tenant.id)
+    first = uuid.UUID("00000000-0000-4000-8000-000000000001")
+    last = uuid.UUID("ffffffff-ffff-4fff-bfff-ffffffffffff")
+    for sid in (last, first):  # `last` created first: it survives the link
+        async with db.tenant(tid) as conn:
+            await conn.execute("insert into subject (id, tenant_id) values ($1, $2)", sid, tid)
+            await DataKeys(keyring).ensure(conn, tid, sid)
+    phone = "+49 (0)30 123456"
+    await _store(db, keyring, catalog.tenant, str(first), "phone", _old_phone(phone), stored=phone)
+    await _store(db, keyring, catalog.tenant, str(first), "email", "zw\u200b@example.com")
+    await _store(db, keyring, catalog.tenant, str(last), "phone", "+4930123456")
+
+    dry = _run(database_dsn, keys_dir, tmp_path, "--dry-run", "--batch-size", "1")
+    done = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == "checked 3 identifiers: 0 re-spelt, 1 linked, 1 refused"
+    assert _summary(dry) == _as_dry(_summary(done))
+    refused = [line for line in done.stdout.splitlines() if line.startswith("refused")]
+    line = (
+        f"refused: tenant {tid} subject {first} (email): not valid under the current rules, "
+        "left as it is"
+    )
+    assert refused == [line]
+    assert await _lookup(catalog, "phone", phone) == str(last)
+
+
+async def _terminate_batch(db: Database) -> bool:
+    """End the connection of the batch under way (the one holding the tenant's link lock),
+    as a database restart or a failover does. False: no batch was under way."""
+    async with db.system() as conn:
+        return bool(
+            await conn.fetchval(
+                "select pg_terminate_backend(pid) from pg_locks where locktype = 'advisory' "
+                "and granted and pid <> pg_backend_pid() limit 1"
+            )
+        )
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "says"),
+    [("ctrl-c", 130, "interrupted"), ("connection-lost", 1, "the database failed")],
+)
+async def test_a_run_stopped_part_way_leaves_every_batch_done_or_untouched(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+    stop: str,
+    status: int,
+    says: str,
+) -> None:
+    """Ctrl-C, or the database connection lost part-way: the command says what happened (no
+    traceback) and what to do; each batch of subjects is re-spelt whole or untouched, and a
+    second run finishes the work."""
+    tid = uuid.UUID(catalog.tenant.id)
+    count, batch = 400, 4
+    subjects = [uuid.UUID(int=(1 << 78) | i) for i in range(1, count + 1)]  # version-4 bits
+    emails = {s: f"p{i}@Straße.de" for i, s in enumerate(subjects)}
+    phones = {s: f"+49 (0)30 {100000 + i}" for i, s in enumerate(subjects)}
+    async with db.tenant(tid) as conn:
+        rows = []
+        for sid in subjects:
+            await conn.execute("insert into subject (id, tenant_id) values ($1, $2)", sid, tid)
+            dek = await DataKeys(keyring).ensure(conn, tid, sid)
+            for id_type, typed, old in (
+                ("email", emails[sid], _old_email(emails[sid])),
+                ("phone", phones[sid], _old_phone(phones[sid])),
+            ):
+                context = f"identifier/{id_type}".encode()
+                enc = DataKeys.encrypt(dek, tid, sid, typed.encode(), context)
+                rows.append((tid, id_type, keyring.lookup_digest(str(tid), id_type, old), sid, enc))
+        await conn.executemany(
+            "insert into subject_identifier (tenant_id, id_type, lookup_hmac, subject_id, "
+            "value_enc) values ($1, $2, $3, $4, $5)",
+            rows,
+        )
+    current = {
+        keyring.lookup_digest(str(tid), "email", f"p{i}@xn--strae-oqa.de") for i in range(count)
+    } | {keyring.lookup_digest(str(tid), "phone", f"+4930{100000 + i}") for i in range(count)}
+
+    async def respelt() -> dict[uuid.UUID, int]:
+        async with db.system() as conn:
+            found = await conn.fetch(
+                "select subject_id, lookup_hmac from subject_identifier where tenant_id = $1",
+                tid,
+            )
+        done: dict[uuid.UUID, int] = {}
+        for r in found:
+            done[r["subject_id"]] = done.get(r["subject_id"], 0) + (r["lookup_hmac"] in current)
+        return done
+
+    env = cli_env(database_dsn, keys_dir, tmp_path / "data")
+    args = ["identifiers", "renormalise", "--batch-size", str(batch)]
+    with subprocess.Popen(
+        [sys.executable, "-m", "consent", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as run:
+        started = False
+        for _ in range(3000):
+            await asyncio.sleep(0.005)
+            if run.poll() is not None:
+                break
+            started = started or any((await respelt()).values())
+            if not started:
+                continue
+            if stop == "ctrl-c":
+                run.send_signal(signal.SIGINT)
+                break
+            if await _terminate_batch(db):
+                break
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == status, (out, err)
+    assert "Traceback" not in err
+    assert says in err
+    assert "run the command again" in err
+    done = await respelt()
+    assert set(done.values()) <= {0, 2}  # a subject is re-spelt whole or not at all
+    finished = [s for s in subjects if done[s] == 2]
+    assert finished == subjects[: len(finished)]  # batches in id order: a prefix
+    assert len(finished) % batch == 0
+    assert 0 < len(finished) < count, "not stopped part-way"
+
+    again = _run(database_dsn, keys_dir, tmp_path, "--batch-size", str(batch))
+    assert again.returncode == 0, again.stderr
+    left = 2 * (count - len(finished))
+    assert (
+        _summary(again) == f"checked {2 * count} identifiers: {left} re-spelt, 0 linked, 0 refused"
+    )
+    assert set((await respelt()).values()) == {2}
+
+
+async def test_a_damaged_stored_value_is_reported_by_subject_id_and_the_run_goes_on(
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """One identifier's stored value does not decrypt (a damaged row): the run does not stop
+    at it (a second run would stop there again, for ever); it leaves it, names its subject
+    (never a value) and re-spells the others."""
+    subjects = sorted(
+        [await _subject(catalog, "c-1"), await _subject(catalog, "c-2")], key=uuid.UUID
+    )
+    for i, subject in enumerate(subjects):
+        typed = f"p{i}@Straße.de"
+        await _store(db, keyring, catalog.tenant, subject, "email", _old_email(typed), stored=typed)
+    damaged = uuid.UUID(subjects[0])
+    async with db.system() as conn:
+        await conn.execute(
+            "update subject_identifier set value_enc = "
+            "overlay(value_enc placing '\\x00'::bytea from 20 for 1) where subject_id = $1",
+            damaged,
+        )
+
+    done = _run(database_dsn, keys_dir, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert _summary(done) == (
+        "checked 2 identifiers: 1 re-spelt, 0 linked, 0 refused, 1 unreadable"
+    )
+    line = (
+        f"unreadable: tenant {catalog.tenant.id} subject {damaged} (email): the stored value "
+        "does not decrypt under the subject's data key (damaged), left as it is"
+    )
+    assert [x for x in done.stdout.splitlines() if x.startswith("unreadable")] == [line]
+    assert await _lookup(catalog, "email", "p1@xn--strae-oqa.de") == subjects[1]
+    assert await _lookup(catalog, "email", "p0@strasse.de") == subjects[0]
