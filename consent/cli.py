@@ -372,20 +372,42 @@ def cmd_keys_retire(args: argparse.Namespace) -> int:
 def cmd_policy_test(args: argparse.Namespace) -> int:
     from consent.decisions import policy_tests
 
-    root = args.root or _settings().policy_dir
+    settings = _settings()
+    root = args.root or settings.policy_dir
     argv = [*(["--root", str(root)] if root else []), *(["--verbose"] if args.verbose else [])]
-    return policy_tests.main(argv)
+    return policy_tests.main(argv, database_url=settings.database_url)
 
 
 async def _policy_reload(settings: Settings, root: Path | None, wait: float) -> int:
+    from consent.db.database import DatabaseUnavailable
     from consent.decisions.engine import PolicyLoadError
-    from consent.decisions.policy import describe_ack, policy_root, reload_everywhere
+    from consent.decisions.policy import (
+        describe_ack,
+        policy_dir_problem,
+        policy_root,
+        reload_everywhere,
+    )
 
     root = root or policy_root(settings)
+    problem = policy_dir_problem(root)
+    if problem is not None:
+        print(f"consent policy reload: {problem}", file=sys.stderr)  # noqa: T201
+        return 2
+
+    def warn(line: str) -> None:
+        print(f"consent policy reload: warning: {line}", file=sys.stderr)  # noqa: T201
+
     try:
-        bundle, acks = await reload_everywhere(settings, root, wait=wait)
+        bundle, acks = await reload_everywhere(settings, root, wait=wait, warn=warn)
     except PolicyLoadError as exc:
         print(f"consent policy reload: refused, nothing changed: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    except DatabaseUnavailable as exc:  # the bundle passed; the request cannot be sent
+        print(  # noqa: T201
+            "consent policy reload: the policy passed its checks, but the database cannot be "
+            f"reached ({exc}), so no running process was asked to reload it",
+            file=sys.stderr,
+        )
         return 1
     print(f"policy {bundle.revision} passed its checks; reload requested")  # noqa: T201
     for ack in acks:
@@ -517,18 +539,26 @@ def build_parser() -> argparse.ArgumentParser:
     retire.set_defaults(func=cmd_keys_retire)
 
     from consent.audit import cli as audit_cli
+    from consent.decisions.policy_tests import EXIT_STATUS as POLICY_TEST_EXIT_STATUS
 
     policy = sub.add_parser(
-        "policy", help="test and reload the Rego policies", description="Decision policies."
+        "policy",
+        help="test and reload the Rego policies",
+        description="Decision policies: `test` them while you write them, `reload` them into "
+        "the running service. Each ACTION has its own --help.",
     )
     policy_sub = policy.add_subparsers(dest="policy_command", required=True, metavar="ACTION")
     ptest = policy_sub.add_parser(
         "test",
         help="run the Rego tests and the table-driven cases",
         description="Run every test_* rule of the *_test.rego files and every case of "
-        "cases/*.json through the real OPA engine (CONSENT_POLICY_DIR or the bundled policies).",
+        "cases/*.json through the real OPA engine, and the checks a reload makes "
+        "(CONSENT_POLICY_DIR or the bundled policies).",
+        epilog=POLICY_TEST_EXIT_STATUS,
     )
-    ptest.add_argument("--root", type=Path, help="policy directory")
+    ptest.add_argument(
+        "--root", type=Path, help="policy directory (default: CONSENT_POLICY_DIR, else bundled)"
+    )
     ptest.add_argument("-v", "--verbose", action="store_true", help="list passing tests too")
     ptest.set_defaults(func=cmd_policy_test)
     preload = policy_sub.add_parser(
@@ -536,12 +566,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the policies and make the running service serve them (no restart)",
         description="Check the policy bundle (compiles, its tests pass, fails closed, cache "
         "normalisation holds), then ask every running service process to reload it. A process "
-        "that finds the bundle broken refuses it and keeps serving its current one. Exit 0: "
-        "every answering process serves the new revision; 1: refused; 3: no process answered.",
+        "that finds the bundle broken refuses it and keeps serving its current one. An action "
+        "that needs a purpose no tenant defines is a warning, not a refusal.",
+        epilog="Exit status: 0 every answering process serves the new revision; 1 refused (or "
+        "a process serves another revision, or the database cannot be reached); 2 bad "
+        "arguments or configuration (no policy directory there); 3 no process answered.",
     )
     preload.add_argument("--root", type=Path, help="policy directory (default: CONSENT_POLICY_DIR)")
     preload.add_argument(
-        "--wait", type=seconds, default=5.0, help="seconds to wait for the processes' answers"
+        "--wait",
+        type=seconds,
+        default=5.0,
+        metavar="S",
+        help="seconds to wait for the processes' answers (default 5)",
     )
     preload.set_defaults(func=cmd_policy_reload)
 

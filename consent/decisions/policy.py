@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
 
+import asyncpg
 import msgspec
 import structlog
 
 from consent.config import Settings
 from consent.db.database import Database
 from consent.db.grouped import DB_UNAVAILABLE
+from consent.decisions.actions import UndefinedPurposes, action_problems, undefined_purposes
 from consent.decisions.engine import (
     CachedPolicyEngine,
     ManagedPolicyEngine,
@@ -44,12 +46,17 @@ __all__ = [
     "STATUS_CHANNEL",
     "PolicyRuntime",
     "ReloadAck",
+    "check_actions",
     "check_policy",
     "check_serving",
+    "defined_purpose_keys",
     "describe_ack",
+    "load_bundle",
+    "policy_dir_problem",
     "policy_root",
     "reload_everywhere",
     "request_reload",
+    "warn_undefined_purposes",
 ]
 
 RELOAD_CHANNEL: Final = "consent_policy"
@@ -74,17 +81,51 @@ def policy_root(settings: Settings) -> Path:
     return settings.policy_dir or default_policy_root()
 
 
+def policy_dir_problem(root: Path) -> str | None:
+    """Why `root` is no policy directory at all (a misspelt --root or CONSENT_POLICY_DIR: a
+    usage error, not a policy that is wrong), or None."""
+    if not root.is_dir():
+        return f"{root} is not a directory" if root.exists() else f"{root} does not exist"
+    if next(root.rglob("*.rego"), None) is None:
+        return f"no policies (*.rego files) under {root}"
+    return None
+
+
+def load_bundle(root: Path) -> PolicyBundle:
+    """`PolicyBundle.load`, with a Rego file that is not UTF-8 refused by name (raises
+    PolicyLoadError) instead of the codec's message about some byte of some file."""
+    try:
+        return PolicyBundle.load(root)
+    except UnicodeDecodeError as exc:
+        names = []
+        for path in sorted(root.rglob("*.rego")):
+            try:
+                path.read_bytes().decode()
+            except UnicodeDecodeError as bad:
+                names.append(f"{path.relative_to(root).as_posix()}: not UTF-8 ({bad.reason})")
+        raise PolicyLoadError("; ".join(names) or str(exc)) from exc
+
+
+def check_actions(bundle: PolicyBundle) -> None:
+    """Raise PolicyLoadError naming every `action_problems` of the bundle."""
+    problems = action_problems(bundle)
+    if problems:
+        raise PolicyLoadError("; ".join(problems))
+
+
 def check_serving(bundle: PolicyBundle) -> None:
     """What a bundle must pass beyond compiling and its Rego tests (which the engines check)
-    before this service serves it: words for every reason code, and decisions the cache keeps
-    exact. Raises PolicyLoadError."""
+    before this service serves it: well-formed actions, words for every reason code, and
+    decisions the cache keeps exact. Raises PolicyLoadError."""
+    check_actions(bundle)
     check_reason_texts(bundle)
     check_normalisation(bundle)
 
 
 def check_policy(root: Path) -> PolicyBundle:
     """Load and check a bundle as a reload would (raises PolicyLoadError)."""
-    bundle = PolicyBundle.load(root)
+    bundle = load_bundle(root)
+    check_actions(bundle)  # before the Rego tests: their failure would not name the action
     check_bundle(bundle)
     check_serving(bundle)
     return bundle
@@ -111,7 +152,7 @@ class PolicyRuntime:
     async def open(cls, settings: Settings) -> PolicyRuntime:
         """Load, check and serve the bundle of `settings` (raises PolicyLoadError if refused)."""
         root = policy_root(settings)
-        bundle = await asyncio.to_thread(PolicyBundle.load, root)
+        bundle = await asyncio.to_thread(load_bundle, root)
         await asyncio.to_thread(check_serving, bundle)
         engine = await open_engine(
             root,
@@ -142,7 +183,7 @@ class PolicyRuntime:
         """Serve the bundle now on disk if it passes every check; raises PolicyLoadError (the
         current bundle keeps serving). Unchanged content is not reloaded."""
         async with self._lock:
-            bundle = await asyncio.to_thread(PolicyBundle.load, self.root)
+            bundle = await asyncio.to_thread(load_bundle, self.root)
             if bundle.revision == self.engine.revision:
                 return bundle.revision
             await asyncio.to_thread(check_serving, bundle)
@@ -258,26 +299,75 @@ def describe_ack(ack: ReloadAck, revision: str, root: Path) -> str:
     return f"process {ack.pid}: serving {ack.revision}, not {revision}: {why}"
 
 
+async def defined_purpose_keys(db: Database) -> frozenset[str]:
+    """Every purpose key some tenant defines (as the schema owner: across tenants)."""
+    async with db.system() as conn:
+        rows = await conn.fetch("select distinct key from purpose")
+    return frozenset(row["key"] for row in rows)
+
+
+async def warn_undefined_purposes(
+    db: Database, bundle: PolicyBundle, warn: Callable[[str], object] | None = None
+) -> list[UndefinedPurposes]:
+    """Name each action of `bundle` that needs a purpose no tenant defines (a misspelt key in
+    the policy's data denies every decision on it): one line each to `warn`, else a
+    `policy.purpose_undefined` warning in the log. Never refuses the bundle (a purpose may be
+    created after the policy); a database that cannot answer skips the check. One query, at
+    start and reload, never on a decision."""
+    try:
+        defined = await defined_purpose_keys(db)
+    except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
+        _log.info("policy.purposes_unchecked", error=type(exc).__name__)
+        return []
+    found = undefined_purposes(bundle, defined)
+    for item in found:
+        if warn is not None:
+            warn(item.describe())
+        else:
+            _log.warning(
+                "policy.purpose_undefined",
+                action=item.action,
+                purposes=list(item.purposes),
+                did_you_mean=item.did_you_mean,
+                revision=bundle.revision,
+            )
+    return found
+
+
 async def reload_everywhere(
-    settings: Settings, root: Path | None = None, *, wait: float = 3.0
+    settings: Settings,
+    root: Path | None = None,
+    *,
+    wait: float = 3.0,
+    warn: Callable[[str], object] | None = None,
 ) -> tuple[PolicyBundle, list[ReloadAck]]:
     """`request_reload` from outside the service (`consent policy reload`, SIGHUP to `consent
-    serve`), on a database connection opened for it and closed after."""
+    serve`), on a database connection opened for it and closed after. The bundle is checked
+    first: a refused one needs no database."""
+    root = root or policy_root(settings)
+    bundle = await asyncio.to_thread(check_policy, root)
     db = await Database.from_settings(settings)
     try:
-        return await request_reload(db, root or policy_root(settings), wait=wait)
+        return await request_reload(db, root, wait=wait, checked=bundle, warn=warn)
     finally:
         await db.close()
 
 
 async def request_reload(
-    db: Database, root: Path, *, wait: float = 3.0
+    db: Database,
+    root: Path,
+    *,
+    wait: float = 3.0,
+    checked: PolicyBundle | None = None,
+    warn: Callable[[str], object] | None = None,
 ) -> tuple[PolicyBundle, list[ReloadAck]]:
-    """Check the bundle at `root` (raises PolicyLoadError), ask every running worker to reload
-    and collect their answers for up to `wait` seconds, or until none came for
-    `_ACK_QUIET_SECONDS` (workers compile the bundle at their own pace: on a busy machine one
-    answers a second after another)."""
-    bundle = await asyncio.to_thread(check_policy, root)
+    """Check the bundle at `root` (raises PolicyLoadError; `checked`: already checked), warn
+    of actions needing purposes no tenant defines (`warn_undefined_purposes`), ask every
+    running worker to reload and collect their answers for up to `wait` seconds, or until
+    none came for `_ACK_QUIET_SECONDS` (workers compile the bundle at their own pace: on a busy
+    machine one answers a second after another)."""
+    bundle = checked if checked is not None else await asyncio.to_thread(check_policy, root)
+    await warn_undefined_purposes(db, bundle, warn)
     acks: list[ReloadAck] = []
     last = asyncio.Event()
 

@@ -12,7 +12,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.decisions.audience import AudienceFilter
 from consent.decisions.logwriter import GroupCommitWriter
-from consent.decisions.policy import PolicyRuntime
+from consent.decisions.policy import PolicyRuntime, warn_undefined_purposes
 from consent.decisions.service import DecisionService
 
 __all__ = ["Decisions"]
@@ -29,8 +29,11 @@ class Decisions:
     async def open(cls, settings: Settings, db: Database, keyring: KeyRing) -> Decisions:
         """Load and check the policy (PolicyLoadError if refused: the service does not start),
         start the decision-log writers (one for decisions, one for audience chunks, so that a
-        big audience does not delay single decisions) and the reload listener."""
+        big audience does not delay single decisions) and the reload listener. An action
+        that needs a purpose no tenant defines is a warning in the log (`policy.purpose_undefined`),
+        not a refusal."""
         policy = await PolicyRuntime.open(settings)
+        await warn_undefined_purposes(db, policy.engine.bundle)
         audit = AuditWriter(settings.audit_origin)
 
         async def served(revision: str) -> None:

@@ -5,6 +5,7 @@ the service would refuse, the test command fails too."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from consent.decisions.engine import PolicyBundle, PolicyLoadError
 from consent.decisions.policy import check_policy
 from consent.decisions.policy_tests import load_cases, main
+from tests.support.cli import cli_env, free_port, run_consent
 
 pytestmark = pytest.mark.policy
 
@@ -132,7 +134,7 @@ def test_a_typo_in_a_case_names_the_file_and_the_case(
 ) -> None:
     _edit(root, "cases/loyalty.json", lambda s: s.replace('"expect"', '"expcet"', 1))
     code, out = _run(root, capsys)
-    assert code != 0
+    assert code == 1
     assert "loyalty.json" in out
     assert "both consents allow" in out
     assert "expcet" in out
@@ -173,7 +175,7 @@ def test_a_case_file_that_is_not_json_names_the_file_and_line(
 ) -> None:
     _edit(root, "cases/loyalty.json", lambda s: s.replace('"name"', "name", 1))
     code, out = _run(root, capsys)
-    assert code != 0
+    assert code == 1
     assert "loyalty.json" in out
     assert "line 3" in out, out
     with pytest.raises(ValueError, match=r"loyalty\.json"):
@@ -189,7 +191,8 @@ def test_a_data_file_that_is_not_json_names_the_file_and_line(
         lambda s: s.replace('"service.essential":', ',"service.essential":', 1),
     )
     code, out = _run(root, capsys)
-    assert code != 0
+    assert code == 1, out
+    assert "FAIL bundle:files" in out
     assert "data/actions.json" in out
     assert "line " in out, out
     with pytest.raises(PolicyLoadError, match=r"data/actions\.json.*line \d+, column \d+"):
@@ -254,7 +257,8 @@ def test_a_conflict_at_runtime_names_the_rule(
 def test_a_syntax_error_names_file_and_line(root: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _add_rule(root, "broken if {\n\tinput.now_ns > (1\n}\n")
     code, out = _run(root, capsys)
-    assert code != 0
+    assert code == 1, out  # the policy is wrong: not a usage error
+    assert "FAIL bundle:compile" in out
     assert "consent/decision.rego:" in out
     assert "rego_parse_error" in out
 
@@ -293,3 +297,173 @@ def test_a_misspelt_input_field_is_refused(root: Path, capsys: pytest.CaptureFix
     assert code == 1, out
     assert "input.now " in out or "input.now:" in out or "`input.now`" in out
     assert "input.subject.birthday" in out
+
+
+def test_a_case_name_that_is_not_text_names_the_case(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cases = json.loads((root / "cases" / "loyalty.json").read_text())
+    cases[0]["name"] = ["both", "consents"]
+    (root / "cases" / "loyalty.json").write_text(json.dumps(cases))
+    code, out = _run(root, capsys)
+    assert code == 1, out
+    assert "FAIL case:loyalty.json#1" in out
+    assert "$.name" in out
+
+
+def test_a_rego_file_that_is_not_utf8_names_the_file(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (root / "consent" / "decision.rego").open("ab") as rego:
+        rego.write("# Gr\xfc\xdfe\n".encode("latin-1"))
+    with pytest.raises(PolicyLoadError, match=r"consent/decision\.rego: not UTF-8"):
+        check_policy(root)
+    code, out = _run(root, capsys)
+    assert code == 1, out
+    assert "FAIL bundle:files\n     consent/decision.rego: not UTF-8" in out
+
+
+def test_a_policy_without_tests_or_cases_says_so(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (root / "consent" / "decision_test.rego").unlink()
+    shutil.rmtree(root / "cases")
+    code, out = _run(root, capsys)
+    assert code == 1, out
+    assert "FAIL bundle:tests\n     nothing to test" in out
+
+
+def test_a_case_file_in_a_subdirectory_is_not_silently_skipped(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Cases are read from cases/*.json: one filed under cases/loyalty/ would never run, and
+    the tests would pass without it."""
+    (root / "cases" / "loyalty").mkdir()
+    (root / "cases" / "loyalty.json").rename(root / "cases" / "loyalty" / "birthday.json")
+    code, out = _run(root, capsys)
+    assert code == 1, out
+    assert "FAIL case:loyalty/birthday.json\n     cases/loyalty/birthday.json: not run" in out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("purposes", "email_marketing", "purposes must be a non-empty list of purpose keys"),
+        ("purposes", [], "purposes must be a non-empty list of purpose keys"),
+        ("purposes", ["Email Marketing"], "not purpose keys: ['Email Marketing']"),
+        ("sensitive", "no", "sensitive must be true or false, got 'no'"),
+        ("direct_marketting", True, "no rule of the policy reads 'direct_marketting'"),
+    ],
+    ids=["purposes-a-string", "no-purposes", "not-a-key", "flag-not-boolean", "misspelt-flag"],
+)
+def test_a_malformed_action_is_refused(
+    root: Path, capsys: pytest.CaptureFixture[str], field: str, value: object, said: str
+) -> None:
+    """Rego reads such an entry as needing no purpose (allowed for everyone) or as a flag left
+    false. The shipped Rego test test_actions_data_is_well_formed fails on it, but says only
+    "undefined": the refusal names the action and what is wrong with it (also for a policy
+    without that test)."""
+    actions = root / "data" / "actions.json"
+    doc = json.loads(actions.read_text())
+    doc["value"][ACTION][field] = value
+    actions.write_text(json.dumps(doc))
+    with pytest.raises(PolicyLoadError, match=re.escape(f"action '{ACTION}': {said}")):
+        check_policy(root)
+    code, out = _run(root, capsys)
+    assert code == 1, out
+    assert f"FAIL bundle:actions\n     data consent.actions, action '{ACTION}': {said}" in out
+
+
+# -- through the real command: exit status and help ----------------------------------------
+
+
+def _break_compile(root: Path) -> None:
+    _add_rule(root, "broken if {\n\tinput.now_ns > (1\n}\n")
+
+
+def _fail_a_case(root: Path) -> None:
+    _edit(root, "cases/loyalty.json", lambda s: s.replace('"denied.no_consent"', '"x.y"', 1))
+
+
+def _as_it_is(_root: Path) -> None:
+    pass
+
+
+# situation -> (what is done to the policy directory, `--root`'s argument under it, exit status)
+_EXIT_STATUS: dict[str, tuple[Callable[[Path], None], list[str], int]] = {
+    "passes": (_as_it_is, ["--root", "."], 0),
+    "does-not-compile": (_break_compile, ["--root", "."], 1),
+    "fails-a-case": (_fail_a_case, ["--root", "."], 1),
+    "no-such-directory": (_as_it_is, ["--root", "polcies"], 2),
+    "a-file-not-a-directory": (_as_it_is, ["--root", "data/actions.json"], 2),
+    "bad-argument": (_as_it_is, ["--roots", "."], 2),
+}
+
+
+@pytest.mark.parametrize("situation", list(_EXIT_STATUS))
+def test_policy_test_exit_status(root: Path, tmp_path: Path, situation: str) -> None:
+    """0: everything passed; 1: the policy is wrong, however; 2: the tests could not run."""
+    prepare, (option, where), expected = _EXIT_STATUS[situation]
+    prepare(root)
+    path = str(root / where)
+    done = run_consent("policy", "test", option, path, env=cli_env(data_dir=tmp_path / "d"))
+    assert done.returncode == expected, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    if expected == 2 and option == "--root":
+        assert done.stderr.startswith(f"consent policy test: {path} "), done.stderr
+
+
+def test_policy_help_states_the_exit_status(tmp_path: Path) -> None:
+    env = cli_env(data_dir=tmp_path / "d")
+    tested = run_consent("policy", "test", "--help", env=env)
+    assert tested.returncode == 0
+    text = " ".join(tested.stdout.split())
+    assert "Exit status: 0 every test, case and check passed; 1 the policy is wrong" in text
+    assert "2 the tests could not run" in text
+    reloaded = run_consent("policy", "reload", "--help", env=env)
+    text = " ".join(reloaded.stdout.split())
+    assert "Exit status: 0 every answering process serves the new revision" in text
+    assert "3 no process answered" in text
+
+
+def _unreachable_database(tmp_path: Path) -> dict[str, str]:
+    return cli_env(f"postgresql://postgres@127.0.0.1:{free_port()}/consent", data_dir=tmp_path)
+
+
+def test_policy_reload_of_no_directory_is_a_usage_error(root: Path, tmp_path: Path) -> None:
+    """Said at once, without a database: the directory is wrong, not the policy."""
+    missing = root / "polcies"
+    done = run_consent(
+        "policy", "reload", "--root", str(missing), env=_unreachable_database(tmp_path)
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == f"consent policy reload: {missing} does not exist"
+
+
+@pytest.mark.parametrize("broken", ["syntax", "not-utf8"])
+def test_policy_reload_refuses_a_broken_bundle_before_it_needs_a_database(
+    root: Path, tmp_path: Path, broken: str
+) -> None:
+    if broken == "syntax":
+        _break_compile(root)
+    else:
+        with (root / "consent" / "decision.rego").open("ab") as rego:
+            rego.write(b"# \xff\n")
+    done = run_consent("policy", "reload", "--root", str(root), env=_unreachable_database(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith("consent policy reload: refused, nothing changed: "), done.stderr
+    assert "consent/decision.rego" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_policy_reload_without_a_database_says_the_policy_passed(
+    root: Path, tmp_path: Path
+) -> None:
+    """The author learns the bundle is fine and that no process was asked, from this command
+    (not `consent policy: ...`)."""
+    done = run_consent("policy", "reload", "--root", str(root), env=_unreachable_database(tmp_path))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith(
+        "consent policy reload: the policy passed its checks, but the database cannot be reached"
+    ), done.stderr
+    assert "no running process was asked" in done.stderr
