@@ -102,12 +102,12 @@ def _load_keys(settings: Settings) -> KeyRing:
 def _policies_found(settings: Settings) -> bool:
     """Whether the policy directory holds a bundle that passes the checks a reload makes (else
     says why: a misspelt directory, a Rego error, a failing Rego test; ~1 s)."""
-    from consent.decisions.engine import PolicyBundle, PolicyLoadError
-    from consent.decisions.policy import policy_root
+    from consent.decisions.engine import PolicyLoadError
+    from consent.decisions.policy import load_bundle, policy_root
 
     root = policy_root(settings)
     try:
-        PolicyBundle.load(root)
+        load_bundle(root)
     except PolicyLoadError as exc:
         print(f"consent serve: CONSENT_POLICY_DIR: {exc}", file=sys.stderr)  # noqa: T201
         return False

@@ -267,3 +267,18 @@ def test_a_policy_that_fails_its_checks_is_one_line(tmp_path: Path) -> None:
     )
     done = run_consent("serve", env=env)
     _one_line(done, 2, "consent serve: CONSENT_POLICY_DIR: refused: ", "decision.rego")
+
+
+def test_a_rego_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A policy saved in Latin-1 (an umlaut in a comment): a traceback about some byte."""
+    policies = tmp_path / "policies"
+    shutil.copytree(ROOT / "policies", policies)
+    (policies / "consent" / "notes.rego").write_bytes(b"package consent.notes\n# Gr\xfc\xdfe\n")
+    env = cli_env(
+        _unreachable_database(),
+        data_dir=tmp_path,
+        CONSENT_PORT=str(free_port()),
+        CONSENT_POLICY_DIR=str(policies),
+    )
+    done = run_consent("serve", env=env)
+    _one_line(done, 2, "consent serve: CONSENT_POLICY_DIR: ", "notes.rego: not UTF-8")
