@@ -100,6 +100,20 @@ denials contains "denied.unknown_action" if {
 }
 
 # METADATA
+# title: An action that names no purpose
+# description: >-
+#   Every action needs at least one purpose. One that names none (an empty or malformed
+#   `purposes` in data.consent.actions) would otherwise be allowed with no reason at all: it is
+#   denied like an unknown action. (Reloads refuse such data too; this keeps the policy closed
+#   on its own.)
+# custom:
+#   error_id: denied.unknown_action
+denials contains "denied.unknown_action" if {
+	actions[action_name]
+	count(needed) == 0
+}
+
+# METADATA
 # title: Unknown subject
 # description: Decisions are only made for subjects the ledger knows.
 # custom:

@@ -623,6 +623,13 @@ test_unknown_action_denies if {
 	r.purposes == {}
 }
 
+test_an_action_that_names_no_purpose_denies if {
+	every purposes in [[], "email_marketing", null, {}] {
+		r := decide({"action": "email.marketing"}) with data.consent.actions["email.marketing"].purposes as purposes
+		denied(r, ["denied.unknown_action"])
+	}
+}
+
 test_unknown_purpose_denies if {
 	r := decide_without({"action": "sms.marketing"}, ["purposes/sms_marketing"])
 	denied(r, ["denied.unknown_purpose"])
