@@ -7,6 +7,7 @@ import asyncio
 import math
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,17 +34,23 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
     return asyncio.run(coro)
 
 
-def _progress(label: str) -> Callable[[int, int], None]:
-    """`label: done/total` on stderr: redrawn in place on a terminal; elsewhere (a log file)
-    only the final count, on a line of its own."""
+def _progress(label: str, *, every: float = 30.0) -> Callable[[int, int], None]:
+    """`label: done/total` on stderr: redrawn in place on a terminal; elsewhere (a log file,
+    a job runner) a line of its own at most every `every` seconds and the final count, so
+    that a run of hours shows it is alive without a line per batch."""
     terminal = sys.stderr.isatty()
+    last_line = time.monotonic()
 
     def show(done: int, total: int) -> None:
+        nonlocal last_line
         last = done >= total
         if terminal:
             end = "\n" if last else ""
             print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)  # noqa: T201
-        elif last:
+            return
+        now = time.monotonic()
+        if last or now - last_line >= every:
+            last_line = now
             print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)  # noqa: T201
 
     return show
