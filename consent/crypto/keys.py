@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ _LOCK: Final = ".generation.lock"  # empty; flock(2) on it serialises key genera
 _RETIRING: Final = ".retiring"  # a KEK file being destroyed: no longer *.key, so never loaded
 _KEK_ID_CHARS: Final = frozenset("0123456789abcdef")
 _KEK_ID_LENGTH: Final = 16
+_NOT_OTHERS: Final = stat.S_IRWXO | stat.S_IWGRP  # off a keys directory
 
 
 class KeyError_(Exception):  # noqa: N801 - KeyError is a builtin with another meaning
@@ -103,13 +105,18 @@ def _generation_lock(keys_dir: Path) -> Iterator[None]:
 def _write_secret(path: Path, data: bytes) -> None:
     """Write a new secret file atomically with mode 0600."""
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Never through a symbolic link planted there; a file left there keeps its mode on open.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
+        os.fchmod(fd, 0o600)
         os.write(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)
     tmp.replace(path)
+    # The rename is durable only once its directory is: without this a power cut could undo
+    # it after data keys were wrapped under the new key and committed to PostgreSQL.
+    _sync_dir(path.parent)
 
 
 def _b64(data: bytes) -> bytes:
@@ -222,7 +229,18 @@ def _read_keks(keys_dir: Path) -> tuple[dict[str, bytes], str | None]:
 
 
 def _ensure_dir(path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Create `path` (mode 0700) and make its entry durable. One made before (`mkdir -p`, a
+    volume) that this process owns loses every permission of others and its group's write:
+    whoever may write the keys directory can swap `kek/current` for a key of their own. (A
+    group that reads it, as an operator may have set up for the service's user, keeps that.)"""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with contextlib.suppress(PermissionError):  # a parent this process may not read
+            _sync_dir(path.parent)
+    st = path.stat()
+    if st.st_uid == os.geteuid() and st.st_mode & _NOT_OTHERS:
+        with contextlib.suppress(OSError):  # a read-only mount: nothing this process can do
+            path.chmod(stat.S_IMODE(st.st_mode) & ~_NOT_OTHERS)
 
 
 def _add_kek(keys_dir: Path, kek: bytes) -> str:
