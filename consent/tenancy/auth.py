@@ -24,6 +24,7 @@ from consent.tenancy.keys import parse_api_key, secret_matches
 from consent.tenancy.repository import TenancyRepository
 
 __all__ = [
+    "BANNER_SCOPES",
     "Principal",
     "authenticate",
     "bearer_key",
@@ -141,6 +142,10 @@ async def authenticate(db: Database, authorization: str | None) -> Principal:
     return who
 
 
+# What a key restricted to browser origins (a banner key, its secret in web pages) may do.
+BANNER_SCOPES: Final = frozenset({"write"})
+
+
 def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Any]:
     async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
         db: Database = connection.app.state.db
@@ -148,6 +153,12 @@ def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRo
         if not who.has(scope):
             raise Forbidden(
                 f"This API key lacks the '{scope}' scope.",
+                headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
+            )
+        if who.allowed_origins and scope not in BANNER_SCOPES:
+            # Also a key made before banner keys were limited to writing: its secret is public.
+            raise Forbidden(
+                "A banner key (with allowed_origins) may only write: its secret is public.",
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
             )
         if not origin_allowed(connection.headers.get("origin"), who.allowed_origins):

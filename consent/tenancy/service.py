@@ -16,7 +16,7 @@ from consent.errors import Conflict, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.pagination import check_limit, decode_cursor, encode_cursor, page_of
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
-from consent.tenancy.auth import key_cache
+from consent.tenancy.auth import BANNER_SCOPES, key_cache
 from consent.tenancy.keys import generate_api_key
 from consent.tenancy.repository import TenancyRepository
 from consent.tenancy.schemas import (
@@ -117,10 +117,13 @@ class TenancyService:
     async def create_api_key(self, data: ApiKeyCreate, idem_key: str | None) -> ApiKeyCreated:
         """Under an Idempotency-Key only the key's public part is stored as the answer: a retry
         gets a 409 naming the key created, never the secret (kept nowhere) nor a second key."""
-        if data.allowed_origins and "admin" in data.scopes:
+        if data.allowed_origins and set(data.scopes) - BANNER_SCOPES:
             # A banner key is published in web pages and `Origin` is forged by any non-browser
-            # client: the origin list protects no admin rights.
-            raise ValidationFailed.field("scopes", "a key with allowed_origins cannot be admin")
+            # client: the origin list protects nothing. Reading would give every visitor every
+            # customer's consents (lookup by e-mail), deciding their status; admin the tenant.
+            raise ValidationFailed.field(
+                "scopes", "a key with allowed_origins (a banner key) may only have 'write'"
+            )
         secret: list[str] = []
         async with self.db.tenant(self.tenant_id) as conn:
             repo = TenancyRepository(conn)

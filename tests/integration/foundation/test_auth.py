@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from consent.db.database import Database
 from tests.conftest import Tenant
 
 pytestmark = pytest.mark.integration
@@ -67,30 +68,78 @@ async def test_key_without_scope_gets_403(client: Any, tenant: Tenant) -> None:
     _is_problem(await client.get("/v1/api-keys", headers=headers), 403, "forbidden")
 
 
+async def _consent_from(client: Any, auth: dict[str, str], origin: str | None) -> Any:
+    """An empty consent body: past the guard it is a 400 (the key was accepted)."""
+    headers = {**auth, **({"Origin": origin} if origin else {})}
+    return await client.post("/v1/consents", json={}, headers=headers)
+
+
 async def test_banner_key_only_from_its_origins(client: Any, tenant: Tenant) -> None:
     banner = await _make_key(
-        client, tenant, name="banner", scopes=["read"], allowed_origins=["https://shop.example"]
+        client, tenant, name="banner", scopes=["write"], allowed_origins=["https://shop.example"]
     )
     auth = {"Authorization": f"Bearer {banner['secret']}"}
-    ok = await client.get("/v1/tenant", headers={**auth, "Origin": "https://shop.example"})
-    assert ok.status_code == 200
-    _is_problem(
-        await client.get("/v1/tenant", headers={**auth, "Origin": "https://evil.example"}),
-        403,
-        "forbidden",
-    )
-    _is_problem(await client.get("/v1/tenant", headers=auth), 403, "forbidden")
+    ok = await _consent_from(client, auth, "https://shop.example")
+    assert ok.status_code == 400, ok.text  # accepted, then the empty body is refused
+    _is_problem(await _consent_from(client, auth, "https://evil.example"), 403, "forbidden")
+    _is_problem(await _consent_from(client, auth, None), 403, "forbidden")
 
 
 async def test_a_banner_origin_is_matched_as_browsers_send_it(client: Any, tenant: Tenant) -> None:
     """An origin typed with capitals still admits the browser, which sends it in lower case."""
     banner = await _make_key(
-        client, tenant, name="banner", scopes=["read"], allowed_origins=["https://Shop.Example"]
+        client, tenant, name="banner", scopes=["write"], allowed_origins=["https://Shop.Example"]
     )
     assert banner["key"]["allowed_origins"] == ["https://shop.example"]
     auth = {"Authorization": f"Bearer {banner['secret']}"}
-    ok = await client.get("/v1/tenant", headers={**auth, "Origin": "https://shop.example"})
-    assert ok.status_code == 200, ok.text
+    ok = await _consent_from(client, auth, "https://shop.example")
+    assert ok.status_code == 400, ok.text
+
+
+async def test_a_banner_key_may_only_write(client: Any, tenant: Tenant, db: Database) -> None:
+    """A banner key's secret is in every visitor's browser, and `Origin` is forged by any
+    non-browser client. With `read` or `decide` it let anyone look up any customer's consents
+    and history by e-mail address (with the network evidence kept), or learn them from
+    decisions. Such keys are refused (400); one made before that is refused on every route but
+    writing (403)."""
+    for scopes in (["read"], ["decide"], ["write", "read"]):
+        response = await client.post(
+            "/v1/api-keys",
+            json={"name": "banner", "scopes": scopes, "allowed_origins": ["https://shop.example"]},
+            headers=tenant.headers,
+        )
+        _is_problem(response, 400, "validation-error")
+        assert [e["field"] for e in response.json()["errors"]] == ["scopes"]
+    keys = (await client.get("/v1/api-keys", headers=tenant.headers)).json()["items"]
+    assert [k["name"] for k in keys] == ["initial admin"]
+
+    old = await _make_key(
+        client,
+        tenant,
+        name="old banner",
+        scopes=["write"],
+        allowed_origins=["https://shop.example"],
+    )
+    async with db.system() as conn:  # as a key made before the limit was stored
+        await conn.execute(
+            "update api_key set scopes = array['write', 'read', 'decide'] where key_id = $1",
+            old["key"]["key_id"],
+        )
+    shop = {"Authorization": f"Bearer {old['secret']}", "Origin": "https://shop.example"}
+    lookup = {"identifier": {"type": "email", "value": "ann@example.com"}}
+    refused = [
+        await client.post("/v1/subjects/lookup", json=lookup, headers=shop),
+        await client.get("/v1/tenant", headers=shop),
+        await client.post(
+            "/v1/decisions",
+            json={"subject": lookup, "action": "email.marketing", "context": {"requester": "x"}},
+            headers=shop,
+        ),
+    ]
+    for response in refused:
+        _is_problem(response, 403, "forbidden")
+        assert "banner key" in response.json()["detail"]
+    assert (await _consent_from(client, shop, "https://shop.example")).status_code == 400
 
 
 async def test_secret_is_shown_once_and_never_listed(client: Any, tenant: Tenant) -> None:
