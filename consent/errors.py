@@ -7,6 +7,7 @@ also serves as a human-readable page. `detail` never carries SQL, stack traces o
 from __future__ import annotations
 
 import re
+import traceback
 from typing import Any, Final
 
 import asyncpg
@@ -299,7 +300,18 @@ def _on_postgres(request: Request[Any, Any, Any], exc: Exception) -> Response[Pr
         | asyncpg.exceptions.InsufficientResourcesError,
     ):
         return _on_unavailable(request, exc)
-    return _on_unexpected(request, exc)
+    # PostgreSQL's message carries the DETAIL of the failure ("Failing row contains (...)",
+    # "Key (...)=(...)"): values of the request, which may be personal data. The log gets where
+    # and what kind, never the values.
+    _log.error(
+        "request.failed",
+        error=type(exc).__name__,
+        sqlstate=getattr(exc, "sqlstate", None),
+        table=getattr(exc, "table_name", None),
+        constraint=getattr(exc, "constraint_name", None),
+        stack="".join(traceback.format_tb(exc.__traceback__)),
+    )
+    return problem_response(request, 500, "internal-error")
 
 
 _UNSTORABLE_TEXT: Final = (
