@@ -89,6 +89,17 @@ async def _store(
         )
 
 
+async def _two_with_old_spellings(catalog: Catalog, db: Database, keyring: KeyRing) -> list[str]:
+    """Two subjects, in id order, each with an e-mail stored under the old rules."""
+    subjects = sorted(
+        [await _subject(catalog, "c-1"), await _subject(catalog, "c-2")], key=uuid.UUID
+    )
+    for i, subject in enumerate(subjects):
+        typed = f"p{i}@Straße.de"
+        await _store(db, keyring, catalog.tenant, subject, "email", _old_email(typed), stored=typed)
+    return subjects
+
+
 async def _lookup(catalog: Catalog, id_type: str, value: str, tenant: Tenant | None = None) -> Any:
     response = await catalog.client.post(
         "/v1/subjects/lookup",
@@ -384,12 +395,7 @@ async def test_a_run_that_stops_part_way_keeps_its_batches_and_a_rerun_finishes(
     """One batch per subject; the second subject's data key cannot be unwrapped (a damaged
     row): exit 1, the first batch stays done, the second untouched; once the key is back, a
     second run finishes the work."""
-    subjects = sorted(
-        [await _subject(catalog, "c-1"), await _subject(catalog, "c-2")], key=uuid.UUID
-    )
-    for i, subject in enumerate(subjects):
-        typed = f"p{i}@Straße.de"
-        await _store(db, keyring, catalog.tenant, subject, "email", _old_email(typed), stored=typed)
+    subjects = await _two_with_old_spellings(catalog, db, keyring)
     later = uuid.UUID(subjects[1])
     async with db.system() as conn:
         wrapped = await conn.fetchval(
@@ -743,12 +749,7 @@ async def test_a_damaged_stored_value_is_reported_by_subject_id_and_the_run_goes
     """One identifier's stored value does not decrypt (a damaged row): the run does not stop
     at it (a second run would stop there again, for ever); it leaves it, names its subject
     (never a value) and re-spells the others."""
-    subjects = sorted(
-        [await _subject(catalog, "c-1"), await _subject(catalog, "c-2")], key=uuid.UUID
-    )
-    for i, subject in enumerate(subjects):
-        typed = f"p{i}@Straße.de"
-        await _store(db, keyring, catalog.tenant, subject, "email", _old_email(typed), stored=typed)
+    subjects = await _two_with_old_spellings(catalog, db, keyring)
     damaged = uuid.UUID(subjects[0])
     async with db.system() as conn:
         await conn.execute(
