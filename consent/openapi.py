@@ -8,7 +8,8 @@ operation is (parameters or a body: 400, and under /v1/ always, for a query para
 operation does not take; authenticated: 401 and 403; a path parameter: 404; a body: 413 and
 415; an `Idempotency-Key`: 422; under /v1/, where everything needs the database: 503)
 and from what its handler declares with `opt=problems(404, 409)` (a subject named in the body,
-a name already taken: what only the service logic knows about).
+a name already taken: what only the service logic knows about). Every operation can answer 500
+`internal-error` (a failure the service did not foresee), and documents it.
 
 It also puts right what Litestar gets wrong for a client generator: each operation gets a
 short id (`OPERATION_IDS`: the generated function's name) instead of one spelling its path; a
@@ -127,6 +128,7 @@ _SLUGS: Final[dict[int, tuple[str, ...]]] = {
     413: ("payload-too-large",),
     415: ("unsupported-media-type",),
     422: ("idempotency-key-reused",),
+    500: ("internal-error",),
     503: ("service-unavailable",),
 }
 _STR: Final = Schema(type=OpenAPIType.STRING)
@@ -136,6 +138,7 @@ _REQUEST_ID: Final = OpenAPIHeader(
     ". _ -`, else one made by the server. In every log line of the request, and in a problem.",
 )
 _UNAVAILABLE: Final = 503
+_INTERNAL: Final = 500  # any operation can fail in a way the service did not foresee
 _AUTHENTICATE: Final = {
     401: "`Bearer`: send an API key as `Authorization: Bearer csk_...`.",
     403: "When the key lacks the operation's scope: "
@@ -299,6 +302,7 @@ def _statuses(
         statuses.add(422)
     if path.startswith("/v1/"):
         statuses.add(_UNAVAILABLE)
+    statuses.add(_INTERNAL)  # anywhere: a failure the service did not foresee
     declared = dict(handler.opt.get(PROBLEMS_OPT, {})) if handler is not None else {}
     return {status: _SLUGS[status] for status in sorted(statuses)} | declared
 
@@ -366,9 +370,11 @@ def _rename_components(openapi: OpenAPI, schemas: dict[str, Schema]) -> None:
     _rename_references(openapi, names)
 
 
-def _structs() -> dict[str, type[msgspec.Struct]]:
+def _structs(schemas: dict[str, Any]) -> dict[str, type[msgspec.Struct]]:
     """The service's structs by component name: the class name, or for a name two structs
-    share, the name `_COMPONENT_NAMES` gives Litestar's (`consents_schemas_ConsentState`)."""
+    share, the name `_COMPONENT_NAMES` gives Litestar's (`consents_schemas_ConsentState`) when
+    both are documented, else the one whose fields are the component's properties (an API
+    answer, not the audit leaf of the same name)."""
     found: dict[str, set[type[msgspec.Struct]]] = {}
     pending: list[type[msgspec.Struct]] = [msgspec.Struct]
     while pending:
@@ -378,13 +384,19 @@ def _structs() -> dict[str, type[msgspec.Struct]]:
                 found.setdefault(sub.__name__, set()).add(sub)
     structs: dict[str, type[msgspec.Struct]] = {}
     for name, classes in found.items():
+        component = schemas.get(name)
+        properties = set(getattr(component, "properties", None) or ())
         for struct in classes:
             module = struct.__module__.removeprefix("consent.").replace(".", "_")
             qualified = _COMPONENT_NAMES.get(f"{module}_{name}")
             if len(classes) == 1:
                 structs[name] = struct
-            elif qualified is not None:
+            elif qualified is not None and qualified in schemas:
                 structs[qualified] = struct
+            elif properties and properties == {
+                field.encode_name for field in msgspec.structs.fields(struct)
+            }:
+                structs[name] = struct
     return structs
 
 
@@ -393,7 +405,7 @@ def _describe_components(schemas: dict[str, Schema]) -> None:
     gives a component the description of the first field that refers to it with one (a
     field's `msgspec.Meta`), and which field comes first depends on the order it walks the
     routes in, which changes from one process to the next: the document must not."""
-    structs = _structs()
+    structs = _structs(schemas)
     for name, schema in schemas.items():
         struct = structs.get(name)
         if struct is not None and isinstance(schema, Schema):
@@ -454,7 +466,7 @@ def _declared_properties(structs: tuple[type[msgspec.Struct], ...]) -> list[dict
 def _restore_bounds(schemas: dict[str, Any]) -> None:
     """Each struct's component gets the bounds msgspec enforces on its fields (and their items
     and keys) where Litestar's schema lacks them: it drops a bound of 0 and inner types'."""
-    structs = _structs()
+    structs = _structs(schemas)
     components = [
         (schema, structs[name])
         for name, schema in schemas.items()
@@ -469,7 +481,8 @@ def _restore_bounds(schemas: dict[str, Any]) -> None:
 
 def _bound_parameters(operation: Operation, handler: HTTPRouteHandler) -> None:
     """Each parameter gets the bounds its handler declares (`QueryParameter(ge=0)`) where
-    Litestar's schema lacks them (it drops falsy ones for an optional parameter)."""
+    Litestar's schema lacks them (it drops falsy ones for an optional parameter), and an
+    integer bound as declared: Litestar makes it a float (2**63 - 1 became 2**63)."""
     declared: dict[str, KwargDefinition] = {}
     for name, field in handler.parsed_fn_signature.parameters.items():
         if isinstance(field.kwarg_definition, KwargDefinition):
@@ -480,12 +493,14 @@ def _bound_parameters(operation: Operation, handler: HTTPRouteHandler) -> None:
         parts = list(_documented_alternatives(parameter.schema))
         for attribute, schema_attribute in _PARAMETER_BOUNDS.items():
             value = getattr(kwarg, attribute, None)
-            if (
-                parts
-                and value is not None
-                and all(getattr(p, schema_attribute) is None for p in parts)
-            ):
+            if not parts or value is None:
+                continue
+            if all(getattr(p, schema_attribute) is None for p in parts):
                 setattr(parts[0], schema_attribute, value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                for part in parts:
+                    if isinstance(getattr(part, schema_attribute), float):
+                        setattr(part, schema_attribute, value)
 
 
 def _stream_body(

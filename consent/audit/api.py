@@ -21,15 +21,21 @@ from consent.tenancy.auth import principal, requires
 __all__ = ["AuditController", "audit_keys", "signer_of"]
 
 TEXT = "text/plain"  # Litestar adds "; charset=utf-8" to text types itself
+# Tree sizes and leaf indexes are PostgreSQL `bigint`s: a larger number is refused (400).
+BIGINT_MAX = 2**63 - 1
 SizeParam = Annotated[
     int | None,
-    QueryParameter(ge=1, description="A signed tree size; default: the latest checkpoint."),
+    QueryParameter(
+        ge=1, le=BIGINT_MAX, description="A signed tree size; default: the latest checkpoint."
+    ),
 ]
 SizePath = Annotated[
     int,
     PathParameter(
+        ge=1,
+        le=BIGINT_MAX,
         description="Tree size of a signed checkpoint (the second line of its note); 404 when "
-        "the tenant's log has no checkpoint of exactly that size."
+        "the tenant's log has no checkpoint of exactly that size.",
     ),
 ]
 EventId = Annotated[
@@ -126,8 +132,12 @@ class AuditController(Controller):
     async def consistency(
         self,
         request: Request[Any, Any, Any],
-        first: Annotated[int, QueryParameter(name="from", ge=1, description="Older tree size.")],
-        second: Annotated[int, QueryParameter(name="to", ge=1, description="Newer tree size.")],
+        first: Annotated[
+            int, QueryParameter(name="from", ge=1, le=BIGINT_MAX, description="Older tree size.")
+        ],
+        second: Annotated[
+            int, QueryParameter(name="to", ge=1, le=BIGINT_MAX, description="Newer tree size.")
+        ],
     ) -> list[str]:
         """RFC 6962 consistency proof (base64 hashes) that the tree of size `to` extends the
         tree of size `from` without changing it."""
@@ -140,7 +150,9 @@ class AuditController(Controller):
     async def entries(
         self,
         request: Request[Any, Any, Any],
-        start: Annotated[int, QueryParameter(ge=0, description="First leaf index.")] = 0,
+        start: Annotated[
+            int, QueryParameter(ge=0, le=BIGINT_MAX, description="First leaf index.")
+        ] = 0,
         limit: Limit = 100,
     ) -> EntriesPage:
         """Leaves by index (auditors rebuild the tree from these); admin only."""
@@ -169,7 +181,9 @@ class AuditController(Controller):
         start: Annotated[
             int,
             QueryParameter(
-                ge=0, description="First leaf index to include: the previous file's `next_start`."
+                ge=0,
+                le=BIGINT_MAX,
+                description="First leaf index to include: the previous file's `next_start`.",
             ),
         ] = 0,
         limit: Annotated[

@@ -81,6 +81,9 @@ class PreferenceChoice(_Struct, frozen=True):
 
 
 class ConsentRecorded(_LeafBase, frozen=True, tag="consent.recorded"):
+    """The audit leaf of a consent event: pseudonymous subject, choices, notice
+    proof and a digest of the evidence."""
+
     subject_token: SubjectToken
     choices: tuple[PurposeChoice, ...]
     # None for signals and imports recorded without a notice (e.g. Global Privacy Control).
@@ -90,6 +93,9 @@ class ConsentRecorded(_LeafBase, frozen=True, tag="consent.recorded"):
 
 
 class PreferenceRecorded(_LeafBase, frozen=True, tag="preference.recorded"):
+    """The audit leaf of a preference event: pseudonymous subject, preferences and
+    a digest of the evidence."""
+
     subject_token: SubjectToken
     preferences: tuple[PreferenceChoice, ...]
     evidence_digest: Digest

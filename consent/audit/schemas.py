@@ -38,6 +38,9 @@ _PENDING_INDEX = (
 
 
 class AuditEventInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """Where an event is in the tenant's audit log: its leaf, and the leaf's index
+    once integrated (then its inclusion proof can be asked for)."""
+
     event_uuid: Annotated[UUID, msgspec.Meta(description=_EVENT_UUID)]
     kind: Annotated[str, msgspec.Meta(description=_KIND)]
     # Null while the integrator has not yet placed the leaf in the tree (usually < 1 s).
@@ -60,11 +63,15 @@ class AuditEventInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AuditEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One leaf of the tenant's audit log with its index in the Merkle tree."""
+
     leaf_index: Annotated[int, msgspec.Meta(description=_LEAF_INDEX)]
     leaf: Annotated[str, msgspec.Meta(description=_LEAF)]
 
 
 class EntriesPage(msgspec.Struct, frozen=True, kw_only=True):
+    """A run of consecutive leaves of the tenant's audit log, in index order."""
+
     items: Annotated[
         list[AuditEntry],
         msgspec.Meta(
@@ -173,6 +180,9 @@ class ActivityItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
 
 
 class ActivityPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a subject's activity: how its data was used and changed, newest
+    first."""
+
     items: Annotated[
         list[ActivityItem],
         msgspec.Meta(
@@ -190,6 +200,8 @@ class ActivityPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ExportEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One exported leaf with its inclusion proof in the export's signed checkpoint."""
+
     leaf_index: Annotated[int, msgspec.Meta(description=_LEAF_INDEX)]
     leaf: Annotated[str, msgspec.Meta(description=_LEAF)]
     inclusion_proof: Annotated[

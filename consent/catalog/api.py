@@ -38,8 +38,15 @@ _PurposeKey = Annotated[
 _NoticeKey = Annotated[
     str, Parameter(description="The notice's key, as given at creation (e.g. `cookie_banner`).")
 ]
+# A version number is a PostgreSQL `integer`: 1 up to its largest value.
 _VersionNumber = Annotated[
-    int, Parameter(description="The version number within the notice (1, 2, 3, …).")
+    int,
+    Parameter(
+        ge=1,
+        le=2**31 - 1,
+        description="The version number within the notice (1, 2, 3, …); 404 when the notice "
+        "has no such version.",
+    ),
 ]
 
 

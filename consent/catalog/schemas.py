@@ -113,6 +113,8 @@ _MaxAgeDays = Annotated[int, msgspec.Meta(ge=1, le=3650, description=_MAX_AGE_DA
 
 
 class PurposeCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new purpose of processing for the tenant's catalogue (`POST /v1/purposes`)."""
+
     key: Annotated[Key, msgspec.Meta(description=_PURPOSE_KEY + " 409 if it exists.")]
     name: Annotated[Name, msgspec.Meta(description=_PURPOSE_NAME)]
     description: Annotated[
@@ -128,6 +130,9 @@ class PurposeCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class Purpose(msgspec.Struct, frozen=True, kw_only=True):
+    """A purpose of processing in the tenant's catalogue: why data is used, and on what
+    legal basis decisions allow it."""
+
     key: Annotated[str, msgspec.Meta(description=_PURPOSE_KEY)]
     name: Annotated[str, msgspec.Meta(description=_PURPOSE_NAME)]
     description: Annotated[str, msgspec.Meta(description=_PURPOSE_DESCRIPTION)]
@@ -139,6 +144,8 @@ class Purpose(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NoticeText(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A notice's text in one language: its heading and the full text shown to the person."""
+
     title: Annotated[
         str,
         msgspec.Meta(
@@ -157,6 +164,9 @@ class NoticeText(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
 
 
 class NoticeCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new notice (`POST /v1/notices`): the purposes it asks about. Its texts come
+    in versions."""
+
     key: Annotated[Key, msgspec.Meta(description=_NOTICE_KEY + " 409 if it exists.")]
     purposes: Annotated[
         list[Key], msgspec.Meta(min_length=1, max_length=100, description=_NOTICE_PURPOSES)
@@ -164,6 +174,9 @@ class NoticeCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class Notice(msgspec.Struct, frozen=True, kw_only=True):
+    """A notice: what a person is shown when asked about some purposes. Its texts are in
+    its versions."""
+
     id: Annotated[UUID, msgspec.Meta(description="The notice's id (UUID), set by the server.")]
     key: Annotated[str, msgspec.Meta(description=_NOTICE_KEY)]
     purposes: Annotated[list[str], msgspec.Meta(description=_NOTICE_PURPOSES)]
@@ -171,6 +184,9 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NoticeVersionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new draft version of a notice: its texts, and whether its change is
+    material. Publish it to use it in consents."""
+
     texts: Annotated[
         dict[Language, NoticeText],
         msgspec.Meta(min_length=1, max_length=50, description=_TEXTS),
@@ -201,6 +217,9 @@ class NoticeVersionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
 
 
 class NoticeVersion(msgspec.Struct, frozen=True, kw_only=True):
+    """A version of a notice's texts: a draft until published, then immutable and
+    usable as proof of what was shown in consents."""
+
     id: Annotated[
         UUID,
         msgspec.Meta(
@@ -256,6 +275,9 @@ class NoticeVersion(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class VendorCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new vendor (`POST /v1/vendors`): a third party that processes data for
+    some purposes."""
+
     name: Annotated[Name, msgspec.Meta(description=_VENDOR_NAME + " 409 if it exists.")]
     purposes: Annotated[
         list[Key], msgspec.Meta(max_length=100, description=_VENDOR_PURPOSES + " Default [].")
@@ -288,6 +310,9 @@ class VendorCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class Vendor(msgspec.Struct, frozen=True, kw_only=True):
+    """A vendor in the tenant's catalogue: a third party that processes data for some
+    purposes."""
+
     id: Annotated[UUID, msgspec.Meta(description="The vendor's id (UUID), set by the server.")]
     name: Annotated[str, msgspec.Meta(description=_VENDOR_NAME)]
     purposes: Annotated[list[str], msgspec.Meta(description=_VENDOR_PURPOSES)]
@@ -297,6 +322,9 @@ class Vendor(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IdentifierTypeCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new custom identifier type for the tenant (`POST
+    /v1/identifier-types`)."""
+
     key: Annotated[
         str,
         msgspec.Meta(
@@ -315,6 +343,9 @@ class IdentifierTypeCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unk
 
 
 class IdentifierType(msgspec.Struct, frozen=True, kw_only=True):
+    """A kind of identifier (`email`, `device`, a custom one) by which a subject
+    can be named as `identifier.type` in requests."""
+
     key: Annotated[str, msgspec.Meta(description=_IDENTIFIER_TYPE_KEY)]
     description: Annotated[
         str,
@@ -333,6 +364,8 @@ class IdentifierType(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PurposePage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of the tenant's purposes, by key."""
+
     items: Annotated[
         list[Purpose], msgspec.Meta(description="The purposes of this page, by key ascending.")
     ]
@@ -340,6 +373,8 @@ class PurposePage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NoticePage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of the tenant's notices, by key."""
+
     items: Annotated[
         list[Notice], msgspec.Meta(description="The notices of this page, by key ascending.")
     ]
@@ -347,6 +382,8 @@ class NoticePage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class NoticeVersionPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a notice's versions, newest first, drafts included."""
+
     items: Annotated[
         list[NoticeVersion],
         msgspec.Meta(
@@ -358,6 +395,8 @@ class NoticeVersionPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class VendorPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of the tenant's vendors, by name."""
+
     items: Annotated[
         list[Vendor], msgspec.Meta(description="The vendors of this page, by name ascending.")
     ]
@@ -365,6 +404,8 @@ class VendorPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class IdentifierTypePage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of the identifier types a tenant can use, built-in and custom."""
+
     items: Annotated[
         list[IdentifierType],
         msgspec.Meta(

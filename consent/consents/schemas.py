@@ -122,6 +122,8 @@ _NOTICE_HASH_OUT = (
 
 
 class ChoiceIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One choice about one purpose: `granted`, `denied` or `withdrawn`."""
+
     purpose: Annotated[Key, msgspec.Meta(description=_PURPOSE)]
     choice: Annotated[Literal["granted", "denied", "withdrawn"], msgspec.Meta(description=_CHOICE)]
 
@@ -171,6 +173,9 @@ class ConsentCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 
 class ConsentRecorded(msgspec.Struct, frozen=True, kw_only=True):
+    """A recorded consent event: its id, the subject it was recorded for, and the
+    proof kept with it."""
+
     event_id: Annotated[UUID, msgspec.Meta(description=EVENT_ID_DOC)]
     subject_id: Annotated[UUID, msgspec.Meta(description=SUBJECT_ID_RECORDED_DOC)]
     occurred_at: Annotated[datetime, msgspec.Meta(description=OCCURRED_AT_OUT_DOC)]
@@ -179,6 +184,9 @@ class ConsentRecorded(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ConsentState(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject's current consent for one purpose: the latest choice, and whether it
+    still counts as consent (not expired, not stale)."""
+
     purpose: Annotated[str, msgspec.Meta(description="Key of the purpose.")]
     choice: Annotated[
         str,
@@ -245,6 +253,9 @@ class ConsentState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SubjectConsents(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject's current consent state, one entry per purpose it has made a
+    choice about."""
+
     subject_id: Annotated[
         UUID,
         msgspec.Meta(
@@ -262,6 +273,9 @@ class SubjectConsents(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ConsentEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One consent event of a subject's history, as recorded: its choices and the
+    proof of what was shown, where and how."""
+
     event_id: Annotated[UUID, msgspec.Meta(description=EVENT_ID_DOC)]
     subject_id: Annotated[UUID, msgspec.Meta(description=EVENT_SUBJECT_ID_DOC)]
     occurred_at: Annotated[datetime, msgspec.Meta(description=OCCURRED_AT_OUT_DOC)]
@@ -317,6 +331,8 @@ class NetworkProof(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ConsentHistoryPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a subject's consent events, most recently recorded first."""
+
     items: Annotated[
         list[ConsentEvent],
         msgspec.Meta(

@@ -100,6 +100,9 @@ class PolicyLoadError(PolicyError):
 
 
 class SubjectState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The subject in a policy input: whether the ledger knows it, the request's
+    context, and the purposes it objected to."""
+
     known: Annotated[
         bool,
         msgspec.Meta(
@@ -156,6 +159,9 @@ class SubjectState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 
 class PurposeDefinition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A purpose in a policy input: its catalogue entry as the policy reads it
+    (legal basis, maximum age, current material version)."""
+
     legal_basis: Annotated[
         Literal["consent", "legitimate_interest", "contract", "legal_obligation"],
         msgspec.Meta(
@@ -189,6 +195,9 @@ class PurposeDefinition(msgspec.Struct, frozen=True, kw_only=True, forbid_unknow
 
 
 class ConsentState(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A subject's choice for one purpose in a policy input: the choice, when it was
+    made, and under which material notice version."""
+
     status: Annotated[
         Literal["granted", "denied", "withdrawn"],
         msgspec.Meta(

@@ -190,6 +190,9 @@ class DecisionOut(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BatchRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Up to 10,000 decision requests decided at once: each answer is the one the
+    single request would get."""
+
     decisions: Annotated[
         list[DecisionRequest],
         msgspec.Meta(
@@ -259,6 +262,9 @@ class Replay(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class StoredDecision(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """A logged decision: what was asked, the answer, and the exact policy input
+    it was made from; optionally replayed under the policy in force now."""
+
     decision_id: Annotated[
         UUID, msgspec.Meta(description="The decision's id (UUIDv7), as answered when it was made.")
     ]
@@ -471,6 +477,8 @@ class AudienceSummaryLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReasonText(msgspec.Struct, frozen=True, kw_only=True):
+    """A reason code and what it means, in a sentence a person can read."""
+
     code: Annotated[
         str,
         msgspec.Meta(
@@ -587,6 +595,9 @@ class ReasonCatalogue(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PolicyStatus(msgspec.Struct, frozen=True, kw_only=True):
+    """The decision policy this process serves: its revision, the engine that
+    evaluates it, and its decision cache."""
+
     revision: Annotated[
         str,
         msgspec.Meta(

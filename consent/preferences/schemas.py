@@ -81,6 +81,9 @@ class PreferenceItem(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class PreferenceCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One preference event (`POST /v1/preferences`): channel, topic and
+    frequency settings for a subject. Preferences are not legal consent."""
+
     subject_id: Annotated[UUID | None, msgspec.Meta(description=SUBJECT_ID_IN_DOC)] = None
     identifier: Annotated[IdentifierIn | None, msgspec.Meta(description=IDENTIFIER_IN_DOC)] = None
     items: Annotated[
@@ -109,6 +112,8 @@ class PreferenceCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
 
 class PreferenceRecorded(msgspec.Struct, frozen=True, kw_only=True):
+    """A recorded preference event: its id and the subject it was recorded for."""
+
     event_id: Annotated[UUID, msgspec.Meta(description=EVENT_ID_DOC)]
     subject_id: Annotated[UUID, msgspec.Meta(description=SUBJECT_ID_RECORDED_DOC)]
     occurred_at: Annotated[datetime, msgspec.Meta(description=OCCURRED_AT_OUT_DOC)]
@@ -116,6 +121,9 @@ class PreferenceRecorded(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PreferenceState(msgspec.Struct, frozen=True, kw_only=True):
+    """The current value of one of a subject's preferences: the latest one
+    expressed."""
+
     kind: Annotated[
         str, msgspec.Meta(description="`channel`, `topic` or `frequency` (see the request).")
     ]
@@ -140,6 +148,8 @@ class PreferenceState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SubjectPreferences(msgspec.Struct, frozen=True, kw_only=True):
+    """A subject's current preferences, one entry per preference ever set."""
+
     subject_id: Annotated[
         UUID,
         msgspec.Meta(
@@ -157,6 +167,8 @@ class SubjectPreferences(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PreferenceEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One preference event of a subject's history, as recorded."""
+
     event_id: Annotated[UUID, msgspec.Meta(description=EVENT_ID_DOC)]
     subject_id: Annotated[UUID, msgspec.Meta(description=EVENT_SUBJECT_ID_DOC)]
     occurred_at: Annotated[datetime, msgspec.Meta(description=OCCURRED_AT_OUT_DOC)]
@@ -180,6 +192,8 @@ class PreferenceEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PreferenceHistoryPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of a subject's preference events, most recently recorded first."""
+
     items: Annotated[
         list[PreferenceEvent],
         msgspec.Meta(

@@ -91,6 +91,8 @@ class LinkRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 
 
 class LinkResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of a link: the surviving subject, and the subjects merged into it."""
+
     subject_id: Annotated[
         UUID,
         msgspec.Meta(

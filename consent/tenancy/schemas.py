@@ -82,6 +82,8 @@ class TenantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class Tenant(msgspec.Struct, frozen=True, kw_only=True):
+    """The tenant the API key belongs to: its name and settings."""
+
     id: Annotated[UUID, msgspec.Meta(description="The tenant's id (UUID), set by the server.")]
     name: Annotated[
         str, msgspec.Meta(description="The tenant's name, set by the operator who created it.")
@@ -98,6 +100,9 @@ class Tenant(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PropertyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new property (`POST /v1/properties`): a website, app or channel of the
+    tenant."""
+
     name: Annotated[Name, msgspec.Meta(description=_PROPERTY_NAME + " 409 if it exists.")]
     kind: Annotated[Literal["website", "app", "channel"], msgspec.Meta(description=_PROPERTY_KIND)]
     allowed_origins: Annotated[
@@ -107,6 +112,8 @@ class PropertyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
 
 
 class Property(msgspec.Struct, frozen=True, kw_only=True):
+    """A property of the tenant: a website, app or channel where choices are made."""
+
     id: Annotated[
         UUID,
         msgspec.Meta(
@@ -121,6 +128,8 @@ class Property(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PropertyPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of the tenant's properties, newest first."""
+
     items: Annotated[
         list[Property],
         msgspec.Meta(description="The properties of this page, newest first."),
@@ -129,6 +138,9 @@ class PropertyPage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApiKeyCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A new API key (`POST /v1/api-keys`): its name, scopes, and optionally the
+    property and browser origins it is restricted to."""
+
     name: Annotated[Name, msgspec.Meta(description=_KEY_NAME)]
     scopes: Annotated[
         list[Scope],
@@ -200,6 +212,8 @@ class ApiKeyCreated(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ApiKeyPage(msgspec.Struct, frozen=True, kw_only=True):
+    """One page of the tenant's API keys, newest first; never their secrets."""
+
     items: Annotated[
         list[ApiKey],
         msgspec.Meta(

@@ -6,9 +6,11 @@ document against what msgspec and the handlers declare."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 import msgspec
+import pytest
 from litestar import Litestar, get
 from litestar.params import KwargDefinition, QueryParameter
 from litestar.routes import HTTPRoute
@@ -20,6 +22,7 @@ from consent.consents.schemas import ConsentState
 from consent.crypto.keys import KeyRing
 from consent.decisions.engine import ConsentState as PolicyConsentState
 from consent.openapi import document_problems
+from tests.conftest import Catalog
 
 # The JSON Schema bound keywords, and the parameter arguments that declare them.
 _KEYWORDS = (
@@ -197,3 +200,61 @@ async def test_a_zero_bound_on_an_optional_parameter_is_documented() -> None:
     parameters = {p["name"]: p for p in doc["paths"]["/items"]["get"]["parameters"]}
     assert _parameter_bounds(parameters["start"]) == {"minimum": 0, "exclusiveMaximum": 10}
     assert _parameter_bounds(parameters["tag"]) == {"minLength": 0, "maxLength": 5}
+
+
+# -- a number in a path or a query beyond what the service can hold -----------------------------
+
+_INT4_MAX = 2**31 - 1
+_INT8_MAX = 2**63 - 1
+_EVENT = uuid.UUID(int=1)
+_VERSIONS = "/v1/notices/{key}/versions/{version}"
+# (method, documented path, parameter, URL with `{n}` for it, smallest valid value, largest)
+_NUMBERS = [
+    ("put", _VERSIONS, "version", "/v1/notices/main/versions/{n}", 1, _INT4_MAX),
+    ("delete", _VERSIONS, "version", "/v1/notices/main/versions/{n}", 1, _INT4_MAX),
+    (
+        "post",
+        _VERSIONS + "/publish",
+        "version",
+        "/v1/notices/main/versions/{n}/publish",
+        1,
+        _INT4_MAX,
+    ),
+    ("get", "/v1/audit/checkpoints/{size}", "size", "/v1/audit/checkpoints/{n}", 1, _INT8_MAX),
+    (
+        "get",
+        "/v1/audit/events/{event_uuid}/proof",
+        "size",
+        f"/v1/audit/events/{_EVENT}/proof?size={{n}}",
+        1,
+        _INT8_MAX,
+    ),
+    ("get", "/v1/audit/consistency", "from", "/v1/audit/consistency?from={n}&to=1", 1, _INT8_MAX),
+    ("get", "/v1/audit/consistency", "to", "/v1/audit/consistency?from=1&to={n}", 1, _INT8_MAX),
+    ("get", "/v1/audit/entries", "start", "/v1/audit/entries?start={n}", 0, _INT8_MAX),
+    ("get", "/v1/audit/export", "start", "/v1/audit/export?start={n}", 0, _INT8_MAX),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "name", "url", "low", "high"), _NUMBERS)
+async def test_a_number_out_of_range_is_a_documented_400_and_never_a_500(
+    client: Any, catalog: Catalog, method: str, path: str, name: str, url: str, low: int, high: int
+) -> None:
+    """A notice version is a PostgreSQL `integer`, a tree size or a leaf index a `bigint`: a
+    number below the first valid one or beyond what the column holds is refused as a
+    validation error (a huge one was a 500), and the operation documents the range."""
+    body = {"texts": {"en": {"title": "T", "body": "B"}}} if method == "put" else None
+    for value in (low - 1, -5, high + 1, 10**30):
+        answer = await client.request(
+            method.upper(), url.format(n=value), headers=catalog.h, json=body
+        )
+        assert answer.status_code == 400, (url, value, answer.text)
+        assert answer.json()["type"] == "/problems/validation-error", (url, value)
+    for value in (low, high):
+        answer = await client.request(
+            method.upper(), url.format(n=value), headers=catalog.h, json=body
+        )
+        assert answer.status_code < 500, (url, value, answer.text)
+    operation = (await _document(client))["paths"][path][method]
+    (parameter,) = (p for p in operation["parameters"] if p["name"] == name)
+    assert _parameter_bounds(parameter) == {"minimum": low, "maximum": high}

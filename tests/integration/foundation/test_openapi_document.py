@@ -137,6 +137,19 @@ async def test_an_answer_to_head_is_documented_without_a_body(client: Any) -> No
         assert real.content == b"", path
 
 
+async def test_an_answer_to_head_has_the_headers_get_would_send(client: Any) -> None:
+    """HEAD is GET without the body (RFC 9110 9.3.2): a monitor that reads `content-length`
+    got 4, the length of a JSON `null`, for a 15-byte health document."""
+    for path in ("/health/live", "/health/ready"):
+        got = await client.get(path)
+        headed = await client.head(path)
+        assert headed.status_code == got.status_code, path
+        assert headed.content == b"", path
+        assert int(got.headers["content-length"]) == len(got.content) > len(b"null"), path
+        for header in ("content-type", "content-length"):
+            assert headed.headers.get(header) == got.headers[header], (path, header)
+
+
 async def test_no_component_is_described_by_msgspec_s_own_docstring(client: Any) -> None:
     """A struct without a docstring of its own is not described by the one of `msgspec.Struct`
     (4 KB on slots, `gc` and a corgi called Snickers, in 44 models of a generated client)."""

@@ -8,8 +8,13 @@ import uuid
 from typing import Any
 
 import pytest
+from litestar import get
+from litestar.testing import AsyncTestClient
 
-from consent.app import MAX_BODY_BYTES
+from consent.app import MAX_BODY_BYTES, create_app
+from consent.config import Settings
+from consent.crypto.keys import KeyRing
+from consent.db import Database
 from tests.conftest import Catalog, Tenant
 
 PROBLEM = "application/problem+json"
@@ -32,7 +37,9 @@ async def test_no_operation_documents_an_error_body_the_service_never_sends(clie
     for path, item in doc["paths"].items():
         for method, op in item.items():
             for status, answer in op["responses"].items():
-                if status.startswith(("4", "5")) and path != "/health/ready":
+                if method == "head":  # an answer to HEAD has no body
+                    assert "content" not in answer, (method, path, status)
+                elif status.startswith(("4", "5")) and (path, status) != ("/health/ready", "503"):
                     assert set(answer["content"]) == {PROBLEM}, (method, path, status)
     problem = doc["components"]["schemas"]["Problem"]
     assert {"type", "title", "status", "detail", "request_id", "errors"} <= set(
@@ -152,3 +159,44 @@ async def test_a_proof_asked_for_too_early_is_a_documented_problem(
     assert (await client.get(problem["type"])).status_code == 200
     documented = _documented(await _document(client), "get", path, 409)
     assert "/problems/audit-pending" in documented["description"]
+
+
+@get("/zz-unforeseen", sync_to_thread=False)
+def _unforeseen() -> None:
+    message = "a failure the service did not foresee"
+    raise RuntimeError(message)
+
+
+async def test_every_operation_documents_the_internal_error_an_unforeseen_failure_gets(
+    settings: Settings,
+    keyring: KeyRing,
+    db: Database,  # the tables emptied
+) -> None:
+    """Any operation can fail in a way the service did not foresee: the client gets a 500
+    `internal-error` problem with the request's id, and every operation documents it (a
+    HEAD's without a body), so that a generated client parses it as a `Problem`."""
+    app = create_app(settings, keyring=keyring)
+    app.register(_unforeseen)
+    async with AsyncTestClient(app=app) as client:
+        failed = await client.get("/zz-unforeseen")
+        doc = await _document(client)
+    assert failed.status_code == 500
+    assert failed.headers["content-type"].startswith(PROBLEM)
+    assert failed.json()["type"] == "/problems/internal-error"
+    assert failed.json()["request_id"] == failed.headers["x-request-id"]
+    undocumented = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            if "500" not in op["responses"]:
+                undocumented.append((method, path))
+                continue
+            answer = op["responses"]["500"]
+            assert "/problems/internal-error" in answer["description"], (method, path)
+            assert "X-Request-ID" in answer["headers"], (method, path)
+            if method == "head":
+                assert "content" not in answer, path
+            else:
+                assert answer["content"][PROBLEM]["schema"] == {
+                    "$ref": "#/components/schemas/Problem"
+                }, (method, path)
+    assert undocumented == []
