@@ -68,6 +68,7 @@ class Integrator:
         self.sign_interval = sign_interval
         self._signed_at: dict[int, float] = {}  # monotonic time of each log's last checkpoint
         self._unsigned: set[int] = set()  # logs integrated past their last checkpoint here
+        self._adopted = False  # whether `run` took over the logs an earlier run left unsigned
 
     def _due(self, log_id: int) -> bool:
         last = self._signed_at.get(log_id)
@@ -90,12 +91,21 @@ class Integrator:
             self._signed(log_id, signed=sign)
         return result
 
-    async def sign_due(self) -> int:
+    async def adopt_unsigned(self) -> int:
+        """Take over the logs integrated past their last checkpoint before this integrator
+        started (one stopped or killed between a batch and its signing): `sign_due` signs them,
+        where they would otherwise wait for their next leaf. Returns how many there are."""
+        async with self.db.pool.acquire() as conn:
+            logs = [int(r["log_id"]) for r in await conn.fetch(Q.unsigned_logs)]
+        self._unsigned.update(logs)
+        return len(logs)
+
+    async def sign_due(self, *, now: bool = False) -> int:
         """Sign a checkpoint for each log integrated past its last one whose `sign_interval`
-        has passed; returns how many were signed."""
+        has passed (`now`: whether it has or not); returns how many were signed."""
         signed = 0
         for log_id in sorted(self._unsigned):
-            if not self._due(log_id):
+            if not now and not self._due(log_id):
                 continue
             # An attempt that fails (the signer guard refusing, the database gone) is tried
             # again an interval later, not on every pass.
@@ -191,10 +201,15 @@ class Integrator:
                 return total
 
     async def run(self, stop: asyncio.Event, interval: float = 0.2) -> None:
-        """Integrate continuously until `stop` is set (the service runs this in the background)."""
+        """Integrate continuously until `stop` is set (the service runs this in the background);
+        then sign what is integrated but not yet signed, so that a stopped service leaves every
+        leaf under a checkpoint."""
         while not stop.is_set():
             started = time.monotonic()
             try:
+                if not self._adopted:
+                    await self.adopt_unsigned()
+                    self._adopted = True
                 count = await self.integrate_all()
                 if count:
                     _log.debug("audit.integrated", leaves=count)
@@ -206,3 +221,9 @@ class Integrator:
             elapsed = time.monotonic() - started
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=max(0.0, interval - elapsed))
+        try:
+            await self.sign_due(now=True)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            _log.warning("audit.integrator_unavailable", error=type(exc).__name__)
+        except SignerGuardError:
+            _log.exception("audit.signer_guard_refused")

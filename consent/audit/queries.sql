@@ -43,6 +43,14 @@ select l.log_id from audit_log as l
 where exists (select 1 from audit_pending as p where p.log_id = l.log_id)
 order by l.log_id;
 
+-- name: unsigned_logs
+-- Logs integrated past their last signed checkpoint (a stop or a crash came in between).
+select l.log_id from audit_log as l
+where l.tree_size > coalesce(
+    (select max(c.tree_size) from audit_checkpoint as c where c.log_id = l.log_id), 0
+)
+order by l.log_id;
+
 -- name: try_lock_log
 select pg_try_advisory_xact_lock(1094996036, $1::int);
 
