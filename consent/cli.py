@@ -12,14 +12,16 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from uuid import UUID
 
 from consent.config import ConfigError, Settings, load_settings, unknown_variables
 from consent.logging import configure_logging
 
 if TYPE_CHECKING:
     from consent.crypto.keys import KeyRing
+    from consent.db.database import Database
 
-__all__ = ["main", "positive_int", "seconds"]
+__all__ = ["main", "positive_int", "seconds", "tenant_id_arg"]
 
 
 def _settings() -> Settings:
@@ -227,13 +229,11 @@ def cmd_migrate(_: argparse.Namespace) -> int:
 async def _tenant_create(settings: Settings, name: str) -> int:
     from consent.audit.outbox import AuditWriter
     from consent.db.database import Database
-    from consent.db.migrate import apply_migrations, default_migrations_dir
     from consent.tenancy.service import create_tenant_with_admin_key
 
     db = await Database.from_settings(settings)
     try:
-        async with db.pool.acquire() as conn:
-            await apply_migrations(conn, default_migrations_dir())
+        await _migrated(db)
         tenant, key = await create_tenant_with_admin_key(
             db, name, AuditWriter(settings.audit_origin)
         )
@@ -253,6 +253,62 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
     except ValidationFailed as exc:
         print(f"consent tenant create: {exc.detail}", file=sys.stderr)  # noqa: T201
         return 2
+
+
+async def _tenant_list(settings: Settings) -> int:
+    from consent.db.database import Database
+    from consent.tenancy.service import list_tenants
+
+    db = await Database.from_settings(settings)
+    try:
+        await _migrated(db)
+        tenants = await list_tenants(db)
+    finally:
+        await db.close()
+    for t in tenants:
+        created = t.created_at.isoformat(timespec="seconds")
+        print(f"{t.id}\t{t.name}\t{created}\t{t.active_keys}")  # noqa: T201
+    return 0
+
+
+def cmd_tenant_list(_args: argparse.Namespace) -> int:
+    return _run(_tenant_list(_settings()))
+
+
+async def _tenant_admin_key(settings: Settings, tenant_id: UUID, name: str) -> int:
+    from consent.db.database import Database
+    from consent.errors import NotFound
+    from consent.tenancy.service import issue_admin_key
+
+    db = await Database.from_settings(settings)
+    try:
+        await _migrated(db)
+        key = await issue_admin_key(db, tenant_id, name)
+    except NotFound as exc:
+        print(f"consent tenant admin-key: {exc.detail}", file=sys.stderr)  # noqa: T201
+        return 1
+    finally:
+        await db.close()
+    print(f"admin API key for tenant {tenant_id} (shown once, store it now):")  # noqa: T201
+    print(key)  # noqa: T201
+    return 0
+
+
+def cmd_tenant_admin_key(args: argparse.Namespace) -> int:
+    from consent.errors import ValidationFailed
+
+    try:
+        return _run(_tenant_admin_key(_settings(), args.tenant_id, args.name))
+    except ValidationFailed as exc:
+        print(f"consent tenant admin-key: {exc.detail}", file=sys.stderr)  # noqa: T201
+        return 2
+
+
+async def _migrated(db: Database) -> None:
+    from consent.db.migrate import apply_migrations, default_migrations_dir
+
+    async with db.pool.acquire() as conn:
+        await apply_migrations(conn, default_migrations_dir())
 
 
 async def _keys_rotate(settings: Settings, batch_size: int) -> int:
@@ -458,6 +514,14 @@ def seconds(text: str) -> float:
 _MAX_PORT = 65535
 
 
+def tenant_id_arg(text: str) -> UUID:
+    """An argument that must be a tenant id, a UUID (else argparse exits 2)."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a tenant id (a UUID): {text!r}") from None
+
+
 def _port(text: str) -> int:
     value = positive_int(text)
     if value > _MAX_PORT:
@@ -503,6 +567,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("name", help="the tenant's display name")
     create.set_defaults(func=cmd_tenant_create)
+    listing = tenant_sub.add_parser(
+        "list",
+        help="list tenants: id, name, created, unrevoked keys",
+        description="List every tenant, oldest first, one per line: id, name, when it was "
+        "created and how many unrevoked API keys it has (tab-separated; never a secret).",
+    )
+    listing.set_defaults(func=cmd_tenant_list)
+    admin_key = tenant_sub.add_parser(
+        "admin-key",
+        help="issue a new admin API key for a tenant (e.g. when its admins lost theirs)",
+        description="Issue a new admin API key for an existing tenant and print it (shown "
+        "once, on the last line). Revoke lost keys with DELETE /v1/api-keys/{id} afterwards. "
+        "Exit status: 0 issued, 1 no such tenant or the database failed, 2 bad arguments.",
+    )
+    admin_key.add_argument(
+        "tenant_id", type=tenant_id_arg, help="the tenant's id (see consent tenant list)"
+    )
+    admin_key.add_argument(
+        "--name", default="admin (issued by the operator)", help="the key's name in key lists"
+    )
+    admin_key.set_defaults(func=cmd_tenant_admin_key)
 
     keys = sub.add_parser("keys", help="manage keys", description="Manage encryption keys.")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

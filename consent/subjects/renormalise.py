@@ -405,13 +405,6 @@ async def renormalise(
 _COMMAND: Final = "consent identifiers renormalise"
 
 
-def _tenant_id(text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a tenant id (a UUID): {text!r}") from None
-
-
 def _kept(args: argparse.Namespace) -> str:
     """What a run that stopped leaves behind."""
     if args.dry_run:
@@ -482,7 +475,8 @@ def cmd_renormalise(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    from consent.cli import positive_int  # the CLI imports this module while building itself
+    # the CLI imports this module while building itself
+    from consent.cli import positive_int, tenant_id_arg
 
     identifiers = sub.add_parser(
         "identifiers",
@@ -506,7 +500,7 @@ def add_parser(sub: Any) -> None:
     )
     parser.add_argument(
         "--tenant",
-        type=_tenant_id,
+        type=tenant_id_arg,
         metavar="TENANT_ID",
         help="only this tenant (default: every tenant)",
     )

@@ -45,3 +45,11 @@ returning id, key_id, property_id, name, scopes, allowed_origins, created_at, re
 select tenant_id, property_id, secret_sha256, scopes, allowed_origins, revoked_at
 from api_key
 where key_id = $1;
+
+-- name: list_tenants
+-- Operators (CLI): every tenant, oldest first, with how many unrevoked keys it has.
+select t.id, t.name, t.created_at,
+       (select count(*) from api_key as k where k.tenant_id = t.id and k.revoked_at is null)
+           as active_keys
+from tenant as t
+order by t.created_at, t.id;

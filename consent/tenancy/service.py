@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -18,7 +19,7 @@ from consent.pagination import check_limit, decode_cursor, encode_cursor, page_o
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.tenancy.auth import BANNER_SCOPES, key_cache
 from consent.tenancy.keys import generate_api_key
-from consent.tenancy.repository import TenancyRepository
+from consent.tenancy.repository import Q, TenancyRepository
 from consent.tenancy.schemas import (
     ApiKey,
     ApiKeyCreate,
@@ -31,9 +32,24 @@ from consent.tenancy.schemas import (
     TenantSettings,
 )
 
-__all__ = ["TenancyService", "create_tenant_with_admin_key"]
+__all__ = [
+    "TenancyService",
+    "TenantSummary",
+    "create_tenant_with_admin_key",
+    "issue_admin_key",
+    "list_tenants",
+]
 
 _enc = msgspec.json.Encoder()
+
+
+class TenantSummary(msgspec.Struct, frozen=True):
+    """A tenant as `consent tenant list` shows it (never a secret)."""
+
+    id: UUID
+    name: str
+    created_at: datetime
+    active_keys: int
 
 
 async def create_tenant_with_admin_key(
@@ -52,6 +68,28 @@ async def create_tenant_with_admin_key(
         writer = audit or AuditWriter(DEFAULT_AUDIT_ORIGIN)
         await record_policy_for_new_tenant(conn, writer, tenant.id)
     return tenant, full
+
+
+async def issue_admin_key(db: Database, tenant_id: UUID, name: str) -> str:
+    """Operator action (CLI): a new admin key for an existing tenant, e.g. when its admins
+    lost theirs (returned once; raises NotFound for an unknown tenant)."""
+    name = name.strip()
+    if not 1 <= len(name) <= 200:  # noqa: PLR2004
+        raise ValidationFailed.field("name", "must be 1-200 characters")
+    async with db.system() as conn:
+        repo = TenancyRepository(conn)
+        if await repo.get_tenant(tenant_id) is None:
+            raise NotFound(f"No tenant {tenant_id}.")
+        full, key_id, digest = generate_api_key()
+        await repo.insert_api_key(tenant_id, None, key_id, digest, name, ["admin"], [])
+    return full
+
+
+async def list_tenants(db: Database) -> list[TenantSummary]:
+    """Operator action (CLI): every tenant, oldest first."""
+    async with db.system() as conn:
+        rows = await conn.fetch(Q.list_tenants)
+    return [msgspec.convert(dict(r), TenantSummary) for r in rows]
 
 
 class TenancyService:
