@@ -26,6 +26,8 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "intro": "Paste a record and its proof. Your browser checks them with the log's public "
         "key; nothing is sent anywhere.",
         "log": "Log",
+        "log.hint": "Optional: the name of the log the record must be in. If empty, the log "
+        "named by the public key.",
         "leaf": "Record (base64)",
         "proof": "Proof",
         "vkey": "Public key",
@@ -45,9 +47,13 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
     },
     "de": {
         "title": "Einen Eintrag des Einwilligungsprotokolls prüfen",
+        # A soft hyphen: on a narrow screen the long word breaks where a German reader expects.
+        "heading": "Einen Eintrag des Einwilligungs\u00adprotokolls prüfen",
         "intro": "Fügen Sie einen Eintrag und seinen Nachweis ein. Ihr Browser prüft beides mit "
         "dem öffentlichen Schlüssel des Protokolls; nichts wird versendet.",
         "log": "Protokoll",
+        "log.hint": "Optional: der Name des Protokolls, in dem der Eintrag stehen muss. Wenn leer, "
+        "das vom öffentlichen Schlüssel genannte Protokoll.",
         "leaf": "Eintrag (Base64)",
         "proof": "Nachweis",
         "vkey": "Öffentlicher Schlüssel",
@@ -112,7 +118,12 @@ async def verify_page(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{escape(t["title"])}</title>
 <style>
-body {{ font: 1rem/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto; }}
+*, *::before, *::after {{ box-sizing: border-box; }}
+body {{ font: 1rem/1.5 system-ui, sans-serif; max-width: 46rem; margin: 2rem auto;
+  padding: 0 1rem; }}
+h1 {{ font-size: 1.75rem; line-height: 1.25; overflow-wrap: break-word; hyphens: auto; }}
+#result {{ overflow-wrap: anywhere; }}
+.hint {{ margin: 0; font-size: 0.9rem; color: #454545; }}
 label {{ display: block; margin-top: 1rem; font-weight: 600; }}
 textarea, input {{ width: 100%; font: 0.9rem monospace; }}
 button {{ margin-top: 1rem; padding: 0.5rem 1.5rem; font-size: 1rem; }}
@@ -121,11 +132,12 @@ button {{ margin-top: 1rem; padding: 0.5rem 1.5rem; font-size: 1rem; }}
 </head>
 <body>
 <main>
-<h1>{escape(t["title"])}</h1>
+<h1>{escape(t.get("heading", t["title"]))}</h1>
 <p>{escape(t["intro"])}</p>
 <form id="verify-form">
 <label for="log">{escape(t["log"])}</label>
-<input id="log" name="log" value="{escape(log)}" autocomplete="off">
+<p id="log-hint" class="hint">{escape(t["log.hint"])}</p>
+<input id="log" name="log" value="{escape(log)}" autocomplete="off" aria-describedby="log-hint">
 <label for="leaf">{escape(t["leaf"])}</label>
 <textarea id="leaf" name="leaf" rows="3" required></textarea>
 <label for="proof">{escape(t["proof"])}</label>

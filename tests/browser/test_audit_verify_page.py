@@ -78,3 +78,25 @@ async def test_page_is_labelled_for_assistive_technology(live_server: str, page:
         assert await page.get_by_label(label).count() == 1
     assert await page.get_by_role("status").count() == 1
     assert await page.get_by_role("heading", level=1).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("lang", "label", "hint"),
+    [("en", "Log", "Optional: the name of the log"), ("de", "Protokoll", "Optional: der Name")],
+)
+async def test_page_says_which_field_is_optional_and_what_it_means(
+    live_server: str, page: Any, lang: str, label: str, hint: str
+) -> None:
+    """The log field may stay empty; the others must be filled. Both a sighted user (a visible
+    hint) and a screen reader user (the field's description) learn which is which."""
+    await page.goto(f"{live_server}/audit/verify?lang={lang}")
+    log_field = page.get_by_label(label, exact=True)
+    description = await log_field.evaluate(
+        "e => (e.getAttribute('aria-describedby') || '').split(' ').filter(Boolean)"
+        ".map(id => document.getElementById(id).textContent).join(' ')"
+    )
+    assert description.startswith(hint), description
+    assert await page.get_by_text(description).is_visible()
+    assert await log_field.get_attribute("required") is None
+    for field in ("leaf", "proof", "vkey"):
+        assert await page.locator(f"#{field}").get_attribute("required") == ""
