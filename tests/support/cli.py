@@ -9,7 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ROOT", "as_an_unprivileged_user", "cli_env", "free_port", "run_consent"]
+__all__ = [
+    "ROOT",
+    "as_an_unprivileged_user",
+    "cli_env",
+    "free_port",
+    "process_running",
+    "run_consent",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 _PR_CAPBSET_DROP = 24
@@ -66,3 +73,12 @@ def as_an_unprivileged_user() -> None:
     for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
         if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def process_running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"

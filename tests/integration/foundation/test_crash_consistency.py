@@ -30,7 +30,7 @@ from consent.audit.checkpoint import NoteSigner
 from consent.audit.integrator import Integrator
 from consent.db.database import Database
 from tests.integration.conftest import Catalog
-from tests.support.cli import ROOT, cli_env, free_port, run_consent
+from tests.support.cli import ROOT, cli_env, free_port, process_running, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -107,15 +107,6 @@ def _postmaster_pid(pgdata: Path) -> int | None:
         return int((pgdata / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-
-
-def _running(pid: int) -> bool:
-    """Whether `pid` runs (a zombie, dead but not yet reaped, does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def _stop_embedded(pgdata: Path) -> None:
@@ -449,7 +440,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_write_or_decision(
             if postmaster is not None:
                 os.kill(postmaster, signal.SIGKILL)
                 deadline = time.monotonic() + 10
-                while _running(postmaster):
+                while process_running(postmaster):
                     assert time.monotonic() < deadline, "the embedded PostgreSQL outlived kill -9"
                     time.sleep(0.05)
 

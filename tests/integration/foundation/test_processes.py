@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import cli_env, free_port, run_consent
+from tests.support.cli import cli_env, free_port, process_running, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -351,26 +351,19 @@ def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path, moment: st
         proc.kill()
         proc.wait()
         deadline = time.monotonic() + 30
-        while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        while any(process_running(pid) for pid in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not any(_running(pid) for pid in workers), "the workers outlived the main process"
-        while any(_running(pid) for pid in integrators) and time.monotonic() < deadline:
+        outlived = [pid for pid in workers if process_running(pid)]
+        assert not outlived, "the workers outlived the main process"
+        while any(process_running(pid) for pid in integrators) and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert not any(_running(pid) for pid in integrators), "the integrator outlived it"
+        assert not any(process_running(pid) for pid in integrators), "the integrator outlived it"
         while postmaster.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not postmaster.exists(), "the last worker to go should stop the embedded database"
         assert log.read_text().count(f'"during":"{moment}"') == 2, log.read_text()[-3000:]
     finally:
         _kill_group(proc)
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def test_a_second_service_on_a_port_in_use_is_refused(
@@ -451,7 +444,7 @@ def test_the_audit_integrator_is_a_process_of_its_own(
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
-        assert not _running(second), "the integrator outlived the service"
+        assert not process_running(second), "the integrator outlived the service"
     finally:
         _kill_group(proc)
 

@@ -80,14 +80,16 @@ async def test_a_cursor_out_of_range_is_a_400_not_a_500(client: Any, catalog: Ca
             _assert_cursor_refused(response)
 
 
-async def test_a_version_number_out_of_range_is_a_404_not_a_500(
+async def test_a_version_number_out_of_range_is_a_400_not_a_500(
     client: Any, catalog: Catalog
 ) -> None:
-    for version in (2**31, 99_999_999_999):
+    """No version can have such a number (versions are 1..2^31-1, as the document says)."""
+    for version in (2**31, 99_999_999_999, 0):
         path = f"/v1/notices/main/versions/{version}/publish"
         response = await client.post(path, headers=catalog.h)
-        assert response.status_code == 404, response.text
+        assert response.status_code == 400, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
+        assert [e["field"] for e in response.json()["errors"]] == ["version"]
 
 
 async def test_a_history_cursor_is_only_good_for_the_history_it_came_from(
