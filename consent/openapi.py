@@ -52,7 +52,14 @@ if TYPE_CHECKING:
     from litestar.handlers import HTTPRouteHandler
     from litestar.openapi.spec import OpenAPI, Operation
 
-__all__ = ["OPERATION_IDS", "PROBLEMS_OPT", "document_problems", "ndjson_body", "problems"]
+__all__ = [
+    "OPERATION_IDS",
+    "PROBLEMS_OPT",
+    "document_problems",
+    "ndjson_body",
+    "problems",
+    "service_structs",
+]
 
 PROBLEMS_OPT: Final = "problems"
 STREAM_BODY_OPT: Final = "stream_body"
@@ -370,11 +377,8 @@ def _rename_components(openapi: OpenAPI, schemas: dict[str, Schema]) -> None:
     _rename_references(openapi, names)
 
 
-def _structs(schemas: dict[str, Any]) -> dict[str, type[msgspec.Struct]]:
-    """The service's structs by component name: the class name, or for a name two structs
-    share, the name `_COMPONENT_NAMES` gives Litestar's (`consents_schemas_ConsentState`) when
-    both are documented, else the one whose fields are the component's properties (an API
-    answer, not the audit leaf of the same name)."""
+def service_structs() -> dict[str, set[type[msgspec.Struct]]]:
+    """Every msgspec struct of the service (`consent.*` modules), by class name."""
     found: dict[str, set[type[msgspec.Struct]]] = {}
     pending: list[type[msgspec.Struct]] = [msgspec.Struct]
     while pending:
@@ -382,8 +386,16 @@ def _structs(schemas: dict[str, Any]) -> dict[str, type[msgspec.Struct]]:
             pending.append(sub)
             if sub.__module__.startswith("consent."):
                 found.setdefault(sub.__name__, set()).add(sub)
+    return found
+
+
+def _structs(schemas: dict[str, Any]) -> dict[str, type[msgspec.Struct]]:
+    """The service's structs by component name: the class name, or for a name two structs
+    share, the name `_COMPONENT_NAMES` gives Litestar's (`consents_schemas_ConsentState`) when
+    both are documented, else the one whose fields are the component's properties (an API
+    answer, not the audit leaf of the same name)."""
     structs: dict[str, type[msgspec.Struct]] = {}
-    for name, classes in found.items():
+    for name, classes in service_structs().items():
         component = schemas.get(name)
         properties = set(getattr(component, "properties", None) or ())
         for struct in classes:

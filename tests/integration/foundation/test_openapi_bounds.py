@@ -21,7 +21,7 @@ from consent.config import Settings
 from consent.consents.schemas import ConsentState
 from consent.crypto.keys import KeyRing
 from consent.decisions.engine import ConsentState as PolicyConsentState
-from consent.openapi import document_problems
+from consent.openapi import document_problems, service_structs
 from tests.conftest import Catalog
 
 # The JSON Schema bound keywords, and the parameter arguments that declare them.
@@ -82,13 +82,7 @@ def _bounds(schema: Any, where: str, out: dict[str, dict[str, Any]]) -> dict[str
 
 
 def _structs() -> dict[str, type[msgspec.Struct]]:
-    found: dict[str, set[type[msgspec.Struct]]] = {}
-    pending: list[type[msgspec.Struct]] = [msgspec.Struct]
-    while pending:
-        for sub in pending.pop().__subclasses__():
-            pending.append(sub)
-            if sub.__module__.startswith("consent."):
-                found.setdefault(sub.__name__, set()).add(sub)
+    found = service_structs()
     return {name: next(iter(s)) for name, s in found.items() if len(s) == 1} | _RENAMED
 
 
