@@ -445,6 +445,7 @@ async def _policy_reload(settings: Settings, root: Path | None, wait: float) -> 
     from consent.db.database import DatabaseUnavailable
     from consent.decisions.engine import PolicyLoadError
     from consent.decisions.policy import (
+        NoRunningService,
         describe_ack,
         policy_dir_problem,
         policy_root,
@@ -465,6 +466,15 @@ async def _policy_reload(settings: Settings, root: Path | None, wait: float) -> 
     except PolicyLoadError as exc:
         print(f"consent policy reload: refused, nothing changed: {exc}", file=sys.stderr)  # noqa: T201
         return 1
+    except NoRunningService as exc:  # the bundle passed; no embedded server was started
+        print(f"policy {exc.revision} passed its checks")  # noqa: T201
+        print(  # noqa: T201
+            f"consent policy reload: no running service found: CONSENT_DATABASE_URL is not set "
+            f"and no embedded PostgreSQL runs in {exc.pgdata} (set CONSENT_DATABASE_URL, or "
+            "CONSENT_DATA_DIR, as the service has it; a service loads the policy when it starts)",
+            file=sys.stderr,
+        )
+        return 3
     except DatabaseUnavailable as exc:  # the bundle passed; the request cannot be sent
         print(  # noqa: T201
             "consent policy reload: the policy passed its checks, but the database cannot be "
@@ -662,7 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
         "that needs a purpose no tenant defines is a warning, not a refusal.",
         epilog="Exit status: 0 every answering process serves the new revision; 1 refused (or "
         "a process serves another revision, or the database cannot be reached); 2 bad "
-        "arguments or configuration (no policy directory there); 3 no process answered.",
+        "arguments or configuration (no policy directory there); 3 no process answered (or, "
+        "without CONSENT_DATABASE_URL, no `consent serve` runs on the embedded database of "
+        "CONSENT_DATA_DIR: none is started for a reload).",
     )
     preload.add_argument("--root", type=Path, help="policy directory (default: CONSENT_POLICY_DIR)")
     preload.add_argument(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Final
 
 import msgspec
@@ -17,9 +17,12 @@ from consent.decisions.shape import ACTIONS_DATA_PATH, needed_purposes
 
 __all__ = [
     "ACTION_FLAGS",
+    "SUMMARY_SHOWN",
     "UndefinedPurposes",
     "action_problems",
     "describe_actions",
+    "summarise_undefined",
+    "undefined_purpose_lines",
     "undefined_purposes",
 ]
 
@@ -32,6 +35,8 @@ ACTION_FLAGS: Final = (
     "personalization",
 )
 _PURPOSE_KEY: Final = re.compile(r"[a-z][a-z0-9_.-]{0,63}")  # as the catalogue's purpose keys
+# How many actions the one line about actions without a likely typo names (then "and N more").
+SUMMARY_SHOWN: Final = 5
 
 
 def describe_actions(bundle: PolicyBundle, catalogue: Collection[str]) -> list[ActionInfo]:
@@ -107,6 +112,40 @@ def undefined_purposes(bundle: PolicyBundle, defined: Collection[str]) -> list[U
             )
         )
     return found
+
+
+def summarise_undefined(found: Sequence[UndefinedPurposes], shown: int = SUMMARY_SHOWN) -> str:
+    """One line for actions of `found` whose purposes no tenant defines and that are no likely
+    typo: usually purposes nobody has created yet (a tenant that uses a few actions), so they
+    are counted and the first `shown` named, not described one by one; GET /v1/policy/actions
+    lists every action with what it needs."""
+    names = sorted(item.action for item in found)
+    listed = ", ".join(names[:shown])
+    if len(names) > shown:
+        listed += f" and {len(names) - shown} more"
+    pointer = "GET /v1/policy/actions lists what each action needs"
+    if len(names) == 1:
+        one = len(found[0].purposes) == 1
+        return (
+            f"1 action needs {'a purpose' if one else 'purposes'} no tenant defines yet: "
+            f"{listed} (every decision on it is denied.unknown_purpose until a tenant creates "
+            f"{'it' if one else 'them'}; {pointer})"
+        )
+    return (
+        f"{len(names)} actions need purposes no tenant defines yet: {listed} (every decision "
+        f"on them is denied.unknown_purpose until a tenant creates their purposes; {pointer})"
+    )
+
+
+def undefined_purpose_lines(found: Sequence[UndefinedPurposes]) -> list[str]:
+    """What to tell an operator or a policy author of `found` (`undefined_purposes`): a line
+    for each action with a likely typo (a purpose key close to a defined one, the "did you
+    mean" case), then one line for all the others (`summarise_undefined`), if any."""
+    lines = [item.describe() for item in found if item.did_you_mean]
+    rest = [item for item in found if not item.did_you_mean]
+    if rest:
+        lines.append(summarise_undefined(rest))
+    return lines
 
 
 def action_problems(bundle: PolicyBundle) -> list[str]:

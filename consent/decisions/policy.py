@@ -19,15 +19,22 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import quote
 
 import asyncpg
 import msgspec
 import structlog
 
 from consent.config import Settings
-from consent.db.database import Database
+from consent.db.database import Database, EmbeddedPostgres
 from consent.db.grouped import DB_UNAVAILABLE
-from consent.decisions.actions import UndefinedPurposes, action_problems, undefined_purposes
+from consent.decisions.actions import (
+    SUMMARY_SHOWN,
+    UndefinedPurposes,
+    action_problems,
+    undefined_purpose_lines,
+    undefined_purposes,
+)
 from consent.decisions.engine import (
     CachedPolicyEngine,
     ManagedPolicyEngine,
@@ -44,6 +51,7 @@ from consent.decisions.shape import check_normalisation
 __all__ = [
     "RELOAD_CHANNEL",
     "STATUS_CHANNEL",
+    "NoRunningService",
     "PolicyRuntime",
     "ReloadAck",
     "check_actions",
@@ -51,6 +59,7 @@ __all__ = [
     "check_serving",
     "defined_purpose_keys",
     "describe_ack",
+    "embedded_service_dsn",
     "load_bundle",
     "policy_dir_problem",
     "policy_root",
@@ -309,21 +318,27 @@ async def defined_purpose_keys(db: Database) -> frozenset[str]:
 async def warn_undefined_purposes(
     db: Database, bundle: PolicyBundle, warn: Callable[[str], object] | None = None
 ) -> list[UndefinedPurposes]:
-    """Name each action of `bundle` that needs a purpose no tenant defines (a misspelt key in
-    the policy's data denies every decision on it): one line each to `warn`, else a
-    `policy.purpose_undefined` warning in the log. Never refuses the bundle (a purpose may be
-    created after the policy); a database that cannot answer skips the check. One query, at
-    start and reload, never on a decision."""
+    """Tell of the actions of `bundle` that need a purpose no tenant defines (a misspelt key in
+    the policy's data denies every decision on it): a line to `warn`, else a
+    `policy.purpose_undefined` warning in the log, for each action with a likely typo (the
+    "did you mean" case); one line, or one `policy.purposes_undefined_summary` warning, for
+    all the others (purposes not created yet, GET /v1/policy/actions lists them). Never
+    refuses the bundle (a purpose may be created after the policy); a database that cannot
+    answer skips the check. One query, at start and reload, never on a decision. Returns
+    every such action."""
     try:
         defined = await defined_purpose_keys(db)
     except (*DB_UNAVAILABLE, asyncpg.PostgresError) as exc:
         _log.info("policy.purposes_unchecked", error=type(exc).__name__)
         return []
     found = undefined_purposes(bundle, defined)
+    if warn is not None:
+        for line in undefined_purpose_lines(found):
+            warn(line)
+        return found
+    rest = [item for item in found if not item.did_you_mean]
     for item in found:
-        if warn is not None:
-            warn(item.describe())
-        else:
+        if item.did_you_mean:
             _log.warning(
                 "policy.purpose_undefined",
                 action=item.action,
@@ -331,7 +346,71 @@ async def warn_undefined_purposes(
                 did_you_mean=item.did_you_mean,
                 revision=bundle.revision,
             )
+    if rest:
+        _log.warning(
+            "policy.purposes_undefined_summary",
+            count=len(rest),
+            actions=sorted(item.action for item in rest)[:SUMMARY_SHOWN],
+            revision=bundle.revision,
+        )
     return found
+
+
+# The database `consent serve` creates in its embedded server (`EmbeddedPostgres.start`).
+_EMBEDDED_DATABASE: Final = "consent"
+
+
+class NoRunningService(Exception):
+    """No CONSENT_DATABASE_URL, and no embedded PostgreSQL runs for the data directory: no
+    `consent serve` of this data directory runs on this machine (the bundle passed its
+    checks; nothing was asked to reload it)."""
+
+    def __init__(self, revision: str, pgdata: Path) -> None:
+        super().__init__(f"no embedded PostgreSQL runs in {pgdata}")
+        self.revision = revision
+        self.pgdata = pgdata
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process (the embedded server's own user)
+        return True
+    return True
+
+
+def embedded_service_dsn(data_dir: Path) -> str | None:
+    """A DSN for the database of the embedded PostgreSQL that `consent serve` runs in
+    `data_dir`, read from the server's `postmaster.pid`; None when that server is not running
+    (no such file, its postmaster gone, or its socket gone). Never starts, joins or creates
+    anything: the server stays the service's, and stops when the service stops. A file this
+    process may not read raises PermissionError (a service may run: say so, not "none")."""
+    pgdata = EmbeddedPostgres(data_dir).pgdata
+    try:
+        # PostgreSQL's postmaster.pid: pid, data directory, start time, port, socket directory
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid, port, socket_dir = int(lines[0]), int(lines[3]), lines[4].strip()
+    except (FileNotFoundError, NotADirectoryError, ValueError, IndexError):
+        return None
+    if pid <= 0 or not socket_dir or not _pid_alive(pid):
+        return None
+    if not (Path(socket_dir) / f".s.PGSQL.{port}").exists():  # a crashed server's leftovers
+        return None
+    return f"postgresql://postgres@/{_EMBEDDED_DATABASE}?host={quote(socket_dir)}&port={port}"
+
+
+async def _service_database(settings: Settings, revision: str) -> Database:
+    """A connection pool to the database the running service uses: CONSENT_DATABASE_URL, else
+    the embedded server a running `consent serve` holds for the data directory (raises
+    NoRunningService when none runs; it is never started here)."""
+    if settings.database_url is not None:
+        return await Database.from_settings(settings)
+    dsn = embedded_service_dsn(settings.data_dir)
+    if dsn is None:
+        raise NoRunningService(revision, EmbeddedPostgres(settings.data_dir).pgdata)
+    return await Database.connect(dsn, min_size=1, max_size=2)
 
 
 async def reload_everywhere(
@@ -342,11 +421,13 @@ async def reload_everywhere(
     warn: Callable[[str], object] | None = None,
 ) -> tuple[PolicyBundle, list[ReloadAck]]:
     """`request_reload` from outside the service (`consent policy reload`, SIGHUP to `consent
-    serve`), on a database connection opened for it and closed after. The bundle is checked
-    first: a refused one needs no database."""
+    serve`), on a database connection opened for it and closed after: CONSENT_DATABASE_URL,
+    else the embedded PostgreSQL of a `consent serve` running for the same data directory
+    (NoRunningService when there is none: an embedded server is never started for this). The
+    bundle is checked first: a refused one needs no database."""
     root = root or policy_root(settings)
     bundle = await asyncio.to_thread(check_policy, root)
-    db = await Database.from_settings(settings)
+    db = await _service_database(settings, bundle.revision)
     try:
         return await request_reload(db, root, wait=wait, checked=bundle, warn=warn)
     finally:

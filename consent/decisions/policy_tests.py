@@ -24,7 +24,11 @@ from typing import Any, Final
 
 import msgspec
 
-from consent.decisions.actions import action_problems, undefined_purposes
+from consent.decisions.actions import (
+    action_problems,
+    undefined_purpose_lines,
+    undefined_purposes,
+)
 from consent.decisions.engine import (
     CompiledPolicy,
     DecisionInput,
@@ -223,12 +227,12 @@ def run_policy_tests(
     (reported only when one fails: `bundle:<check>`). A bundle that cannot be read
     (`bundle:files`) or compiled (`bundle:compile`) is a failure too. With
     `defined_purposes` (every tenant's purpose keys), a warning for each action that needs
-    another."""
+    another with a likely typo, and one for all the others (`undefined_purpose_lines`)."""
     try:
         bundle = load_bundle(root or default_policy_root())
     except PolicyLoadError as exc:
         return PolicyTestReport("", (), (Failure("bundle:files", str(exc)),))
-    warnings = tuple(u.describe() for u in undefined_purposes(bundle, defined_purposes or ()))
+    warnings = tuple(undefined_purpose_lines(undefined_purposes(bundle, defined_purposes or ())))
     passed: list[str] = []
     failed: list[Failure] = [Failure("bundle:sources", p) for p in source_problems(bundle)]
     failed += [Failure("bundle:actions", p) for p in action_problems(bundle)]
