@@ -10,7 +10,6 @@ from typing import Final
 import structlog
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from consent.audit.api import AuditController, audit_keys
@@ -29,6 +28,7 @@ from consent.db.migrate import apply_migrations, default_migrations_dir, discove
 from consent.decisions.api import DecisionController
 from consent.decisions.fastpath import DecisionFastPath
 from consent.decisions.runtime import Decisions
+from consent.docs_ui import SelfHostedSwaggerRenderPlugin
 from consent.errors import exception_handlers
 from consent.health.api import live, live_head, ready, ready_head
 from consent.idempotency import keep_pruned
@@ -51,6 +51,7 @@ _log = structlog.get_logger(__name__)
 
 
 def _openapi() -> OpenAPIConfig:
+    docs_path = "/schema"
     return OpenAPIConfig(
         title="consent",
         version="0.1.0",
@@ -58,9 +59,10 @@ def _openapi() -> OpenAPIConfig:
             "Privacy-first consent and preference service. Authenticate with "
             "`Authorization: Bearer <API key>`; errors are RFC 9457 problem details."
         ),
-        path="/schema",
+        path=docs_path,
         use_handler_docstrings=True,
-        render_plugins=[SwaggerRenderPlugin()],
+        # Swagger UI from the service itself, never from a CDN (consent.docs_ui).
+        render_plugins=[SelfHostedSwaggerRenderPlugin(docs_path)],
         components=Components(
             security_schemes={
                 "apiKey": SecurityScheme(
