@@ -103,6 +103,8 @@ OPERATION_IDS: Final[dict[tuple[str, str], str]] = {
     ("/v1/subjects/{subject_id}/preferences/history", "get"): "getPreferenceHistory",
     ("/v1/subjects/{subject_id}", "delete"): "eraseSubject",
     ("/v1/subjects/erase", "post"): "eraseSubjectByIdentifier",
+    ("/v1/subjects/{subject_id}/export", "get"): "exportSubject",
+    ("/v1/subjects/export", "post"): "exportSubjectByIdentifier",
     ("/v1/subjects/{subject_id}/activity", "get"): "getSubjectActivity",
     ("/v1/decisions", "post"): "decide",
     ("/v1/decisions/batch", "post"): "decideBatch",

@@ -1,4 +1,6 @@
-"""HTTP: erase a subject (the right to erasure, GDPR Art 17; CCPA deletion)."""
+"""HTTP: erase a subject (the right to erasure, GDPR Art 17; CCPA deletion) and export what the
+service holds about one (the right of access and to portability, GDPR Art 15 and 20; CCPA right
+to know)."""
 
 from __future__ import annotations
 
@@ -8,8 +10,11 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, delete, post
+import structlog
+from litestar import Controller, Request, delete, get, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, Parameter
+from litestar.response import Stream
 
 from consent.db.database import Conn, Database
 from consent.errors import NotFound
@@ -17,11 +22,15 @@ from consent.http_params import IdemKey
 from consent.idempotency import run_idempotent
 from consent.openapi import problems
 from consent.subjects.erasure import erase_subject
+from consent.subjects.export import SubjectExport, SubjectExporter
 from consent.subjects.resolver import SubjectResolver
-from consent.subjects.schemas import ErasureRequest, ErasureResult
+from consent.subjects.schemas import ErasureRequest, ErasureResult, ExportRequest, SubjectRef
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["SubjectController"]
+
+_log = structlog.get_logger("consent.subjects")
+_JSON = "application/json"
 
 _ErasedSubject = Annotated[
     UUID,
@@ -32,6 +41,76 @@ _ErasedSubject = Annotated[
         "the first answer)."
     ),
 ]
+
+_ExportedSubject = Annotated[
+    UUID,
+    Parameter(
+        description="The id (UUID) of the subject whose data to export. A subject merged into "
+        "another by a link stands for its surviving subject: the document is that one's, with "
+        "every subject linked into it. Unknown or erased: 404."
+    ),
+]
+_EXPORTED = {
+    200: ResponseSpec(
+        data_container=SubjectExport,
+        media_type=_JSON,
+        description="The document (`SubjectExport`), streamed as it is read, with "
+        '`Content-Disposition: attachment; filename="subject-<subject_id>.json"` and '
+        "`Cache-Control: no-store`. An answer cut short (the subject erased while it was "
+        "written, a failure) ends before the document does and does not parse: ask again.",
+        generate_examples=False,
+    )
+}
+_EXPORT_DOC = (
+    " The document holds the person's identifiers decrypted (no other answer shows them), "
+    "hence the `admin` scope. It is written as it is read, a page of each list at a time, so "
+    "its size has no limit; save it as it arrives. Each list is what walking its paginated "
+    "endpoint gives, and each event names its audit event (`event_uuid`, `event_id`) and "
+    "leaf index: its inclusion proof is at `GET /v1/audit/events/{event_uuid}/proof`, checked "
+    "against the signed checkpoint in `audit.checkpoint` (or a later one). Each export is "
+    "logged with the tenant, the subject and the API key's id, never an identifier."
+)
+_EXPORT_GET_DOC = (
+    "One JSON document with everything the service holds about one person, for an access or "
+    "portability request (GDPR Art 15 and 20; CCPA right to know): the subject and the "
+    "subjects linked into it, every identifier, the current consents and preferences, their "
+    "full histories with proof, and every logged use of the data (decisions about the "
+    "person, audience runs that listed them)." + _EXPORT_DOC
+)
+_EXPORT_POST_DOC = (
+    "The document of `GET /v1/subjects/{subject_id}/export`, for a request that names the "
+    "person by an identifier (the e-mail address, phone number or customer id they wrote "
+    "from) or by subject id, in the body (so an e-mail address never lands in a URL or an "
+    "access log): the identifier is normalised and looked up. An identifier the ledger does "
+    "not (or no longer) know answers 404." + _EXPORT_DOC
+)
+
+
+async def _export(request: Request[Any, Any, Any], ref: SubjectRef) -> Stream:
+    """The export of the subject `ref` names, as a stream (a 404 before any byte of it)."""
+    who = principal(request)
+    exporter = SubjectExporter(
+        request.app.state.db,
+        request.app.state.keyring,
+        who.tenant_id,
+        request.app.state.audit_signer.vkey,
+    )
+    document = await exporter.open(ref)
+    _log.info(
+        "subject.exported",
+        tenant_id=str(who.tenant_id),
+        subject_id=str(document.subject_id),
+        api_key_id=who.key_id,
+        linked_subjects=len(document.head.linked_subjects),
+    )
+    return Stream(
+        document.pieces(),
+        media_type=_JSON,
+        headers={
+            "Content-Disposition": f'attachment; filename="subject-{document.subject_id}.json"',
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 async def _erase(
@@ -124,3 +203,31 @@ class SubjectController(Controller):
         key = request.app.state.keyring.lookup_key(str(principal(request).tenant_id))
         digest = hmac.new(key, b"erase-subject-ref/" + msgspec.json.encode(data), "sha256")
         return await _erase(request, idempotency_key, digest.digest(), named)
+
+    @get(
+        "/{subject_id:uuid}/export",
+        guards=[requires("admin")],
+        summary="Export everything held about a subject",
+        description=_EXPORT_GET_DOC,
+        media_type=_JSON,
+        responses=_EXPORTED,
+    )
+    async def export(self, request: Request[Any, Any, Any], subject_id: _ExportedSubject) -> Stream:
+        """A subject's access export (see `_EXPORT_GET_DOC`)."""
+        return await _export(request, SubjectRef(subject_id=subject_id))
+
+    @post(
+        "/export",
+        guards=[requires("admin")],
+        summary="Export everything held about a subject found by identifier",
+        description=_EXPORT_POST_DOC,
+        opt=problems(404),
+        status_code=200,
+        media_type=_JSON,
+        responses=_EXPORTED,
+    )
+    async def export_by_reference(
+        self, request: Request[Any, Any, Any], data: JSONBody[ExportRequest]
+    ) -> Stream:
+        """The access export of a subject named in the body (see `_EXPORT_POST_DOC`)."""
+        return await _export(request, data)

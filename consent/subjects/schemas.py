@@ -11,6 +11,8 @@ import msgspec
 __all__ = [
     "ErasureRequest",
     "ErasureResult",
+    "ExportRequest",
+    "ExportedIdentifier",
     "IdentifierIn",
     "LinkRequest",
     "LinkResult",
@@ -153,5 +155,53 @@ class ErasureResult(msgspec.Struct, frozen=True, kw_only=True):
         msgspec.Meta(
             description="The ids (UUIDs) of the `subject.erased` audit leaves, one per erased "
             "subject that had been written to (`GET /v1/audit/events/{id}/proof`)."
+        ),
+    ]
+
+
+_EXPORT_SUBJECT_ID = (
+    "The id (UUID) of the subject whose data to export, instead of `identifier`; give exactly "
+    "one of the two. A subject merged by a link stands for its surviving subject. Unknown or "
+    "erased: 404."
+)
+_EXPORT_IDENTIFIER = (
+    "An identifier of the person asking for their data (the e-mail address, phone number or "
+    "customer id they wrote from), instead of `subject_id`. The document is that of the "
+    "subject it belongs to, with every subject linked into it; an identifier the ledger does "
+    "not (or no longer) know answers 404."
+)
+
+
+class ExportRequest(SubjectRef, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Whose data to export: a subject id, or an identifier (in the body, so that an e-mail
+    address in an access request never lands in a URL or an access log)."""
+
+    subject_id: Annotated[UUID | None, msgspec.Meta(description=_EXPORT_SUBJECT_ID)] = None
+    identifier: Annotated[IdentifierIn | None, msgspec.Meta(description=_EXPORT_IDENTIFIER)] = None
+
+
+class ExportedIdentifier(msgspec.Struct, frozen=True, kw_only=True):
+    """One of the person's identifiers, decrypted: what the service holds, only encrypted
+    under the subject's data key, and shows nowhere else."""
+
+    type: Annotated[
+        str,
+        msgspec.Meta(
+            description="The identifier's type: `device`, `email`, `customer_id`, "
+            "`loyalty_card`, `phone` or a type the tenant defined."
+        ),
+    ]
+    value: Annotated[
+        str,
+        msgspec.Meta(
+            description="The identifier as the service keeps it: normalised by its type when "
+            "first seen (an e-mail address in lower case, a phone number in E.164)."
+        ),
+    ]
+    first_seen_at: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="When the service first saw the identifier (it then belonged to this "
+            "subject or to one since linked into it): an ISO 8601 timestamp in UTC."
         ),
     ]

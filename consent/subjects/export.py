@@ -1,0 +1,291 @@
+"""A data subject access export (GDPR Art 15 and 20; CCPA right to know): everything the
+service holds about one person, as one JSON document (`SubjectExport`).
+
+The document is written as it is read, a page of one list at a time, so that a person with
+millions of logged decisions costs no more memory than one page: `SubjectExporter.open` finds
+the subject (an unknown or erased one is a 404 before any byte is sent) and reads what is
+small (identifiers, current state, the latest checkpoint); `SubjectDocument.pieces` then walks
+the consent history, the preference history and the activity with the services that answer
+the paginated endpoints, so each list is exactly what walking those gives. Each page is read
+in a transaction of its own (no connection is held while the client reads): a subject erased
+while its document is being written fails the rest of it, and the answer ends before the
+document does (not valid JSON: never a complete-looking document that is not).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Final, Literal
+from uuid import UUID
+
+import msgspec
+import structlog
+
+from consent.audit.schemas import ActivityItem
+from consent.audit.service import AuditReader
+from consent.consents.schemas import ConsentEvent, SubjectConsents
+from consent.consents.service import ConsentService
+from consent.crypto.datakeys import DataKeys
+from consent.crypto.keys import KeyRing
+from consent.db.database import Conn, Database
+from consent.db.sql import SqlFile
+from consent.errors import NotFound
+from consent.pagination import MAX_LIMIT
+from consent.preferences.schemas import PreferenceEvent, SubjectPreferences
+from consent.preferences.service import PreferenceService
+from consent.subjects.resolver import SubjectResolver, _id_context
+from consent.subjects.schemas import ExportedIdentifier, SubjectRef
+
+__all__ = ["FORMAT", "AuditPointers", "SubjectDocument", "SubjectExport", "SubjectExporter"]
+
+Q = SqlFile.beside(__file__, "export.sql")
+FORMAT: Final = "consent.subject-export/v1"
+PROOF_PATH: Final = "/v1/audit/events/{event_uuid}/proof"
+_enc = msgspec.json.Encoder()
+_log = structlog.get_logger("consent.subjects.export")
+
+_Page = tuple[Sequence[msgspec.Struct], str | None]
+
+
+class AuditPointers(msgspec.Struct, frozen=True, kw_only=True):
+    """How to check the document's events against the tamper-evident audit log: each
+    consent, preference change and use of the data in `activity` names its audit event
+    (`event_uuid`) and leaf index; its inclusion proof is fetched by that id."""
+
+    checkpoint: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="The tenant's latest signed checkpoint (a C2SP signed note: origin, "
+            "tree size, root hash, signature) when the document was made, or null when its "
+            "log has none yet. A proof against a later checkpoint is checked for consistency "
+            "with this one through `GET /v1/audit/consistency`."
+        ),
+    ]
+    vkey: Annotated[
+        str,
+        msgspec.Meta(
+            description="The verifier key (C2SP vkey) that signs the checkpoints, as "
+            "`GET /.well-known/consent-audit-keys` serves it. Check it against a copy you "
+            "trust, never against this document alone."
+        ),
+    ]
+    proof_path: Annotated[
+        str,
+        msgspec.Meta(
+            description="Where the inclusion proof of an event is (`event_uuid` of an "
+            "`activity` entry, `event_id` of a history entry): "
+            "`/v1/audit/events/{event_uuid}/proof`."
+        ),
+    ]
+
+
+class ExportHead(msgspec.Struct, frozen=True, kw_only=True):
+    """The fields of a subject's export before its lists (see `SubjectExport`)."""
+
+    format: Annotated[
+        Literal["consent.subject-export/v1"],
+        msgspec.Meta(description="The version of this document's layout."),
+    ]
+    exported_at: Annotated[
+        datetime,
+        msgspec.Meta(
+            description="When the service began writing the document: an ISO 8601 timestamp "
+            "in UTC. What was recorded after it may be missing."
+        ),
+    ]
+    subject_id: Annotated[
+        UUID,
+        msgspec.Meta(
+            description="The person's subject (UUID): the one asked for, or the surviving "
+            "subject it has been merged into by a link."
+        ),
+    ]
+    linked_subjects: Annotated[
+        list[UUID],
+        msgspec.Meta(
+            description="The subjects (UUIDs) linked into `subject_id`: the same person, "
+            "seen earlier under another identifier. Their events are in the lists below."
+        ),
+    ]
+    identifiers: Annotated[
+        list[ExportedIdentifier],
+        msgspec.Meta(
+            description="Every identifier of the person, decrypted, oldest first. The service "
+            "keeps them only encrypted under the subject's own data key; this is the only "
+            "answer that shows them."
+        ),
+    ]
+    consents: Annotated[
+        SubjectConsents,
+        msgspec.Meta(
+            description="The current consent state per purpose, as "
+            "`GET /v1/subjects/{subject_id}/consents` answers it."
+        ),
+    ]
+    preferences: Annotated[
+        SubjectPreferences,
+        msgspec.Meta(
+            description="The current preferences, as "
+            "`GET /v1/subjects/{subject_id}/preferences` answers them."
+        ),
+    ]
+    audit: Annotated[
+        AuditPointers,
+        msgspec.Meta(description="How to check the events below against the audit log."),
+    ]
+
+
+class SubjectExport(ExportHead, frozen=True, kw_only=True):
+    """Everything the service holds about one person (GDPR Art 15 right of access and
+    Art 20 portability; CCPA right to know): identifiers, current consents and preferences,
+    their full histories with proof, and every logged use of the data, with the audit
+    events that prove each. The lists come last and in full: no pagination."""
+
+    consent_history: Annotated[
+        list[ConsentEvent],
+        msgspec.Meta(
+            description="Every consent event of the person with its proof, most recently "
+            "recorded first: `GET /v1/subjects/{subject_id}/consents/history` walked to its "
+            "end."
+        ),
+    ]
+    preference_history: Annotated[
+        list[PreferenceEvent],
+        msgspec.Meta(
+            description="Every preference event, most recently recorded first: "
+            "`GET /v1/subjects/{subject_id}/preferences/history` walked to its end."
+        ),
+    ]
+    activity: Annotated[
+        list[ActivityItem],
+        msgspec.Meta(
+            description="Every change to and use of the person's data (decisions about them, "
+            "audience runs that listed them, consent and preference changes, links), newest "
+            "first, each with its audit event and leaf index: "
+            "`GET /v1/subjects/{subject_id}/activity` walked to its end."
+        ),
+    ]
+
+
+class SubjectDocument:
+    """An opened export: what was read before the answer began, and the rest as pieces."""
+
+    def __init__(self, exporter: SubjectExporter, head: ExportHead) -> None:
+        self._exporter = exporter
+        self.head = head
+
+    @property
+    def subject_id(self) -> UUID:
+        return self.head.subject_id
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        """The document's JSON: the head, then each list a page at a time."""
+        yield _enc.encode(self.head)[:-1]  # without its closing brace: the lists follow
+        exporter, subject = self._exporter, self.head.subject_id
+
+        async def consents(cursor: str | None) -> _Page:
+            page = await exporter.consents.history(subject, cursor, MAX_LIMIT)
+            return page.items, page.next_cursor
+
+        async def preferences(cursor: str | None) -> _Page:
+            page = await exporter.preferences.history(subject, cursor, MAX_LIMIT)
+            return page.items, page.next_cursor
+
+        async def activity(cursor: str | None) -> _Page:
+            page = await exporter.audit.activity(exporter.resolver, subject, cursor, MAX_LIMIT)
+            return page.items, page.next_cursor
+
+        try:
+            for name, pages in (
+                (b"consent_history", consents),
+                (b"preference_history", preferences),
+                (b"activity", activity),
+            ):
+                async for piece in _list(name, pages):
+                    yield piece
+        except Exception as exc:
+            # The answer has begun: it can only end short (the server drops the connection).
+            _log.warning(
+                "subject.export_incomplete", subject_id=str(subject), error=type(exc).__name__
+            )
+            raise
+        yield b"}"
+
+
+async def _list(
+    name: bytes, fetch: Callable[[str | None], Awaitable[_Page]]
+) -> AsyncIterator[bytes]:
+    """`,"name":[...]`, one piece per page that `fetch` (from a cursor) gives."""
+    yield b',"' + name + b'":['
+    separator = b""
+    cursor: str | None = None
+    while True:
+        items, cursor = await fetch(cursor)
+        if items:
+            yield separator + b",".join(_enc.encode(item) for item in items)
+            separator = b","
+        if cursor is None:
+            break
+    yield b"]"
+
+
+class SubjectExporter:
+    """Reads one tenant's subjects for their exports, through the services that answer the
+    subject endpoints (their state, their histories, their activity)."""
+
+    def __init__(self, db: Database, keyring: KeyRing, tenant_id: UUID, vkey: str) -> None:
+        self.db = db
+        self.tenant_id = tenant_id
+        self.vkey = vkey
+        self.resolver = SubjectResolver(keyring)
+        self.datakeys = DataKeys(keyring)
+        self.consents = ConsentService(db, keyring, tenant_id)
+        self.preferences = PreferenceService(db, keyring, tenant_id)
+        self.audit = AuditReader(db, tenant_id, vkey)
+
+    async def open(self, ref: SubjectRef) -> SubjectDocument:
+        """The export of the subject `ref` names (its survivor's, with every subject linked
+        into it); NotFound when there is none (unknown, erased, another tenant's)."""
+        exported_at = datetime.now(UTC)
+        async with self.db.tenant(self.tenant_id) as conn:
+            survivor = await self.resolver.resolve(conn, self.tenant_id, ref, create=False)
+            if survivor is None:
+                raise NotFound("No subject with this identifier.")
+            members = await self.resolver.group(conn, survivor)
+            identifiers = await self._identifiers(conn, members)
+        consents = await self.consents.state(SubjectRef(subject_id=survivor))
+        preferences = await self.preferences.state(survivor)
+        try:
+            checkpoint: str | None = await self.audit.checkpoint()
+        except NotFound:  # no audit log, or nothing signed yet
+            checkpoint = None
+        head = ExportHead(
+            format=FORMAT,
+            exported_at=exported_at,
+            subject_id=survivor,
+            linked_subjects=sorted((m for m in members if m != survivor), key=str),
+            identifiers=identifiers,
+            consents=consents,
+            preferences=preferences,
+            audit=AuditPointers(checkpoint=checkpoint, vkey=self.vkey, proof_path=PROOF_PATH),
+        )
+        return SubjectDocument(self, head)
+
+    async def _identifiers(self, conn: Conn, members: list[UUID]) -> list[ExportedIdentifier]:
+        """The group's identifiers, each decrypted under its owning subject's data key."""
+        deks: dict[UUID, bytes] = {}
+        found: list[ExportedIdentifier] = []
+        for row in await conn.fetch(Q.group_identifiers, members):
+            owner: UUID = row["subject_id"]
+            if owner not in deks:
+                deks[owner] = await self.datakeys.get(conn, self.tenant_id, owner)
+            value = DataKeys.decrypt(
+                deks[owner], self.tenant_id, owner, row["value_enc"], _id_context(row["id_type"])
+            )
+            found.append(
+                ExportedIdentifier(
+                    type=row["id_type"], value=value.decode(), first_seen_at=row["created_at"]
+                )
+            )
+        return found
