@@ -26,7 +26,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from consent import locales
 from consent.db.database import DatabaseUnavailable
 from consent.decisions.engine import PolicyUnavailable
-from consent.locales import Localized
+from consent.locales import Localized, fields
 
 __all__ = [
     "PROBLEM_TYPES",
@@ -139,11 +139,14 @@ def problem_response(
     detail: str | None = None,
     errors: list[FieldError] | None = None,
     headers: dict[str, str] | None = None,
+    language: str | None = None,
 ) -> Response[Problem]:
     """The problem's texts in the language the request's Accept-Language prefers (English
-    otherwise): `title`, and `detail` and `errors` messages given as `Localized` texts. `type`,
-    `status` and the field names are the same in every language."""
-    language = locales.negotiate(request.headers.get("accept-language"))
+    otherwise; `language` when the caller has negotiated it): `title`, and `detail` and `errors`
+    messages given as `Localized` texts. `type`, `status` and the field names are the same in
+    every language."""
+    if language is None:
+        language = locales.negotiate(request.headers.get("accept-language"))
     title = locales.problem_texts(slug, language)[0]
     if isinstance(detail, Localized):
         detail = detail.in_language(language)
@@ -182,6 +185,14 @@ def _in_language(error: FieldError, language: str) -> FieldError:
     if isinstance(error.message, Localized):
         return FieldError(error.field, error.message.in_language(language))
     return error
+
+
+def _decoded_in_language(error: FieldError, language: str) -> FieldError:
+    """A field error worded by msgspec/Litestar in `language` (a known shape; else as it is)."""
+    if isinstance(error.message, Localized):
+        return error  # problem_response gives it in the language
+    message = fields.in_language(error.message, language)
+    return error if message is error.message else FieldError(error.field, message)
 
 
 _UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]{1,100})`")
@@ -224,6 +235,8 @@ def _validation_errors(extra: Any) -> list[FieldError]:
                 key = f"{at}.{named.group(1)}" if at else named.group(1)
             elif at:
                 key = at
+            elif key in _BODY:  # the whole body (a JSON array where an object belongs)
+                key = "body"
             errors.append(FieldError(key, message))
     return errors
 
@@ -233,9 +246,14 @@ def _on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[
 
 
 def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    language = locales.negotiate(request.headers.get("accept-language"))
     errors = _validation_errors(exc.extra)
+    if language != locales.DEFAULT_LANGUAGE:  # msgspec's words are English already
+        errors = [_decoded_in_language(e, language) for e in errors]
     detail = errors[0].message if len(errors) == 1 else _INVALID_INPUT
-    return problem_response(request, 400, "validation-error", detail, errors or None)
+    return problem_response(
+        request, 400, "validation-error", detail, errors or None, language=language
+    )
 
 
 def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
@@ -245,7 +263,12 @@ def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Pr
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail else None
     if isinstance(exc, NotAuthorizedException | PermissionDeniedException | NotFoundException):
         detail = None if detail in {"Unauthorized", "Forbidden", "Not Found"} else detail
-    return problem_response(request, exc.status_code, slug, detail, headers=exc.headers)
+    language = locales.negotiate(request.headers.get("accept-language"))
+    if detail and language != locales.DEFAULT_LANGUAGE and not isinstance(detail, Localized):
+        detail = fields.in_language(detail, language)  # a body msgspec could not read
+    return problem_response(
+        request, exc.status_code, slug, detail, headers=exc.headers, language=language
+    )
 
 
 def _on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

@@ -3,7 +3,9 @@
 One module per language (`en`, `de`), each with the same keys: `PROBLEMS` (slug -> title, page
 text) and `DETAILS` (detail key -> a static `detail`). English is the fallback. Which language
 a request gets is `negotiate(Accept-Language)`, cached by header value: answering an error
-costs no parsing for a header seen before, and none at all without the header.
+costs no parsing for a header seen before, and none at all without the header. msgspec's and
+Litestar's field messages are translated by their shape (`consent.locales.fields`, with the
+templates in the language's module, e.g. `de.FIELD_MESSAGES`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["DETAILS", "PROBLEMS"]
+__all__ = ["DETAILS", "FIELD_MESSAGES", "FIELD_PATH", "FIELD_REASONS", "PROBLEMS"]
 
 # problem slug -> (title, explanation for the problem page)
 PROBLEMS: Final[dict[str, tuple[str, str]]] = {
@@ -92,3 +92,81 @@ DETAILS: Final[dict[str, str]] = {
     "send-json": "Senden Sie den Anfrageinhalt als JSON (Content-Type: application/json).",
     "send-ndjson": "Senden Sie den Anfrageinhalt als NDJSON (Content-Type: application/x-ndjson).",
 }
+
+# msgspec's and Litestar's words about a bad body or parameter (a 400's `errors[].message`, and
+# the `detail` of malformed JSON), by shape: English shape -> German template. A `{slot}` stands
+# for a type, bound, length, field name or value, copied unchanged (consent.locales.fields says
+# what each slot may hold); a message of any other shape stays English.
+FIELD_MESSAGES: Final[dict[str, str]] = {
+    "Expected `{type}`, got `{got}`": "Erwartet `{type}`, erhalten `{got}`",
+    "Expected `{type}`": "Erwartet `{type}`",
+    "Expected `{type}` with a timezone component": "Erwartet `{type}` mit Zeitzone",
+    "Expected `{type}` with no timezone component": "Erwartet `{type}` ohne Zeitzone",
+    "Expected `{type}` of length {op} {n}": "Erwartet `{type}` der Länge {op} {n}",
+    "Expected `{type}` {op} {bound}": "Erwartet `{type}` {op} {bound}",
+    "Expected `{type}` that's a multiple of {bound}": (
+        "Erwartet `{type}` als Vielfaches von {bound}"
+    ),
+    "Expected `{type}` matching regex {regex}": (
+        "Erwartet `{type}` passend zum regulären Ausdruck {regex}"
+    ),
+    "Expected `array` of length {n}": "Erwartet `array` der Länge {n}",
+    "Expected `array` of length {n}, got {m}": "Erwartet `array` der Länge {n}, erhalten Länge {m}",
+    "Expected `array` of length {n} to {m}": "Erwartet `array` der Länge {n} bis {m}",
+    "Expected `array` of length {n} to {m}, got {k}": (
+        "Erwartet `array` der Länge {n} bis {m}, erhalten Länge {k}"
+    ),
+    "Expected `array` of at least length {n}, got {m}": (
+        "Erwartet `array` der Mindestlänge {n}, erhalten Länge {m}"
+    ),
+    "Expected `array` of at most length {n}": "Erwartet `array` der Höchstlänge {n}",
+    "Expected `array` of at most length {n}, got {m}": (
+        "Erwartet `array` der Höchstlänge {n}, erhalten Länge {m}"
+    ),
+    "Object contains unknown field `{field}`": "Objekt enthält unbekanntes Feld `{field}`",
+    "Object missing required field `{field}`": "Im Objekt fehlt das Pflichtfeld `{field}`",
+    "Invalid enum value": "Ungültiger Enum-Wert",
+    "Invalid enum value {value}": "Ungültiger Enum-Wert {value}",
+    "Invalid value {value}": "Ungültiger Wert {value}",
+    "Invalid RFC3339 encoded datetime": "Ungültiger Zeitpunkt (RFC3339 erwartet)",
+    "Invalid RFC3339 encoded date": "Ungültiges Datum (RFC3339 erwartet)",
+    "Invalid RFC3339 encoded time": "Ungültige Uhrzeit (RFC3339 erwartet)",
+    "Invalid ISO8601 duration": "Ungültige Dauer (ISO8601 erwartet)",
+    "Only units 'D', 'H', 'M', and 'S' are supported when parsing ISO8601 durations": (
+        "In ISO8601-Dauern sind nur die Einheiten 'D', 'H', 'M' und 'S' erlaubt"
+    ),
+    "Invalid UUID": "Ungültige UUID",
+    "Invalid UUID bytes": "Ungültige UUID-Bytes",
+    "Invalid base64 encoded string": "Ungültige Base64-Zeichenkette",
+    "Invalid decimal string": "Ungültige Dezimalzahl",
+    "Invalid epoch timestamp": "Ungültiger Unix-Zeitstempel",
+    "Timestamp is out of range": "Zeitstempel außerhalb des gültigen Bereichs",
+    "Duration is out of range": "Dauer außerhalb des gültigen Bereichs",
+    "Number out of range": "Zahl außerhalb des gültigen Bereichs",
+    "Integer value out of range": "Ganzzahl außerhalb des gültigen Bereichs",
+    "Input data was truncated": "Die Eingabe endet vorzeitig (abgeschnitten)",
+    "JSON is malformed: {reason} (byte {n})": "JSON ist fehlerhaft: {reason} (Byte {n})",
+}
+# The `{reason}` of malformed JSON: msgspec's words -> German (another reason: stays English).
+FIELD_REASONS: Final[dict[str, str]] = {
+    "invalid number": "ungültige Zahl",
+    "invalid character": "ungültiges Zeichen",
+    "invalid escaped character": "ungültiges maskiertes Zeichen",
+    "invalid escape character in string": "ungültiges Escape-Zeichen in einer Zeichenkette",
+    "invalid character in unicode escape": "ungültiges Zeichen in einer Unicode-Escape-Sequenz",
+    "unexpected end of hex escape": "unerwartetes Ende einer Hex-Escape-Sequenz",
+    "invalid utf-16 surrogate pair": "ungültiges UTF-16-Surrogatpaar",
+    "unexpected end of escaped utf-16 surrogate pair": (
+        "unerwartetes Ende eines maskierten UTF-16-Surrogatpaars"
+    ),
+    "expected ',' or ']'": "',' oder ']' erwartet",
+    "expected ',' or '}'": "',' oder '}' erwartet",
+    "expected '\"'": "'\"' erwartet",
+    "expected ':'": "':' erwartet",
+    "trailing comma in array": "überzähliges Komma im Array",
+    "trailing comma in object": "überzähliges Komma im Objekt",
+    "trailing characters": "überzählige Zeichen am Ende",
+    "object keys must be strings": "Objektschlüssel müssen Zeichenketten sein",
+}
+# msgspec's ` - at `$.path`` after a message (errors.py takes it out where it names the field).
+FIELD_PATH: Final = " - bei `{path}`"

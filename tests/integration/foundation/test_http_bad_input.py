@@ -101,6 +101,21 @@ async def test_an_empty_body_is_named_as_such(client: Any, tenant: Tenant) -> No
     assert problem["detail"] == "The request body is empty."
 
 
+async def test_a_body_of_the_wrong_json_type_is_named_as_the_body(
+    client: Any, tenant: Tenant
+) -> None:
+    # A JSON array (or a number) where an object belongs: the field is the body, not the
+    # handler's Python argument name ("data").
+    for content in (b"[1]", b"7"):
+        answer = await client.post(
+            "/v1/purposes",
+            content=content,
+            headers={**tenant.headers, "content-type": "application/json"},
+        )
+        assert answer.status_code == 400
+        assert [e["field"] for e in answer.json()["errors"]] == ["body"]
+
+
 async def test_a_bad_idempotency_key_is_named_as_the_header(client: Any, tenant: Tenant) -> None:
     for key in ("x" * 201, ""):
         answer = await client.post(
