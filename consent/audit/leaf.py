@@ -38,6 +38,7 @@ __all__ = [
     "PreferenceRecorded",
     "PurposeChoice",
     "SubjectErased",
+    "SubjectExported",
     "SubjectLinked",
     "decode_leaf",
     "encode_leaf",
@@ -138,6 +139,17 @@ class SubjectErased(_LeafBase, frozen=True, tag="subject.erased"):
     subject_token: SubjectToken
 
 
+class SubjectExported(_LeafBase, frozen=True, tag="subject.exported"):
+    """A subject access export (GDPR Art 15 and 20; CCPA right to know) disclosed everything
+    held about the subject (and the subjects linked into it), identifiers decrypted: whose data
+    (the survivor's pseudonymous token; `subject.linked` leaves name the others), who asked
+    (`actor_ref`, e.g. `api-key:<key id>`, never a secret) and when (`occurred_at`: the
+    document's `exported_at`). Nothing personal: no identifier, no subject id."""
+
+    subject_token: SubjectToken
+    actor_ref: Key
+
+
 class AdminChanged(_LeafBase, frozen=True, tag="admin.changed"):
     actor_ref: Key
     entity: Key
@@ -153,6 +165,7 @@ Leaf = (
     | AudienceUsed
     | SubjectLinked
     | SubjectErased
+    | SubjectExported
     | AdminChanged
 )
 KINDS: Final[dict[str, type[_LeafBase]]] = {
@@ -164,6 +177,7 @@ KINDS: Final[dict[str, type[_LeafBase]]] = {
         AudienceUsed,
         SubjectLinked,
         SubjectErased,
+        SubjectExported,
         AdminChanged,
     )
 }

@@ -25,7 +25,8 @@ _LEAF = (
 _LEAF_INDEX = "Zero-based position of the leaf in the tenant's Merkle tree (RFC 6962)."
 _KIND = (
     "The leaf's kind: `consent.recorded`, `preference.recorded`, `decision.made`, "
-    "`audience.used`, `subject.linked`, `subject.erased` or `admin.changed`."
+    "`audience.used`, `subject.linked`, `subject.erased`, `subject.exported` (an access "
+    "export of the subject's data: `GET /v1/subjects/{subject_id}/export`) or `admin.changed`."
 )
 _EVENT_UUID = (
     "The event's id, also `event_uuid` in the leaf: for a consent or preference change its "
@@ -100,7 +101,7 @@ class ActivityItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
         msgspec.Meta(
             description="When it happened, from the leaf (ISO 8601, UTC): for a consent or "
             "preference, when the choice was made (client-supplied for imports); for a decision "
-            "or an audience run, the decision time."
+            "or an audience run, the decision time; for an export, its `exported_at`."
         ),
     ]
     recorded_at: Annotated[
@@ -141,12 +142,14 @@ class ActivityItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True
         ),
     ] = None
     # decision.made / audience.used (the subject was a member of an audience filter run):
-    # which system asked to do what, and the answer with its reasons
+    # which system asked to do what, and the answer with its reasons; subject.exported: who
+    # asked for the export
     requester: Annotated[
         str | None,
         msgspec.Meta(
             description="`decision.made`, `audience.used`: the system that asked "
-            "(`context.requester`); absent for other kinds."
+            "(`context.requester`); `subject.exported`: the API key that asked for the export "
+            "(`api-key:<key id>`, never a secret); absent for other kinds."
         ),
     ] = None
     action: Annotated[

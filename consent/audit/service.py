@@ -17,6 +17,7 @@ from consent.audit.leaf import (
     ConsentRecorded,
     DecisionMade,
     PreferenceRecorded,
+    SubjectExported,
     decode_leaf,
 )
 from consent.audit.nodes import with_nodes
@@ -280,4 +281,6 @@ def _activity_item(row: asyncpg.Record) -> ActivityItem:
             reasons=list(leaf.reasons),
             policy_revision=leaf.policy_revision,
         )
+    if isinstance(leaf, SubjectExported):  # a disclosure of the data: who asked for it
+        return ActivityItem(**common, requester=leaf.actor_ref)
     return ActivityItem(**common)

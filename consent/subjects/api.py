@@ -68,14 +68,17 @@ _EXPORT_DOC = (
     "endpoint gives, and each event names its audit event (`event_uuid`, `event_id`) and "
     "leaf index: its inclusion proof is at `GET /v1/audit/events/{event_uuid}/proof`, checked "
     "against the signed checkpoint in `audit.checkpoint` (or a later one). Each export is "
-    "logged with the tenant, the subject and the API key's id, never an identifier."
+    "itself recorded in the audit log before the document begins, as a `subject.exported` "
+    "event: the subject's pseudonymous token, the API key's id and the time, never an "
+    "identifier. It is in the subject's activity, so this document and every later one list "
+    "it."
 )
 _EXPORT_GET_DOC = (
     "One JSON document with everything the service holds about one person, for an access or "
     "portability request (GDPR Art 15 and 20; CCPA right to know): the subject and the "
     "subjects linked into it, every identifier, the current consents and preferences, their "
     "full histories with proof, and every logged use of the data (decisions about the "
-    "person, audience runs that listed them)." + _EXPORT_DOC
+    "person, audience runs that listed them, exports of their data)." + _EXPORT_DOC
 )
 _EXPORT_POST_DOC = (
     "The document of `GET /v1/subjects/{subject_id}/export`, for a request that names the "
@@ -94,14 +97,17 @@ async def _export(request: Request[Any, Any, Any], ref: SubjectRef) -> Stream:
         request.app.state.keyring,
         who.tenant_id,
         request.app.state.audit_signer.vkey,
+        writer=request.app.state.audit,
+        actor=f"api-key:{who.key_id}",
     )
-    document = await exporter.open(ref)
+    document = await exporter.open(ref)  # its `subject.exported` leaf is committed
     _log.info(
         "subject.exported",
         tenant_id=str(who.tenant_id),
         subject_id=str(document.subject_id),
         api_key_id=who.key_id,
         linked_subjects=len(document.head.linked_subjects),
+        audit_event=str(document.event_uuid),
     )
     return Stream(
         document.pieces(),

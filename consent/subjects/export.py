@@ -6,7 +6,14 @@ millions of logged decisions costs no more memory than one page: `SubjectExporte
 the subject (an unknown or erased one is a 404 before any byte is sent) and reads what is
 small (identifiers, current state, the latest checkpoint); `SubjectDocument.pieces` then walks
 the consent history, the preference history and the activity with the services that answer
-the paginated endpoints, so each list is exactly what walking those gives. Each page is read
+the paginated endpoints, so each list is exactly what walking those gives.
+
+Every export is a disclosure of the person's data, accountable like every other use of it: the
+opening transaction appends a `subject.exported` audit leaf (the subject's pseudonymous token,
+who asked, when; never an identifier), so an export whose opening committed is always in the
+log, in the subject's activity, and so in this document's activity and every later one. The
+opening locks the subject as a write does: an erasure waits for it (and then erases the token
+the leaf names with the others), or the export finds the subject erased. Each page is read
 in a transaction of its own (no connection is held while the client reads): a subject erased
 while its document is being written fails the rest of it, and the answer ends before the
 document does (not valid JSON: never a complete-looking document that is not).
@@ -22,6 +29,8 @@ from uuid import UUID
 import msgspec
 import structlog
 
+from consent.audit.leaf import SubjectExported
+from consent.audit.outbox import AuditWriter, token_text
 from consent.audit.schemas import ActivityItem
 from consent.audit.service import AuditReader
 from consent.consents.schemas import ConsentEvent, SubjectConsents
@@ -31,6 +40,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import NotFound
+from consent.ids import uuid7
 from consent.pagination import MAX_LIMIT
 from consent.preferences.schemas import PreferenceEvent, SubjectPreferences
 from consent.preferences.service import PreferenceService
@@ -161,8 +171,9 @@ class SubjectExport(ExportHead, frozen=True, kw_only=True):
         list[ActivityItem],
         msgspec.Meta(
             description="Every change to and use of the person's data (decisions about them, "
-            "audience runs that listed them, consent and preference changes, links), newest "
-            "first, each with its audit event and leaf index: "
+            "audience runs that listed them, consent and preference changes, links, exports "
+            "of their data: this one's `subject.exported` event among them), newest first, "
+            "each with its audit event and leaf index: "
             "`GET /v1/subjects/{subject_id}/activity` walked to its end."
         ),
     ]
@@ -171,9 +182,11 @@ class SubjectExport(ExportHead, frozen=True, kw_only=True):
 class SubjectDocument:
     """An opened export: what was read before the answer began, and the rest as pieces."""
 
-    def __init__(self, exporter: SubjectExporter, head: ExportHead) -> None:
+    def __init__(self, exporter: SubjectExporter, head: ExportHead, event_uuid: UUID) -> None:
         self._exporter = exporter
         self.head = head
+        self.event_uuid = event_uuid
+        """The export's `subject.exported` audit event."""
 
     @property
     def subject_id(self) -> UUID:
@@ -232,12 +245,24 @@ async def _list(
 
 class SubjectExporter:
     """Reads one tenant's subjects for their exports, through the services that answer the
-    subject endpoints (their state, their histories, their activity)."""
+    subject endpoints (their state, their histories, their activity), and records each export
+    in the audit log through `writer`, as asked for by `actor` (`api-key:<key id>`)."""
 
-    def __init__(self, db: Database, keyring: KeyRing, tenant_id: UUID, vkey: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keyring: KeyRing,
+        tenant_id: UUID,
+        vkey: str,
+        *,
+        writer: AuditWriter,
+        actor: str,
+    ) -> None:
         self.db = db
         self.tenant_id = tenant_id
         self.vkey = vkey
+        self.writer = writer
+        self.actor = actor
         self.resolver = SubjectResolver(keyring)
         self.datakeys = DataKeys(keyring)
         self.consents = ConsentService(db, keyring, tenant_id)
@@ -246,14 +271,24 @@ class SubjectExporter:
 
     async def open(self, ref: SubjectRef) -> SubjectDocument:
         """The export of the subject `ref` names (its survivor's, with every subject linked
-        into it); NotFound when there is none (unknown, erased, another tenant's)."""
+        into it); NotFound when there is none (unknown, erased, another tenant's). Its
+        `subject.exported` leaf is appended in the same transaction as the identifiers are read:
+        once this returns, the export is in the log."""
         exported_at = datetime.now(UTC)
         async with self.db.tenant(self.tenant_id) as conn:
-            survivor = await self.resolver.resolve(conn, self.tenant_id, ref, create=False)
-            if survivor is None:
+            found = await self.resolver.resolve(conn, self.tenant_id, ref, create=False)
+            if found is None:
                 raise NotFound("No subject with this identifier.")
+            # Locked as a write locks its subject (FOR KEY SHARE, until the commit): an erasure
+            # (FOR UPDATE) waits for this leaf and then deletes the token it names, or has
+            # committed and this is a 404; never a token made for a subject erased meanwhile.
+            subject = await self.resolver.resolve_for_write(
+                conn, self.tenant_id, SubjectRef(subject_id=found)
+            )
+            survivor = subject.id
             members = await self.resolver.group(conn, survivor)
             identifiers = await self._identifiers(conn, members)
+            event_uuid = await self._record(conn, survivor, subject.token, exported_at)
         consents = await self.consents.state(SubjectRef(subject_id=survivor))
         preferences = await self.preferences.state(survivor)
         try:
@@ -270,7 +305,27 @@ class SubjectExporter:
             preferences=preferences,
             audit=AuditPointers(checkpoint=checkpoint, vkey=self.vkey, proof_path=PROOF_PATH),
         )
-        return SubjectDocument(self, head)
+        return SubjectDocument(self, head, event_uuid)
+
+    async def _record(
+        self, conn: Conn, survivor: UUID, token: bytes | None, exported_at: datetime
+    ) -> UUID:
+        """Append the export's `subject.exported` leaf, filed under the survivor. A subject no
+        leaf has named yet (made by a link of identifiers the ledger did not know) gets its
+        token here, as at a first write: its identifiers are disclosed all the same, and its
+        erasure will then prove and delete that token like any other."""
+        log_id, origin = await self.writer.log(conn, self.tenant_id)
+        leaf = SubjectExported(
+            event_uuid=uuid7(),
+            occurred_at=exported_at,
+            log=origin,
+            subject_token=token_text(token)
+            if token is not None
+            else await AuditWriter.subject_token(conn, self.tenant_id, survivor),
+            actor_ref=self.actor,
+        )
+        await self.writer.append(conn, self.tenant_id, log_id, leaf, subject_id=survivor)
+        return leaf.event_uuid
 
     async def _identifiers(self, conn: Conn, members: list[UUID]) -> list[ExportedIdentifier]:
         """The group's identifiers, each decrypted under its owning subject's data key."""

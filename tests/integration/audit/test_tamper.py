@@ -106,6 +106,8 @@ async def test_every_kind_of_leaf_verifies_untouched(
         headers={**catalog.h, "content-type": "application/x-ndjson"},
     )
     assert audience.status_code == 200, audience.text
+    exported = await client.get(f"/v1/subjects/{device['subject_id']}/export", headers=catalog.h)
+    assert exported.status_code == 200, exported.text
     await integrator.integrate_all()
     report = await _verify(db, signer, catalog.tenant.id)
     assert report.ok, report.problems
@@ -121,6 +123,7 @@ async def test_every_kind_of_leaf_verifies_untouched(
         "subject.linked",
         "decision.made",
         "audience.used",
+        "subject.exported",
         "subject.erased",
     }
     report = await _verify(db, signer, catalog.tenant.id)

@@ -11,6 +11,8 @@ from uuid import UUID
 import msgspec
 import pytest
 
+from consent.audit.outbox import AuditWriter
+from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.errors import NotFound
@@ -95,15 +97,43 @@ async def _export(client: Any, headers: dict[str, str], subject_id: str) -> dict
     return document
 
 
+def _exporter(
+    db: Database, keyring: KeyRing, catalog: Catalog, settings: Settings
+) -> SubjectExporter:
+    """An exporter as the service makes one, asked by an admin key of the tenant."""
+    return SubjectExporter(
+        db,
+        keyring,
+        UUID(catalog.tenant.id),
+        "vkey",
+        writer=AuditWriter(settings.audit_origin),
+        actor="api-key:test",
+    )
+
+
 async def _drain(pieces: AsyncIterator[bytes], into: list[bytes]) -> None:
     async for piece in pieces:
         into.append(piece)  # noqa: PERF401 - keeps the pieces written before a failure
 
 
-def _same(one: dict[str, Any], other: dict[str, Any]) -> None:
-    assert {k: v for k, v in one.items() if k != _VOLATILE} == {
-        k: v for k, v in other.items() if k != _VOLATILE
-    }
+def _exports(document: dict[str, Any]) -> list[str]:
+    """The `subject.exported` events in a document's activity."""
+    return [a["event_uuid"] for a in document["activity"] if a["kind"] == "subject.exported"]
+
+
+def _same(earlier: dict[str, Any], later: dict[str, Any]) -> None:
+    """The same document but for its time and the exports made since: each export is itself a
+    use of the data (a `subject.exported` event in the activity, recorded before its lists are
+    read), so a later document lists the earlier exports, and its own, first."""
+
+    def settled(document: dict[str, Any]) -> dict[str, Any]:
+        activity = [a for a in document["activity"] if a["kind"] != "subject.exported"]
+        return {k: v for k, v in document.items() if k != _VOLATILE} | {"activity": activity}
+
+    assert settled(earlier) == settled(later)
+    assert set(_exports(earlier)) < set(_exports(later))
+    added = len(_exports(later)) - len(_exports(earlier))
+    assert [a["kind"] for a in later["activity"][:added]] == ["subject.exported"] * added
 
 
 async def test_the_export_holds_everything_the_service_keeps_about_the_person(
@@ -140,6 +170,12 @@ async def test_the_export_holds_everything_the_service_keeps_about_the_person(
     assert len(document["preference_history"]) == 1
     activity = await _walk(client, h, f"{base}/activity")
     assert document["activity"] == activity
+    # This export is a use of her data too, recorded before the lists were read: the document
+    # lists it first, with the key that asked (tests/integration/audit/test_export_audited.py).
+    key_ref = "api-key:" + h["Authorization"].removeprefix("Bearer ").split("_")[1]
+    [exported] = [a for a in document["activity"] if a["kind"] == "subject.exported"]
+    assert exported == document["activity"][0]
+    assert exported["requester"] == key_ref
     # The decision about her is a logged use of her data; each event is a receipt that names
     # its audit event, whose proof /v1/audit/events/{id}/proof gives.
     [decision] = [a for a in document["activity"] if a["event_uuid"] == decision_id]
@@ -156,18 +192,23 @@ async def test_the_export_holds_everything_the_service_keeps_about_the_person(
     assert document["audit"]["vkey"] + "\n" == vkey.text
     assert document["audit"]["checkpoint"] is None  # nothing integrated and signed yet
 
-    # The linked subject's id, and either identifier in the body, give the same document.
-    _same(await _export(client, h, linked), document)
+    # The linked subject's id, and either identifier in the body, give the same document (and
+    # each lists the exports before it).
+    previous = await _export(client, h, linked)
+    _same(document, previous)
     for ident in (EMAIL, DEVICE, {"type": "email", "value": " esther.export@example.com "}):
         by_identifier = await client.post(
             "/v1/subjects/export", json={"identifier": ident}, headers=h
         )
         assert by_identifier.status_code == 200, by_identifier.text
         assert by_identifier.headers["cache-control"] == "no-store"
-        _same(by_identifier.json(), document)
+        later = by_identifier.json()
+        _same(previous, later)
+        previous = later
     by_id = await client.post("/v1/subjects/export", json={"subject_id": linked}, headers=h)
     assert by_id.status_code == 200, by_id.text
-    _same(by_id.json(), document)
+    _same(previous, by_id.json())
+    assert len(_exports(by_id.json())) == 6
 
     # One log line per export, naming tenant, subject and key; never an identifier's value.
     logged = [msgspec.json.decode(line) for line in service_log.getvalue().splitlines()]
@@ -241,7 +282,7 @@ async def test_a_document_the_export_cannot_give_is_a_problem(
 
 
 async def test_a_heavily_targeted_person_s_export_is_complete_and_streamed_in_pages(
-    client: Any, catalog: Catalog, db: Database, keyring: KeyRing
+    client: Any, catalog: Catalog, db: Database, keyring: KeyRing, settings: Settings
 ) -> None:
     """Thousands of logged decisions: the document holds every one of them, and the service
     writes it a page at a time (no piece of it holds more than a page), never all at once."""
@@ -269,12 +310,14 @@ async def test_a_heavily_targeted_person_s_export_is_complete_and_streamed_in_pa
     assert len(document["consent_history"]) == 3
 
     # The pieces the document is written in: each at most a page of one list.
-    exporter = SubjectExporter(db, keyring, UUID(catalog.tenant.id), "vkey")
+    exporter = _exporter(db, keyring, catalog, settings)
     opened = await exporter.open(SubjectRef(subject_id=UUID(survivor)))
     pieces = [piece async for piece in opened.pieces()]
     whole = b"".join(pieces)
     again = msgspec.json.decode(whole)
-    assert again["activity"] == document["activity"]
+    # The same activity, after this export's own `subject.exported` event.
+    assert again["activity"][0]["event_uuid"] == str(opened.event_uuid)
+    assert again["activity"][1:] == document["activity"]
     largest_page = max(
         len(msgspec.json.encode(document["activity"][i : i + 200])) for i in range(0, many, 200)
     )
@@ -283,13 +326,18 @@ async def test_a_heavily_targeted_person_s_export_is_complete_and_streamed_in_pa
 
 
 async def test_a_person_erased_while_the_document_is_written_never_gets_a_complete_one(
-    client: Any, catalog: Catalog, db: Database, keyring: KeyRing, service_log: io.BytesIO
+    client: Any,
+    catalog: Catalog,
+    db: Database,
+    keyring: KeyRing,
+    settings: Settings,
+    service_log: io.BytesIO,
 ) -> None:
     """Each page is read on its own: a subject erased after the answer began ends it short
     (a document that does not parse, and a warning in the log), never with a document that
     looks complete."""
     survivor, _, _ = await _person(catalog)
-    exporter = SubjectExporter(db, keyring, UUID(catalog.tenant.id), "vkey")
+    exporter = _exporter(db, keyring, catalog, settings)
     opened = await exporter.open(SubjectRef(subject_id=UUID(survivor)))
     pieces = opened.pieces()
     written = [await anext(pieces)]

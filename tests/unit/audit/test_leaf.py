@@ -32,6 +32,7 @@ from consent.audit.leaf import (
     PreferenceRecorded,
     PurposeChoice,
     SubjectErased,
+    SubjectExported,
     SubjectLinked,
     decode_leaf,
     encode_leaf,
@@ -105,6 +106,7 @@ EXAMPLES: list[Leaf] = [
         members=1200,
         members_digest=hashlib.sha256(b"members").hexdigest(),
     ),
+    SubjectExported(**ENVELOPE, subject_token=TOKEN, actor_ref="api-key:k3Yid0000001"),
 ]
 
 
@@ -210,6 +212,7 @@ leaves = st.one_of(
     ),
     st.builds(SubjectLinked, **envelope, subject_token=tokens, linked_subject_token=tokens),
     st.builds(SubjectErased, **envelope, subject_token=tokens),
+    st.builds(SubjectExported, **envelope, subject_token=tokens, actor_ref=keys),
     st.builds(
         AdminChanged,
         **envelope,
