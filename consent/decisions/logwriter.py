@@ -7,6 +7,11 @@ only, in one statement with their audit leaves (`write_decisions`), and then wak
 of the batch; a request whose batch failed gets `DecisionLogUnavailable` (a 503), never an
 answer. While a batch commits the next one gathers, so under load batches grow instead of
 queueing commits.
+
+A decision about an identifier the ledger does not know keeps the identifier's keyed HMAC, so
+that it can be attributed once the identifier is a subject's; erasure forgets those HMACs. One
+read before an erasure and inserted after it (the identifier linked and erased in between) is
+logged without its HMAC: the insert is fenced by the tenant's erasure epoch (`write_decisions`).
 """
 
 from __future__ import annotations
@@ -78,6 +83,9 @@ class DecisionRecord:
     # The subject's audit token as the state read found it (None: not read, or none yet), for
     # its audit leaf: not a column, not sent with the rows (decision_rows).
     subject_token: bytes | None = None
+    # The tenant's erasure epoch as the state read found it (not a column): `lookup_hmac` is
+    # stored only if no erasure of the tenant committed since (insert_decisions; None: never).
+    erasure_epoch: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,8 +227,9 @@ async def write_batch(conn: Conn, batch: LogBatch, audit: AuditWriter | None = N
 
 
 class _DecisionRow(msgspec.Struct):
-    """The columns of a DecisionRecord that insert_decisions stores (not `subject_token`, which
-    only its audit leaf uses). `Any`: the record's values pass through as they are."""
+    """The columns of a DecisionRecord that insert_decisions stores, and the erasure epoch it
+    checks (not `subject_token`, which only its audit leaf uses). `Any`: the record's values
+    pass through as they are."""
 
     id: Any
     tenant_id: Any
@@ -239,6 +248,7 @@ class _DecisionRow(msgspec.Struct):
     purposes: Any
     policy_revision: Any
     input: Any
+    erasure_epoch: Any
 
 
 def decision_rows(d: Sequence[DecisionRecord]) -> str:
@@ -253,9 +263,14 @@ async def write_decisions(
     """The decisions and (with `audit`) their leaves: the subjects' tokens, then one statement
     (atomic on its own: outside a transaction it commits, durably, by itself). The rows go as
     two JSON documents, one msgspec call each: per-element array parameters (23 arrays) cost
-    the worker ~12 % of its time at saturation, more than PostgreSQL's parsing of the JSON."""
+    the worker ~12 % of its time at saturation, more than PostgreSQL's parsing of the JSON.
+
+    A decision that carries an identifier HMAC keeps it only if no erasure of its tenant
+    committed since its state read (the statement takes those tenants' erasure locks, shared,
+    and compares their epochs: migrations/0028_erasure_fences_decision_lookups.sql)."""
     leaves = await decision_leaves(conn, audit, d) if audit is not None else []
-    await conn.execute(Q.insert_decisions, decision_rows(d), _rows.encode(leaves).decode())
+    fenced = list({r.tenant_id for r in d if r.lookup_hmac is not None})
+    await conn.execute(Q.insert_decisions, decision_rows(d), _rows.encode(leaves).decode(), fenced)
 
 
 class GroupCommitWriter(Grouped[LogBatch, None]):

@@ -170,12 +170,17 @@ class Ref:
 @dataclass(frozen=True, slots=True)
 class Catalogue:
     """The tenant's entries for the purposes needed; `material_version` is the purpose's own
-    (the highest current material version of the notices asking about it)."""
+    (the highest current material version of the notices asking about it). `erasure_epoch`:
+    the tenant's erasures as the state read saw them (None: not read), which a decision about
+    an unknown identifier logs its HMAC under (consent.decisions.logwriter.write_decisions)."""
 
     purposes: dict[str, PurposeDefinition]
+    erasure_epoch: int | None = None
 
     def restrict(self, keys: Sequence[str]) -> Catalogue:
-        return Catalogue({k: self.purposes[k] for k in keys if k in self.purposes})
+        return Catalogue(
+            {k: self.purposes[k] for k in keys if k in self.purposes}, self.erasure_epoch
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -492,7 +497,7 @@ class DecisionService:
         catalogue = Catalogue({})
         for r in fetched:
             if r["ord"] == 0:
-                catalogue = DecisionService.catalogue_of(r)
+                catalogue = DecisionService.catalogue_of(r, r["erasure_epoch"])
             subject_id = r["subject_id"]
             if subject_id is None:
                 continue
@@ -543,10 +548,10 @@ class DecisionService:
             ) from exc
 
     @staticmethod
-    def catalogue_of(row: asyncpg.Record) -> Catalogue:
+    def catalogue_of(row: asyncpg.Record, erasure_epoch: int | None = None) -> Catalogue:
         """The catalogue entries carried by a row of subject_states or audience_states."""
         if not row["cat_keys"]:
-            return Catalogue({})
+            return Catalogue({}, erasure_epoch)
         return Catalogue(
             {
                 key: PurposeDefinition(
@@ -563,7 +568,8 @@ class DecisionService:
                     row["cat_material"],
                     strict=True,
                 )
-            }
+            },
+            erasure_epoch,
         )
 
     async def defined_identifier_types(self, tenant_id: UUID, types: set[str]) -> set[str]:
@@ -673,6 +679,9 @@ class DecisionService:
                 policy_revision=result.revision,
                 input=value,
                 subject_token=row.audit_token,
+                # The HMAC is logged only if no erasure committed since this read (an erasure
+                # in between may have forgotten it already: migrations/0028).
+                erasure_epoch=catalogue.erasure_epoch,
             )
             for request, ref, row, value, result in zip(
                 requests, refs, rows, inputs, results, strict=True

@@ -5,7 +5,9 @@ every evidence ciphertext under them becomes unreadable for good), their identif
 lookup by the same e-mail finds nothing; seeing it again creates a new subject, with a new
 token), their audit tokens, evidence rows and current state, the request hashes that
 idempotency records keep of their writes, and the keyed HMACs of their identifiers that
-decisions asked about them before the ledger knew them logged. Each gets a `subject.erased`
+decisions asked about them before the ledger knew them logged: also those of decisions still
+being logged (read before the erasure, committed after it), which the erasure's epoch fences
+off (migrations/0028_erasure_fences_decision_lookups.sql). Each gets a `subject.erased`
 leaf, carrying only its random token, appended before the token is deleted. The consent and
 preference events, decisions and audit leaves stay as pseudonymous proof (Art 7(1), 17(3)(e)):
 nothing links them to a person any more, and every audit proof still verifies.
@@ -69,7 +71,10 @@ async def erase_subject(
         await audit.append(conn, tenant_id, log_id, leaf)
         events.append(leaf.event_uuid)
     # A decision asked about an identifier before it was the subject's logged its keyed HMAC;
-    # the identifier mappings, deleted next, are how those are found.
+    # the identifier mappings, deleted next, are how those are found. This also takes the
+    # tenant's erasure lock and advances its erasure epoch: a decision in the log writer now,
+    # read before this erasure, either committed first (and is forgotten here) or waits for
+    # this commit and is then logged without its HMAC.
     await conn.fetchval(Q.forget_decision_lookups, members)
     await conn.fetchval(Q.erase_subjects, members)
     # A write retried under an Idempotency-Key keeps the SHA-256 of its request, which held the

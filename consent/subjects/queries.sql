@@ -157,7 +157,10 @@ select subject_id, token from audit_subject_token where subject_id = any($1::uui
 -- name: forget_decision_lookups
 -- The keyed HMACs that decisions about then-unknown identifiers logged, of every identifier of
 -- the erased subjects (migrations/0022_decision_lookups_and_audience_verify.sql): before
--- erase_subjects deletes the identifier mappings they are found by.
+-- erase_subjects deletes the identifier mappings they are found by. It first takes the
+-- tenant's erasure lock (until the commit) and advances its erasure epoch, so that decisions
+-- read before the erasure and logged after it keep no HMAC
+-- (migrations/0028_erasure_fences_decision_lookups.sql).
 select forget_decision_lookups($1::uuid[]);
 
 -- name: erase_subjects
