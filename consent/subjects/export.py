@@ -35,21 +35,18 @@ from consent.audit.schemas import ActivityItem
 from consent.audit.service import AuditReader
 from consent.consents.schemas import ConsentEvent, SubjectConsents
 from consent.consents.service import ConsentService
-from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
-from consent.db.sql import SqlFile
 from consent.errors import NotFound
 from consent.ids import uuid7
 from consent.pagination import MAX_LIMIT
 from consent.preferences.schemas import PreferenceEvent, SubjectPreferences
 from consent.preferences.service import PreferenceService
-from consent.subjects.resolver import SubjectResolver, _id_context
+from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import ExportedIdentifier, SubjectRef
 
 __all__ = ["FORMAT", "AuditPointers", "SubjectDocument", "SubjectExport", "SubjectExporter"]
 
-Q = SqlFile.beside(__file__, "export.sql")
 FORMAT: Final = "consent.subject-export/v1"
 PROOF_PATH: Final = "/v1/audit/events/{event_uuid}/proof"
 _enc = msgspec.json.Encoder()
@@ -264,7 +261,6 @@ class SubjectExporter:
         self.writer = writer
         self.actor = actor
         self.resolver = SubjectResolver(keyring)
-        self.datakeys = DataKeys(keyring)
         self.consents = ConsentService(db, keyring, tenant_id)
         self.preferences = PreferenceService(db, keyring, tenant_id)
         self.audit = AuditReader(db, tenant_id, vkey)
@@ -287,7 +283,7 @@ class SubjectExporter:
             )
             survivor = subject.id
             members = await self.resolver.group(conn, survivor)
-            identifiers = await self._identifiers(conn, members)
+            identifiers = await self.resolver.identifiers(conn, self.tenant_id, members)
             event_uuid = await self._record(conn, survivor, subject.token, exported_at)
         consents = await self.consents.state(SubjectRef(subject_id=survivor))
         preferences = await self.preferences.state(survivor)
@@ -326,21 +322,3 @@ class SubjectExporter:
         )
         await self.writer.append(conn, self.tenant_id, log_id, leaf, subject_id=survivor)
         return leaf.event_uuid
-
-    async def _identifiers(self, conn: Conn, members: list[UUID]) -> list[ExportedIdentifier]:
-        """The group's identifiers, each decrypted under its owning subject's data key."""
-        deks: dict[UUID, bytes] = {}
-        found: list[ExportedIdentifier] = []
-        for row in await conn.fetch(Q.group_identifiers, members):
-            owner: UUID = row["subject_id"]
-            if owner not in deks:
-                deks[owner] = await self.datakeys.get(conn, self.tenant_id, owner)
-            value = DataKeys.decrypt(
-                deks[owner], self.tenant_id, owner, row["value_enc"], _id_context(row["id_type"])
-            )
-            found.append(
-                ExportedIdentifier(
-                    type=row["id_type"], value=value.decode(), first_seen_at=row["created_at"]
-                )
-            )
-        return found

@@ -25,7 +25,7 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.ids import uuid7
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
-from consent.subjects.schemas import IdentifierIn, LinkResult, SubjectRef
+from consent.subjects.schemas import ExportedIdentifier, IdentifierIn, LinkResult, SubjectRef
 
 __all__ = [
     "LookupKey",
@@ -274,21 +274,25 @@ class SubjectResolver:
         return UUID(str(await conn.fetchval(Q.insert_subject, tenant_id)))
 
     async def identifiers(
-        self, conn: Conn, tenant_id: UUID, subject_id: UUID
-    ) -> list[IdentifierIn]:
-        """The subject's identifiers, decrypted (for the subject's own access request)."""
-        out: list[IdentifierIn] = []
-        for member in await self.group(conn, subject_id):
-            rows = await conn.fetch(Q.identifiers_of, member)
-            if not rows:
-                continue
-            dek = await self.datakeys.get(conn, tenant_id, member)
-            for r in rows:
-                value = DataKeys.decrypt(
-                    dek, tenant_id, member, r["value_enc"], _id_context(r["id_type"])
+        self, conn: Conn, tenant_id: UUID, members: list[UUID]
+    ) -> list[ExportedIdentifier]:
+        """The identifiers of a group of subjects (`group` gives it), decrypted, each under its
+        owning subject's data key, oldest first (for the person's own access request)."""
+        deks: dict[UUID, bytes] = {}
+        found: list[ExportedIdentifier] = []
+        for row in await conn.fetch(Q.group_identifiers, members):
+            owner: UUID = row["subject_id"]
+            if owner not in deks:
+                deks[owner] = await self.datakeys.get(conn, tenant_id, owner)
+            value = DataKeys.decrypt(
+                deks[owner], tenant_id, owner, row["value_enc"], _id_context(row["id_type"])
+            )
+            found.append(
+                ExportedIdentifier(
+                    type=row["id_type"], value=value.decode(), first_seen_at=row["created_at"]
                 )
-                out.append(IdentifierIn(type=r["id_type"], value=value.decode()))
-        return out
+            )
+        return found
 
     async def group(self, conn: Conn, subject_id: UUID) -> list[UUID]:
         """The subject and every subject linked into it."""

@@ -246,7 +246,9 @@ async def test_a_stored_spelling_is_respelt_and_found_by_the_current_one(
     # The value is the current spelling, under the same data key (what an access request reads).
     tid = uuid.UUID(catalog.tenant.id)
     async with db.tenant(tid) as conn:
-        held = await SubjectResolver(keyring).identifiers(conn, tid, uuid.UUID(subject))
+        resolver = SubjectResolver(keyring)
+        members = await resolver.group(conn, uuid.UUID(subject))
+        held = await resolver.identifiers(conn, tid, members)
     assert sorted((i.type, i.value) for i in held) == [
         ("customer_id", "c-1"),
         ("email", "anna@xn--strae-oqa.de"),
