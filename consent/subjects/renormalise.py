@@ -27,7 +27,11 @@ not reached yet.
 
 A spelling that goes takes with it the keyed HMACs that decisions about it logged while the
 ledger did not know it (decision_log.lookup_hmac): erasure finds those by the subject's
-identifier rows, so after a re-spelling it would no longer find them.
+identifier rows, so after a re-spelling it would no longer find them. Also those of decisions
+still being logged (read before, committed after): the run fences them off as an erasure does,
+under the tenant's erasure lock and with its erasure epoch advanced
+(migrations/0028_erasure_fences_decision_lookups.sql), so such a decision is logged without
+its HMAC.
 
 What it reads back is the value as normalised when it was stored: where the old rules lost
 information (IDNA 2003 spelt `straße.de` as `strasse.de`; a `(0)` trunk prefix was kept as a
@@ -384,8 +388,11 @@ async def renormalise(
                 await batch.run(subjects)
                 if batch.removed:
                     # Committed before the batch: if the batch then fails, those HMACs are
-                    # cleared a little early (as erasure would), never left behind.
+                    # cleared a little early (as erasure would), never left behind. Fenced as
+                    # an erasure is: a decision read before and logged after keeps no HMAC.
                     async with db.system() as owner:
+                        await owner.execute(Q.lock_tenant_erasures, str(tid))
+                        await owner.execute(Q.advance_erasure_epoch, tid)
                         await owner.execute(
                             Q.forget_decision_lookups_of,
                             tid,

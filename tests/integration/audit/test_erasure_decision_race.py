@@ -22,35 +22,18 @@ from consent.audit.outbox import AuditWriter
 from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
-from consent.decisions.logwriter import GroupCommitWriter, LogBatch, write_decisions
-from consent.decisions.policy import PolicyRuntime
-from consent.decisions.schemas import DecisionOut, DecisionRequest
+from consent.decisions.logwriter import write_decisions
+from consent.decisions.schemas import DecisionOut
 from consent.decisions.service import Caller, DecisionService
 from consent.subjects.erasure import erase_subject
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import SubjectRef
 from tests.conftest import Catalog
+from tests.support.held_decisions import HeldWriter, ask, held_decisions, waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 
 ANN = {"type": "email", "value": "ann.raced@example.com"}
-
-
-class HeldWriter(GroupCommitWriter):
-    """The real group-commit writer, with its door held: records submitted wait (their reads
-    done, their rows built) until `release` is set."""
-
-    def __init__(self, db: Database, audit: AuditWriter) -> None:
-        super().__init__(db, name="held", audit=audit)
-        self.arrived = asyncio.Event()
-        self.release = asyncio.Event()
-        self.stopped: list[LogBatch] = []
-
-    async def write(self, records: LogBatch) -> None:
-        self.stopped.append(records)
-        self.arrived.set()
-        await self.release.wait()
-        await super().write(records)
 
 
 class Deciding:
@@ -63,15 +46,7 @@ class Deciding:
         self.caller = Caller(tenant_id=tenant_id, api_key_id="race-test", request_id=None)
 
     def ask(self, identifier: dict[str, str]) -> asyncio.Task[DecisionOut]:
-        request = msgspec.convert(
-            {
-                "subject": {"identifier": identifier},
-                "action": "web.analytics",
-                "context": {"requester": "cdp-main"},
-            },
-            DecisionRequest,
-        )
-        return asyncio.create_task(self.service.decide(self.caller, request))
+        return ask(self.service, self.caller.tenant_id, identifier)
 
     def hmac(self, identifier: dict[str, str]) -> bytes:
         subject = msgspec.convert({"identifier": identifier}, SubjectRef)
@@ -84,35 +59,9 @@ class Deciding:
 async def deciding(
     db: Database, settings: Settings, keyring: KeyRing, catalog: Catalog
 ) -> AsyncIterator[Deciding]:
-    policy = await PolicyRuntime.open(settings)
-    writer = HeldWriter(db, AuditWriter(settings.audit_origin))
-    writer.start()
-    service = DecisionService(db, keyring, policy, writer)
-    service.start()
-    try:
+    audit = AuditWriter(settings.audit_origin)
+    async with held_decisions(db, settings, keyring, audit) as (service, writer):
         yield Deciding(service, writer, UUID(catalog.tenant.id))
-    finally:
-        writer.release.set()
-        await service.aclose()
-        await writer.aclose()
-        await policy.aclose()
-
-
-async def _waiting_for_a_lock(db: Database, done: asyncio.Future[Any]) -> bool:
-    """Whether a statement of this database waits for an advisory lock (polled until it does or
-    `done` is: whichever comes first, no fixed sleep)."""
-    async with db.system() as watcher:
-        for _ in range(500):
-            if done.done():
-                return False
-            if await watcher.fetchval(
-                "select count(*) from pg_locks as l join pg_database as d on d.oid = l.database"
-                " where d.datname = current_database() and l.locktype = 'advisory'"
-                " and not l.granted"
-            ):
-                return True
-            await asyncio.sleep(0.01)
-    return False
 
 
 async def _rows_with(db: Database, digest: bytes) -> int:
@@ -206,7 +155,7 @@ async def test_a_decision_committing_while_the_erasure_commits_keeps_no_hmac(
             AuditWriter(settings.audit_origin),
         )
         deciding.writer.release.set()
-        waited = await _waiting_for_a_lock(db, asked)
+        waited = await waiting_for_a_lock(db, asked)
     out = await asyncio.wait_for(asked, 10)
     logged = await _logged(db, out.decision_id)
     assert logged == {"id_type": "email", "lookup_hmac": None, "subject_id": None}
@@ -244,7 +193,7 @@ async def test_an_erasure_waits_for_a_decision_committing_and_then_forgets_its_h
         async with conn.transaction():  # the group commit's transaction (write_batch)
             await write_decisions(conn, batch.decisions, audit)
             erasing = asyncio.create_task(erase())
-            waited = await _waiting_for_a_lock(db, erasing)
+            waited = await waiting_for_a_lock(db, erasing)
         await asyncio.wait_for(erasing, 10)
     asked.cancel()  # its records were written above
     (decision,) = batch.decisions
