@@ -28,7 +28,7 @@ from consent.db.migrate import apply_migrations, default_migrations_dir, discove
 from consent.decisions.api import DecisionController
 from consent.decisions.fastpath import DecisionFastPath
 from consent.decisions.runtime import Decisions
-from consent.docs_ui import SelfHostedSwaggerRenderPlugin
+from consent.docs_ui import DocsRouter, SelfHostedSwaggerRenderPlugin
 from consent.errors import exception_handlers
 from consent.health.api import live, live_head, ready, ready_head
 from consent.idempotency import keep_pruned
@@ -60,6 +60,8 @@ def _openapi() -> OpenAPIConfig:
             "`Authorization: Bearer <API key>`; errors are RFC 9457 problem details."
         ),
         path=docs_path,
+        # Its unknown paths are 404 problems, not Litestar's HTML page (consent.docs_ui).
+        openapi_router=DocsRouter(docs_path, route_handlers=[], include_in_schema=False),
         use_handler_docstrings=True,
         # Swagger UI from the service itself, never from a CDN (consent.docs_ui).
         render_plugins=[SelfHostedSwaggerRenderPlugin(docs_path)],

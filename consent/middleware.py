@@ -25,6 +25,7 @@ __all__ = [
     "RequestIdMiddleware",
     "index_query_parameters",
     "is_json",
+    "request_id",
 ]
 
 _HEADER: Final = b"x-request-id"
@@ -45,8 +46,7 @@ class RequestIdMiddleware:
         if scope["type"] != "http":  # type: ignore[comparison-overlap]
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(_HEADER)
-        rid = incoming.decode() if incoming and _VALID.match(incoming) else os.urandom(16).hex()
+        rid = request_id(scope)
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = rid
         structlog.contextvars.clear_contextvars()
@@ -75,17 +75,25 @@ class RequestIdMiddleware:
             )
 
 
+def request_id(scope: Scope) -> str:
+    """The request's sane `X-Request-ID` (8 to 64 of `A-Za-z0-9._-`), else a new random one."""
+    incoming = next((v for k, v in scope["headers"] if k == _HEADER), None)
+    return incoming.decode() if incoming and _VALID.match(incoming) else os.urandom(16).hex()
+
+
 _WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
 # Route option: the media type an operation's body is sent as (default `application/json`),
 # which its 415 answer names.
 BODY_MEDIA_OPT: Final = "body_media_type"
-_JSON_TYPES: Final = frozenset({b"application/json", b"application/x-ndjson"})
+_JSON: Final = b"application/json"
+_NDJSON: Final = "application/x-ndjson"
 
 
 class JsonBodyMiddleware:
-    """A body sent as anything but JSON (`application/json`, `application/*+json`, or NDJSON
-    where an operation streams it) gets a 415 problem instead of being parsed as JSON anyway.
-    A body without a `Content-Type` is read as JSON."""
+    """A body sent as anything but what its operation reads gets a 415 problem instead of being
+    parsed anyway: JSON (`application/json`, `application/*+json`), or NDJSON
+    (`application/x-ndjson`, and nothing else) where an operation streams it. A body without a
+    `Content-Type` is read as the operation reads it."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -97,24 +105,42 @@ class JsonBodyMiddleware:
             has_body = (
                 headers.get(b"content-length", b"0") != b"0" or b"transfer-encoding" in headers
             )
-            if declared is not None and has_body and not is_json(declared):
+            if declared is not None and has_body and not _takes(_body_media(scope), declared):
                 await _unsupported(scope, send)
                 return
         await self.app(scope, receive, send)
 
 
+def _body_media(scope: Scope) -> str:
+    handler = scope.get("route_handler")
+    media: str = (
+        handler.opt.get(BODY_MEDIA_OPT, "application/json") if handler else "application/json"
+    )
+    return media
+
+
+def _media_type(content_type: bytes) -> bytes:
+    return content_type.split(b";", 1)[0].strip().lower()
+
+
 def is_json(content_type: bytes) -> bool:
-    """Whether a `Content-Type` value names JSON (or NDJSON)."""
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media in _JSON_TYPES or (media.startswith(b"application/") and media.endswith(b"+json"))
+    """Whether a `Content-Type` value names JSON (`application/json`, `application/*+json`)."""
+    media = _media_type(content_type)
+    return media == _JSON or (media.startswith(b"application/") and media.endswith(b"+json"))
+
+
+def _takes(body_media: str, content_type: bytes) -> bool:
+    """Whether an operation whose body is `body_media` reads a body sent as `content_type`."""
+    if body_media == _NDJSON:
+        return _media_type(content_type) == _NDJSON.encode()
+    return is_json(content_type)
 
 
 async def _unsupported(scope: Scope, send: Send) -> None:
-    handler = scope.get("route_handler")
-    media = handler.opt.get(BODY_MEDIA_OPT, "application/json") if handler else "application/json"
+    media = _body_media(scope)
     asked = next((v for k, v in scope["headers"] if k == b"accept-language"), None)
     language = locales.negotiate(asked.decode("latin-1") if asked is not None else None)
-    detail = "send-ndjson" if media == "application/x-ndjson" else "send-json"
+    detail = "send-ndjson" if media == _NDJSON else "send-json"
     problem = Problem(
         type="/problems/unsupported-media-type",
         title=locales.problem_texts("unsupported-media-type", language)[0],
@@ -210,8 +236,15 @@ def index_query_parameters(app: Any) -> dict[tuple[str, str], frozenset[str]]:
 
 _ORIGIN: Final = b"origin"
 _PREFLIGHT: Final = b"access-control-request-method"
+# Every header the API answers with that is not CORS-safelisted (so a page reads it only if
+# exposed): the request id, an audience run's id, an export's file name, when to retry, why a key
+# was refused, what a 415 accepts; and the language of a problem (safelisted, named anyway).
+_EXPOSED: Final = (
+    b"x-request-id, audience-id, content-disposition, retry-after, www-authenticate, accept, "
+    b"content-language"
+)
 _CORS_HEADERS: Final = (
-    (b"access-control-expose-headers", b"x-request-id, location, retry-after, www-authenticate"),
+    (b"access-control-expose-headers", _EXPOSED),
     (b"vary", b"Origin"),
 )
 _PREFLIGHT_HEADERS: Final = (
@@ -235,7 +268,8 @@ class CorsMiddleware:
     (a banner key's `allowed_origins`, a property's `allowed_origins`: 403), and the browser
     lets the page read that 403 too. A preflight (`OPTIONS` with `Origin` and
     `Access-Control-Request-Method`) is answered here, 204, and kept by the browser for 10
-    minutes. `Origin: null` (sandboxed frames, files) gets no CORS headers."""
+    minutes, with its `X-Request-ID` like every answer. `Origin: null` (sandboxed frames,
+    files) gets no CORS headers."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -251,7 +285,11 @@ class CorsMiddleware:
             start: HTTPResponseStartEvent = {
                 "type": "http.response.start",
                 "status": 204,
-                "headers": [(b"access-control-allow-origin", origin), *_PREFLIGHT_HEADERS],
+                "headers": [
+                    (b"access-control-allow-origin", origin),
+                    *_PREFLIGHT_HEADERS,
+                    (_HEADER, request_id(scope).encode()),
+                ],
             }
             await send(start)
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Final
 from uuid import UUID
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
+from litestar.exceptions import ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParameter
 from litestar.response import Stream
@@ -27,8 +28,10 @@ from consent.decisions.schemas import (
     PolicyStatus,
     ReasonCatalogue,
     StoredDecision,
+    checked_field,
 )
 from consent.decisions.service import Caller, DecisionService
+from consent.errors import Problem, exception_handlers
 from consent.middleware import BODY_MEDIA_OPT
 from consent.openapi import PROBLEMS_OPT, ndjson_body, problems
 from consent.tenancy.auth import principal, requires
@@ -78,10 +81,32 @@ def _decisions(request: Request[Any, Any, Any]) -> DecisionService:
     return service
 
 
+_ON_VALIDATION: Final = exception_handlers()[ValidationException]
+
+
+def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
+    """The app's validation problem, with each error of a field checked in its struct's
+    `__post_init__` (`context.jurisdiction`) named by the field's path, not the struct's."""
+    extra = exc.extra
+    if isinstance(extra, list):
+        extra = [_name_checked_field(item) for item in extra]
+    problem: Response[Problem] = _ON_VALIDATION(
+        request, ValidationException(detail=exc.detail, extra=extra)
+    )
+    return problem
+
+
+def _name_checked_field(item: Any) -> Any:
+    if not isinstance(item, dict) or item.get("source") != "body" or "key" not in item:
+        return item
+    return {**item, "key": checked_field(str(item["key"]), str(item.get("message", "")))}
+
+
 class DecisionController(Controller):
     path = "/v1"
     tags = ["decisions"]
     security = [{"apiKey": []}]
+    exception_handlers = {ValidationException: _on_validation}
 
     @post(
         "/decisions",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Final, Literal
 from uuid import UUID
@@ -30,6 +31,7 @@ __all__ = [
     "ReasonText",
     "Replay",
     "StoredDecision",
+    "checked_field",
 ]
 
 MAX_BATCH: Final = 10_000
@@ -107,7 +109,22 @@ class DecisionContext(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     ] = False
 
     def __post_init__(self) -> None:
-        check_jurisdiction(self.jurisdiction)
+        check_jurisdiction(self.jurisdiction)  # its message names the field: see checked_field
+
+
+# msgspec reports a failed `__post_init__` check at the path of the struct that runs it
+# (`context`), not of the field it checks; each such check's message starts with the field's name.
+_CHECKED_FIELDS: Final = re.compile(r"^(jurisdiction) is not ")
+
+
+def checked_field(path: str, message: str) -> str:
+    """The path of the field that a validation error at `path` is about: `path` itself, or for a
+    `__post_init__` check of one field (`jurisdiction`, in `context`) that field's path
+    (`context.jurisdiction`, `decisions[1].context.jurisdiction`)."""
+    checked = _CHECKED_FIELDS.match(message)
+    if checked is None:
+        return path
+    return f"{path}.{checked.group(1)}" if path else checked.group(1)
 
 
 class DecisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -107,3 +107,29 @@ async def test_a_page_on_an_origin_the_key_does_not_allow_reads_the_refusal(
         headers=catalog.h,
     )
     assert lookup.status_code == 404, lookup.text
+
+
+# Runs in a back office page on another origin: a person's data, saved under the file name the
+# service gives it.
+_EXPORT = """async ([service, key, subject]) => {
+  const answer = await fetch(service + "/v1/subjects/" + subject + "/export",
+                             {headers: {"Authorization": "Bearer " + key}});
+  await answer.arrayBuffer();
+  return {status: answer.status, disposition: answer.headers.get("Content-Disposition"),
+          requestId: answer.headers.get("X-Request-ID")};
+}"""
+
+
+async def test_a_page_on_another_origin_reads_the_export_s_file_name(
+    catalog: Catalog, live_server: str, page: Any, shop_port: int
+) -> None:
+    """`Content-Disposition` is no CORS-safelisted header: the page sees it only if exposed."""
+    made = await catalog.consent(
+        identifier={"type": "device", "value": "browser-device-2"},
+        choices=[{"purpose": "analytics", "choice": "granted"}],
+    )
+    await page.goto(f"http://127.0.0.1:{shop_port}/")
+    result = await page.evaluate(_EXPORT, [live_server, catalog.tenant.key, made["subject_id"]])
+    assert result.get("status") == 200, result
+    assert result["disposition"] == f'attachment; filename="subject-{made["subject_id"]}.json"'
+    assert result["requestId"], result

@@ -46,7 +46,8 @@ async def test_a_code_that_does_not_exist_is_a_400_on_every_path(
     single = await ledger.client.post("/v1/decisions", json=_ask(code), headers=ledger.h)
     assert single.status_code == 400, single.text
     problem = single.json()
-    assert problem["errors"][0]["field"] == "context"
+    # The field itself, not the struct it is in (the check runs once the context is read).
+    assert problem["errors"][0]["field"] == "context.jurisdiction"
     assert "ISO 3166" in problem["errors"][0]["message"]
     if hint is not None:
         assert hint in problem["errors"][0]["message"]
@@ -54,6 +55,7 @@ async def test_a_code_that_does_not_exist_is_a_400_on_every_path(
         "/v1/decisions/batch", json={"decisions": [_ask("US-CA"), _ask(code)]}, headers=ledger.h
     )
     assert batch.status_code == 400, batch.text
+    assert batch.json()["errors"][0]["field"] == "decisions[1].context.jurisdiction"
     header = {"action": "data.share.partner", "context": {"requester": "esp"}}
     bad_header = {**header, "context": {"requester": "esp", "jurisdiction": code}}
     response = await ledger.client.post(
