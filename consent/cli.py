@@ -77,28 +77,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"consent serve: cannot listen on {exc}; set CONSENT_HOST", file=sys.stderr)  # noqa: T201
         return 2
     # What every worker would otherwise find out for itself, each with its traceback: keys
-    # that cannot be read (or, outside development, are missing), a database that is down or
-    # belongs to another key ring.
-    ring = _load_keys(settings)
+    # that cannot be read (or, outside development, are missing), a database (embedded or
+    # not) that is down or belongs to another key ring. Keys are generated only once the
+    # database is known to belong to none.
+    ring = _existing_keys(settings)
     if not _policies_found(settings):
         return 2
     try:
-        if settings.database_url is None:
-            _size_embedded_buffers(settings)
-        else:
-            asyncio.run(_check_database(settings.database_url, ring))
+        asyncio.run(_check_binding(settings, ring))
     except KeyRingMismatch as exc:
         print(f"consent serve: {exc}", file=sys.stderr)  # noqa: T201
         return 1
+    if ring is None:
+        _load_keys(settings)  # a first start: the database belongs to no key ring yet
+    if settings.database_url is None:
+        _size_embedded_buffers(settings)
     print(f"consent: serving on http://{host}:{port} (docs: /schema)", file=sys.stderr)  # noqa: T201
     print(f"consent: {_where_the_data_lives(settings)}", file=sys.stderr)  # noqa: T201
     serve(settings, host, port, args.workers or settings.workers)
     return 0
 
 
+def _existing_keys(settings: Settings) -> KeyRing | None:
+    """The key ring in the keys directory, or None when keys are missing there and may be
+    generated (development); raises KeyError_ when they may not."""
+    from consent.crypto.keys import KeyError_, load_keyring
+
+    try:
+        return load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
+    except KeyError_:
+        if settings.environment != "development":
+            raise
+        return None
+
+
 def _load_keys(settings: Settings) -> KeyRing:
     """The key ring as the workers load it (generated here, once, on a first start in
-    development)."""
+    development: call _check_binding first)."""
     from consent.crypto.keys import load_keyring
 
     return load_keyring(
@@ -170,18 +185,47 @@ def _where_the_data_lives(settings: Settings) -> str:
     return f"database: {place or 'the default of libpq'} (CONSENT_DATABASE_URL); {keys}"
 
 
-async def _check_database(dsn: str, ring: KeyRing | None = None) -> None:
-    """Raises DatabaseUnavailable unless the database answers, and KeyRingMismatch if it is
-    bound to another key ring than `ring` (an unmigrated database is left to the workers)."""
-    from consent.crypto.binding import bind_or_check
+async def _check_binding(settings: Settings, ring: KeyRing | None) -> None:
+    """Raises DatabaseUnavailable unless the configured database answers (the embedded one is
+    started for the check, and stopped again unless others use it), and KeyRingMismatch if it
+    belongs to another key ring than `ring`, or to any when `ring` is None (no keys in the key
+    directory yet: none must be generated there for a database that has its own)."""
+    if settings.database_url is not None:
+        await _check_database(settings.database_url, ring, settings)
+        return
+    from consent.db.database import EmbeddedPostgres
+
+    embedded = EmbeddedPostgres(settings.data_dir)
+    dsn = await embedded.start()
+    try:
+        await _check_database(dsn, ring, settings)
+    finally:
+        await embedded.stop()
+
+
+async def _check_database(dsn: str, ring: KeyRing | None, settings: Settings) -> None:
+    """_check_binding for the database at `dsn` (an unmigrated one is left to the workers)."""
+    from consent.crypto.binding import KeyRingMismatch, bind_or_check
+    from consent.crypto.keys import KeyError_, load_keyring
     from consent.db.database import Database
 
     db = await Database.connect(dsn, min_size=1, max_size=1)
     try:
-        if ring is not None:
-            async with db.pool.acquire() as conn:
-                if await conn.fetchval("select to_regclass('key_binding') is not null"):
-                    await bind_or_check(conn, ring)
+        async with db.pool.acquire() as conn:
+            if not await conn.fetchval("select to_regclass('key_binding') is not null"):
+                return
+            if ring is not None:
+                await bind_or_check(conn, ring)
+            elif await conn.fetchval("select exists (select from key_binding)"):
+                try:  # what is missing, in the words of a load that may not generate
+                    load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
+                    missing = f"no key ring in {settings.resolved_keys_dir}"
+                except KeyError_ as exc:
+                    missing = str(exc)
+                raise KeyRingMismatch(
+                    f"{missing}, and this database's data belongs to a key ring: wrong "
+                    "CONSENT_KEYS_DIR (or data directory)? No key was generated"
+                )
     finally:
         await db.close()
 
@@ -312,6 +356,7 @@ async def _migrated(db: Database) -> None:
 
 
 async def _keys_rotate(settings: Settings, batch_size: int) -> int:
+    from consent.crypto.binding import KeyRingMismatch
     from consent.crypto.keys import load_keyring, rotate_kek
 
     if settings.kek is not None:
@@ -323,12 +368,18 @@ async def _keys_rotate(settings: Settings, batch_size: int) -> int:
         )
         return 2
     keys_dir = settings.resolved_keys_dir
-    load_keyring(keys_dir, create=settings.environment == "development")
-    if settings.database_url is not None:
-        # Before the new key becomes current: with the database down, nothing changes.
-        await _check_database(settings.database_url)
+    # Before the new key becomes current (or any key is generated): with the database down,
+    # or bound to another key directory, nothing changes.
+    ring = _existing_keys(settings)
+    try:
+        await _check_binding(settings, ring)
+    except KeyRingMismatch as exc:
+        print(f"consent keys rotate: {exc}", file=sys.stderr)  # noqa: T201
+        return 1
+    if ring is None:
+        load_keyring(keys_dir, create=True)  # the database belongs to no key ring yet
     new_id = rotate_kek(keys_dir)
-    print(f"new key-encryption key {new_id} is current", file=sys.stderr)  # noqa: T201
+    print(f"new key-encryption key {new_id} is current")  # noqa: T201
     return await _rewrap(settings, batch_size)
 
 
@@ -359,7 +410,7 @@ async def _rewrap(settings: Settings, batch_size: int) -> int:
         return 1
     finally:
         await db.close()
-    print(f"{count} data keys re-wrapped under {ring.current_kek_id}", file=sys.stderr)  # noqa: T201
+    print(f"{count} data keys re-wrapped under {ring.current_kek_id}")  # noqa: T201
     return 0
 
 
@@ -379,7 +430,7 @@ def cmd_keys_rotate(args: argparse.Namespace) -> int:
 async def _keys_retire(settings: Settings, kek_ids: list[str] | None) -> int:
     from consent.crypto.binding import KeyRingMismatch, open_bound
     from consent.crypto.datakeys import KekInUse, retire_keks
-    from consent.crypto.keys import load_keyring
+    from consent.crypto.keys import kek_ids_on_disk, load_keyring, retired_kek_ids
 
     keys_dir = settings.resolved_keys_dir
     ring = load_keyring(keys_dir, create=False)
@@ -387,6 +438,19 @@ async def _keys_retire(settings: Settings, kek_ids: list[str] | None) -> int:
         # Never judge another database's keys "unused": this must be its key directory.
         db = await open_bound(settings, ring)
         try:
+            # A KEK named that is neither here nor retired from here: a typo, never "already
+            # retired". (One retired before retirements were recorded cannot be told apart.)
+            on_disk, _ = kek_ids_on_disk(keys_dir)
+            known = {*on_disk, *retired_kek_ids(keys_dir)}
+            for kek_id in kek_ids or ():
+                if kek_id not in known:
+                    print(  # noqa: T201
+                        f"consent keys retire: no key-encryption key {kek_id} in {keys_dir} "
+                        "(never there, or retired before retirements were recorded), nothing "
+                        "was retired",
+                        file=sys.stderr,
+                    )
+                    return 1
             done = await retire_keks(db, keys_dir, kek_ids)
         finally:
             await db.close()
@@ -714,19 +778,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from consent.db.database import DatabaseUnavailable
     from consent.db.migrate import MigrationError
 
+    # The whole command in its messages (`consent tenant list`, not `consent tenant`).
+    action = getattr(args, f"{args.command}_command", None)
+    command = f"{args.command} {action}" if action else args.command
     try:
         result: int = args.func(args)
     except DatabaseUnavailable as exc:
         # The error's name only, never the URL: it may hold a password.
-        print(f"consent {args.command}: cannot reach the database ({exc})", file=sys.stderr)  # noqa: T201
+        print(f"consent {command}: cannot reach the database ({exc})", file=sys.stderr)  # noqa: T201
         return 1
     except (KeyError_, MigrationError) as exc:  # keys that cannot be loaded; a migration
         # that cannot be applied (a file edited after it was applied)
-        print(f"consent {args.command}: {exc}", file=sys.stderr)  # noqa: T201
+        print(f"consent {command}: {exc}", file=sys.stderr)  # noqa: T201
         return 1
     except asyncpg.UndefinedTableError:
         print(  # noqa: T201
-            f"consent {args.command}: the database has not been migrated (`consent migrate`)",
+            f"consent {command}: the database has not been migrated (`consent migrate`)",
             file=sys.stderr,
         )
         return 1
@@ -734,7 +801,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.filename is None:  # not a file or directory of the configuration
             raise
         print(  # noqa: T201
-            f"consent {args.command}: cannot use {exc.filename}: {exc.strerror}",
+            f"consent {command}: cannot use {exc.filename}: {exc.strerror}",
             file=sys.stderr,
         )
         return 1

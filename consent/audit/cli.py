@@ -20,7 +20,13 @@ __all__ = ["add_parser", "monitor_once"]
 
 
 def _out(text: str) -> None:
+    """A line of progress, a warning or an error: stderr."""
     print(text, file=sys.stderr)  # noqa: T201
+
+
+def _result(text: str) -> None:
+    """A line of the command's result: stdout, alone (README: Configuration)."""
+    print(text)  # noqa: T201
 
 
 async def _open(settings: Any) -> tuple[Any, Any]:
@@ -56,11 +62,11 @@ async def _verify(args: argparse.Namespace) -> int:
     failed = 0
     for r in reports:
         status = "ok" if r.ok else "FAILED"
-        _out(f"{status}: {r.origin}: {r.tree_size} leaves, {r.checkpoints} checkpoints")
+        _result(f"{status}: {r.origin}: {r.tree_size} leaves, {r.checkpoints} checkpoints")
         for problem in r.problems:
-            _out(f"  - {problem}")
+            _result(f"  - {problem}")
         failed += not r.ok
-    _out(f"verified {len(reports)} logs in {time.perf_counter() - started:.2f} s")
+    _result(f"verified {len(reports)} logs in {time.perf_counter() - started:.2f} s")
     return 1 if failed else 0
 
 
@@ -101,7 +107,7 @@ async def _integrate(args: argparse.Namespace) -> int:
         count = await integrator.integrate_all()
     finally:
         await db.close()
-    _out(f"integrated {count} leaves")
+    _result(f"integrated {count} leaves")
     return 0
 
 
@@ -180,7 +186,7 @@ def _monitor(args: argparse.Namespace) -> int:
             # An unreachable or refusing service, a bad key or state file: one line, no
             # traceback (an HTTPError is an OSError and names the status).
             ok, message = False, f"consent audit monitor: {type(exc).__name__}: {exc}"
-        _out(message)
+        (_result if ok else _out)(message)
         if not ok:
             return 1
         if args.interval <= 0:
@@ -217,9 +223,9 @@ async def _export(args: argparse.Namespace) -> int:
     await asyncio.to_thread(
         Path(args.out).write_bytes, msgspec.json.format(msgspec.json.encode(export))
     )
-    _out(f"wrote {len(export.entries)} entries with proofs to {args.out}")
+    _result(f"wrote {len(export.entries)} entries with proofs to {args.out}")
     if export.next_start is not None:
-        _out(f"more entries follow: export again with --start {export.next_start}")
+        _result(f"more entries follow: export again with --start {export.next_start}")
     return 0
 
 
@@ -236,7 +242,7 @@ def _verify_export(args: argparse.Namespace) -> int:
         _out(f"FAILED: {args.file}: {result.reason}")
         return 1
     assert result.checkpoint is not None  # noqa: S101 - set whenever ok
-    _out(
+    _result(
         f"ok: {result.entries} entries are in {result.checkpoint.origin}, "
         f"a signed tree of {result.checkpoint.size} leaves"
     )

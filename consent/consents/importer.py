@@ -965,7 +965,7 @@ async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | N
         )
     finally:
         await db.close()
-    print(summary(result), file=sys.stderr)  # noqa: T201
+    print(summary(result))  # noqa: T201 - the result: stdout (progress and rejections: stderr)
     return exit_status(result)
 
 

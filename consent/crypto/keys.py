@@ -4,6 +4,7 @@ Layout of the keys directory (default `.consent/keys`, mode 0700, files 0600):
 
     kek/<kek_id>.key   base64 of a 32-byte key-encryption key (old ones stay until retired)
     kek/current        the id of the KEK that wraps new data keys
+    kek/retired        the ids of the KEKs `consent keys retire` destroyed, one a line (public)
     lookup.key         base64 of the 32-byte HMAC root key (per-tenant keys are derived by HKDF)
     signing.ed25519    PKCS#8 PEM Ed25519 private key for audit checkpoints and receipts
 
@@ -50,11 +51,13 @@ __all__ = [
     "load_keyring",
     "parse_kek",
     "retire_kek",
+    "retired_kek_ids",
     "rotate_kek",
 ]
 
 _KEK_DIR: Final = "kek"
 _CURRENT: Final = "current"
+_RETIRED: Final = "retired"  # ids of destroyed KEKs: "retired before" is not "never existed"
 _LOOKUP: Final = "lookup.key"
 _SIGNING: Final = "signing.ed25519"
 _LOCK: Final = ".generation.lock"  # empty; flock(2) on it serialises key generation
@@ -342,14 +345,34 @@ def retire_kek(keys_dir: Path, kek_id: str) -> bool:
         if kek_id == current:
             raise KeyError_(f"{kek_id} is the current key-encryption key")
         paths = [p for p in kek_dir.glob("*.key") if _holds_kek(p, kek_id)]
+        leftovers = list(kek_dir.glob(f"{kek_id}.key{_RETIRING}"))
+        if paths or leftovers:  # recorded before the file goes: never gone and unrecorded
+            _record_retired(keys_dir, kek_id)
         # A destruction that a crash interrupted is finished now, but it is no retirement.
-        for leftover in kek_dir.glob(f"{kek_id}.key{_RETIRING}"):
+        for leftover in leftovers:
             _destroy(leftover)
         for path in paths:  # normally one, <kek_id>.key
             _destroy(path.rename(path.with_name(path.name + _RETIRING)))
         if kek_dir.is_dir():
             _sync_dir(kek_dir)
     return bool(paths)
+
+
+def retired_kek_ids(keys_dir: Path) -> frozenset[str]:
+    """The ids of the KEKs retired from `keys_dir` (recorded since retirements are)."""
+    try:
+        text = (keys_dir / _KEK_DIR / _RETIRED).read_text(encoding="ascii")
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(line for line in text.split() if is_kek_id(line))
+
+
+def _record_retired(keys_dir: Path, kek_id: str) -> None:
+    """Add `kek_id` to the ids of retired KEKs (under the generation lock)."""
+    known = retired_kek_ids(keys_dir)
+    if kek_id not in known:
+        ids = sorted(known | {kek_id})
+        _write_secret(keys_dir / _KEK_DIR / _RETIRED, "".join(f"{k}\n" for k in ids).encode())
 
 
 def _holds_kek(path: Path, kek_id: str) -> bool:

@@ -138,16 +138,33 @@ async def test_a_regulator_verifies_an_export_file_alone(
     good, bad = tmp_path / "export.json", tmp_path / "forged.json"
     good.write_bytes(document)
     bad.write_bytes(forged)
-    code, err = _run(
-        ["verify-export", str(good), "--vkey", signer.vkey], database_dsn, keys_dir, tmp_path
-    )
-    assert code == 0, err
-    assert err.startswith("ok: 3 entries are in consent.local/audit/"), err
+    env = cli_env(database_dsn, keys_dir, tmp_path)
+    checked = run_consent("audit", "verify-export", str(good), "--vkey", signer.vkey, env=env)
+    assert checked.returncode == 0, checked.stderr
+    # The result alone on stdout (README: "their results alone go to stdout").
+    assert checked.stdout.startswith("ok: 3 entries are in consent.local/audit/"), checked.stdout
+    assert "ok: " not in checked.stderr
     code, err = _run(
         ["verify-export", str(bad), "--vkey", signer.vkey], database_dsn, keys_dir, tmp_path
     )
     assert code == 1, err
     assert err.startswith(f"FAILED: {bad}: entry {first['leaf_index']}:"), err
+
+    # `consent audit verify` and `export`: their results on stdout too.
+    verified = run_consent("audit", "verify", "--tenant", catalog.tenant.id, env=env)
+    assert verified.returncode == 0, verified.stderr
+    lines = verified.stdout.splitlines()
+    assert lines[0].startswith("ok: consent.local/audit/"), verified.stdout
+    assert lines[-1].startswith("verified 1 logs in "), verified.stdout
+    assert "ok: " not in verified.stderr
+    out = tmp_path / "by-cli.json"
+    exported = run_consent(
+        "audit", "export", "--tenant", catalog.tenant.id, "--subject", written["subject_id"],
+        "--out", str(out), env=env,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert exported.stdout == f"wrote 3 entries with proofs to {out}\n"
+    assert verify_export(out.read_bytes(), signer.vkey).ok
 
 
 @pytest.mark.parametrize(

@@ -454,7 +454,7 @@ async def test_verify_cli_exits_nonzero_on_tampering(
 
     untouched = verify()
     assert untouched.returncode == 0, untouched.stderr
-    assert "verified" in untouched.stderr
+    assert "verified" in untouched.stdout
 
     async def change_a_leaf(conn: Conn) -> None:
         await conn.execute(
@@ -466,4 +466,4 @@ async def test_verify_cli_exits_nonzero_on_tampering(
     await _as_superuser(db, change_a_leaf)
     tampered = verify()
     assert tampered.returncode == 1, tampered.stderr
-    assert "leaf 3" in tampered.stderr
+    assert "leaf 3" in tampered.stdout

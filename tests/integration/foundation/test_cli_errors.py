@@ -36,7 +36,10 @@ def test_an_unmigrated_database_is_named_as_such(
     done = run_consent(*args, env=cli_env(unmigrated_dsn, data_dir=tmp_path))
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
-    assert "consent audit: the database has not been migrated (`consent migrate`)" in (done.stderr)
+    command = " ".join(args)  # the whole command, not just `consent audit`
+    assert f"consent {command}: the database has not been migrated (`consent migrate`)" in (
+        done.stderr
+    )
 
 
 @pytest.fixture
@@ -66,7 +69,8 @@ def test_a_migration_edited_after_it_was_applied_is_one_line(
     done = run_consent(*args, env=cli_env(edited_dsn, data_dir=tmp_path))
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
-    assert f"consent {args[0]}: 0001_foundation.sql was edited after it was applied" in (
+    command = " ".join(args[:2])  # the whole command, not just `consent keys`
+    assert f"consent {command}: 0001_foundation.sql was edited after it was applied" in (
         done.stderr
     )
 
@@ -94,5 +98,5 @@ def test_a_keys_directory_it_may_not_read_is_one_line_naming_it(
         keys.chmod(0o700)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
-    assert f"consent {args[0]}: cannot use {keys}/" in done.stderr
+    assert f"consent {' '.join(args)}: cannot use {keys}/" in done.stderr
     assert "Permission denied" in done.stderr

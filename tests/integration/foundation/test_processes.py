@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from consent.crypto.keys import load_keyring
 from tests.support.cli import cli_env, free_port, process_running, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -473,11 +474,18 @@ def test_an_unreachable_database_is_one_line_not_a_traceback(tmp_path: Path) -> 
         CONSENT_DATA_DIR=str(tmp_path),
         CONSENT_PORT=str(free_port()),
     )
-    for args in (("migrate",), ("tenant", "create", "Acme"), ("audit", "verify"), ("serve",)):
+    for args in (
+        ("migrate",),
+        ("tenant", "create", "Acme"),
+        ("tenant", "list"),
+        ("audit", "verify"),
+        ("serve",),
+    ):
         done = _consent(*args, env=env)
         assert done.returncode == 1, (args, done.stderr)
         assert "Traceback" not in done.stderr, args
-        assert f"consent {args[0]}: cannot reach the database" in done.stderr, args
+        command = " ".join(args[:2])  # the whole command (`consent tenant create`)
+        assert f"consent {command}: cannot reach the database" in done.stderr, args
 
 
 def test_keys_rotate_with_the_database_down_changes_no_key(tmp_path: Path) -> None:
@@ -488,12 +496,15 @@ def test_keys_rotate_with_the_database_down_changes_no_key(tmp_path: Path) -> No
         CONSENT_DATA_DIR=str(tmp_path),
     )
     keys = tmp_path / "keys"
-    _consent("keys", "rotate", env=env)  # development: creates the first keys, then fails
+    first = _consent("keys", "rotate", env=env)  # development, no keys yet: none are made
+    assert first.returncode == 1, first.stderr
+    assert not keys.exists(), "keys generated for a database that could not be asked"
+    load_keyring(keys)
     before = sorted(p.name for p in keys.iterdir())
     done = _consent("keys", "rotate", env=env)
     assert done.returncode == 1, done.stderr
-    assert "consent keys: cannot reach the database" in done.stderr
-    assert "is current" not in done.stderr
+    assert "consent keys rotate: cannot reach the database" in done.stderr
+    assert "is current" not in done.stdout + done.stderr
     assert sorted(p.name for p in keys.iterdir()) == before
 
 
@@ -555,5 +566,5 @@ async def test_keys_rotate_progress_into_a_log_is_one_line(
     err = rotated.stderr.decode()
     assert rotated.returncode == 0, err
     assert "\r" not in err
-    assert "re-wrapped: 3/3\n" in err
-    assert "3 data keys re-wrapped under " in err
+    assert "re-wrapped: 3/3\n" in err  # progress: stderr; the result: stdout
+    assert "3 data keys re-wrapped under " in rotated.stdout.decode()

@@ -19,6 +19,7 @@ from typing import IO
 
 import pytest
 
+from consent.crypto.keys import load_keyring
 from consent.db.database import Database
 from tests.support.cli import ROOT, as_an_unprivileged_user, cli_env, free_port, run_consent
 
@@ -117,9 +118,41 @@ def test_the_keys_of_another_database_are_refused_in_one_line(
     with a traceback from every worker."""
     bound = run_consent("keys", "rotate", env=cli_env(database_dsn, data_dir=tmp_path))
     assert bound.returncode == 0, bound.stderr  # the database now belongs to tmp_path/keys
-    env = cli_env(database_dsn, tmp_path / "other-keys", tmp_path, CONSENT_PORT=str(free_port()))
+    other = tmp_path / "other-keys"  # no keys: none are generated for a database with some
+    env = cli_env(database_dsn, other, tmp_path, CONSENT_PORT=str(free_port()))
+    done = _serve_until_it_exits(env)
+    _one_line(done, 1, f"consent serve: no key-encryption key in {other}", "CONSENT_KEYS_DIR")
+    assert not other.exists()
+    load_keyring(other)  # keys of another ring
     done = _serve_until_it_exits(env)
     _one_line(done, 1, "consent serve: the lookup key in the key directory is not the one")
+
+
+def test_the_keys_of_another_database_are_refused_on_the_embedded_database_too(
+    tmp_path: Path,
+) -> None:
+    """Without CONSENT_DATABASE_URL the key binding was not checked: it said "serving on",
+    every worker failed (an exception group, twice), and in development a whole new key ring
+    was generated in the wrong directory. `consent keys rotate` wrote a KEK there too."""
+    data = tmp_path / "data"
+    bound = run_consent("keys", "rotate", env=cli_env(data_dir=data))
+    assert bound.returncode == 0, bound.stderr  # the embedded database belongs to data/keys
+
+    stranger = tmp_path / "stranger"
+    load_keyring(stranger)  # another key ring
+    before = sorted(p.name for p in stranger.rglob("*"))
+    env = cli_env(keys_dir=stranger, data_dir=data, CONSENT_PORT=str(free_port()))
+    done = _serve_until_it_exits(env)
+    _one_line(done, 1, "consent serve: the lookup key in the key directory is not the one")
+    rotated = run_consent("keys", "rotate", env=env)
+    _one_line(rotated, 1, "consent keys rotate: the lookup key in the key directory is not")
+    assert sorted(p.name for p in stranger.rglob("*")) == before
+
+    empty = tmp_path / "empty"
+    env = cli_env(keys_dir=empty, data_dir=data, CONSENT_PORT=str(free_port()))
+    done = _serve_until_it_exits(env)
+    _one_line(done, 1, f"consent serve: no key-encryption key in {empty}", "CONSENT_KEYS_DIR")
+    assert not [p for p in empty.rglob("*") if p.is_file()], "keys were generated there"
 
 
 def _get(url: str) -> int:

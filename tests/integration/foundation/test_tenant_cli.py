@@ -12,7 +12,7 @@ import pytest
 from consent.db.database import Database
 from consent.db.scratch import create_database, drop_database
 from consent.tenancy.auth import authenticate
-from tests.support.cli import cli_env, run_consent
+from tests.support.cli import cli_env, free_port, run_consent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -73,3 +73,15 @@ def test_admin_key_for_no_such_tenant_or_a_bad_id_is_one_line(
     assert malformed.returncode == 2
     assert "not a tenant id (a UUID): 'acme'" in malformed.stderr
     assert "Traceback" not in malformed.stderr
+
+
+def test_an_unreachable_database_names_the_whole_command(tmp_path: Path) -> None:
+    """It said `consent tenant: cannot reach …`: which tenant command?"""
+    env = cli_env(f"postgresql://postgres@127.0.0.1:{free_port()}/consent", data_dir=tmp_path)
+    for action in ("list", "create"):
+        args = ("tenant", action, *(["Acme"] if action == "create" else []))
+        done = run_consent(*args, env=env)
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.startswith(f"consent tenant {action}: cannot reach the database ("), (
+            done.stderr
+        )

@@ -139,8 +139,10 @@ async def test_csv_import_through_the_cli(
     done = run_cli(str(path), "--tenant", catalog.tenant.id)
     assert done.returncode == 0, done.stderr
     assert "import: 4/4 rows (100%)" in done.stderr
-    assert "imported 4 rows, skipped 0 duplicates, rejected 0: 4 rows in" in done.stderr
-    assert "rows/s" in done.stderr
+    # The result alone on stdout (`consent import … | tee` keeps it), the progress on stderr.
+    assert done.stdout.startswith("imported 4 rows, skipped 0 duplicates, rejected 0: 4 rows in")
+    assert "rows/s" in done.stdout
+    assert "imported 4 rows" not in done.stderr
     _assert_no_secrets(done.stdout, done.stderr)
 
     ann = await _state(catalog, "email", "ann.import@example.com")
@@ -289,7 +291,7 @@ async def test_bad_rows_are_each_reported_by_the_cli_and_nothing_is_imported(
     assert found == [(3, "purpose"), (4, "identifier_value"), (5, "occurred_at"), (6, "row")]
     for line, field in found:
         assert f"line {line}: {field}: " in done.stderr
-    assert "nothing imported: 4 of 6 rows rejected" in done.stderr
+    assert "nothing imported: 4 of 6 rows rejected" in done.stdout
     _assert_no_secrets(done.stdout, done.stderr, report.read_text())
     assert await _counts(db) == (0, 0, 0)
 
@@ -320,7 +322,7 @@ async def test_skip_invalid_imports_the_good_rows(
         (4, "notice_version_id"),
         (6, "identifier_type"),
     ]
-    assert "imported 4 rows, skipped 0 duplicates, rejected 3" in done.stderr
+    assert "imported 4 rows, skipped 0 duplicates, rejected 3" in done.stdout
     assert await _counts(db) == (4, 4, 4)
     for i in (0, 2, 3, 5):
         assert (await _state(catalog, "email", f"good{i}@example.com"))["ads"]["effective"]
@@ -343,14 +345,14 @@ async def test_dry_run_writes_nothing(
     path = _ndjson(tmp_path / "good.ndjson", [_flat(f"g{i}@example.com", "ads") for i in range(3)])
     done = run_cli(str(path), "--tenant", catalog.tenant.id, "--dry-run")
     assert done.returncode == 0, done.stderr
-    assert "dry run, nothing written" in done.stderr
-    assert "3 valid (0 duplicates), 0 rejected; would import 3 rows" in done.stderr
+    assert "dry run, nothing written" in done.stdout
+    assert "3 valid (0 duplicates), 0 rejected; would import 3 rows" in done.stdout
     assert await _counts(db) == (0, 0, 0)
 
     bad = _ndjson(tmp_path / "bad.ndjson", [_flat("g@example.com", "ads"), "{}"])
     done = run_cli(str(bad), "--tenant", catalog.tenant.id, "--dry-run")
     assert done.returncode == 1, done.stderr
-    assert "would import 0 rows" in done.stderr
+    assert "would import 0 rows" in done.stdout
     assert await _counts(db) == (0, 0, 0)
 
 
@@ -439,10 +441,10 @@ async def test_the_same_file_again_imports_nothing_unless_asked(
     for again in (path, copy):
         rerun = run_cli(str(again), "--tenant", catalog.tenant.id)
         assert rerun.returncode == 0, rerun.stderr
-        assert "nothing to do: this file was imported at " in rerun.stderr
-        assert "--again" in rerun.stderr
+        assert rerun.stdout.startswith("nothing to do: this file was imported at ")
+        assert "--again" in rerun.stdout
     dry = run_cli(str(path), "--tenant", catalog.tenant.id, "--dry-run")
-    assert "nothing to do" in dry.stderr
+    assert "nothing to do" in dry.stdout
     assert await _counts(db) == (3, 3, 3)
 
     changed = _ndjson(tmp_path / "crm2.ndjson", [_flat("r0@example.com", "ads", "withdrawn")])
@@ -452,7 +454,7 @@ async def test_the_same_file_again_imports_nothing_unless_asked(
     # --again passes the file check; its rows are facts recorded already (test_import_dedupe.py)
     forced = run_cli(str(path), "--tenant", catalog.tenant.id, "--again")
     assert forced.returncode == 0, forced.stderr
-    assert "imported 0 rows, skipped 3 duplicates" in forced.stderr
+    assert "imported 0 rows, skipped 3 duplicates" in forced.stdout
     assert await _counts(db) == (4, 3, 3)
 
 

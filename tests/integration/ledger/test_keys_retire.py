@@ -82,7 +82,7 @@ async def test_retire_after_a_rotation_removes_the_old_key_and_everything_stays_
     retired = run_consent("keys", "retire", env=env)
     assert retired.returncode == 0, retired.stderr
     assert f"retired {old}" in retired.stdout
-    assert _kek_files(keys_dir) == sorted(["current", f"{new}.key"])
+    assert _kek_files(keys_dir) == sorted(["current", "retired", f"{new}.key"])
     await _all_readable(db, keys_dir, tenant, sealed)
     # The database no longer expects the retired KEK: a service started now is not refused.
     async with db.pool.acquire() as conn:
