@@ -28,6 +28,7 @@ from litestar.params import FromPath
 from litestar.response import File
 
 from consent.errors import NotFound
+from consent.locales import Localized
 
 __all__ = ["SWAGGER_UI_VERSION", "DocsRouter", "SelfHostedSwaggerRenderPlugin"]
 
@@ -63,7 +64,7 @@ def swagger_ui_file(name: FromPath[str]) -> File:
     GET would send, without the body."""
     media_type = _FILES.get(name)
     if media_type is None:
-        raise NotFound("No such file.")
+        raise NotFound(Localized("no-such-file"))
     return File(
         _STATIC_DIR / name, filename=name, media_type=media_type, content_disposition_type="inline"
     )

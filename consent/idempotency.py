@@ -36,6 +36,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import IdempotencyKeyReused, ValidationFailed
+from consent.locales import Localized
 
 __all__ = ["forget_expired", "keep_pruned", "run_idempotent"]
 
@@ -69,7 +70,7 @@ async def run_idempotent(
     if key is None:
         return await produce(), False
     if not 1 <= len(key) <= _MAX_KEY or not key.isprintable():
-        raise ValidationFailed.field("Idempotency-Key", "must be 1-200 printable characters")
+        raise ValidationFailed.field("Idempotency-Key", Localized("idempotency-key-format"))
     keyed = hmac.digest(keyring.idempotency_key(str(tenant_id)), fingerprint, "sha256")
     await conn.execute(
         "select pg_advisory_xact_lock(hashtextextended($1::text || '/' || $2, 0))",
@@ -85,12 +86,9 @@ async def run_idempotent(
     if row is not None:
         stored = bytes(row["request_sha256"])
         if stored == _FORGOTTEN:  # forget_idempotent_requests (migrations/0020)
-            raise IdempotencyKeyReused(
-                "This Idempotency-Key's write concerned a person whose data has since been "
-                "erased: it is not run again. A new choice needs a new key."
-            )
+            raise IdempotencyKeyReused(Localized("idempotency-key-erased"))
         if not _same_request(row["request_hash_kind"], stored, fingerprint, keyed):
-            raise IdempotencyKeyReused("This Idempotency-Key was used for a different request.")
+            raise IdempotencyKeyReused(Localized("idempotency-key-other-request"))
         return msgspec.json.decode(row["response_body"], type=result_type), True
     result = await produce()
     await conn.execute(

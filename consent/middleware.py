@@ -16,6 +16,7 @@ from litestar.types import ASGIApp, HTTPResponseStartEvent, Message, Receive, Sc
 
 from consent import locales
 from consent.errors import PROBLEM_MEDIA_TYPE, Problem, ValidationFailed
+from consent.locales import Localized
 
 __all__ = [
     "BODY_MEDIA_OPT",
@@ -201,9 +202,11 @@ def _check_query(scope: Scope) -> None:
         name = unquote_plus(raw.decode("latin-1"))
         if name not in taken:
             shown = name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "…"
-            takes = ", ".join(sorted(taken)) if taken else "no query parameters"
             raise ValidationFailed.field(
-                shown, f"unknown query parameter; this operation takes {takes}"
+                shown,
+                Localized("unknown-query-parameter", takes=", ".join(sorted(taken)))
+                if taken
+                else Localized("unknown-query-parameter-none"),
             )
 
 

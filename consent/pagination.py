@@ -20,6 +20,7 @@ from uuid import UUID
 import msgspec
 
 from consent.errors import ValidationFailed
+from consent.locales import Localized
 
 __all__ = [
     "Cursor",
@@ -41,7 +42,7 @@ SubjectList = Literal["consent", "preference", "activity"]
 _SEQ: Final = 8
 _TAG: Final = 8
 _MAX_SEQ: Final = 2**63 - 1  # sequence numbers are bigints
-_NOT_OURS: Final = "not a cursor returned by this API"
+_NOT_OURS: Final = Localized("cursor-not-ours")
 
 _T = TypeVar("_T")
 
@@ -71,7 +72,7 @@ def decode_cursor(cursor: str | None) -> Cursor | None:
 
 def check_limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationFailed.field("limit", f"must be between 1 and {MAX_LIMIT}")
+        raise ValidationFailed.field("limit", Localized("limit-range", max=MAX_LIMIT))
     return limit
 
 
@@ -129,9 +130,7 @@ def decode_subject_cursor(kind: SubjectList, subject_id: UUID, cursor: str | Non
         or raw[_SEQ:] != _subject_tag(kind, subject_id)
         or not 0 < seq <= _MAX_SEQ
     ):
-        raise ValidationFailed.field(
-            "cursor", f"not a cursor of this subject's {kind} list (from its next_cursor)"
-        )
+        raise ValidationFailed.field("cursor", Localized("cursor-not-this-list", kind=kind))
     return seq
 
 
@@ -148,5 +147,5 @@ def decode_key_cursor(cursor: str | None) -> str | None:
     except (binascii.Error, ValueError):
         key = ""
     if not key or "\x00" in key:  # PostgreSQL text cannot hold NUL: never a key of ours
-        raise ValidationFailed.field("cursor", "not a cursor returned by this API")
+        raise ValidationFailed.field("cursor", _NOT_OURS)
     return key

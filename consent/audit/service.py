@@ -35,6 +35,7 @@ from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import NotFound, ProblemError, ValidationFailed
 from consent.ids import uuid7_floor
+from consent.locales import Localized
 from consent.pagination import (
     check_limit,
     decode_subject_cursor,
@@ -69,7 +70,7 @@ class AuditReader:
     async def _log(self, conn: Conn) -> tuple[int, str, int]:
         row = await conn.fetchrow(Q.tenant_log, self.tenant_id)
         if row is None:
-            raise NotFound("This tenant has no audit log yet.")
+            raise NotFound(Localized("no-audit-log"))
         return int(row["log_id"]), str(row["origin"]), int(row["tree_size"])
 
     async def _note(self, conn: Conn, log_id: int, size: int | None) -> tuple[int, str]:
@@ -79,9 +80,7 @@ class AuditReader:
             row = await conn.fetchrow(Q.checkpoint_at, log_id, size)
         if row is None:
             raise NotFound(
-                "The log has no signed checkpoint yet."
-                if size is None
-                else "No signed checkpoint of that size."
+                Localized("no-checkpoint-yet" if size is None else "no-checkpoint-of-size")
             )
         return int(row["tree_size"]), str(row["note"])
 
@@ -94,7 +93,7 @@ class AuditReader:
         async with self.db.tenant(self.tenant_id) as conn:
             row = await conn.fetchrow(Q.event_by_uuid, event_uuid)
         if row is None:
-            raise NotFound("No audit event with this id.")
+            raise NotFound(Localized("no-audit-event"))
         return AuditEventInfo(
             event_uuid=event_uuid,
             kind=row["kind"],
@@ -108,18 +107,16 @@ class AuditReader:
         async with self.db.tenant(self.tenant_id) as conn:
             row = await conn.fetchrow(Q.event_by_uuid, event_uuid)
             if row is None:
-                raise NotFound("No audit event with this id.")
+                raise NotFound(Localized("no-audit-event"))
             if row["leaf_index"] is None:
-                raise AuditPending("The event is not yet integrated into the log; retry shortly.")
+                raise AuditPending(Localized("event-not-integrated"))
             index, log_id = int(row["leaf_index"]), int(row["log_id"])
             tree_size, note = await self._note(conn, log_id, size)
             if index >= tree_size and size is not None:
                 # Retrying cannot help: that older tree will never hold the event.
-                raise ValidationFailed.field(
-                    "size", "the event was integrated after this checkpoint: give a later one"
-                )
+                raise ValidationFailed.field("size", Localized("event-after-checkpoint"))
             if index >= tree_size:
-                raise AuditPending("The event is newer than that checkpoint; retry shortly.")
+                raise AuditPending(Localized("event-newer-than-checkpoint"))
             proof = await with_nodes(
                 conn, log_id, lambda get: merkle.inclusion_proof(get, index, tree_size)
             )
@@ -129,9 +126,9 @@ class AuditReader:
         async with self.db.tenant(self.tenant_id) as conn:
             log_id, _, size = await self._log(conn)
             if second > size:  # name the parameter that is wrong
-                raise ValidationFailed.field("to", f"must be at most the tree size, {size}")
+                raise ValidationFailed.field("to", Localized("at-most-tree-size", size=size))
             if not 0 < first <= second:
-                raise ValidationFailed.field("from", "must be between 1 and to")
+                raise ValidationFailed.field("from", Localized("from-range"))
             proof = await with_nodes(
                 conn, log_id, lambda get: merkle.consistency_proof(get, first, second)
             )
@@ -180,13 +177,13 @@ class AuditReader:
         the leaves whose event id's time is in it (`period_bound`), not those whose
         `recorded_at` is: no hash covers that column."""
         if not 1 <= limit <= MAX_EXPORT:
-            raise ValidationFailed.field("limit", f"must be between 1 and {MAX_EXPORT}")
+            raise ValidationFailed.field("limit", Localized("limit-range", max=MAX_EXPORT))
         # A subject's leaves are not filtered by period: asking for both must not quietly
         # answer only one of them.
         if subject_id is not None and (since is not None or until is not None):
-            raise ValidationFailed.field("since", "give a subject_id, or since and until: not both")
+            raise ValidationFailed.field("since", Localized("subject-or-period-not-both"))
         if since is not None and until is not None and since >= until:
-            raise ValidationFailed.field("until", "must be later than since")
+            raise ValidationFailed.field("until", Localized("until-after-since"))
         async with self.db.tenant(self.tenant_id) as conn:
             log_id, _, _ = await self._log(conn)
             tree_size, note = await self._note(conn, log_id, None)
@@ -210,7 +207,7 @@ class AuditReader:
                     start,
                 )
             else:
-                raise ValidationFailed.field("subject_id", "give a subject_id or since and until")
+                raise ValidationFailed.field("subject_id", Localized("subject-or-period"))
             entries: list[ExportEntry] = []
             for r in rows[:limit]:
                 index = int(r["leaf_index"])

@@ -36,6 +36,7 @@ from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import Conflict, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
+from consent.locales import Localized
 from consent.pagination import (
     check_limit,
     decode_key_cursor,
@@ -77,7 +78,7 @@ def _refuse_repeats(purposes: list[str]) -> None:
     seen: set[str] = set()
     for i, key in enumerate(purposes):
         if key in seen:
-            raise ValidationFailed.field(f"purposes[{i}]", f"'{key}' is listed twice")
+            raise ValidationFailed.field(f"purposes[{i}]", Localized("listed-twice", key=key))
         seen.add(key)
 
 
@@ -167,9 +168,7 @@ class CatalogService:
 
     async def create_purpose(self, data: PurposeCreate, idem_key: str | None = None) -> Purpose:
         if data.strictly_necessary and data.legal_basis == "consent":
-            raise ValidationFailed.field(
-                "legal_basis", "a strictly necessary purpose does not rest on consent"
-            )
+            raise ValidationFailed.field("legal_basis", Localized("necessary-not-consent"))
 
         async def produce(conn: Conn) -> Purpose:
             try:
@@ -185,7 +184,7 @@ class CatalogService:
                     data.sensitive,
                 )
             except asyncpg.UniqueViolationError:
-                raise Conflict(f"Purpose '{data.key}' exists.") from None
+                raise Conflict(Localized("purpose-exists", key=data.key)) from None
             purpose = msgspec.convert(_row(row), Purpose)
             await self._changed(conn, "purpose", purpose.key, "create", purpose)
             return purpose
@@ -200,7 +199,7 @@ class CatalogService:
         async with self.db.tenant(self.tenant_id) as conn:
             row = await conn.fetchrow(Q.get_purpose, key)
         if row is None:
-            raise NotFound(f"No purpose '{key}'.")
+            raise NotFound(Localized("no-purpose", key=key))
         return msgspec.convert(dict(row), Purpose)
 
     # -- notices -------------------------------------------------------------------------------
@@ -210,11 +209,13 @@ class CatalogService:
         async def produce(conn: Conn) -> Notice:
             missing = await missing_purposes(conn, data.purposes)
             if missing:
-                raise ValidationFailed.field("purposes", f"unknown purposes: {', '.join(missing)}")
+                raise ValidationFailed.field(
+                    "purposes", Localized("unknown-purposes", purposes=", ".join(missing))
+                )
             try:
                 row = await conn.fetchrow(Q.insert_notice, self.tenant_id, data.key, data.purposes)
             except asyncpg.UniqueViolationError:
-                raise Conflict(f"Notice '{data.key}' exists.") from None
+                raise Conflict(Localized("notice-exists", key=data.key)) from None
             notice = msgspec.convert(_row(row), Notice)
             await self._changed(conn, "notice", notice.key, "create", notice)
             return notice
@@ -244,13 +245,10 @@ class CatalogService:
     ) -> NoticeVersion:
         notice_id = await conn.fetchval(Q.lock_notice, notice_key)
         if notice_id is None:
-            raise NotFound(f"No notice '{notice_key}'.")
+            raise NotFound(Localized("no-notice", key=notice_key))
         latest = await conn.fetchrow(Q.latest_version, notice_id)
         if latest is not None and latest["published_at"] is None:
-            raise Conflict(
-                f"Version {latest['version']} is an unpublished draft: publish it, or correct "
-                "it (PUT) or delete it, first."
-            )
+            raise Conflict(Localized("version-draft-open", version=latest["version"]))
         version = 1 if latest is None else latest["version"] + 1
         texts = msgspec.to_builtins(data.texts)
         await conn.execute(
@@ -283,10 +281,10 @@ class CatalogService:
     async def _publish(self, conn: Conn, notice_key: str, version: int) -> NoticeVersion:
         notice_id = await conn.fetchval(Q.lock_notice, notice_key)
         if notice_id is None:
-            raise NotFound(f"No notice '{notice_key}'.")
+            raise NotFound(Localized("no-notice", key=notice_key))
         current = await self._version(conn, notice_key, version)
         if current.published_at is not None:
-            raise Conflict(f"Version {version} is already published.")
+            raise Conflict(Localized("version-already-published", version=version))
         material = int(await conn.fetchval(Q.latest_published_material, notice_id))
         if current.change_kind == "material":
             material += 1
@@ -300,13 +298,10 @@ class CatalogService:
         `version`, which must be a draft: 404 when either is missing, 409 when published."""
         notice_id = await conn.fetchval(Q.lock_notice, notice_key)
         if notice_id is None:
-            raise NotFound(f"No notice '{notice_key}'.")
+            raise NotFound(Localized("no-notice", key=notice_key))
         current = await self._version(conn, notice_key, version)
         if current.published_at is not None:
-            raise Conflict(
-                f"Version {version} is published, and a published version is immutable: "
-                "draft a new version instead."
-            )
+            raise Conflict(Localized("version-immutable", version=version))
         return notice_id, current
 
     async def replace_draft(
@@ -365,11 +360,11 @@ class CatalogService:
     async def versions(self, notice_key: str, cursor: str | None, limit: int) -> NoticeVersionPage:
         before = decode_seq_cursor(cursor)
         if before is not None and not 1 <= before <= _MAX_VERSION:
-            raise ValidationFailed.field("cursor", "not a cursor returned by this API")
+            raise ValidationFailed.field("cursor", Localized("cursor-not-ours"))
         async with self.db.tenant(self.tenant_id) as conn:
             rows = await conn.fetch(Q.notice_versions, notice_key, before, check_limit(limit) + 1)
             if not rows and await conn.fetchrow(Q.get_notice, notice_key) is None:
-                raise NotFound(f"No notice '{notice_key}'.")
+                raise NotFound(Localized("no-notice", key=notice_key))
         items, next_cursor = page_of(
             [msgspec.convert(dict(r), NoticeVersion) for r in rows],
             limit,
@@ -385,7 +380,7 @@ class CatalogService:
             else await conn.fetchrow(Q.get_version, notice_key, version)
         )
         if row is None:
-            raise NotFound(f"Notice '{notice_key}' has no version {version}.")
+            raise NotFound(Localized("notice-has-no-version", key=notice_key, version=version))
         return msgspec.convert(dict(row), NoticeVersion)
 
     # -- vendors and identifier types ----------------------------------------------------------
@@ -395,7 +390,9 @@ class CatalogService:
         async def produce(conn: Conn) -> Vendor:
             missing = await missing_purposes(conn, data.purposes)
             if missing:
-                raise ValidationFailed.field("purposes", f"unknown purposes: {', '.join(missing)}")
+                raise ValidationFailed.field(
+                    "purposes", Localized("unknown-purposes", purposes=", ".join(missing))
+                )
             try:
                 row = await conn.fetchrow(
                     Q.insert_vendor,
@@ -406,7 +403,7 @@ class CatalogService:
                     data.tcf_vendor_id,
                 )
             except asyncpg.UniqueViolationError:
-                raise Conflict(f"Vendor '{data.name}' exists.") from None
+                raise Conflict(Localized("vendor-exists", name=data.name)) from None
             vendor = msgspec.convert(_row(row), Vendor)
             await self._changed(conn, "vendor", str(vendor.id), "create", vendor)
             return vendor
@@ -423,7 +420,7 @@ class CatalogService:
         self, data: IdentifierTypeCreate, idem_key: str | None = None
     ) -> IdentifierType:
         if data.key in BUILTIN_TYPES:
-            raise Conflict(f"'{data.key}' is a built-in identifier type.")
+            raise Conflict(Localized("builtin-identifier-type", key=data.key))
 
         async def produce(conn: Conn) -> IdentifierType:
             try:
@@ -431,7 +428,7 @@ class CatalogService:
                     Q.insert_identifier_type, self.tenant_id, data.key, data.description
                 )
             except asyncpg.UniqueViolationError:
-                raise Conflict(f"Identifier type '{data.key}' exists.") from None
+                raise Conflict(Localized("identifier-type-exists", key=data.key)) from None
             created = msgspec.convert(_row(row), IdentifierType)
             await self._changed(conn, "identifier_type", created.key, "create", created)
             return created

@@ -23,6 +23,7 @@ from consent.crypto.datakeys import DataKeys
 from consent.db.database import Conn, Database
 from consent.errors import NotFound
 from consent.ids import uuid7_ms
+from consent.locales import Localized
 from consent.pagination import (
     SubjectList,
     check_limit,
@@ -117,7 +118,7 @@ async def subject_history(
             conn, tenant_id, SubjectRef(subject_id=subject_id), create=False
         )
         if survivor is None:
-            raise NotFound("No such subject.")
+            raise NotFound(Localized("no-such-subject"))
         members = await subjects.group(conn, survivor)
         rows = await conn.fetch(query, members, before, limit + 1)
         page, next_cursor = page_of(

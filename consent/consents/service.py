@@ -40,8 +40,9 @@ from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
-from consent.errors import FieldError, NotFound, ValidationFailed
+from consent.errors import FieldError, NotFound, ProblemError, ValidationFailed
 from consent.idempotency import run_idempotent
+from consent.locales import Localized, plain
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver, checked_reference
@@ -67,6 +68,7 @@ EARLIEST_OCCURRED_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
 UTC (`0001-01-01T00:00:00+14:00` is in year 0)."""
 _enc = msgspec.json.Encoder()
 _EVIDENCE_CONTEXT = b"consent-evidence"
+_INVALID_CONSENT: Final = Localized("invalid-consent")
 WRITE_CONTEXT_TTL: Final = 2.0
 """Seconds a positive write context is reused (see the module docstring)."""
 
@@ -112,14 +114,14 @@ def proof_errors(
     """What is wrong with who recorded a consent or preference event, and when (pure)."""
     errors: list[FieldError] = []
     if method == "agent" and agent_id is None:
-        errors.append(FieldError("agent_id", "required when method is 'agent'"))
+        errors.append(FieldError("agent_id", Localized("agent-required")))
     if occurred_at is not None:
         if occurred_at.tzinfo is None:
-            errors.append(FieldError("occurred_at", "must include a time zone"))
+            errors.append(FieldError("occurred_at", Localized("time-zone-required")))
         elif occurred_at > now + _CLOCK_SKEW:
-            errors.append(FieldError("occurred_at", "is in the future"))
+            errors.append(FieldError("occurred_at", Localized("in-the-future")))
         elif occurred_at < EARLIEST_OCCURRED_AT:
-            errors.append(FieldError("occurred_at", "is before 1970-01-01T00:00:00Z"))
+            errors.append(FieldError("occurred_at", Localized("before-1970")))
     return errors
 
 
@@ -134,27 +136,39 @@ def _checked_shape(data: ConsentCreate, now: datetime) -> tuple[list[FieldError]
     errors: list[FieldError] = []
     purposes = [c.purpose for c in data.choices]
     if len(set(purposes)) != len(purposes):
-        errors.append(FieldError("choices", "a purpose appears more than once in one event"))
+        errors.append(FieldError("choices", Localized("purpose-repeated")))
     found, normalized = checked_reference(data.subject_id, data.identifier)
     errors += found
     errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
     if data.notice_version_id is None and data.method not in {"gpc", "import"}:
-        errors.append(FieldError("notice_version_id", "required: the notice version shown"))
+        errors.append(FieldError("notice_version_id", Localized("notice-version-required")))
     if data.notice_version_id is None and data.notice_hash is not None:
-        errors.append(FieldError("notice_hash", "needs the notice_version_id it is the hash of"))
+        errors.append(FieldError("notice_hash", Localized("notice-hash-needs-version")))
     return errors, normalized
 
 
 def validate_shape(data: ConsentCreate, now: datetime) -> None:
-    """`shape_errors`, raised as one ValidationFailed listing every problem."""
-    _refuse(shape_errors(data, now))
+    """`shape_errors`, raised as one ValidationFailed listing every problem, in English (for
+    the bulk import, whose report is English)."""
+    try:
+        _refuse(shape_errors(data, now))
+    except ProblemError as exc:
+        _in_english(exc)
+        raise
 
 
 def _refuse(errors: list[FieldError]) -> None:
     if errors:
-        raise ValidationFailed(
-            errors[0].message if len(errors) == 1 else "Invalid consent.", errors=errors
-        )
+        detail = errors[0].message if len(errors) == 1 else _INVALID_CONSENT
+        raise ValidationFailed(detail, errors=errors)
+
+
+def _in_english(exc: ProblemError) -> None:
+    """Makes `exc`'s texts plain English `str`s: a `Localized` is for a problem response,
+    and msgspec, which encodes the bulk import's report, takes no subclass of `str`."""
+    exc.detail = None if exc.detail is None else plain(exc.detail)
+    if exc.errors is not None:
+        exc.errors = [FieldError(e.field, plain(e.message)) for e in exc.errors]
 
 
 def context_errors(data: ConsentCreate, ctx: dict[str, Any]) -> list[FieldError]:
@@ -164,24 +178,26 @@ def context_errors(data: ConsentCreate, ctx: dict[str, Any]) -> list[FieldError]
     for i, choice in enumerate(data.choices):
         if choice.purpose not in known:
             errors.append(
-                FieldError(f"choices[{i}].purpose", f"unknown purpose '{choice.purpose}'")
+                FieldError(
+                    f"choices[{i}].purpose", Localized("unknown-purpose", purpose=choice.purpose)
+                )
             )
     if data.notice_version_id is not None:
         if ctx["version_id"] is None:
-            errors.append(FieldError("notice_version_id", "no such notice version"))
+            errors.append(FieldError("notice_version_id", Localized("no-such-notice-version")))
         elif not ctx["published"]:
-            errors.append(FieldError("notice_version_id", "this notice version is not published"))
+            errors.append(FieldError("notice_version_id", Localized("notice-version-unpublished")))
         else:
             covered = set(ctx["notice_purposes"])
             for i, choice in enumerate(data.choices):
                 if choice.purpose in known and choice.purpose not in covered:
                     errors.append(
-                        FieldError(f"choices[{i}].purpose", "not asked by the notice shown")
+                        FieldError(f"choices[{i}].purpose", Localized("purpose-not-asked"))
                     )
             if data.notice_hash is not None and data.notice_hash != ctx["content_hash"]:
-                errors.append(FieldError("notice_hash", "does not match the notice version"))
+                errors.append(FieldError("notice_hash", Localized("notice-hash-mismatch")))
             if data.language is not None and data.language not in ctx["texts"]:
-                errors.append(FieldError("language", "the notice version has no text in it"))
+                errors.append(FieldError("language", Localized("notice-language-missing")))
     return errors
 
 
@@ -220,7 +236,7 @@ class ConsentService:
                 await self._refuse_problems(conn, data, ctx, problems)
 
             async def produce() -> ConsentRecorded:
-                return await self.record_in(
+                return await self._record_in(
                     conn,
                     data,
                     evidence,
@@ -266,6 +282,17 @@ class ConsentService:
         return ctx
 
     async def record_in(
+        self, conn: Conn, data: ConsentCreate, evidence: NetworkEvidence | None
+    ) -> ConsentRecorded:
+        """Record inside the caller's transaction, for bulk import: its problems' texts are in
+        English, as its report is (`_in_english`)."""
+        try:
+            return await self._record_in(conn, data, evidence)
+        except ProblemError as exc:
+            _in_english(exc)
+            raise
+
+    async def _record_in(
         self,
         conn: Conn,
         data: ConsentCreate,
@@ -275,7 +302,7 @@ class ConsentService:
         cached_context: bool = False,
         normalized_identifier: str | None = None,
     ) -> ConsentRecorded:
-        """Record inside the caller's transaction (also used by bulk import).
+        """Record inside the caller's transaction (`record`, and `record_in` for bulk import).
 
         `cached_context`: use and fill the write-context cache (module docstring). Only for a
         transaction that has not changed the catalog, so that what it caches is committed.
@@ -350,7 +377,7 @@ class ConsentService:
             )
         if not rows:
             raise NotFound(
-                "No such subject." if ref.subject_id else "No subject with this identifier."
+                Localized("no-such-subject" if ref.subject_id else "no-subject-with-identifier")
             )
         return SubjectConsents(
             subject_id=rows[0]["subject_id"],

@@ -79,6 +79,7 @@ from consent.decisions.service import (
 )
 from consent.decisions.shape import needed_purposes
 from consent.errors import ProblemError, ValidationFailed
+from consent.locales import Localized
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier
 
 __all__ = ["AUDIENCE_ID_HEADER", "AudienceAnswer", "AudienceFilter", "member_input"]
@@ -99,6 +100,7 @@ _CONTEXT_FIELDS: Final = (
 )
 _log = structlog.get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
+_LINE_TOO_LONG: Final = Localized("line-too-long")
 _decode_members = msgspec.json.Decoder(list[AudienceMember]).decode
 _decode_member = msgspec.json.Decoder(AudienceMember).decode
 _decode_header = msgspec.json.Decoder(AudienceHeader).decode
@@ -260,15 +262,17 @@ class AudienceFilter:
     async def _start(self, caller: Caller, reader: _Reader) -> _Run:
         header_line = await reader.first()
         if header_line is None:
-            raise ValidationFailed.field("header", "the body has no header line")
+            raise ValidationFailed.field("header", Localized("no-header-line"))
         try:
             # A UTF-8 byte order mark (files saved by some editors) is not part of the JSON.
             header = _decode_header(header_line.removeprefix(_BOM))
         except msgspec.ValidationError as exc:
-            raise ValidationFailed.field("header", f"invalid header: {exc}") from None
+            raise ValidationFailed.field(
+                "header", Localized("invalid-header", reason=str(exc))
+            ) from None
         except (msgspec.DecodeError, UnicodeDecodeError):
             # msgspec reports bytes that are not UTF-8 inside a string as UnicodeDecodeError.
-            raise ValidationFailed.field("header", "the header line is not JSON") from None
+            raise ValidationFailed.field("header", Localized("header-not-json")) from None
         now_ns = self.service.clock()
         run_id = uuid7(now_ns)
         record = AudienceRunRecord(
@@ -724,7 +728,7 @@ class _Reader:
         if max(map(len, complete), default=0) > MAX_LINE_BYTES:
             # A long line fails whether or not it arrived whole in one part.
             n = next(i for i, line in enumerate(complete, first) if len(line) > MAX_LINE_BYTES)
-            raise ValidationFailed.field(f"line {n}", "line too long")
+            raise ValidationFailed.field(f"line {n}", _LINE_TOO_LONG)
         self._number += len(complete)
         stripped = [line.strip() for line in complete]
         if b"" in stripped:
@@ -736,7 +740,7 @@ class _Reader:
             self._numbers.extend(range(first, self._number + 1))
             self._lines.extend(stripped)
         if len(self._buffer) > MAX_LINE_BYTES:
-            raise ValidationFailed.field(f"line {self._number + 1}", "line too long")
+            raise ValidationFailed.field(f"line {self._number + 1}", _LINE_TOO_LONG)
         return True
 
     async def first(self) -> bytes | None:

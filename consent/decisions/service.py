@@ -58,6 +58,7 @@ from consent.decisions.schemas import (
 from consent.decisions.shape import gpc_days, needed_purposes, normalise
 from consent.errors import FieldError, NotFound, ServiceUnavailable, ValidationFailed
 from consent.ids import uuid7
+from consent.locales import Localized, localized
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 from consent.subjects.schemas import SubjectRef
 
@@ -86,6 +87,9 @@ _log = structlog.get_logger(__name__)
 NS_PER_DAY: Final = 86_400 * 1_000_000_000
 _ATTEMPTS: Final = 3
 _MAX_FIELD_ERRORS: Final = 50
+_ONE_OF: Final = Localized("subject-id-or-identifier")
+_INVALID_REFERENCES: Final = Localized("invalid-subject-references")
+_LEDGER_NO_DECISION: Final = Localized("ledger-unavailable-no-decision")
 _OBJECTION_CHOICES: Final = frozenset({"denied", "withdrawn"})
 
 
@@ -427,7 +431,7 @@ class DecisionService:
     def ref(self, tenant_id: UUID, subject: SubjectRef, field: str) -> Ref:
         """Raises ValidationFailed naming `field`."""
         if (subject.subject_id is None) == (subject.identifier is None):
-            raise ValidationFailed.field(field, "give exactly one of subject_id or identifier")
+            raise ValidationFailed.field(field, _ONE_OF)
         if subject.subject_id is not None:
             return Ref(subject.subject_id, None, None)
         ident = subject.identifier
@@ -435,7 +439,7 @@ class DecisionService:
         try:
             value = normalize_identifier(ident.type, ident.value)
         except InvalidIdentifier as exc:
-            raise ValidationFailed.field(f"{field}.identifier.value", str(exc)) from None
+            raise ValidationFailed.field(f"{field}.identifier.value", localized(str(exc))) from None
         message = ident.type.encode() + b"\x00" + value.encode()
         digest = self.lookup_hmac(tenant_id)(message)
         return Ref(None, ident.type, digest)
@@ -450,7 +454,7 @@ class DecisionService:
             except ValidationFailed as exc:
                 errors.extend(exc.errors or [FieldError(field, exc.detail or "invalid")])
         if errors:
-            detail = errors[0].message if len(errors) == 1 else "Invalid subject references."
+            detail = errors[0].message if len(errors) == 1 else _INVALID_REFERENCES
             raise ValidationFailed(detail, errors=errors[:_MAX_FIELD_ERRORS])
         return out
 
@@ -473,9 +477,7 @@ class DecisionService:
             async with self.db.pool.acquire() as conn:
                 return await self.load(conn, tenant_id, purposes, refs)
         except DB_UNAVAILABLE as exc:
-            raise LedgerUnavailable.because(
-                exc, "The consent ledger is unavailable; no decision was made (not a denial)."
-            ) from exc
+            raise LedgerUnavailable.because(exc, _LEDGER_NO_DECISION) from exc
 
     @staticmethod
     async def load(
@@ -543,9 +545,7 @@ class DecisionService:
                 )
                 return rows
         except DB_UNAVAILABLE as exc:
-            raise LedgerUnavailable.because(
-                exc, "The consent ledger is unavailable; no decision was made (not a denial)."
-            ) from exc
+            raise LedgerUnavailable.because(exc, _LEDGER_NO_DECISION) from exc
 
     @staticmethod
     def catalogue_of(row: asyncpg.Record, erasure_epoch: int | None = None) -> Catalogue:
@@ -579,7 +579,7 @@ class DecisionService:
             async with self.db.tenant(tenant_id) as conn:
                 found = await conn.fetch(Q.known_identifier_types, tenant_id, list(types))
         except DB_UNAVAILABLE as exc:
-            raise LedgerUnavailable.because(exc, "The consent ledger is unavailable.") from exc
+            raise LedgerUnavailable.because(exc, Localized("ledger-unavailable")) from exc
         return {r["key"] for r in found}
 
     async def check_identifier_types(
@@ -595,7 +595,10 @@ class DecisionService:
             return
         known = await self.defined_identifier_types(tenant_id, unknown)
         errors = [
-            FieldError(f"{prefix.format(i=i)}.identifier.type", f"unknown identifier type '{t}'")
+            FieldError(
+                f"{prefix.format(i=i)}.identifier.type",
+                Localized("unknown-identifier-type", type=t),
+            )
             for i, t in enumerate(r.id_type for r in refs)
             if t in unknown and t not in known
         ]
@@ -709,16 +712,16 @@ class DecisionService:
             async with self.db.tenant(tenant_id) as conn:
                 return {row["key"] for row in await conn.fetch(Q.purpose_keys)}
         except DB_UNAVAILABLE as exc:
-            raise LedgerUnavailable.because(exc, "The catalogue is unavailable.") from exc
+            raise LedgerUnavailable.because(exc, Localized("catalogue-unavailable")) from exc
 
     async def get(self, tenant_id: UUID, decision_id: UUID, *, replay: bool) -> StoredDecision:
         try:
             async with self.db.tenant(tenant_id) as conn:
                 row = await conn.fetchrow(Q.get_decision, tenant_id, decision_id)
         except DB_UNAVAILABLE as exc:
-            raise LedgerUnavailable.because(exc, "The decision log is unavailable.") from exc
+            raise LedgerUnavailable.because(exc, Localized("decision-log-unavailable")) from exc
         if row is None:
-            raise NotFound("No such decision.")
+            raise NotFound(Localized("no-such-decision"))
         stored = StoredDecision(
             decision_id=row["id"],
             decided_at=row["decided_at"],

@@ -1,7 +1,8 @@
 """The texts a person reads in a problem (RFC 9457) and on its page, per language.
 
 One module per language (`en`, `de`), each with the same keys: `PROBLEMS` (slug -> title, page
-text) and `DETAILS` (detail key -> a static `detail`). English is the fallback. Which language
+text) and `DETAILS` (detail key -> a `detail` or field message, which may name values as
+`{placeholders}`: `Localized`). English is the fallback. Which language
 a request gets is `negotiate(Accept-Language)`, cached by header value: answering an error
 costs no parsing for a header seen before, and none at all without the header. msgspec's and
 Litestar's field messages are translated by their shape (`consent.locales.fields`, with the
@@ -21,7 +22,9 @@ __all__ = [
     "LANGUAGES",
     "PROBLEMS",
     "Localized",
+    "localized",
     "negotiate",
+    "plain",
     "problem_texts",
 ]
 
@@ -33,21 +36,46 @@ LANGUAGES: Final = tuple(PROBLEMS)
 # Longer Accept-Language values are read only this far (browsers send a few dozen bytes).
 _MAX_HEADER: Final = 500
 _FALLBACK_SLUG: Final = "internal-error"
+# English text -> detail key, for the texts that name no value (`localized`)
+_KEYS_BY_TEXT: Final = {text: key for key, text in en.DETAILS.items() if "{" not in text}
 
 
 class Localized(str):  # noqa: SLOT000 - a str cannot have slotted attributes
-    """A static English `detail` that knows its catalogue key, so a problem can give it in the
-    asker's language; everywhere else (logs, `str(exc)`) it is the English text."""
+    """A `detail` or field message in English that knows its catalogue key (and the values its
+    text names), so a problem can give it in the asker's language; everywhere else (logs,
+    `str(exc)`, tests) it is the English text. `Localized("purpose-exists", key="analytics")`
+    is "Purpose 'analytics' exists.": each catalogue's text names the same `{placeholders}`
+    (tests/unit/foundation/test_localized_catalogue.py), filled with the same values."""
 
     key: str
+    params: dict[str, object]
 
-    def __new__(cls, key: str) -> Self:
-        text = super().__new__(cls, en.DETAILS[key])  # an unknown key fails at import
+    def __new__(cls, key: str, /, **params: object) -> Self:
+        # An unknown key, or a placeholder without its value, fails where the text is made.
+        text = super().__new__(cls, en.DETAILS[key].format_map(params))
         text.key = key
+        text.params = params
         return text
 
+    def __getnewargs_ex__(self) -> tuple[tuple[str], dict[str, object]]:
+        return (self.key,), self.params  # copy and pickle make it again from its key
+
     def in_language(self, language: str) -> str:
-        return DETAILS.get(language, en.DETAILS).get(self.key) or en.DETAILS[self.key]
+        template = DETAILS.get(language, en.DETAILS).get(self.key) or en.DETAILS[self.key]
+        return template.format_map(self.params)
+
+
+def localized(text: str) -> str:
+    """The `Localized` whose English text is `text` (a catalogue text naming no value, e.g. a
+    message another module words in English), else `text` itself."""
+    key = _KEYS_BY_TEXT.get(text)
+    return text if key is None else Localized(key)
+
+
+def plain(text: str) -> str:
+    """`text` as a plain `str` (a `Localized` gives its English text): for what is encoded
+    with msgspec outside a problem response, which takes no subclass of `str`."""
+    return text if type(text) is str else str.__str__(text)
 
 
 def problem_texts(slug: str, language: str) -> tuple[str, str]:

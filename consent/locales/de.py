@@ -77,7 +77,8 @@ PROBLEMS: Final[dict[str, tuple[str, str]]] = {
     ),
 }
 
-# detail key -> a problem's `detail` (static texts only: never a value from a request)
+# detail key -> a problem's `detail` or a field message (`Localized`); a `{name}` is a value
+# the service names (a purpose's key, a scope, a bound), never personal data
 DETAILS: Final[dict[str, str]] = {
     "invalid-input": "Der Anfrageinhalt oder die Parameter sind ungültig.",
     "empty-body": "Der Anfrageinhalt ist leer.",
@@ -91,6 +92,131 @@ DETAILS: Final[dict[str, str]] = {
     "no-such-problem-type": "Diesen Problemtyp gibt es nicht.",
     "send-json": "Senden Sie den Anfrageinhalt als JSON (Content-Type: application/json).",
     "send-ndjson": "Senden Sie den Anfrageinhalt als NDJSON (Content-Type: application/x-ndjson).",
+    # -- the service's own texts; `{name}`: a value the text names, the same in every language
+    # authentication and tenancy
+    "api-key-required": (
+        "Ein gültiger API-Schlüssel ist erforderlich (Authorization: Bearer <key>)."
+    ),
+    "key-lacks-scope": "Diesem API-Schlüssel fehlt der Scope '{scope}'.",
+    "banner-key-writes-only": "Ein Banner-Schlüssel (mit allowed_origins) darf nur schreiben: "
+    "sein Geheimnis ist öffentlich.",
+    "key-origin-not-allowed": (
+        "Dieser API-Schlüssel darf nur von seinen erlaubten Origins aus verwendet werden."
+    ),
+    "key-own-property-only": "Dieser API-Schlüssel darf nur für seine eigene Property aufzeichnen.",
+    "property-origin-not-allowed": "Diese Property nimmt Anfragen aus dem Browser nur von ihren "
+    "erlaubten Origins an.",
+    "name-length": "muss 1-200 Zeichen lang sein",
+    "no-tenant": "Es gibt keinen Mandanten {tenant_id}.",
+    "tenant-not-found": "Mandant nicht gefunden.",
+    "property-exists": "Eine Property mit diesem Namen gibt es bereits.",
+    "banner-key-scopes": (
+        "ein Schlüssel mit allowed_origins (ein Banner-Schlüssel) darf nur 'write' haben"
+    ),
+    "no-such-property": "diese Property gibt es nicht",
+    "key-secret-shown-once": "Der API-Schlüssel {key_id} wurde unter diesem Idempotency-Key "
+    "erstellt; sein Geheimnis wurde nur einmal angezeigt. Widerrufen Sie diesen Schlüssel und "
+    "erstellen Sie einen neuen, falls das Geheimnis verloren ist.",
+    "no-such-api-key": "Diesen API-Schlüssel gibt es nicht.",
+    # idempotency
+    "idempotency-key-format": "muss aus 1-200 druckbaren Zeichen bestehen",
+    "idempotency-key-erased": "Der Schreibvorgang zu diesem Idempotency-Key betraf eine Person, "
+    "deren Daten inzwischen gelöscht wurden: Er wird nicht erneut ausgeführt. Eine neue "
+    "Entscheidung braucht einen neuen Schlüssel.",
+    "idempotency-key-other-request": (
+        "Dieser Idempotency-Key wurde für eine andere Anfrage verwendet."
+    ),
+    # lists
+    "limit-range": "muss zwischen 1 und {max} liegen",
+    "cursor-not-ours": "kein Cursor, den diese API ausgegeben hat",
+    "cursor-not-this-list": "kein Cursor der Liste {kind} dieser betroffenen Person (aus deren "
+    "next_cursor)",
+    # the catalogue
+    "listed-twice": "'{key}' ist doppelt aufgeführt",
+    "necessary-not-consent": (
+        "ein unbedingt erforderlicher Zweck beruht nicht auf einer Einwilligung"
+    ),
+    "purpose-exists": "Der Zweck '{key}' existiert bereits.",
+    "no-purpose": "Es gibt keinen Zweck '{key}'.",
+    "unknown-purposes": "unbekannte Zwecke: {purposes}",
+    "notice-exists": "Der Hinweis '{key}' existiert bereits.",
+    "no-notice": "Es gibt keinen Hinweis '{key}'.",
+    "version-draft-open": "Version {version} ist ein unveröffentlichter Entwurf: "
+    "Veröffentlichen, korrigieren (PUT) oder löschen Sie ihn zuerst.",
+    "version-already-published": "Version {version} ist bereits veröffentlicht.",
+    "version-immutable": "Version {version} ist veröffentlicht, und eine veröffentlichte "
+    "Version ist unveränderlich: Entwerfen Sie stattdessen eine neue Version.",
+    "notice-has-no-version": "Der Hinweis '{key}' hat keine Version {version}.",
+    "vendor-exists": "Der Anbieter '{name}' existiert bereits.",
+    "builtin-identifier-type": "'{key}' ist ein eingebauter Identifikatortyp.",
+    "identifier-type-exists": "Der Identifikatortyp '{key}' existiert bereits.",
+    # consents and preferences
+    "agent-required": "erforderlich, wenn method 'agent' ist",
+    "time-zone-required": "muss eine Zeitzone enthalten",
+    "in-the-future": "liegt in der Zukunft",
+    "before-1970": "liegt vor 1970-01-01T00:00:00Z",
+    "purpose-repeated": "ein Zweck kommt in einem Ereignis mehr als einmal vor",
+    "notice-version-required": "erforderlich: die gezeigte Version des Hinweises",
+    "notice-hash-needs-version": "braucht die notice_version_id, deren Hash er ist",
+    "invalid-consent": "Ungültige Einwilligung.",
+    "unknown-purpose": "unbekannter Zweck '{purpose}'",
+    "no-such-notice-version": "diese Version des Hinweises gibt es nicht",
+    "notice-version-unpublished": "diese Version des Hinweises ist nicht veröffentlicht",
+    "purpose-not-asked": "vom gezeigten Hinweis nicht erfragt",
+    "notice-hash-mismatch": "passt nicht zur Version des Hinweises",
+    "notice-language-missing": "die Version des Hinweises hat keinen Text in dieser Sprache",
+    "invalid-preferences": "Ungültige Präferenzen.",
+    "preference-twice": "diese Präferenz kommt zweimal vor",
+    "value-one-of": "muss einer dieser Werte sein: {allowed}",
+    "channel-one-of": "der Kanal muss einer dieser Werte sein: {channels}",
+    "frequency-per-channel": "die Häufigkeit gilt je Kanal oder für 'default'",
+    # subjects and identifiers
+    "no-such-subject": "Diese betroffene Person gibt es nicht.",
+    "no-subject-with-identifier": "Es gibt keine betroffene Person mit diesem Identifikator.",
+    "subject-id-or-identifier": "geben Sie genau eines von subject_id oder identifier an",
+    "unknown-identifier-type": "unbekannter Identifikatortyp '{type}'",
+    "not-an-email": "keine E-Mail-Adresse",
+    "not-a-phone-number": (
+        "keine Telefonnummer im internationalen Format (+<Landesvorwahl><Nummer>)"
+    ),
+    "identifier-characters": "muss aus 1-200 sichtbaren ASCII-Zeichen bestehen",
+    "identifier-too-long": "zu lang",
+    # the audit log
+    "no-audit-log": "Dieser Mandant hat noch kein Audit-Protokoll.",
+    "no-checkpoint-yet": "Das Protokoll hat noch keinen signierten Checkpoint.",
+    "no-checkpoint-of-size": "Es gibt keinen signierten Checkpoint dieser Größe.",
+    "no-audit-event": "Es gibt kein Audit-Ereignis mit dieser ID.",
+    "event-not-integrated": "Das Ereignis ist noch nicht in das Protokoll aufgenommen; "
+    "versuchen Sie es gleich erneut.",
+    "event-after-checkpoint": (
+        "das Ereignis wurde nach diesem Checkpoint aufgenommen: geben Sie einen späteren an"
+    ),
+    "event-newer-than-checkpoint": "Das Ereignis ist neuer als dieser Checkpoint; versuchen Sie "
+    "es gleich erneut.",
+    "at-most-tree-size": "darf höchstens die Baumgröße sein, {size}",
+    "from-range": "muss zwischen 1 und to liegen",
+    "subject-or-period-not-both": (
+        "geben Sie eine subject_id an oder since und until: nicht beides"
+    ),
+    "until-after-since": "muss später als since sein",
+    "subject-or-period": "geben Sie eine subject_id oder since und until an",
+    # decisions
+    "invalid-subject-references": "Ungültige Verweise auf betroffene Personen.",
+    "ledger-unavailable-no-decision": "Das Einwilligungsregister ist nicht verfügbar; es wurde "
+    "keine Entscheidung getroffen (keine Ablehnung).",
+    "ledger-unavailable": "Das Einwilligungsregister ist nicht verfügbar.",
+    "catalogue-unavailable": "Der Katalog ist nicht verfügbar.",
+    "decision-log-unavailable": "Das Entscheidungsprotokoll ist nicht verfügbar.",
+    "no-such-decision": "Diese Entscheidung gibt es nicht.",
+    "no-header-line": "der Inhalt hat keine Kopfzeile",
+    "invalid-header": "ungültige Kopfzeile: {reason}",
+    "header-not-json": "die Kopfzeile ist kein JSON",
+    "line-too-long": "Zeile zu lang",
+    "unknown-query-parameter": "unbekannter Query-Parameter; diese Operation nimmt {takes}",
+    "unknown-query-parameter-none": (
+        "unbekannter Query-Parameter; diese Operation nimmt keine Query-Parameter"
+    ),
+    "no-such-file": "Diese Datei gibt es nicht.",
 }
 
 # msgspec's and Litestar's words about a bad body or parameter (a 400's `errors[].message`, and

@@ -48,7 +48,8 @@ PROBLEMS: Final[dict[str, tuple[str, str]]] = {
     "internal-error": ("Internal error", "Something failed on our side; the request id helps."),
 }
 
-# detail key -> a problem's `detail` (static texts only: never a value from a request)
+# detail key -> a problem's `detail` or a field message (`Localized`); a `{name}` is a value
+# the service names (a purpose's key, a scope, a bound), never personal data
 DETAILS: Final[dict[str, str]] = {
     "invalid-input": "The request body or parameters are invalid.",
     "empty-body": "The request body is empty.",
@@ -60,4 +61,112 @@ DETAILS: Final[dict[str, str]] = {
     "no-such-problem-type": "No such problem type.",
     "send-json": "Send the body as JSON (Content-Type: application/json).",
     "send-ndjson": "Send the body as NDJSON (Content-Type: application/x-ndjson).",
+    # -- the service's own texts; `{name}`: a value the text names, the same in every language
+    # authentication and tenancy
+    "api-key-required": "A valid API key is required (Authorization: Bearer <key>).",
+    "key-lacks-scope": "This API key lacks the '{scope}' scope.",
+    "banner-key-writes-only": (
+        "A banner key (with allowed_origins) may only write: its secret is public."
+    ),
+    "key-origin-not-allowed": "This API key may only be used from its allowed origins.",
+    "key-own-property-only": "This API key may only record for its own property.",
+    "property-origin-not-allowed": (
+        "This property accepts browser requests only from its allowed origins."
+    ),
+    "name-length": "must be 1-200 characters",
+    "no-tenant": "No tenant {tenant_id}.",
+    "tenant-not-found": "Tenant not found.",
+    "property-exists": "A property with this name exists.",
+    "banner-key-scopes": "a key with allowed_origins (a banner key) may only have 'write'",
+    "no-such-property": "no such property",
+    "key-secret-shown-once": "API key {key_id} was created under this Idempotency-Key; its "
+    "secret was shown once only. Revoke that key and create another if the secret was lost.",
+    "no-such-api-key": "No such API key.",
+    # idempotency
+    "idempotency-key-format": "must be 1-200 printable characters",
+    "idempotency-key-erased": "This Idempotency-Key's write concerned a person whose data has "
+    "since been erased: it is not run again. A new choice needs a new key.",
+    "idempotency-key-other-request": "This Idempotency-Key was used for a different request.",
+    # lists
+    "limit-range": "must be between 1 and {max}",
+    "cursor-not-ours": "not a cursor returned by this API",
+    "cursor-not-this-list": "not a cursor of this subject's {kind} list (from its next_cursor)",
+    # the catalogue
+    "listed-twice": "'{key}' is listed twice",
+    "necessary-not-consent": "a strictly necessary purpose does not rest on consent",
+    "purpose-exists": "Purpose '{key}' exists.",
+    "no-purpose": "No purpose '{key}'.",
+    "unknown-purposes": "unknown purposes: {purposes}",
+    "notice-exists": "Notice '{key}' exists.",
+    "no-notice": "No notice '{key}'.",
+    "version-draft-open": "Version {version} is an unpublished draft: publish it, or correct it "
+    "(PUT) or delete it, first.",
+    "version-already-published": "Version {version} is already published.",
+    "version-immutable": "Version {version} is published, and a published version is "
+    "immutable: draft a new version instead.",
+    "notice-has-no-version": "Notice '{key}' has no version {version}.",
+    "vendor-exists": "Vendor '{name}' exists.",
+    "builtin-identifier-type": "'{key}' is a built-in identifier type.",
+    "identifier-type-exists": "Identifier type '{key}' exists.",
+    # consents and preferences
+    "agent-required": "required when method is 'agent'",
+    "time-zone-required": "must include a time zone",
+    "in-the-future": "is in the future",
+    "before-1970": "is before 1970-01-01T00:00:00Z",
+    "purpose-repeated": "a purpose appears more than once in one event",
+    "notice-version-required": "required: the notice version shown",
+    "notice-hash-needs-version": "needs the notice_version_id it is the hash of",
+    "invalid-consent": "Invalid consent.",
+    "unknown-purpose": "unknown purpose '{purpose}'",
+    "no-such-notice-version": "no such notice version",
+    "notice-version-unpublished": "this notice version is not published",
+    "purpose-not-asked": "not asked by the notice shown",
+    "notice-hash-mismatch": "does not match the notice version",
+    "notice-language-missing": "the notice version has no text in it",
+    "invalid-preferences": "Invalid preferences.",
+    "preference-twice": "this preference appears twice",
+    "value-one-of": "must be one of: {allowed}",
+    "channel-one-of": "channel must be one of: {channels}",
+    "frequency-per-channel": "frequency is per channel or 'default'",
+    # subjects and identifiers
+    "no-such-subject": "No such subject.",
+    "no-subject-with-identifier": "No subject with this identifier.",
+    "subject-id-or-identifier": "give exactly one of subject_id or identifier",
+    "unknown-identifier-type": "unknown identifier type '{type}'",
+    "not-an-email": "not an e-mail address",
+    "not-a-phone-number": "not a phone number in international format (+<country><number>)",
+    "identifier-characters": "must be 1-200 visible ASCII characters",
+    "identifier-too-long": "too long",
+    # the audit log
+    "no-audit-log": "This tenant has no audit log yet.",
+    "no-checkpoint-yet": "The log has no signed checkpoint yet.",
+    "no-checkpoint-of-size": "No signed checkpoint of that size.",
+    "no-audit-event": "No audit event with this id.",
+    "event-not-integrated": "The event is not yet integrated into the log; retry shortly.",
+    "event-after-checkpoint": "the event was integrated after this checkpoint: give a later one",
+    "event-newer-than-checkpoint": "The event is newer than that checkpoint; retry shortly.",
+    "at-most-tree-size": "must be at most the tree size, {size}",
+    "from-range": "must be between 1 and to",
+    "subject-or-period-not-both": "give a subject_id, or since and until: not both",
+    "until-after-since": "must be later than since",
+    "subject-or-period": "give a subject_id or since and until",
+    # decisions
+    "invalid-subject-references": "Invalid subject references.",
+    "ledger-unavailable-no-decision": (
+        "The consent ledger is unavailable; no decision was made (not a denial)."
+    ),
+    "ledger-unavailable": "The consent ledger is unavailable.",
+    "catalogue-unavailable": "The catalogue is unavailable.",
+    "decision-log-unavailable": "The decision log is unavailable.",
+    "no-such-decision": "No such decision.",
+    "no-header-line": "the body has no header line",
+    "invalid-header": "invalid header: {reason}",
+    "header-not-json": "the header line is not JSON",
+    "line-too-long": "line too long",
+    # query parameters, the docs' files
+    "unknown-query-parameter": "unknown query parameter; this operation takes {takes}",
+    "unknown-query-parameter-none": (
+        "unknown query parameter; this operation takes no query parameters"
+    ),
+    "no-such-file": "No such file.",
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Final
 from uuid import UUID
 
 import msgspec
@@ -20,6 +21,7 @@ from consent.db.database import Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
+from consent.locales import Localized
 from consent.preferences.schemas import (
     ALLOWED_VALUES,
     CHANNELS,
@@ -40,6 +42,7 @@ __all__ = ["PreferenceService", "validate_preferences"]
 Q = SqlFile.beside(__file__)
 _EVIDENCE_CONTEXT = b"preference-evidence"
 _enc = msgspec.json.Encoder()
+_INVALID_PREFERENCES: Final = Localized("invalid-preferences")
 
 
 def validate_preferences(data: PreferenceCreate, now: datetime) -> str | None:
@@ -49,22 +52,26 @@ def validate_preferences(data: PreferenceCreate, now: datetime) -> str | None:
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(data.items):
         if (item.kind, item.key) in seen:
-            errors.append(FieldError(f"items[{i}]", "this preference appears twice"))
+            errors.append(FieldError(f"items[{i}]", Localized("preference-twice")))
         seen.add((item.kind, item.key))
         if item.value not in ALLOWED_VALUES[item.kind]:
             allowed = ", ".join(sorted(ALLOWED_VALUES[item.kind]))
-            errors.append(FieldError(f"items[{i}].value", f"must be one of: {allowed}"))
+            errors.append(
+                FieldError(f"items[{i}].value", Localized("value-one-of", allowed=allowed))
+            )
         if item.kind == "channel" and item.key not in CHANNELS:
             errors.append(
-                FieldError(f"items[{i}].key", f"channel must be one of: {', '.join(CHANNELS)}")
+                FieldError(
+                    f"items[{i}].key", Localized("channel-one-of", channels=", ".join(CHANNELS))
+                )
             )
         if item.kind == "frequency" and item.key not in (*CHANNELS, "default"):
-            errors.append(FieldError(f"items[{i}].key", "frequency is per channel or 'default'"))
+            errors.append(FieldError(f"items[{i}].key", Localized("frequency-per-channel")))
     found, normalized = checked_reference(data.subject_id, data.identifier)
     errors += found
     errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
     if errors:
-        detail = errors[0].message if len(errors) == 1 else "Invalid preferences."
+        detail = errors[0].message if len(errors) == 1 else _INVALID_PREFERENCES
         raise ValidationFailed(detail, errors=errors)
     return normalized
 
@@ -164,7 +171,7 @@ class PreferenceService:
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
             )
             if survivor is None:
-                raise NotFound("No such subject.")
+                raise NotFound(Localized("no-such-subject"))
             rows = await conn.fetch(Q.subject_preferences, survivor)
         return SubjectPreferences(
             subject_id=survivor,

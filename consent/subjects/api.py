@@ -20,6 +20,7 @@ from consent.db.database import Conn, Database
 from consent.errors import NotFound
 from consent.http_params import IdemKey
 from consent.idempotency import run_idempotent
+from consent.locales import Localized
 from consent.openapi import problems
 from consent.subjects.erasure import erase_subject
 from consent.subjects.export import SubjectExport, SubjectExporter
@@ -199,7 +200,7 @@ class SubjectController(Controller):
         async def named(conn: Conn, tenant_id: UUID, resolver: SubjectResolver) -> UUID:
             found = await resolver.resolve(conn, tenant_id, data, create=False)
             if found is None:
-                raise NotFound("No subject with this identifier.")
+                raise NotFound(Localized("no-subject-with-identifier"))
             return found
 
         # Keyed: the idempotency record outlives the erasure, and a plain hash of a body

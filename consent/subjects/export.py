@@ -39,6 +39,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
 from consent.errors import NotFound
 from consent.ids import uuid7
+from consent.locales import Localized
 from consent.pagination import MAX_LIMIT
 from consent.preferences.schemas import PreferenceEvent, SubjectPreferences
 from consent.preferences.service import PreferenceService
@@ -274,7 +275,7 @@ class SubjectExporter:
         async with self.db.tenant(self.tenant_id) as conn:
             found = await self.resolver.resolve(conn, self.tenant_id, ref, create=False)
             if found is None:
-                raise NotFound("No subject with this identifier.")
+                raise NotFound(Localized("no-subject-with-identifier"))
             # Locked as a write locks its subject (FOR KEY SHARE, until the commit): an erasure
             # (FOR UPDATE) waits for this leaf and then deletes the token it names, or has
             # committed and this is a 404; never a token made for a subject erased meanwhile.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from typing import Final
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -24,6 +25,7 @@ from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.ids import uuid7
+from consent.locales import Localized, localized
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 from consent.subjects.schemas import ExportedIdentifier, IdentifierIn, LinkResult, SubjectRef
 
@@ -35,6 +37,8 @@ __all__ = [
 ]
 
 Q = SqlFile.beside(__file__)
+_ONE_OF: Final = Localized("subject-id-or-identifier")
+_NO_SUCH_SUBJECT: Final = Localized("no-such-subject")
 
 
 def _id_context(id_type: str) -> bytes:
@@ -81,12 +85,12 @@ def checked_reference(
     the normalised value of a valid built-in identifier (else None), for
     `SubjectResolver.resolve_for_write` to use instead of normalising again."""
     if (subject_id is None) == (identifier is None):
-        return [FieldError("subject_id", "give exactly one of subject_id or identifier")], None
+        return [FieldError("subject_id", _ONE_OF)], None
     if identifier is not None and identifier.type in BUILTIN_TYPES:
         try:
             return [], normalize(identifier.type, identifier.value)
         except InvalidIdentifier as exc:
-            return [FieldError("identifier.value", str(exc))], None
+            return [FieldError("identifier.value", localized(str(exc)))], None
     return [], None
 
 
@@ -128,12 +132,12 @@ class SubjectResolver:
                 "select exists (select 1 from identifier_type where key = $1)", ident.type
             ):
                 raise ValidationFailed.field(
-                    f"{field}.type", f"unknown identifier type '{ident.type}'"
+                    f"{field}.type", Localized("unknown-identifier-type", type=ident.type)
                 )
         try:
             value = normalize(ident.type, ident.value)
         except InvalidIdentifier as exc:
-            raise ValidationFailed.field(f"{field}.value", str(exc)) from None
+            raise ValidationFailed.field(f"{field}.value", localized(str(exc))) from None
         digest = self.keyring.lookup_digest(str(tenant_id), ident.type, value)
         return _Normalized(ident.type, value, digest)
 
@@ -156,9 +160,7 @@ class SubjectResolver:
     @staticmethod
     def _check_ref(ref: SubjectRef, field: str) -> None:
         if (ref.subject_id is None) == (ref.identifier is None):
-            raise ValidationFailed.field(
-                field or "subject_id", "give exactly one of subject_id or identifier"
-            )
+            raise ValidationFailed.field(field or "subject_id", _ONE_OF)
 
     async def resolve(
         self,
@@ -177,7 +179,7 @@ class SubjectResolver:
         if ref.subject_id is not None:
             found = await conn.fetchval(Q.resolve_subject_unlocked, ref.subject_id)
             if found is None:
-                raise NotFound("No such subject.")
+                raise NotFound(_NO_SUCH_SUBJECT)
             return UUID(str(found))
         assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
         ident = await self._normalize(conn, tenant_id, ref.identifier, _at(field, "identifier"))
@@ -233,7 +235,7 @@ class SubjectResolver:
         if ref.subject_id is not None:
             row = await conn.fetchrow(Q.write_context_by_id, tenant_id, ref.subject_id)
             if row is None:
-                raise NotFound("No such subject.")
+                raise NotFound(_NO_SUCH_SUBJECT)
             return self._write_subject(tenant_id, row)
         assert ref.identifier is not None  # noqa: S101 - narrowed by _check_ref
         ident = await self._normalize(
@@ -313,9 +315,7 @@ class SubjectResolver:
         errors: list[FieldError] = []
         for i, ref in enumerate(refs):
             if (ref.subject_id is None) == (ref.identifier is None):
-                errors.append(
-                    FieldError(f"subjects[{i}]", "give exactly one of subject_id or identifier")
-                )
+                errors.append(FieldError(f"subjects[{i}]", _ONE_OF))
             elif ref.identifier is not None:
                 field = f"subjects[{i}].identifier"
                 errors += await self.identifier_errors(conn, tenant_id, ref.identifier, field)

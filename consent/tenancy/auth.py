@@ -20,6 +20,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from consent.db.database import Database
 from consent.errors import Forbidden, Unauthorized
+from consent.locales import Localized
 from consent.tenancy.keys import parse_api_key, secret_matches
 from consent.tenancy.repository import TenancyRepository
 
@@ -35,7 +36,9 @@ __all__ = [
 ]
 
 _SCOPE_KEY: Final = "consent.principal"
-_UNAUTHORIZED: Final = "A valid API key is required (Authorization: Bearer <key>)."
+_UNAUTHORIZED: Final = Localized("api-key-required")
+_ORIGIN_NOT_ALLOWED: Final = Localized("key-origin-not-allowed")
+_BANNER_WRITES_ONLY: Final = Localized("banner-key-writes-only")
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -57,7 +60,7 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         if self.property_id is None:
             return named
         if named is not None and named != self.property_id:
-            raise Forbidden("This API key may only record for its own property.")
+            raise Forbidden(Localized("key-own-property-only"))
         return self.property_id
 
 
@@ -152,17 +155,17 @@ def requires(scope: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRo
         who = await authenticate(db, connection.headers.get("authorization"))
         if not who.has(scope):
             raise Forbidden(
-                f"This API key lacks the '{scope}' scope.",
+                Localized("key-lacks-scope", scope=scope),
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
             )
         if who.allowed_origins and scope not in BANNER_SCOPES:
             # Also a key made before banner keys were limited to writing: its secret is public.
             raise Forbidden(
-                "A banner key (with allowed_origins) may only write: its secret is public.",
+                _BANNER_WRITES_ONLY,
                 headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{scope}"'},
             )
         if not origin_allowed(connection.headers.get("origin"), who.allowed_origins):
-            raise Forbidden("This API key may only be used from its allowed origins.")
+            raise Forbidden(_ORIGIN_NOT_ALLOWED)
         connection.state[_SCOPE_KEY] = who
         structlog.contextvars.bind_contextvars(tenant_id=str(who.tenant_id))
 

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from consent.db.database import Conn
 from consent.errors import Forbidden, ValidationFailed
+from consent.locales import Localized
 from consent.tenancy.auth import origin_allowed
 from consent.tenancy.repository import TenancyRepository
 
@@ -20,7 +21,7 @@ async def check_write_property(conn: Conn, property_id: UUID | None, origin: str
         return
     found = await TenancyRepository(conn).get_property(property_id)
     if found is None:
-        raise ValidationFailed.field("property_id", "no such property")
+        raise ValidationFailed.field("property_id", Localized("no-such-property"))
     allowed = [o.lower() for o in found.allowed_origins]
     if origin is not None and not origin_allowed(origin, allowed):
-        raise Forbidden("This property accepts browser requests only from its allowed origins.")
+        raise Forbidden(Localized("property-origin-not-allowed"))

@@ -15,6 +15,7 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.errors import Conflict, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
+from consent.locales import Localized
 from consent.pagination import check_limit, decode_cursor, encode_cursor, page_of
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.tenancy.auth import BANNER_SCOPES, key_cache
@@ -59,7 +60,7 @@ async def create_tenant_with_admin_key(
     log starts with the policy revision served last (`record_policy_for_new_tenant`)."""
     name = name.strip()
     if not 1 <= len(name) <= 200:  # noqa: PLR2004
-        raise ValidationFailed.field("name", "must be 1-200 characters")
+        raise ValidationFailed.field("name", Localized("name-length"))
     async with db.system() as conn:
         repo = TenancyRepository(conn)
         tenant = await repo.insert_tenant(name)
@@ -75,11 +76,11 @@ async def issue_admin_key(db: Database, tenant_id: UUID, name: str) -> str:
     lost theirs (returned once; raises NotFound for an unknown tenant)."""
     name = name.strip()
     if not 1 <= len(name) <= 200:  # noqa: PLR2004
-        raise ValidationFailed.field("name", "must be 1-200 characters")
+        raise ValidationFailed.field("name", Localized("name-length"))
     async with db.system() as conn:
         repo = TenancyRepository(conn)
         if await repo.get_tenant(tenant_id) is None:
-            raise NotFound(f"No tenant {tenant_id}.")
+            raise NotFound(Localized("no-tenant", tenant_id=tenant_id))
         full, key_id, digest = generate_api_key()
         await repo.insert_api_key(tenant_id, None, key_id, digest, name, ["admin"], [])
     return full
@@ -102,7 +103,7 @@ class TenancyService:
         async with self.db.tenant(self.tenant_id) as conn:
             tenant = await TenancyRepository(conn).get_tenant(self.tenant_id)
         if tenant is None:
-            raise NotFound("Tenant not found.")
+            raise NotFound(Localized("tenant-not-found"))
         return tenant
 
     async def update_settings(
@@ -138,7 +139,7 @@ class TenancyService:
                             [origin.lower() for origin in data.allowed_origins],
                         )
                 except asyncpg.UniqueViolationError:
-                    raise Conflict("A property with this name exists.") from None
+                    raise Conflict(Localized("property-exists")) from None
 
             result, _ = await run_idempotent(
                 conn, self.keyring, self.tenant_id, idem_key, _enc.encode(data), Property, produce
@@ -159,16 +160,14 @@ class TenancyService:
             # A banner key is published in web pages and `Origin` is forged by any non-browser
             # client: the origin list protects nothing. Reading would give every visitor every
             # customer's consents (lookup by e-mail), deciding their status; admin the tenant.
-            raise ValidationFailed.field(
-                "scopes", "a key with allowed_origins (a banner key) may only have 'write'"
-            )
+            raise ValidationFailed.field("scopes", Localized("banner-key-scopes"))
         secret: list[str] = []
         async with self.db.tenant(self.tenant_id) as conn:
             repo = TenancyRepository(conn)
 
             async def produce() -> ApiKey:
                 if data.property_id and await repo.get_property(data.property_id) is None:
-                    raise ValidationFailed.field("property_id", "no such property")
+                    raise ValidationFailed.field("property_id", Localized("no-such-property"))
                 full, key_id, digest = generate_api_key()
                 secret.append(full)
                 return await repo.insert_api_key(
@@ -186,10 +185,7 @@ class TenancyService:
                 conn, self.keyring, self.tenant_id, idem_key, _enc.encode(data), ApiKey, produce
             )
         if replayed:
-            raise Conflict(
-                f"API key {key.id} was created under this Idempotency-Key; its secret was shown "
-                "once only. Revoke that key and create another if the secret was lost."
-            )
+            raise Conflict(Localized("key-secret-shown-once", key_id=key.id))
         return ApiKeyCreated(key=key, secret=secret[0])
 
     async def list_api_keys(self, cursor: str | None, limit: int) -> ApiKeyPage:
@@ -203,6 +199,6 @@ class TenancyService:
         async with self.db.tenant(self.tenant_id) as conn:
             key = await TenancyRepository(conn).revoke_api_key(api_key_id)
         if key is None:
-            raise NotFound("No such API key.")
+            raise NotFound(Localized("no-such-api-key"))
         key_cache.forget(key.key_id)
         return key

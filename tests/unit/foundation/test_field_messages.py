@@ -315,7 +315,22 @@ def test_what_msgspec_says_has_a_german_shape(type_: Any, data: bytes) -> None:
 def _slot(name: str) -> st.SearchStrategy[str]:
     if name == "reason":
         return st.sampled_from(sorted(de.FIELD_REASONS))
-    return st.from_regex(re.compile(fields.SLOTS[name], re.DOTALL), fullmatch=True)
+    # Without backticks: in a value, they make `_kept`'s token count ambiguous (the value's
+    # own backticks pair with the message's); test_a_field_name_with_backticks covers them.
+    values = st.from_regex(re.compile(fields.SLOTS[name], re.DOTALL), fullmatch=True)
+    return values.filter(lambda value: "`" not in value)
+
+
+def test_a_field_name_with_backticks_is_kept_as_sent() -> None:
+    # A client may send any key: its backticks are the name's, copied as they are.
+    assert (
+        fields.in_language("Object contains unknown field ``` - at `$`", "de")
+        == "Objekt enthält unbekanntes Feld ``` - bei `$`"
+    )
+    assert (
+        fields.in_language("Object contains unknown field `a`b`", "de")
+        == "Objekt enthält unbekanntes Feld `a`b`"
+    )
 
 
 @st.composite
