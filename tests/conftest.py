@@ -181,6 +181,33 @@ class Catalog:
         assert response.status_code == status, response.text
         return response.json()
 
+    async def linked_person(self, email: dict[str, str], device: dict[str, str]) -> tuple[Any, Any]:
+        """A customer known by e-mail (newsletter granted, an e-mail channel preference),
+        linked with an anonymous device (analytics granted); returns the two consents written
+        (the e-mail's subject survives the link)."""
+        first = await self.consent(
+            identifier=email, choices=[{"purpose": "newsletter", "choice": "granted"}]
+        )
+        second = await self.consent(
+            identifier=device, choices=[{"purpose": "analytics", "choice": "granted"}]
+        )
+        await self.post(
+            "/v1/preferences",
+            {
+                "identifier": email,
+                "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
+                "surface": "portal",
+                "channel": "web",
+            },
+        )
+        link = await self.post(
+            "/v1/subjects/link",
+            {"subjects": [{"identifier": email}, {"identifier": device}]},
+            status=200,
+        )
+        assert link["subject_id"] == first["subject_id"]
+        return first, second
+
 
 @pytest.fixture
 async def catalog(client: Any, tenant: Tenant) -> Catalog:

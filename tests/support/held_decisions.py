@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 from uuid import UUID
 
 import msgspec
@@ -22,7 +21,7 @@ from consent.decisions.policy import PolicyRuntime
 from consent.decisions.schemas import DecisionOut, DecisionRequest
 from consent.decisions.service import Caller, DecisionService
 
-__all__ = ["HeldWriter", "ask", "held_decisions", "waiting_for_a_lock"]
+__all__ = ["HeldWriter", "ask", "held_decisions"]
 
 
 class HeldWriter(GroupCommitWriter):
@@ -76,20 +75,3 @@ def ask(
     )
     caller = Caller(tenant_id=tenant_id, api_key_id="race-test", request_id=None)
     return asyncio.create_task(service.decide(caller, request))
-
-
-async def waiting_for_a_lock(db: Database, done: asyncio.Future[Any]) -> bool:
-    """Whether a statement of this database waits for an advisory lock (polled until it does or
-    `done` is: whichever comes first, no fixed sleep)."""
-    async with db.system() as watcher:
-        for _ in range(500):
-            if done.done():
-                return False
-            if await watcher.fetchval(
-                "select count(*) from pg_locks as l join pg_database as d on d.oid = l.database"
-                " where d.datname = current_database() and l.locktype = 'advisory'"
-                " and not l.granted"
-            ):
-                return True
-            await asyncio.sleep(0.01)
-    return False

@@ -29,7 +29,8 @@ from consent.subjects.erasure import erase_subject
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import SubjectRef
 from tests.conftest import Catalog
-from tests.support.held_decisions import HeldWriter, ask, held_decisions, waiting_for_a_lock
+from tests.support.held_decisions import HeldWriter, ask, held_decisions
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 

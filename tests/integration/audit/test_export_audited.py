@@ -29,6 +29,7 @@ from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import SubjectRef
 from tests.integration.conftest import Catalog
 from tests.support.cli import cli_env, run_consent
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 
@@ -233,22 +234,6 @@ async def test_an_export_that_is_refused_records_nothing(
     assert subjects == 1
 
 
-async def _waits_for_a_lock(db: Database, task: asyncio.Task[Any]) -> bool:
-    """Whether a session of this database waits for a lock (polled until one does or `task`
-    ends, whichever comes first: no fixed sleep)."""
-    async with db.system() as watcher:
-        for _ in range(500):
-            if task.done():
-                return False
-            if await watcher.fetchval(
-                "select count(*) from pg_locks as l join pg_stat_activity as a on a.pid = l.pid"
-                " where a.datname = current_database() and not l.granted"
-            ):
-                return True
-            await asyncio.sleep(0.01)
-    return False
-
-
 async def test_an_export_racing_an_erasure_is_a_404_or_in_the_log_before_it(
     catalog: Catalog,
     db: Database,
@@ -271,7 +256,7 @@ async def test_an_export_racing_an_erasure_is_a_404_or_in_the_log_before_it(
     async with db.tenant(tenant_id) as conn:
         await erase_subject(conn, tenant_id, subject, SubjectResolver(keyring), writer)
         opening = asyncio.create_task(exporter.open(SubjectRef(subject_id=subject)))
-        assert await _waits_for_a_lock(db, opening)
+        assert await waiting_for_a_lock(db, opening, locktype=None)
     with pytest.raises(NotFound):
         await opening
     assert await _exported_events(db, catalog.tenant.id) == []

@@ -36,27 +36,7 @@ DEVICE = {"type": "device", "value": "cookie-erin"}
 async def _person(client: Any, catalog: Catalog) -> tuple[str, str, str]:
     """A known customer (e-mail) linked with an anonymous device; returns (survivor, other,
     first consent event id)."""
-    first = await catalog.consent(
-        identifier=EMAIL, choices=[{"purpose": "newsletter", "choice": "granted"}]
-    )
-    device = await catalog.consent(
-        identifier=DEVICE, choices=[{"purpose": "analytics", "choice": "granted"}]
-    )
-    await catalog.post(
-        "/v1/preferences",
-        {
-            "identifier": EMAIL,
-            "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
-            "surface": "portal",
-            "channel": "web",
-        },
-    )
-    link = await catalog.post(
-        "/v1/subjects/link",
-        {"subjects": [{"identifier": EMAIL}, {"identifier": DEVICE}]},
-        status=200,
-    )
-    assert link["subject_id"] == first["subject_id"]
+    first, device = await catalog.linked_person(EMAIL, DEVICE)
     return first["subject_id"], device["subject_id"], first["event_id"]
 
 

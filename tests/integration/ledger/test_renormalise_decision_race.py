@@ -30,7 +30,8 @@ from consent.decisions.schemas import DecisionOut
 from consent.decisions.service import DecisionService
 from consent.subjects.renormalise import Outcome, renormalise
 from tests.conftest import Catalog
-from tests.support.held_decisions import HeldWriter, ask, held_decisions, waiting_for_a_lock
+from tests.support.held_decisions import HeldWriter, ask, held_decisions
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 

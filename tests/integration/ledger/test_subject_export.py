@@ -34,29 +34,9 @@ _VOLATILE = "exported_at"
 async def _person(catalog: Catalog) -> tuple[str, str, str]:
     """A customer known by e-mail, linked with an anonymous device, with consents,
     preferences and a decision about her; returns (survivor, linked subject, decision id)."""
-    first = await catalog.consent(
-        identifier=EMAIL, choices=[{"purpose": "newsletter", "choice": "granted"}]
-    )
-    device = await catalog.consent(
-        identifier=DEVICE, choices=[{"purpose": "analytics", "choice": "granted"}]
-    )
+    first, device = await catalog.linked_person(EMAIL, DEVICE)
     await catalog.consent(identifier=EMAIL, choices=[{"purpose": "ads", "choice": "denied"}])
-    await catalog.post(
-        "/v1/preferences",
-        {
-            "identifier": EMAIL,
-            "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
-            "surface": "portal",
-            "channel": "web",
-        },
-    )
-    link = await catalog.post(
-        "/v1/subjects/link",
-        {"subjects": [{"identifier": EMAIL}, {"identifier": DEVICE}]},
-        status=200,
-    )
     survivor = first["subject_id"]
-    assert link["subject_id"] == survivor
     decision = await catalog.post(
         "/v1/decisions",
         {"subject": {"subject_id": survivor}, "action": "web.analytics", "context": CONTEXT},
