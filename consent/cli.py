@@ -63,7 +63,7 @@ def _progress(label: str, *, every: float = 30.0) -> Callable[[int, int], None]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()
-    from consent.crypto.binding import KeyRingMismatch
+    from consent.crypto.binding import KeyRingMismatch, check_binding, existing_keys
     from consent.serving import AddressInUse, AddressUnusable, check_address_free, serve
 
     host = args.host or settings.host
@@ -80,11 +80,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # that cannot be read (or, outside development, are missing), a database (embedded or
     # not) that is down or belongs to another key ring. Keys are generated only once the
     # database is known to belong to none.
-    ring = _existing_keys(settings)
+    ring = existing_keys(settings)
     if not _policies_found(settings):
         return 2
     try:
-        asyncio.run(_check_binding(settings, ring))
+        asyncio.run(check_binding(settings, ring))
     except KeyRingMismatch as exc:
         print(f"consent serve: {exc}", file=sys.stderr)  # noqa: T201
         return 1
@@ -98,22 +98,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _existing_keys(settings: Settings) -> KeyRing | None:
-    """The key ring in the keys directory, or None when keys are missing there and may be
-    generated (development); raises KeyError_ when they may not."""
-    from consent.crypto.keys import KeyError_, load_keyring
-
-    try:
-        return load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
-    except KeyError_:
-        if settings.environment != "development":
-            raise
-        return None
-
-
 def _load_keys(settings: Settings) -> KeyRing:
     """The key ring as the workers load it (generated here, once, on a first start in
-    development: call _check_binding first)."""
+    development: call consent.crypto.binding.check_binding first)."""
     from consent.crypto.keys import load_keyring
 
     return load_keyring(
@@ -183,51 +170,6 @@ def _where_the_data_lives(settings: Settings) -> str:
     parts = urlsplit(settings.database_url)
     place = parts.netloc.rpartition("@")[2] + parts.path
     return f"database: {place or 'the default of libpq'} (CONSENT_DATABASE_URL); {keys}"
-
-
-async def _check_binding(settings: Settings, ring: KeyRing | None) -> None:
-    """Raises DatabaseUnavailable unless the configured database answers (the embedded one is
-    started for the check, and stopped again unless others use it), and KeyRingMismatch if it
-    belongs to another key ring than `ring`, or to any when `ring` is None (no keys in the key
-    directory yet: none must be generated there for a database that has its own)."""
-    if settings.database_url is not None:
-        await _check_database(settings.database_url, ring, settings)
-        return
-    from consent.db.database import EmbeddedPostgres
-
-    embedded = EmbeddedPostgres(settings.data_dir)
-    dsn = await embedded.start()
-    try:
-        await _check_database(dsn, ring, settings)
-    finally:
-        await embedded.stop()
-
-
-async def _check_database(dsn: str, ring: KeyRing | None, settings: Settings) -> None:
-    """_check_binding for the database at `dsn` (an unmigrated one is left to the workers)."""
-    from consent.crypto.binding import KeyRingMismatch, bind_or_check
-    from consent.crypto.keys import KeyError_, load_keyring
-    from consent.db.database import Database
-
-    db = await Database.connect(dsn, min_size=1, max_size=1)
-    try:
-        async with db.pool.acquire() as conn:
-            if not await conn.fetchval("select to_regclass('key_binding') is not null"):
-                return
-            if ring is not None:
-                await bind_or_check(conn, ring)
-            elif await conn.fetchval("select exists (select from key_binding)"):
-                try:  # what is missing, in the words of a load that may not generate
-                    load_keyring(settings.resolved_keys_dir, kek=settings.kek, create=False)
-                    missing = f"no key ring in {settings.resolved_keys_dir}"
-                except KeyError_ as exc:
-                    missing = str(exc)
-                raise KeyRingMismatch(
-                    f"{missing}, and this database's data belongs to a key ring: wrong "
-                    "CONSENT_KEYS_DIR (or data directory)? No key was generated"
-                )
-    finally:
-        await db.close()
 
 
 def _size_embedded_buffers(settings: Settings) -> None:
@@ -356,7 +298,7 @@ async def _migrated(db: Database) -> None:
 
 
 async def _keys_rotate(settings: Settings, batch_size: int) -> int:
-    from consent.crypto.binding import KeyRingMismatch
+    from consent.crypto.binding import KeyRingMismatch, check_binding, existing_keys
     from consent.crypto.keys import load_keyring, rotate_kek
 
     if settings.kek is not None:
@@ -370,9 +312,9 @@ async def _keys_rotate(settings: Settings, batch_size: int) -> int:
     keys_dir = settings.resolved_keys_dir
     # Before the new key becomes current (or any key is generated): with the database down,
     # or bound to another key directory, nothing changes.
-    ring = _existing_keys(settings)
+    ring = existing_keys(settings)
     try:
-        await _check_binding(settings, ring)
+        await check_binding(settings, ring)
     except KeyRingMismatch as exc:
         print(f"consent keys rotate: {exc}", file=sys.stderr)  # noqa: T201
         return 1

@@ -29,28 +29,46 @@ def _result(text: str) -> None:
     print(text)  # noqa: T201
 
 
-async def _open(settings: Any) -> tuple[Any, Any]:
-    from consent.crypto.keys import load_keyring
+async def _open(settings: Any, action: str, *, wait_ready: bool = False) -> tuple[Any, Any] | None:
+    """The key ring and the database, the keys bound to it or checked against its binding:
+    checkpoints are never signed, nor logs verified or identifiers looked up, with another
+    service's keys, and none are generated in a wrong key directory. None, after one line
+    naming the whole command, when the database belongs to another key ring."""
+    from consent.crypto.binding import KeyRingMismatch, bound_keys, existing_keys
     from consent.db.database import Database
 
-    ring = load_keyring(
-        settings.resolved_keys_dir, kek=settings.kek, create=settings.environment == "development"
-    )
-    return ring, await Database.from_settings(settings)
+    ring = existing_keys(settings)  # generated (development) once the database has none
+    db = await Database.from_settings(settings)
+    try:
+        if wait_ready:
+            await _wait_until_ready(db)
+        async with db.pool.acquire() as conn:
+            return await bound_keys(conn, settings, ring), db
+    except KeyRingMismatch as exc:
+        await db.close()
+        _out(f"consent audit {action}: {exc}")
+        return None
+    except BaseException:
+        await db.close()
+        raise
 
 
 async def _verify(args: argparse.Namespace) -> int:
     from consent.audit.verify_db import verify_all
     from consent.cli import _settings
+    from consent.db.database import Database
 
     settings = _settings()
-    ring, db = await _open(settings)
+    if args.vkey:  # the key given is all it checks with: the local keys play no part
+        vkey = VerifierKey.parse(args.vkey)
+        db = await Database.from_settings(settings)
+    else:
+        opened = await _open(settings, "verify")
+        if opened is None:
+            return 1
+        ring, db = opened
+        vkey = NoteSigner(settings.audit_origin, ring.signing_key).verifier
     try:
-        vkey = (
-            VerifierKey.parse(args.vkey)
-            if args.vkey
-            else NoteSigner(settings.audit_origin, ring.signing_key).verifier
-        )
         started = time.perf_counter()
         reports = await verify_all(db, vkey, None if args.tenant is None else str(args.tenant))
     finally:
@@ -80,12 +98,11 @@ async def _integrate(args: argparse.Namespace) -> int:
         _out("consent audit integrate: the service that started it has gone")
         return 1
     settings = _settings()
-    ring, db = await _open(settings)
+    opened = await _open(settings, "integrate", wait_ready=args.wait_ready)
+    if opened is None:
+        return 1
+    ring, db = opened
     try:
-        if args.wait_ready:
-            await _wait_until_ready(db)
-        if not await _keys_bound(db, ring):
-            return 1
         integrator = Integrator(
             db,
             NoteSigner(settings.audit_origin, ring.signing_key),
@@ -122,20 +139,6 @@ async def _wait_until_ready(db: Any) -> None:
         if await db.ping() and await migrations_current(db, migrations):
             return
         await asyncio.sleep(0.5)
-
-
-async def _keys_bound(db: Any, ring: Any) -> bool:
-    """Whether these keys are the database's (binding them to a new one): checkpoints must never
-    be signed with another service's key."""
-    from consent.crypto.binding import KeyRingMismatch, bind_or_check
-
-    async with db.pool.acquire() as conn:
-        try:
-            await bind_or_check(conn, ring)
-        except KeyRingMismatch as exc:
-            _out(f"consent audit integrate: {exc}")
-            return False
-    return True
 
 
 def _get(url: str, api_key: str) -> bytes:
@@ -203,7 +206,10 @@ async def _export(args: argparse.Namespace) -> int:
     from consent.subjects.resolver import SubjectResolver
 
     settings = _settings()
-    ring, db = await _open(settings)
+    opened = await _open(settings, "export")
+    if opened is None:
+        return 1
+    ring, db = opened
     try:
         reader = AuditReader(
             db, args.tenant, NoteSigner(settings.audit_origin, ring.signing_key).vkey

@@ -936,19 +936,15 @@ def summary(result: ImportResult) -> str:
 
 async def _main(args: argparse.Namespace, tenant_id: UUID, report: IO[bytes] | None) -> int:
     from consent.config import load_settings
-    from consent.crypto.binding import KeyRingMismatch, open_bound
-    from consent.crypto.keys import load_keyring
+    from consent.crypto.binding import KeyRingMismatch, open_with_keys
 
     settings = load_settings()
-    keyring = load_keyring(
-        settings.resolved_keys_dir,
-        kek=settings.kek,
-        create=settings.environment == "development",
-    )
     try:
-        db = await open_bound(settings, keyring)
+        # Keys missing in development are generated only for a database bound to none: a
+        # wrong CONSENT_KEYS_DIR gets nothing written in it.
+        db, keyring = await open_with_keys(settings)
     except KeyRingMismatch as exc:
-        return _fail(str(exc), 2)
+        return _fail(str(exc), 1)  # a refused key ring, as `consent serve` (README: CLI)
     try:
         result = await import_file(
             db,

@@ -139,8 +139,9 @@ async def test_an_integrator_with_another_key_ring_signs_nothing(
         async with db.pool.acquire() as conn:
             left = await conn.fetchval("select count(*) from audit_pending")
             signed = await conn.fetchval("select count(*) from audit_checkpoint")
-        if expect:
-            assert "lookup key" in done.stderr
+        if expect:  # an empty directory: refused before any key is generated in it
+            assert "CONSENT_KEYS_DIR" in done.stderr
+            assert not any((tmp_path / "stranger").rglob("*"))
             assert (left, signed) == (pending, 0)
         else:  # the service's own keys: integrated and signed
             assert (left, signed) == (0, 1)
