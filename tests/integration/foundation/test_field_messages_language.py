@@ -163,13 +163,13 @@ async def test_malformed_json_detail_follows_accept_language(client: Any, tenant
     assert in_german.json()["title"] == "Die Anfrage ist ungültig"
 
 
-async def test_service_field_messages_stay_as_they_are(client: Any, tenant: Tenant) -> None:
+async def test_service_field_messages_come_from_the_catalogue(client: Any, tenant: Tenant) -> None:
     """The service's own field messages (ValidationFailed.field) are not msgspec's shapes: they
-    are left alone (English) rather than half-translated."""
+    come whole from the catalogue (consent/locales), never half-translated by shape."""
     answer = await client.get(
         "/v1/purposes", params={"cursor": "not-a-cursor"}, headers={**tenant.headers, **GERMAN}
     )
     assert answer.status_code == 400
     assert answer.json()["errors"] == [
-        {"field": "cursor", "message": "not a cursor returned by this API"}
+        {"field": "cursor", "message": "kein Cursor, den diese API ausgegeben hat"}
     ]
