@@ -453,7 +453,12 @@ async def _main(args: argparse.Namespace) -> int:
             f"{exc}; {_kept(args)}: run the command again once that key unwraps (the right "
             "keys directory, or the key restored)"
         )
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:  # connection lost
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,  # a rollback over a connection lost mid-statement
+        OSError,
+    ) as exc:  # connection lost
         return _say(
             f"the database failed ({type(exc).__name__}); {_kept(args)}: run the command again"
         )
