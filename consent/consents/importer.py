@@ -844,7 +844,12 @@ async def import_file(
             committing = True
     except _Rollback:
         pass
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        asyncpg.InternalClientError,  # a rollback over a connection lost mid-statement
+        OSError,
+    ) as exc:
         progress.finish(complete=False)
         raise ImportAborted(_abort_message(exc, committing)) from exc
     except asyncio.CancelledError:  # Ctrl-C: the transaction was rolled back
