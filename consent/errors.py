@@ -353,6 +353,8 @@ def exception_handlers() -> dict[type[Exception] | int, Any]:
         OSError: _on_unavailable,
         TimeoutError: _on_unavailable,
         asyncpg.InterfaceError: _on_unavailable,
+        # A connection whose protocol failed (a rollback over a connection lost mid-statement).
+        asyncpg.InternalClientError: _on_unavailable,
         asyncpg.PostgresError: _on_postgres,
         Exception: _on_unexpected,
     }

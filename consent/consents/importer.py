@@ -90,6 +90,7 @@ from consent.consents.schemas import Channel, ChoiceIn, ConsentCreate, Method, S
 from consent.consents.service import ConsentService, validate_shape
 from consent.crypto.keys import KeyRing
 from consent.db.database import Conn, Database
+from consent.db.grouped import DB_UNAVAILABLE
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.subjects.identifiers import InvalidIdentifier, normalize
@@ -844,12 +845,7 @@ async def import_file(
             committing = True
     except _Rollback:
         pass
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,  # a rollback over a connection lost mid-statement
-        OSError,
-    ) as exc:
+    except (asyncpg.PostgresError, *DB_UNAVAILABLE) as exc:
         progress.finish(complete=False)
         raise ImportAborted(_abort_message(exc, committing)) from exc
     except asyncio.CancelledError:  # Ctrl-C: the transaction was rolled back

@@ -36,6 +36,9 @@ DB_UNAVAILABLE: Final = (
     TimeoutError,
     DatabaseUnavailable,
     asyncpg.InterfaceError,
+    # The connection's protocol failed (a rollback over a connection lost mid-statement raises
+    # "protocol is in the failed state"): the same to the caller as a lost connection.
+    asyncpg.InternalClientError,
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InsufficientResourcesError,

@@ -60,6 +60,7 @@ from consent.crypto.aead import DecryptionError
 from consent.crypto.datakeys import DataKeys, EncryptedForErasedSubject
 from consent.crypto.keys import KeyError_, KeyRing
 from consent.db.database import Conn, Database
+from consent.db.grouped import DB_UNAVAILABLE
 from consent.db.sql import SqlFile
 from consent.subjects.identifiers import InvalidIdentifier, normalize
 from consent.subjects.resolver import SubjectResolver
@@ -453,12 +454,7 @@ async def _main(args: argparse.Namespace) -> int:
             f"{exc}; {_kept(args)}: run the command again once that key unwraps (the right "
             "keys directory, or the key restored)"
         )
-    except (
-        asyncpg.PostgresError,
-        asyncpg.InterfaceError,
-        asyncpg.InternalClientError,  # a rollback over a connection lost mid-statement
-        OSError,
-    ) as exc:  # connection lost
+    except (asyncpg.PostgresError, *DB_UNAVAILABLE) as exc:  # connection lost
         return _say(
             f"the database failed ({type(exc).__name__}); {_kept(args)}: run the command again"
         )
