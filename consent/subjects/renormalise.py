@@ -29,9 +29,8 @@ A spelling that goes takes with it the keyed HMACs that decisions about it logge
 ledger did not know it (decision_log.lookup_hmac): erasure finds those by the subject's
 identifier rows, so after a re-spelling it would no longer find them. Also those of decisions
 still being logged (read before, committed after): the run fences them off as an erasure does,
-under the tenant's erasure lock and with its erasure epoch advanced
-(migrations/0028_erasure_fences_decision_lookups.sql), so such a decision is logged without
-its HMAC.
+under the tenant's erasure lock and with its erasure epoch advanced (fence_decision_lookups,
+migrations/0029_one_erasure_fence.sql), so such a decision is logged without its HMAC.
 
 What it reads back is the value as normalised when it was stored: where the old rules lost
 information (IDNA 2003 spelt `straße.de` as `strasse.de`; a `(0)` trunk prefix was kept as a
@@ -392,8 +391,7 @@ async def renormalise(
                     # cleared a little early (as erasure would), never left behind. Fenced as
                     # an erasure is: a decision read before and logged after keeps no HMAC.
                     async with db.system() as owner:
-                        await owner.execute(Q.lock_tenant_erasures, str(tid))
-                        await owner.execute(Q.advance_erasure_epoch, tid)
+                        await owner.execute(Q.fence_decision_lookups, tid)
                         await owner.execute(
                             Q.forget_decision_lookups_of,
                             tid,

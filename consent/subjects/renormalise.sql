@@ -53,27 +53,21 @@ delete from subject_identifier where tenant_id = $1 and id_type = $2 and lookup_
 -- held for the batch, so none of them changes its subjects meanwhile.
 select pg_advisory_xact_lock(hashtextextended('consent/link/' || $1::text, 0));
 
--- name: lock_tenant_erasures
--- The tenant's erasure lock, exclusive until the forgetting below commits, as an erasure takes
--- it (forget_decision_lookups, migrations/0028_erasure_fences_decision_lookups.sql): a
--- decision group commit holding it shared (decision_lookup_epochs) commits first, and the
--- forgetting, in a later statement's snapshot, finds the HMACs it logged. Taken after the
--- link lock (lock_tenant_links), in the order an erasure takes the two. Owner connection.
-select pg_advisory_xact_lock(hashtextextended('consent/erasure/' || $1::text, 0));
-
--- name: advance_erasure_epoch
--- Under that lock: the tenant's erasure epoch advanced, so that a decision read before (the
--- old spelling then unknown) and logged after this commits keeps no HMAC (insert_decisions,
--- consent/decisions/queries.sql): the old spelling's row is gone, no erasure would find it.
--- Owner connection (the application role may only read tenant_erasure_epoch).
-insert into tenant_erasure_epoch as e (tenant_id, epoch) values ($1, 1)
-on conflict (tenant_id) do update set epoch = e.epoch + 1;
+-- name: fence_decision_lookups
+-- The erasure fence, as an erasure takes it (migrations/0029_one_erasure_fence.sql): the tenant's
+-- erasure lock, exclusive until the forgetting below commits (a decision group commit holding it
+-- shared commits first, and the forgetting, in a later statement's snapshot, finds the HMACs it
+-- logged), and its erasure epoch advanced (a decision read before, the old spelling then
+-- unknown, and logged after this commits keeps no HMAC: the old spelling's row is gone, no
+-- erasure would find it). Taken after the link lock (lock_tenant_links), in the order an
+-- erasure takes the two. Owner connection.
+select fence_decision_lookups($1);
 
 -- name: forget_decision_lookups_of
 -- The keyed HMACs that decisions about then-unknown identifiers logged, of the spellings this
 -- batch removes: erasure finds them by the subject's identifier rows
 -- (migrations/0022_decision_lookups_and_audience_verify.sql), and these rows are going.
--- After lock_tenant_erasures and advance_erasure_epoch, in the same owner transaction (its
+-- After fence_decision_lookups, in the same owner transaction (its
 -- own snapshot, taken after the lock was granted). Owner connection (the application role may
 -- not change decision_log); the append-only trigger lets exactly this change through.
 update decision_log as d

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import pytest
 
 from consent.db.database import Database
@@ -70,3 +71,24 @@ async def test_erasure_functions_never_reach_another_tenants_subjects(
     assert await state() == before
     found = await theirs.post("/v1/subjects/lookup", BOB, status=200)
     assert found["subject_id"] == str(bob[0])
+
+
+async def test_a_tenant_cannot_fence_another_tenants_decisions(
+    db: Database, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    """The erasure fence (fence_decision_lookups) drops the identifier HMACs of the named
+    tenant's decisions in flight; only erasure (for the caller's own tenant) and the owner's
+    renormalise may take it, never a tenant session naming another tenant."""
+
+    async def epoch() -> Any:
+        async with db.system() as conn:
+            return await conn.fetchval(
+                "select epoch from tenant_erasure_epoch where tenant_id = $1",
+                UUID(other_tenant.id),
+            )
+
+    before = await epoch()
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with db.tenant(tenant.id) as conn:
+            await conn.execute("select fence_decision_lookups($1)", UUID(other_tenant.id))
+    assert await epoch() == before
