@@ -13,7 +13,7 @@ from litestar.params import HeaderParameter, JSONBody, PathParameter, QueryParam
 from litestar.response import Stream
 
 from consent.decisions.actions import describe_actions
-from consent.decisions.audience import AudienceFilter
+from consent.decisions.audience import MAX_LINE_BYTES, AudienceFilter
 from consent.decisions.policy import PolicyRuntime
 from consent.decisions.reasons import choose_language, reasons_in
 from consent.decisions.schemas import (
@@ -31,7 +31,7 @@ from consent.decisions.schemas import (
     checked_field,
 )
 from consent.decisions.service import Caller, DecisionService
-from consent.errors import Problem, exception_handlers
+from consent.errors import Problem, exception_handlers, language_headers
 from consent.middleware import BODY_MEDIA_OPT
 from consent.openapi import PROBLEMS_OPT, ndjson_body, problems
 from consent.tenancy.auth import principal, requires
@@ -172,7 +172,9 @@ class DecisionController(Controller):
             BODY_MEDIA_OPT: NDJSON,
             **ndjson_body(
                 "A header line (`AudienceHeader`), then one member per line (`AudienceMember`). "
-                "Streamed: no size limit.",
+                "Streamed: no limit on the number of lines; a line may be at most "
+                f"{MAX_LINE_BYTES:,} bytes (a longer one fails the request: a 400 naming the "
+                "line).",
                 AudienceHeader,
                 AudienceMember,
             ),
@@ -242,16 +244,18 @@ class DecisionController(Controller):
         request: Request[Any, Any, Any],
         lang: LangParam = None,
         accept_language: AcceptLanguage = None,
-    ) -> ReasonCatalogue:
+    ) -> Response[ReasonCatalogue]:
         """Every reason code the policy being served can give (`denied.gpc`,
         `allowed.consent`, ...), whether it allows, and a sentence a person can read: for a
         marketer's tool that shows why a customer was left out, or a customer's privacy page.
         The language is `lang` if the catalogue has it, else the best match of the
         Accept-Language header, else English (`language` in the answer says which). The texts
-        are the policy's data (`policies/data/reasons.json`), part of its revision."""
+        are the policy's data (`policies/data/reasons.json`), part of its revision. The answer
+        names its language in `Content-Language` too, and varies by `Accept-Language`."""
         runtime: PolicyRuntime = request.app.state.policy
         bundle = runtime.engine.bundle
         language = choose_language(bundle, lang, accept_language)
-        return ReasonCatalogue(
+        catalogue = ReasonCatalogue(
             revision=bundle.revision, language=language, reasons=reasons_in(bundle, language)
         )
+        return Response(catalogue, headers=language_headers(language))

@@ -61,6 +61,7 @@ from consent.decisions.schemas import (
     AudienceMember,
     AudienceSummary,
     DecisionContext,
+    checked_field,
 )
 from consent.decisions.service import (
     PLAIN_EMAIL,
@@ -79,7 +80,7 @@ from consent.decisions.service import (
 )
 from consent.decisions.shape import needed_purposes
 from consent.errors import ProblemError, ValidationFailed
-from consent.locales import Localized
+from consent.locales import Localized, fields
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier
 
 __all__ = ["AUDIENCE_ID_HEADER", "AudienceAnswer", "AudienceFilter", "member_input"]
@@ -100,7 +101,7 @@ _CONTEXT_FIELDS: Final = (
 )
 _log = structlog.get_logger(__name__)
 _encode = msgspec.json.Encoder().encode
-_LINE_TOO_LONG: Final = Localized("line-too-long")
+_LINE_TOO_LONG: Final = Localized("line-longer-than", max=MAX_LINE_BYTES)
 _decode_members = msgspec.json.Decoder(list[AudienceMember]).decode
 _decode_member = msgspec.json.Decoder(AudienceMember).decode
 _decode_header = msgspec.json.Decoder(AudienceHeader).decode
@@ -111,6 +112,33 @@ _NO_DIGEST: Final = bytes(32)
 _BOM: Final = b"\xef\xbb\xbf"
 # PLAIN_EMAIL for each line of a text (no line break inside a match: `$` ends the line).
 _PLAIN_LINES: Final = re.compile(f"^(?:{PLAIN_EMAIL.pattern})$", re.MULTILINE)
+# msgspec's ` - at `$.path`` after a message, and the field a message names itself.
+_AT_PATH: Final = re.compile(r" - at `\$\.?([^`]{0,200})`\Z")
+_NAMED_FIELD: Final = re.compile(r"(?:unknown|missing required) field `([^`]{1,100})`")
+
+
+class _InvalidHeader(Localized):
+    """`invalid-header` whose reason, msgspec's English words about the header line, is given
+    in the asker's language too (by its shape, as the problem of a bad JSON body is)."""
+
+    def in_language(self, language: str) -> str:
+        reason = fields.in_language(str(self.params["reason"]), language)
+        return Localized(self.key, reason=reason).in_language(language)
+
+
+def _header_field(message: str) -> tuple[str, str]:
+    """The path of the header's field that msgspec's `message` is about (`header.context`,
+    `header.context.jurisdiction`, as a body's fields are named), and the message without the
+    path msgspec appended."""
+    path = ""
+    at = _AT_PATH.search(message)
+    if at is not None:
+        message, path = message[: at.start()], at.group(1)
+    named = _NAMED_FIELD.search(message)
+    if named is not None:
+        path = f"{path}.{named.group(1)}" if path else named.group(1)
+    path = checked_field(path, message)
+    return (f"header.{path}" if path else "header"), message
 
 
 def member_input(
@@ -267,8 +295,9 @@ class AudienceFilter:
             # A UTF-8 byte order mark (files saved by some editors) is not part of the JSON.
             header = _decode_header(header_line.removeprefix(_BOM))
         except msgspec.ValidationError as exc:
+            path, reason = _header_field(str(exc))
             raise ValidationFailed.field(
-                "header", Localized("invalid-header", reason=str(exc))
+                path, _InvalidHeader("invalid-header", reason=reason)
             ) from None
         except (msgspec.DecodeError, UnicodeDecodeError):
             # msgspec reports bytes that are not UTF-8 inside a string as UnicodeDecodeError.

@@ -38,6 +38,8 @@ def check_jurisdiction(code: str | None) -> None:
     elif country not in _COUNTRIES:
         hint = ""
     else:
-        hint = f"; {country} is known, its subdivision is not (or send {country} alone)"
+        hint = f"; {country} is known, its subdivision is not (or send the country alone)"
+    # Each message has a shape in the languages' FIELD_MESSAGES (`de`): it names the country
+    # once, so that its translation can name it too.
     msg = f"jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code{hint}"
     raise ValueError(msg)

@@ -16,6 +16,7 @@ the single call's answer for every subject:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 import time
@@ -120,6 +121,13 @@ def normalize_identifier(id_type: str, value: str) -> str:
     if id_type == "email" and PLAIN_EMAIL.fullmatch(value):
         return value
     return normalize(id_type, value)
+
+
+def _unknown_type(subject_field: str, id_type: str) -> FieldError:
+    """The error of an identifier (at `subject_field`) of a type the tenant never defined."""
+    return FieldError(
+        f"{subject_field}.identifier.type", Localized("unknown-identifier-type", type=id_type)
+    )
 
 
 def ns_to_datetime(ns: int) -> datetime:
@@ -444,19 +452,37 @@ class DecisionService:
         digest = self.lookup_hmac(tenant_id)(message)
         return Ref(None, ident.type, digest)
 
-    def refs(self, tenant_id: UUID, subjects: Sequence[SubjectRef], prefix: str) -> list[Ref]:
+    async def refs(self, tenant_id: UUID, subjects: Sequence[SubjectRef], prefix: str) -> list[Ref]:
+        """The subjects' references; ValidationFailed naming every bad one, in order: those
+        that are not valid and, with them, those of an identifier type the tenant never defined
+        (`check_identifier_types` finds these once the ledger is read when all are valid)."""
         out: list[Ref] = []
-        errors: list[FieldError] = []
+        errors: list[tuple[int, FieldError]] = []
         for i, subject in enumerate(subjects):
             field = prefix.format(i=i)
             try:
                 out.append(self.ref(tenant_id, subject, field))
             except ValidationFailed as exc:
-                errors.extend(exc.errors or [FieldError(field, exc.detail or "invalid")])
-        if errors:
-            detail = errors[0].message if len(errors) == 1 else _INVALID_REFERENCES
-            raise ValidationFailed(detail, errors=errors[:_MAX_FIELD_ERRORS])
-        return out
+                errors += [(i, e) for e in exc.errors or [FieldError(field, exc.detail or "")]]
+        if not errors:
+            return out
+        custom = {
+            i: s.identifier.type
+            for i, s in enumerate(subjects)
+            if s.subject_id is None
+            and s.identifier is not None
+            and s.identifier.type not in BUILTIN_TYPES
+        }
+        with contextlib.suppress(LedgerUnavailable):  # then the invalid ones alone: still a 400
+            known = await self.defined_identifier_types(tenant_id, set(custom.values()))
+            errors += [
+                (i, _unknown_type(prefix.format(i=i), t))
+                for i, t in custom.items()
+                if t not in known
+            ]
+        ordered = [e for _, e in sorted(errors, key=lambda pair: pair[0])]  # stable per member
+        detail = ordered[0].message if len(ordered) == 1 else _INVALID_REFERENCES
+        raise ValidationFailed(detail, errors=ordered[:_MAX_FIELD_ERRORS])
 
     # -- reading the ledger ----------------------------------------------------------------------
 
@@ -595,10 +621,7 @@ class DecisionService:
             return
         known = await self.defined_identifier_types(tenant_id, unknown)
         errors = [
-            FieldError(
-                f"{prefix.format(i=i)}.identifier.type",
-                Localized("unknown-identifier-type", type=t),
-            )
+            _unknown_type(prefix.format(i=i), t)
             for i, t in enumerate(r.id_type for r in refs)
             if t in unknown and t not in known
         ]
@@ -631,7 +654,7 @@ class DecisionService:
         batch_id: UUID | None,
         prefix: str,
     ) -> list[DecisionOut]:
-        refs = self.refs(caller.tenant_id, [r.subject for r in requests], prefix)
+        refs = await self.refs(caller.tenant_id, [r.subject for r in requests], prefix)
         for _ in range(_ATTEMPTS):
             bundle = self.runtime.engine.bundle
             needed = {a: needed_purposes(bundle, a) for a in {r.action for r in requests}}

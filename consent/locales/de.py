@@ -211,7 +211,7 @@ DETAILS: Final[dict[str, str]] = {
     "no-header-line": "der Inhalt hat keine Kopfzeile",
     "invalid-header": "ungültige Kopfzeile: {reason}",
     "header-not-json": "die Kopfzeile ist kein JSON",
-    "line-too-long": "Zeile zu lang",
+    "line-longer-than": "Zeile länger als {max} Bytes",
     "unknown-query-parameter": "unbekannter Query-Parameter; diese Operation nimmt {takes}",
     "unknown-query-parameter-none": (
         "unbekannter Query-Parameter; diese Operation nimmt keine Query-Parameter"
@@ -272,6 +272,22 @@ FIELD_MESSAGES: Final[dict[str, str]] = {
     "Integer value out of range": "Ganzzahl außerhalb des gültigen Bereichs",
     "Input data was truncated": "Die Eingabe endet vorzeitig (abgeschnitten)",
     "JSON is malformed: {reason} (byte {n})": "JSON ist fehlerhaft: {reason} (Byte {n})",
+    # consent.decisions.jurisdictions: a `context.jurisdiction` code that does not exist
+    "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code": (
+        "jurisdiction ist kein Ländercode nach ISO 3166-1 und kein Code einer Untergliederung "
+        "nach ISO 3166-2"
+    ),
+    "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code; for this country "
+    "use {country}": (
+        "jurisdiction ist kein Ländercode nach ISO 3166-1 und kein Code einer Untergliederung "
+        "nach ISO 3166-2; für dieses Land verwenden Sie {country}"
+    ),
+    "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code; {country} is "
+    "known, its subdivision is not (or send the country alone)": (
+        "jurisdiction ist kein Ländercode nach ISO 3166-1 und kein Code einer Untergliederung "
+        "nach ISO 3166-2; {country} ist bekannt, diese Untergliederung nicht (oder senden Sie "
+        "nur das Land)"
+    ),
 }
 # The `{reason}` of malformed JSON: msgspec's words -> German (another reason: stays English).
 FIELD_REASONS: Final[dict[str, str]] = {

@@ -162,7 +162,7 @@ DETAILS: Final[dict[str, str]] = {
     "no-header-line": "the body has no header line",
     "invalid-header": "invalid header: {reason}",
     "header-not-json": "the header line is not JSON",
-    "line-too-long": "line too long",
+    "line-longer-than": "line longer than {max} bytes",
     # query parameters, the docs' files
     "unknown-query-parameter": "unknown query parameter; this operation takes {takes}",
     "unknown-query-parameter-none": (

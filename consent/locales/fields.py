@@ -31,6 +31,7 @@ SLOTS: Final[dict[str, str]] = {
     "regex": r"'.*'|\".*\"",  # the repr of the pattern
     "value": r".+",  # the repr of the value
     "reason": "",  # one of the language's FIELD_REASONS
+    "country": r"[A-Z]{2}",  # an ISO 3166-1 alpha-2 code (consent.decisions.jurisdictions)
 }
 _SLOT: Final = re.compile(r"\{(\w+)\}")
 _AT_PATH: Final = re.compile(r" - at `(\$[^`]*)`\Z")

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from consent.db.database import Database
-from consent.decisions.audience import AUDIENCE_ID_HEADER
+from consent.decisions.audience import AUDIENCE_ID_HEADER, MAX_LINE_BYTES
 from consent.decisions.schemas import DecisionOut, DecisionRequest
 from consent.decisions.service import Caller
 from consent.errors import ProblemError
@@ -321,6 +321,52 @@ async def test_every_reason_a_decision_gives_can_be_read_in_the_callers_language
     assert unauthenticated.status_code == 401
 
 
+async def test_a_batch_names_every_bad_reference_in_one_answer(ledger: Ledger) -> None:
+    """The checks made once the body is read are reported all at once (README): an identifier
+    that does not normalise and one of a type the tenant never defined, in one 400, in order."""
+
+    def ask(id_type: str, value: str) -> dict[str, Any]:
+        return {
+            "subject": {"identifier": {"type": id_type, "value": value}},
+            "action": "email.marketing",
+            "context": {"requester": "esp"},
+        }
+
+    batch = [
+        ask("email", "ann@example.com"),
+        ask("crm_id", "C-1"),
+        ask("email", "not-an-address"),
+        ask("email", "ann@example.com"),
+    ]
+    response = await ledger.client.post(
+        "/v1/decisions/batch", json={"decisions": batch}, headers=ledger.h
+    )
+    assert response.status_code == 400, response.text
+    assert [(e["field"], e["message"]) for e in response.json()["errors"]] == [
+        ("decisions[1].subject.identifier.type", "unknown identifier type 'crm_id'"),
+        ("decisions[2].subject.identifier.value", "not an e-mail address"),
+    ]
+
+
+async def test_the_reasons_name_their_language_and_vary_by_accept_language(
+    ledger: Ledger, dclient: Any
+) -> None:
+    """The catalogue's texts depend on Accept-Language: the answer says so (`Vary`), or a
+    shared cache would give a German reader's texts to the next English one, and names the
+    language it chose (`Content-Language`), as a problem does."""
+    for query, headers, language in [
+        ("", {}, "en"),
+        ("", {"Accept-Language": "de-AT"}, "de"),
+        ("?lang=de", {}, "de"),
+        ("?lang=en", {"Accept-Language": "de"}, "en"),
+    ]:
+        response = await dclient.get("/v1/policy/reasons" + query, headers={**ledger.h, **headers})
+        assert response.status_code == 200, response.text
+        assert response.json()["language"] == language
+        assert response.headers["content-language"] == language
+        assert "accept-language" in response.headers["vary"].lower()
+
+
 async def test_a_new_tenant_sees_which_purposes_each_action_needs_and_lacks(
     dclient: Any, tenant: Tenant
 ) -> None:
@@ -477,10 +523,10 @@ async def test_an_answer_larger_than_memory_comes_back_whole_and_in_order(
     [
         (b"", "header"),
         (b"{not json}\n", "header"),
-        (b'{"action": "email.marketing"}\n', "header"),
+        (b'{"action": "email.marketing"}\n', "header.context"),
         (
             b'{"action": "email.marketing", "context": {"requester": "x"}, "output": "some"}\n',
-            "header",
+            "header.output",
         ),
     ],
 )
@@ -525,6 +571,30 @@ async def test_a_failure_after_the_first_chunks_answers_nothing(ledger: Ledger) 
     assert response.status_code == 400, response.text
     assert response.json()["errors"][0]["field"] == "line 4"
     assert "yes@example.com" not in response.text
+
+
+async def test_the_line_limit_is_named_in_the_problem_and_the_document(ledger: Ledger) -> None:
+    """A client whose line is refused learns the limit from the answer, in its language, and
+    could have known it from the OpenAPI document beforehand."""
+    header = json.dumps({"action": "email.marketing", "context": {"requester": "x"}}).encode()
+    body = header + b'\n{"type": "email", "value": "' + b"x" * MAX_LINE_BYTES + b'"}\n'
+    for language, words in [("en", "longer than 16384 bytes"), ("de", "länger als 16384 Bytes")]:
+        response = await ledger.client.post(
+            "/v1/audiences/filter",
+            content=body,
+            headers={
+                **ledger.h,
+                "content-type": "application/x-ndjson",
+                "accept-language": language,
+            },
+        )
+        assert response.status_code == 400, response.text
+        problem = response.json()
+        assert problem["errors"][0]["field"] == "line 2"
+        assert words in problem["errors"][0]["message"], problem
+    document = (await ledger.client.get("/schema/openapi.json")).json()
+    body_doc = document["paths"]["/v1/audiences/filter"]["post"]["requestBody"]["description"]
+    assert "16,384 bytes" in body_doc
 
 
 async def test_a_failed_run_names_the_run_its_logged_members_are_under(

@@ -64,7 +64,8 @@ async def test_a_code_that_does_not_exist_is_a_400_on_every_path(
         headers={**ledger.h, "content-type": "application/x-ndjson"},
     )
     assert response.status_code == 400, response.text
-    assert response.json()["errors"][0]["field"] == "header"
+    # The header's field, by its path in the header line.
+    assert response.json()["errors"][0]["field"] == "header.context.jurisdiction"
     # A member line naming such a code is an invalid line, not a member decided by default.
     lines = await ledger.audience(
         {**header, "output": "all"},
@@ -101,3 +102,83 @@ def test_every_code_in_the_policy_data_exists() -> None:
     codes = {code for table in tables for code in table if code != "default"}
     assert codes, "the policy data lists jurisdictions"
     assert sorted(c for c in codes if not is_known(c)) == []
+
+
+# What a client reading German gets for each kind of unknown code: the field's path and a
+# German message that keeps the code it names (`GB`, `US`), as the other field messages do.
+_GERMAN = [
+    ("ZZ", "ISO 3166-1", None),
+    ("UK", "für dieses Land verwenden Sie GB", "for this country use GB"),
+    ("US-CX", "US ist bekannt, diese Untergliederung nicht", "US is known"),
+]
+
+
+@pytest.mark.parametrize(("code", "german", "english"), _GERMAN)
+async def test_the_message_about_an_unknown_code_comes_in_german(
+    ledger: Ledger, code: str, german: str, english: str | None
+) -> None:
+    de = {**ledger.h, "Accept-Language": "de"}
+    single = await ledger.client.post("/v1/decisions", json=_ask(code), headers=de)
+    batch = await ledger.client.post(
+        "/v1/decisions/batch", json={"decisions": [_ask("DE"), _ask(code)]}, headers=de
+    )
+    header = {"action": "data.share.partner", "context": {"requester": "esp", "jurisdiction": code}}
+    audience = await ledger.client.post(
+        "/v1/audiences/filter",
+        content=(json.dumps(header) + "\n").encode(),
+        headers={**de, "content-type": "application/x-ndjson"},
+    )
+    fields = [
+        "context.jurisdiction",
+        "decisions[1].context.jurisdiction",
+        "header.context.jurisdiction",
+    ]
+    for response, field in zip([single, batch, audience], fields, strict=True):
+        assert response.status_code == 400, response.text
+        assert response.headers["content-language"] == "de"
+        problem = response.json()
+        assert [e["field"] for e in problem["errors"]] == [field]
+        message = problem["errors"][0]["message"]
+        assert message.startswith(("jurisdiction ist kein Ländercode", "ungültige Kopfzeile: "))
+        assert "jurisdiction ist kein Ländercode nach ISO 3166-1" in message, message
+        assert german in message
+        assert "is not" not in message
+        assert " - at " not in message
+        assert problem["detail"] == message
+    # English stays English.
+    english_answer = await ledger.client.post("/v1/decisions", json=_ask(code), headers=ledger.h)
+    message = english_answer.json()["errors"][0]["message"]
+    assert message.startswith("jurisdiction is not an ISO 3166-1 country")
+    if english is not None:
+        assert english in message
+
+
+async def test_a_bad_header_field_is_named_by_its_path_and_worded_in_german(
+    ledger: Ledger,
+) -> None:
+    """msgspec's words about the header line come in German like the rest of the answer."""
+    de = {**ledger.h, "Accept-Language": "de", "content-type": "application/x-ndjson"}
+    cases = [
+        ({"action": "email.marketing"}, "header.context", "Im Objekt fehlt das Pflichtfeld"),
+        (
+            {"action": "email.marketing", "context": {"requester": 5}},
+            "header.context.requester",
+            "Erwartet `str`, erhalten `int`",
+        ),
+        (
+            {"action": "email.marketing", "context": {"requester": "esp"}, "colour": 1},
+            "header.colour",
+            "Objekt enthält unbekanntes Feld `colour`",
+        ),
+    ]
+    for header, field, german in cases:
+        response = await ledger.client.post(
+            "/v1/audiences/filter", content=(json.dumps(header) + "\n").encode(), headers=de
+        )
+        assert response.status_code == 400, response.text
+        problem = response.json()
+        assert [e["field"] for e in problem["errors"]] == [field], problem
+        message = problem["errors"][0]["message"]
+        assert message.startswith(f"ungültige Kopfzeile: {german}"), problem
+        assert problem["detail"] == message
+        assert " - at " not in problem["detail"]

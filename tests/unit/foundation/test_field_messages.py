@@ -138,6 +138,36 @@ EXAMPLES: dict[str, tuple[str, str]] = {
         "JSON is malformed: trailing comma in object (byte 12)",
         "JSON ist fehlerhaft: überzähliges Komma im Objekt (Byte 12)",
     ),
+    "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code": (
+        "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code",
+        (
+            "jurisdiction ist kein Ländercode nach ISO 3166-1 und kein Code einer Untergliederung "
+            "nach ISO 3166-2"
+        ),
+    ),
+    "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code; for this country "
+    "use {country}": (
+        (
+            "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code; for this "
+            "country use GB"
+        ),
+        (
+            "jurisdiction ist kein Ländercode nach ISO 3166-1 und kein Code einer Untergliederung "
+            "nach ISO 3166-2; für dieses Land verwenden Sie GB"
+        ),
+    ),
+    "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code; {country} is "
+    "known, its subdivision is not (or send the country alone)": (
+        (
+            "jurisdiction is not an ISO 3166-1 country or ISO 3166-2 subdivision code; US is "
+            "known, its subdivision is not (or send the country alone)"
+        ),
+        (
+            "jurisdiction ist kein Ländercode nach ISO 3166-1 und kein Code einer Untergliederung "
+            "nach ISO 3166-2; US ist bekannt, diese Untergliederung nicht (oder senden Sie nur das "
+            "Land)"
+        ),
+    ),
 }
 
 # Near misses: messages of no known shape, which must stay exactly as they are.
