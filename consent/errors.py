@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import traceback
+from http import HTTPStatus
 from typing import Any, Final
 
 import asyncpg
@@ -16,11 +17,12 @@ import structlog
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
-    NotAuthorizedException,
+    MethodNotAllowedException,
     NotFoundException,
-    PermissionDeniedException,
+    SerializationException,
     ValidationException,
 )
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from consent import locales
@@ -199,6 +201,9 @@ _UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]{1,100})`")
 _MISSING_FIELD: Final = re.compile(r"missing required field `([^`]{1,100})`")
 _BODY: Final = frozenset({"data", "body"})
 _AT_PATH: Final = re.compile(r" - at `\$\.?([^`]{0,200})`$")
+# Litestar's detail of a required query parameter not sent (it gives no `extra`).
+_MISSING_PARAMETER: Final = re.compile(r"Missing required query parameter '([^']{1,100})' ")
+_QUERY_PARAMETER_MISSING: Final = Localized("query-parameter-missing")
 _ENUM_VALUE: Final = re.compile(r"^Invalid enum value .*$", re.DOTALL)  # msgspec quotes the value
 # Parameters named as clients send them, not as the handlers' Python arguments.
 _PARAMETER_NAMES: Final = {"idempotency_key": "Idempotency-Key"}
@@ -248,6 +253,9 @@ def _on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[
 def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Problem]:
     language = locales.negotiate(request.headers.get("accept-language"))
     errors = _validation_errors(exc.extra)
+    missing = _MISSING_PARAMETER.match(exc.detail) if not errors else None
+    if missing is not None:  # Litestar's words, with no `extra`: name the parameter
+        errors = [FieldError(missing.group(1), _QUERY_PARAMETER_MISSING)]
     if language != locales.DEFAULT_LANGUAGE:  # msgspec's words are English already
         errors = [_decoded_in_language(e, language) for e in errors]
     detail = errors[0].message if len(errors) == 1 else _INVALID_INPUT
@@ -257,18 +265,68 @@ def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) ->
 
 
 def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
-    slug = _STATUS_SLUGS.get(exc.status_code, "internal-error")
-    if exc.status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
-        return problem_response(request, exc.status_code, slug)
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else None
-    if isinstance(exc, NotAuthorizedException | PermissionDeniedException | NotFoundException):
-        detail = None if detail in {"Unauthorized", "Forbidden", "Not Found"} else detail
+    """What Litestar refuses itself (a method, a path, a body it cannot read or that is too
+    large, a header): the service's own words for it, never Litestar's stock English."""
+    status = exc.status_code
+    slug = _STATUS_SLUGS.get(status, "internal-error")
+    if status >= HTTP_500_INTERNAL_SERVER_ERROR:
+        return problem_response(request, status, slug)
     language = locales.negotiate(request.headers.get("accept-language"))
-    if detail and language != locales.DEFAULT_LANGUAGE and not isinstance(detail, Localized):
-        detail = fields.in_language(detail, language)  # a body msgspec could not read
-    return problem_response(
-        request, exc.status_code, slug, detail, headers=exc.headers, language=language
-    )
+    headers = dict(exc.headers or {})
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail else None
+    errors: list[FieldError] | None = None
+    if isinstance(exc, MethodNotAllowedException):
+        detail = _methods_allowed(headers)
+    elif isinstance(exc, RequestEntityTooLarge):
+        detail = _body_too_large(request)
+    elif isinstance(exc, NotFoundException) and detail is not None:
+        # The router's (no route has the path) or a static file's ("no file or directory
+        # match the path <path> was found").
+        detail = _NO_SUCH_FILE if detail.startswith(_STATIC_MISSING) else _NO_SUCH_PATH
+    elif isinstance(exc.__cause__, SerializationException) and detail is not None:
+        # A body msgspec could not read: its words (the reason, the byte), in the language.
+        detail = fields.in_language(detail, language)
+        errors = [FieldError("body", detail)]
+    elif detail is not None and (header := _BAD_HEADERS.get(detail.split(":", 1)[0])):
+        detail = header[1]
+        errors = [FieldError(*header)]
+    elif detail == HTTPStatus(status).phrase:  # Litestar's stock words: the title says it
+        detail = None
+    return problem_response(request, status, slug, detail, errors, headers, language)
+
+
+# The methods in the order they are listed in `Allow` and in a 405's detail; others after them.
+_METHOD_ORDER: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+# The start of Litestar's detail of a file its static files router does not have.
+_STATIC_MISSING: Final = "no file or directory match the path"
+_NO_SUCH_FILE: Final = Localized("no-such-file")
+_NO_SUCH_PATH: Final = Localized("no-such-path")
+# Litestar's detail (up to a colon) of a request header it cannot read -> (header, message).
+_BAD_HEADERS: Final = {
+    "Invalid content-length": ("Content-Length", Localized("content-length-invalid")),
+    "Invalid host header": ("Host", Localized("host-invalid")),
+}
+
+
+def _methods_allowed(headers: dict[str, str]) -> str | None:
+    """A 405's detail naming the methods its path takes (Litestar's router puts them in an
+    `allow` header, in no particular order): and that header as `Allow`, in the same order."""
+    name = next((name for name in headers if name.lower() == "allow"), None)
+    if name is None:
+        return None
+    given = {method.strip().upper() for method in headers.pop(name).split(",") if method.strip()}
+    methods = [m for m in _METHOD_ORDER if m in given] + sorted(given - set(_METHOD_ORDER))
+    headers["Allow"] = ", ".join(methods)
+    return Localized("methods-allowed", methods=headers["Allow"])
+
+
+def _body_too_large(request: Request[Any, Any, Any]) -> str | None:
+    """A 413's detail naming the limit of the operation (`request_max_body_size` of its route,
+    or of the app: 1 MiB; `POST /v1/decisions/batch`: 16 MiB) in bytes."""
+    handler = request.scope.get("route_handler")
+    resolve = getattr(handler, "resolve_request_max_body_size", None)
+    limit = resolve() if resolve is not None else None
+    return None if limit is None else Localized("body-too-large", limit=limit)
 
 
 def _on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:

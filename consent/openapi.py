@@ -5,8 +5,9 @@ while every error this service sends is an `application/problem+json` `Problem`
 (consent.errors). `document_problems` replaces those with the truth when the document is
 built: each operation lists the problem statuses it can answer with, derived from what the
 operation is (parameters or a body: 400, and under /v1/ always, for a query parameter the
-operation does not take; authenticated: 401 and 403; a path parameter: 404; a body: 413 and
-415; an `Idempotency-Key`: 422; under /v1/, where everything needs the database: 503)
+operation does not take; authenticated: 401 and 403; a path parameter: 404; a body: 413,
+naming the operation's limit, and 415; an `Idempotency-Key`: 422; under /v1/, where everything
+needs the database: 503)
 and from what its handler declares with `opt=problems(404, 409)` (a subject named in the body,
 a name already taken: what only the service logic knows about). Every operation can answer 500
 `internal-error` (a failure the service did not foresee), and documents it.
@@ -148,6 +149,8 @@ _REQUEST_ID: Final = OpenAPIHeader(
 )
 _UNAVAILABLE: Final = 503
 _INTERNAL: Final = 500  # any operation can fail in a way the service did not foresee
+_TOO_LARGE: Final = 413  # its description names the operation's limit
+_MIB: Final = 1024 * 1024
 _AUTHENTICATE: Final = {
     401: "`Bearer`: send an API key as `Authorization: Bearer csk_...`.",
     403: "When the key lacks the operation's scope: "
@@ -290,6 +293,13 @@ def _response(status: int, slugs: tuple[str, ...]) -> OpenAPIResponse:
             )
         },
     )
+
+
+def _bytes(size: int) -> str:
+    """`1,048,576 bytes (1 MiB)`: a body size limit, in the document (a 413's detail gives
+    the same number of bytes)."""
+    whole_mib = size >= _MIB and size % _MIB == 0
+    return f"{size:,} bytes ({size // _MIB} MiB)" if whole_mib else f"{size:,} bytes"
 
 
 def _statuses(
@@ -576,6 +586,10 @@ def _document_operation(
     found = _statuses(path, operation, handler)
     for status in sorted(found):
         responses[str(status)] = _response(status, found[status])
+    too_large = responses.get(str(_TOO_LARGE))
+    limit = handler.resolve_request_max_body_size() if handler is not None else None
+    if isinstance(too_large, OpenAPIResponse) and limit is not None:
+        too_large.description += f" This operation takes a body of at most {_bytes(limit)}."
     for answer in responses.values():
         if isinstance(answer, OpenAPIResponse):
             answer.headers = {**(answer.headers or {}), "X-Request-ID": _REQUEST_ID}

@@ -45,12 +45,25 @@ Action = Annotated[
         "an action the policy does not know is denied (`denied.unknown_action`).",
     ),
 ]
+_JURISDICTION_PATTERN: Final = r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$"
 Jurisdiction = Annotated[
     str,
     msgspec.Meta(
-        pattern=r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$",
+        pattern=_JURISDICTION_PATTERN,
         description="ISO 3166-1 alpha-2 country (DE) or ISO 3166-2 subdivision (US-CA); a code "
         "that does not exist (UK for GB, a misspelt state) is a 400, never the policy's default.",
+    ),
+]
+# On an audience member's line a bad code is no 400: the line is invalid (consent.decisions
+# .audience counts and skips it, and the stream goes on).
+MemberJurisdiction = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=_JURISDICTION_PATTERN,
+        description="ISO 3166-1 alpha-2 country (DE) or ISO 3166-2 subdivision (US-CA). A code "
+        "that does not exist (UK for GB, a misspelt state) makes this member's line invalid: "
+        "skipped, not decided, counted in the summary's `invalid` and `invalid_lines`; never "
+        "the policy's default.",
     ),
 ]
 Age = Annotated[int, msgspec.Meta(ge=0, le=150, description="Age in years, if known.")]
@@ -400,8 +413,10 @@ class AudienceMember(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
         msgspec.Meta(description="The member's identifier value, with `type`."),
     ] = None
     jurisdiction: Annotated[
-        Jurisdiction | msgspec.UnsetType | None,
-        msgspec.Meta(description="This member's jurisdiction, instead of the header's."),
+        MemberJurisdiction | msgspec.UnsetType | None,
+        msgspec.Meta(
+            description="This member's jurisdiction, instead of the header's (`null`: none)."
+        ),
     ] = msgspec.UNSET
     gpc: Annotated[
         bool | msgspec.UnsetType,
@@ -472,7 +487,8 @@ class AudienceSummary(msgspec.Struct, frozen=True, kw_only=True):
         int,
         msgspec.Meta(
             description="Member lines skipped as invalid (not JSON, not UTF-8, an unknown field "
-            "or identifier type, an identifier that does not normalise): not decided, not logged."
+            "or identifier type, an identifier that does not normalise, a `jurisdiction` that "
+            "does not exist): not decided, not logged."
         ),
     ]
     invalid_lines: Annotated[

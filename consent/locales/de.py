@@ -103,6 +103,11 @@ DETAILS: Final[dict[str, str]] = {
     "key-origin-not-allowed": (
         "Dieser API-Schlüssel darf nur von seinen erlaubten Origins aus verwendet werden."
     ),
+    "banner-key-no-link": (
+        "Ein Banner-Schlüssel (mit allowed_origins) darf keine betroffenen Personen verknüpfen: "
+        "sein Geheimnis ist öffentlich, und eine Verknüpfung führt zwei Personen endgültig "
+        "zusammen. Verknüpfen Sie von Ihrem Server aus mit einem Schlüssel ohne Origins."
+    ),
     "key-own-property-only": "Dieser API-Schlüssel darf nur für seine eigene Property aufzeichnen.",
     "property-origin-not-allowed": "Diese Property nimmt Anfragen aus dem Browser nur von ihren "
     "erlaubten Origins an.",
@@ -158,6 +163,11 @@ DETAILS: Final[dict[str, str]] = {
     "purpose-repeated": "ein Zweck kommt in einem Ereignis mehr als einmal vor",
     "notice-version-required": "erforderlich: die gezeigte Version des Hinweises",
     "notice-hash-needs-version": "braucht die notice_version_id, deren Hash er ist",
+    "gpc-cannot-grant": (
+        "ein GPC-Signal ist ein Widerspruch und erteilt keine Einwilligung: zeichnen Sie eine "
+        "Einwilligung mit der Methode auf, die die Person verwendet hat, und mit der gezeigten "
+        "Version des Hinweises"
+    ),
     "invalid-consent": "Ungültige Einwilligung.",
     "unknown-purpose": "unbekannter Zweck '{purpose}'",
     "no-such-notice-version": "diese Version des Hinweises gibt es nicht",
@@ -217,6 +227,17 @@ DETAILS: Final[dict[str, str]] = {
         "unbekannter Query-Parameter; diese Operation nimmt keine Query-Parameter"
     ),
     "no-such-file": "Diese Datei gibt es nicht.",
+    # what Litestar refuses before an operation runs (consent.errors)
+    "methods-allowed": "Dieser Pfad nimmt nur {methods} an.",
+    "no-such-path": (
+        "Keine Operation hat diesen Pfad; die Operationen der API stehen in /schema/openapi.json."
+    ),
+    "body-too-large": (
+        "Der Anfrageinhalt ist größer, als diese Operation annimmt: höchstens {limit} Bytes."
+    ),
+    "query-parameter-missing": "ein erforderlicher Query-Parameter, nicht gesendet",
+    "content-length-invalid": "keine Anzahl von Bytes",
+    "host-invalid": "kein gültiger Hostname",
 }
 
 # msgspec's and Litestar's words about a bad body or parameter (a 400's `errors[].message`, and

@@ -69,6 +69,10 @@ DETAILS: Final[dict[str, str]] = {
         "A banner key (with allowed_origins) may only write: its secret is public."
     ),
     "key-origin-not-allowed": "This API key may only be used from its allowed origins.",
+    "banner-key-no-link": (
+        "A banner key (with allowed_origins) may not link subjects: its secret is public, and a "
+        "link merges two people for good. Link from your server with a key without origins."
+    ),
     "key-own-property-only": "This API key may only record for its own property.",
     "property-origin-not-allowed": (
         "This property accepts browser requests only from its allowed origins."
@@ -116,6 +120,10 @@ DETAILS: Final[dict[str, str]] = {
     "purpose-repeated": "a purpose appears more than once in one event",
     "notice-version-required": "required: the notice version shown",
     "notice-hash-needs-version": "needs the notice_version_id it is the hash of",
+    "gpc-cannot-grant": (
+        "a GPC signal is an objection and grants nothing: record a grant with the method the "
+        "person used and the notice version shown"
+    ),
     "invalid-consent": "Invalid consent.",
     "unknown-purpose": "unknown purpose '{purpose}'",
     "no-such-notice-version": "no such notice version",
@@ -169,4 +177,16 @@ DETAILS: Final[dict[str, str]] = {
         "unknown query parameter; this operation takes no query parameters"
     ),
     "no-such-file": "No such file.",
+    # what Litestar refuses before an operation runs (consent.errors): the method, the path, a
+    # body too large, a required parameter missing, a header it cannot read
+    "methods-allowed": "This path takes only {methods}.",
+    "no-such-path": (
+        "No operation has this path; the API's operations are in /schema/openapi.json."
+    ),
+    "body-too-large": (
+        "The request body is larger than this operation takes: at most {limit} bytes."
+    ),
+    "query-parameter-missing": "a required query parameter, not sent",
+    "content-length-invalid": "not a number of bytes",
+    "host-invalid": "not a valid host name",
 }
