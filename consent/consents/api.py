@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers import BaseRouteHandler
 from litestar.params import JSONBody, Parameter
 
 from consent.consents.evidence import NetworkEvidence, client_address
@@ -18,14 +20,18 @@ from consent.consents.schemas import (
 )
 from consent.consents.service import ConsentService
 from consent.db.database import Database
+from consent.errors import Forbidden
 from consent.http_params import CursorParam, IdemKey, Limit
 from consent.idempotency import run_idempotent
+from consent.locales import Localized
 from consent.openapi import problems
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import IdentifierIn, LinkRequest, LinkResult, SubjectRef
 from consent.tenancy.auth import principal, requires
 
 __all__ = ["ConsentController", "request_evidence"]
+
+_BANNER_KEY_NO_LINK: Final = Localized("banner-key-no-link")
 
 _StateSubject = Annotated[
     UUID,
@@ -71,6 +77,15 @@ def request_evidence(request: Request[Any, Any, Any]) -> NetworkEvidence:
         peer, request.headers.get("x-forwarded-for"), request.app.state.trusted_proxies
     )
     return NetworkEvidence.from_request(visitor, request.headers.get("user-agent"))
+
+
+async def _not_a_banner_key(
+    connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler
+) -> None:
+    """403 for a banner key (after `requires`, which authenticated it), before the body is
+    read: its secret is public, so what it may do must not harm another person."""
+    if principal(connection).allowed_origins:
+        raise Forbidden(_BANNER_KEY_NO_LINK)
 
 
 def _service(request: Request[Any, Any, Any]) -> ConsentService:
@@ -140,10 +155,11 @@ class ConsentController(Controller):
     async def lookup(
         self, request: Request[Any, Any, Any], data: JSONBody[LookupRequest]
     ) -> SubjectConsents:
-        """Same answer as the state endpoint, for a subject found by any linked identifier."""
-        if data.identifier is None:
-            return await _service(request).state(data)
-        return await _service(request).lookup(data.identifier)
+        """Same answer as the state endpoint, for a subject found by any linked identifier.
+        Both `subject_id` and `identifier` (or neither): 400, as every other reference."""
+        # `state` checks the reference: with both, the identifier alone used to be looked up
+        # and its subject answered, whoever `subject_id` named.
+        return await _service(request).state(data)
 
     @get(
         "/subjects/{subject_id:uuid}/consents/history",
@@ -162,7 +178,7 @@ class ConsentController(Controller):
 
     @post(
         "/subjects/link",
-        guards=[requires("write")],
+        guards=[requires("write"), _not_a_banner_key],
         summary="Link identities of one person",
         opt=problems(404),
         status_code=200,
@@ -176,7 +192,10 @@ class ConsentController(Controller):
         """Merge subjects known to be the same person (a device at login, a loyalty card at
         the till). The oldest subject survives; per purpose the latest choice wins; no event
         is lost. Linking again, or in another order, gives the same result. A retry with the
-        same `Idempotency-Key` gets the first answer (with the subjects it merged)."""
+        same `Idempotency-Key` gets the first answer (with the subjects it merged). A banner
+        key (with `allowed_origins`) may not link (403): its secret is in every visitor's
+        browser, and a link of two people's identifiers cannot be undone (each one's export
+        would list the other's identifiers, and an erasure of one would erase both)."""
         db: Database = request.app.state.db
         tenant_id = principal(request).tenant_id
         resolver = SubjectResolver(request.app.state.keyring)

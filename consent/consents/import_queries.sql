@@ -9,6 +9,12 @@ select exists (select 1 from tenant where id = app_tenant_id());
 -- `ConsentService.record_in` checks them again.
 select key from purpose where tenant_id = app_tenant_id();
 
+-- name: known_identifier_types
+-- The tenant's own identifier types (with the built-in ones, what a row may name), checked
+-- before the database write so that a rejection lists them instead of echoing the value found
+-- (it may be an identifier in the wrong column).
+select key from identifier_type where tenant_id = app_tenant_id();
+
 -- name: prior_import
 -- When the file was last committed: remembered by its keyed hash ($1), or by its plain SHA-256
 -- ($2) before migration 0024; each row is compared by the kind of hash it holds only.

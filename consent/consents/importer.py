@@ -21,7 +21,9 @@ savepoint, and a batch with a bad row is replayed row by row, each in its own sa
 bad row never aborts the transaction. Rejected rows are reported as `line N: field: reason`
 on stderr (the first 100) and, with `--report FILE`, all of them as NDJSON objects
 `{"line", "field", "reason"}`. Reports never contain identifier values, nor a value refused
-by a list of accepted ones (it may be an identifier in the wrong column). Progress goes to
+by a list of accepted ones (it may be an identifier in the wrong column): an unknown purpose or
+identifier type is reported with the accepted ones, not with the value found (a device id such
+as `a3f9c0d2` is a well-formed purpose key and identifier type). Progress goes to
 stderr: on a terminal one status line redrawn in place, elsewhere (cron, CI) a plain line every
 30 seconds; the last one gives the row count and rows per second.
 
@@ -93,7 +95,7 @@ from consent.db.database import Conn, Database
 from consent.db.grouped import DB_UNAVAILABLE
 from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
-from consent.subjects.identifiers import InvalidIdentifier, normalize
+from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier, normalize
 
 __all__ = [
     "FileDigests",
@@ -444,8 +446,27 @@ def _secret_of(obj: dict[str, Any] | None) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def check_row(item: _Item, known_purposes: frozenset[str], now: datetime) -> _Checked:
-    """Every check that needs no database write; `record_in` does the rest."""
+_LISTED_AT_MOST: Final = 20
+"""Accepted values a rejection lists; past that it counts them and names the endpoint."""
+
+
+def _not_one_of(what: str, accepted: frozenset[str], endpoint: str) -> str:
+    """Why a value is refused, naming the accepted ones, never the value (module docstring)."""
+    if not accepted:
+        return f"the tenant has no {what} yet ({endpoint})"
+    if len(accepted) > _LISTED_AT_MOST:
+        return f"not one of the tenant's {len(accepted)} {what} (GET {endpoint} lists them)"
+    return f"not one of the tenant's {what}: {', '.join(sorted(accepted))}"
+
+
+def check_row(
+    item: _Item,
+    known_purposes: frozenset[str],
+    now: datetime,
+    identifier_types: frozenset[str] = BUILTIN_TYPES,
+) -> _Checked:
+    """Every check that needs no database write; `record_in` does the rest.
+    `identifier_types`: the built-in types and the tenant's own."""
     flat = item.obj is None or "choices" not in item.obj
     checked = _Checked(item.line, None, list(item.errors), flat, _secret_of(item.obj))
     if item.obj is None:
@@ -466,10 +487,14 @@ def check_row(item: _Item, known_purposes: frozenset[str], now: datetime) -> _Ch
         validate_shape(data, now)
     except ValidationFailed as exc:
         errors.extend(exc.errors or [FieldError("row", exc.detail or "invalid")])
+    if data.identifier is not None and data.identifier.type not in identifier_types:
+        why = _not_one_of("identifier types", identifier_types, "/v1/identifier-types")
+        errors.append(FieldError("identifier.type", f"unknown identifier type: {why}"))
     for i, choice in enumerate(data.choices):
         if choice.purpose not in known_purposes:
             field = "purpose" if flat else f"choices[{i}].purpose"
-            errors.append(FieldError(field, f"unknown purpose '{choice.purpose}'"))
+            why = _not_one_of("purposes", known_purposes, "/v1/purposes")
+            errors.append(FieldError(field, f"unknown purpose: {why}"))
     if flat:
         errors = [FieldError(_flat_field(e.field), e.message) for e in errors]
     checked.errors = errors
@@ -558,6 +583,21 @@ class Progress:
         self.stream.flush()
 
 
+def _scrubbed(text: str, secret: str) -> str:
+    """`text` without the row's identifier value `secret` where a message would quote it
+    (`'…'`, `"…"`, `` `…` ``), or where it is the whole text (a field named by it). Only
+    there: a short value such as a customer id `1` or `e` is also part of the words and
+    paths of messages (`choices[1].purpose`), which must stay as they are."""
+    if text == secret:
+        return _SCRUBBED
+    for quote in ("'", '"', "`"):
+        text = text.replace(quote + secret + quote, quote + _SCRUBBED + quote)
+    return text
+
+
+_SCRUBBED: Final = "[identifier]"
+
+
 class _Reporter:
     def __init__(self, progress: Progress, report: IO[bytes] | None) -> None:
         self.progress = progress
@@ -571,8 +611,8 @@ class _Reporter:
         for error in errors:
             field, reason = error.field, error.message
             if secret:
-                field = field.replace(secret, "[identifier]")
-                reason = reason.replace(secret, "[identifier]")
+                field = _scrubbed(field, secret)
+                reason = _scrubbed(reason, secret)
             if self.report is not None:
                 self.report.write(self._encoder.encode(Rejection(line, field, reason)) + b"\n")
             if self.shown < SHOWN_REJECTIONS:
@@ -631,11 +671,17 @@ class _Run:
         self.analyze_at = ANALYZE_FIRST_AT
         self._lookup_tenant = str(service.tenant_id)
 
-    async def run(self, rows: Iterator[_Item], known: frozenset[str], batch_size: int) -> None:
+    async def run(
+        self,
+        rows: Iterator[_Item],
+        known: frozenset[str],
+        batch_size: int,
+        identifier_types: frozenset[str] = BUILTIN_TYPES,
+    ) -> None:
         batch: list[_Checked] = []
         for item in rows:
             self.rows += 1
-            checked = check_row(item, known, datetime.now(UTC))
+            checked = check_row(item, known, datetime.now(UTC), identifier_types)
             if checked.data is not None:
                 batch.append(checked)
                 if len(batch) >= batch_size:
@@ -829,6 +875,8 @@ async def import_file(
             if not await conn.fetchval(IQ.tenant_exists):
                 raise ImportUsageError(f"no tenant {tenant_id}")
             known = frozenset(r["key"] for r in await conn.fetch(IQ.known_purposes))
+            own_types = [r["key"] for r in await conn.fetch(IQ.known_identifier_types)]
+            identifier_types = BUILTIN_TYPES | frozenset(own_types)
             audit = AuditWriter(audit_origin) if audit_origin is not None else None
             service = ConsentService(db, keyring, tenant_id, audit=audit)
             run = _Run(conn, service, reporter, progress)
@@ -836,7 +884,7 @@ async def import_file(
                 None if again else await conn.fetchval(IQ.prior_import, digest.keyed, digest.plain)
             )
             _roll_back_unless(already is None)
-            await run.run(rows, known, batch_size)
+            await run.run(rows, known, batch_size, identifier_types)
             commit = reporter.rows == 0 or (skip_invalid and run.valid + run.duplicates > 0)
             if commit and not dry_run:
                 already = await run.record_file(digest, again=again)

@@ -162,7 +162,13 @@ class ConsentCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
     ) = None
     surface: Annotated[Surface, msgspec.Meta(description=SURFACE_DOC)]
     channel: Annotated[Channel, msgspec.Meta(description=CHANNEL_DOC)]
-    method: Annotated[Method, msgspec.Meta(description=METHOD_DOC)] = "explicit"
+    method: Annotated[
+        Method,
+        msgspec.Meta(
+            description=METHOD_DOC + " A GPC signal is an objection: a `gpc` event only denies "
+            "or withdraws (a `granted` choice in it: 400)."
+        ),
+    ] = "explicit"
     # Required when method is "agent": who acted on the customer's behalf (staff id).
     agent_id: (
         Annotated[str, msgspec.Meta(min_length=1, max_length=100, description=AGENT_ID_DOC)] | None

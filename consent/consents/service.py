@@ -44,10 +44,8 @@ from consent.errors import FieldError, NotFound, ProblemError, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.locales import Localized, plain
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
-from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver, checked_reference
 from consent.subjects.schemas import IdentifierIn, SubjectRef
-from consent.tenancy.properties import check_write_property
 
 __all__ = [
     "EARLIEST_OCCURRED_AT",
@@ -142,6 +140,12 @@ def _checked_shape(data: ConsentCreate, now: datetime) -> tuple[list[FieldError]
     errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
     if data.notice_version_id is None and data.method not in {"gpc", "import"}:
         errors.append(FieldError("notice_version_id", Localized("notice-version-required")))
+    if data.method == "gpc":  # an opt-out signal, recorded without a notice: never a grant
+        errors += [
+            FieldError(f"choices[{i}].choice", Localized("gpc-cannot-grant"))
+            for i, choice in enumerate(data.choices)
+            if choice.choice == "granted"
+        ]
     if data.notice_version_id is None and data.notice_hash is not None:
         errors.append(FieldError("notice_hash", Localized("notice-hash-needs-version")))
     return errors, normalized
@@ -260,14 +264,11 @@ class ConsentService:
         self, conn: Conn, data: ConsentCreate, ctx: dict[str, Any], found: list[FieldError]
     ) -> None:
         """Refuse `found` and what the catalogue finds, with the problems of an identifier of
-        the tenant's own type (its type, its value), all at once; nothing when there are none."""
+        the tenant's own type (its type, its value) and of a `property_id` naming no property,
+        all at once; nothing when there are none (`_record_in` then checks the property)."""
         errors = found + context_errors(data, ctx)
-        if not errors:
-            return
-        ident = data.identifier
-        if ident is not None and ident.type not in BUILTIN_TYPES and data.subject_id is None:
-            errors += await self.subjects.identifier_errors(conn, self.tenant_id, ident)
-        _refuse(errors)
+        if errors:
+            _refuse(errors + await self.writer.refusal_errors(conn, data))
 
     async def _write_context(
         self, conn: Conn, purposes: list[str], version_id: UUID | None, cached: bool
@@ -312,7 +313,7 @@ class ConsentService:
         purposes = [c.purpose for c in data.choices]
         ctx = await self._write_context(conn, purposes, data.notice_version_id, cached_context)
         await self._refuse_problems(conn, data, ctx, [])
-        await check_write_property(conn, data.property_id, origin)
+        _refuse(await self.writer.property_errors(conn, data, origin))
         keep = evidence is not None and bool(ctx.get("keep_evidence"))
         event = await self.writer.prepare(
             conn, data, evidence if keep else None, normalized=normalized_identifier

@@ -20,9 +20,12 @@ from consent.consents.evidence import NetworkEvidence
 from consent.consents.history import evidence_context
 from consent.crypto.datakeys import DataKeys
 from consent.db.database import Conn
+from consent.errors import FieldError, ValidationFailed
 from consent.ids import uuid7
+from consent.subjects.identifiers import BUILTIN_TYPES
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import IdentifierIn, SubjectRef
+from consent.tenancy.properties import check_write_property
 
 __all__ = ["EventWriter", "PreparedEvent"]
 
@@ -40,6 +43,9 @@ class _EventData(Protocol):
 
     @property
     def occurred_at(self) -> datetime | None: ...
+
+    @property
+    def property_id(self) -> UUID | None: ...
 
 
 class PreparedEvent(NamedTuple):
@@ -106,6 +112,37 @@ class EventWriter:
             subject.token,
         )
         return PreparedEvent(subject_id, event_id, occurred_at, evidence_enc, audit)
+
+    async def identifier_errors(self, conn: Conn, data: _EventData) -> list[FieldError]:
+        """The problems of the event's identifier of a tenant's own type (the type unknown, the
+        value malformed), which only the tenant's catalogue tells; none for a subject id or a
+        built-in type (checked without the database, `checked_reference`)."""
+        ident = data.identifier
+        if ident is None or ident.type in BUILTIN_TYPES or data.subject_id is not None:
+            return []
+        return await self.subjects.identifier_errors(conn, self.tenant_id, ident)
+
+    async def refusal_errors(self, conn: Conn, data: _EventData) -> list[FieldError]:
+        """For an event refused for other problems: those of its identifier and a `property_id`
+        naming no property of the tenant, to report with them, all at once."""
+        errors = await self.identifier_errors(conn, data)
+        try:
+            await check_write_property(conn, data.property_id, None)
+        except ValidationFailed as exc:
+            errors += exc.errors or []
+        return errors
+
+    async def property_errors(
+        self, conn: Conn, data: _EventData, origin: str | None
+    ) -> list[FieldError]:
+        """`check_write_property` (a browser `origin` the property does not list: 403); a
+        `property_id` naming no property is returned as a field error, with the problems of the
+        event's identifier (reported all at once); none: the property is fine."""
+        try:
+            await check_write_property(conn, data.property_id, origin)
+        except ValidationFailed as exc:
+            return [*(exc.errors or []), *await self.identifier_errors(conn, data)]
+        return []
 
     def leaf_row(self, event: PreparedEvent, leaf: Leaf) -> LeafRow:
         """The audit row of `event`'s leaf, with the evidence its context sealed."""

@@ -35,9 +35,8 @@ from consent.preferences.schemas import (
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.resolver import SubjectResolver, checked_reference
 from consent.subjects.schemas import SubjectRef
-from consent.tenancy.properties import check_write_property
 
-__all__ = ["PreferenceService", "validate_preferences"]
+__all__ = ["PreferenceService", "preference_errors", "validate_preferences"]
 
 Q = SqlFile.beside(__file__)
 _EVIDENCE_CONTEXT = b"preference-evidence"
@@ -46,8 +45,24 @@ _INVALID_PREFERENCES: Final = Localized("invalid-preferences")
 
 
 def validate_preferences(data: PreferenceCreate, now: datetime) -> str | None:
-    """Raises ValidationFailed with every problem; returns a built-in identifier's normalised
-    value (None for a subject id or a tenant's own type), so that it is normalised once."""
+    """Raises ValidationFailed with every problem found without the database; returns a
+    built-in identifier's normalised value (None for a subject id or a tenant's own type), so
+    that it is normalised once."""
+    errors, normalized = preference_errors(data, now)
+    _refuse(errors)
+    return normalized
+
+
+def _refuse(errors: list[FieldError]) -> None:
+    if errors:
+        detail = errors[0].message if len(errors) == 1 else _INVALID_PREFERENCES
+        raise ValidationFailed(detail, errors=errors)
+
+
+def preference_errors(data: PreferenceCreate, now: datetime) -> tuple[list[FieldError], str | None]:
+    """The problems of a preference event found without the database (its items, its reference
+    to a subject, who recorded it and when), and a valid built-in identifier's normalised value
+    (else None)."""
     errors: list[FieldError] = []
     seen: set[tuple[str, str]] = set()
     for i, item in enumerate(data.items):
@@ -70,10 +85,7 @@ def validate_preferences(data: PreferenceCreate, now: datetime) -> str | None:
     found, normalized = checked_reference(data.subject_id, data.identifier)
     errors += found
     errors += proof_errors(data.method, data.agent_id, data.occurred_at, now)
-    if errors:
-        detail = errors[0].message if len(errors) == 1 else _INVALID_PREFERENCES
-        raise ValidationFailed(detail, errors=errors)
-    return normalized
+    return errors, normalized
 
 
 class PreferenceService:
@@ -100,11 +112,13 @@ class PreferenceService:
     ) -> PreferenceRecorded:
         """`origin`: the request's `Origin` header, checked against the property's origins.
         `evidence` is kept, encrypted, only when the tenant enables `store_network_evidence`."""
-        normalized = validate_preferences(data, datetime.now(UTC))
+        problems, normalized = preference_errors(data, datetime.now(UTC))
         async with self.db.tenant_hot(self.tenant_id) as conn:
+            if problems:  # refused: with what the tenant's catalogue finds, all at once
+                _refuse(problems + await self.writer.refusal_errors(conn, data))
 
             async def produce() -> PreferenceRecorded:
-                await check_write_property(conn, data.property_id, origin)
+                _refuse(await self.writer.property_errors(conn, data, origin))
                 keep = evidence is not None and await conn.fetchval(Q.keep_evidence)
                 event = await self.writer.prepare(
                     conn, data, evidence if keep else None, normalized=normalized

@@ -48,7 +48,7 @@ async def test_a_purpose_or_version_is_usable_as_soon_as_it_exists(catalog: Cata
     await catalog.post("/v1/purposes", {"key": "sms", "name": "SMS", "legal_basis": "consent"})
     await catalog.consent(
         identifier=_device(1),
-        choices=[{"purpose": "sms", "choice": "granted"}],
+        choices=[{"purpose": "sms", "choice": "denied"}],  # a GPC signal only objects
         method="gpc",
     )
 
