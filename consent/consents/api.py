@@ -118,11 +118,13 @@ class ConsentController(Controller):
         only when the tenant enables `store_network_evidence`; behind a
         proxy listed in `CONSENT_TRUSTED_PROXIES` the address is taken from X-Forwarded-For.
         A key bound to a property records for that property (another `property_id`: 403); a
-        browser request must come from one of the property's `allowed_origins` (403)."""
+        browser request must come from one of the property's `allowed_origins` (403). A banner key
+        (with `allowed_origins`) records only a visitor's own choice on the device: method
+        `explicit` or `gpc`, a `device` identifier or a subject id (else 403)."""
         evidence = request_evidence(request)
-        data = msgspec.structs.replace(
-            data, property_id=principal(request).property_for(data.property_id)
-        )
+        caller = principal(request)
+        caller.check_banner_write(data.method, data.identifier and data.identifier.type)
+        data = msgspec.structs.replace(data, property_id=caller.property_for(data.property_id))
         return await _service(request).record(
             data,
             idempotency_key=idempotency_key,

@@ -103,6 +103,13 @@ DETAILS: Final[dict[str, str]] = {
     "key-origin-not-allowed": (
         "Dieser API-Schlüssel darf nur von seinen erlaubten Origins aus verwendet werden."
     ),
+    "banner-key-visitor-only": (
+        "Ein Banner-Schlüssel (mit allowed_origins) zeichnet nur die eigene Entscheidung einer "
+        "besuchenden Person auf diesem Gerät auf: Methode explicit oder gpc, und eine "
+        "Geräte-Kennung oder eine Subjekt-ID. Andere Ereignisse (agent, import, eine "
+        "E-Mail-Adresse oder Telefonnummer) zeichnen Sie von Ihrem Server aus mit einem "
+        "Schlüssel ohne Origins auf."
+    ),
     "banner-key-no-link": (
         "Ein Banner-Schlüssel (mit allowed_origins) darf keine betroffenen Personen verknüpfen: "
         "sein Geheimnis ist öffentlich, und eine Verknüpfung führt zwei Personen endgültig "

@@ -69,6 +69,11 @@ DETAILS: Final[dict[str, str]] = {
         "A banner key (with allowed_origins) may only write: its secret is public."
     ),
     "key-origin-not-allowed": "This API key may only be used from its allowed origins.",
+    "banner-key-visitor-only": (
+        "A banner key (with allowed_origins) records only a visitor's own choice on the device: "
+        "method explicit or gpc, and a device identifier or a subject id. Record other events "
+        "(agent, import, an e-mail or phone) from your server with a key without origins."
+    ),
     "banner-key-no-link": (
         "A banner key (with allowed_origins) may not link subjects: its secret is public, and a "
         "link merges two people for good. Link from your server with a key without origins."

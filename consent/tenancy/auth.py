@@ -25,6 +25,8 @@ from consent.tenancy.keys import parse_api_key, secret_matches
 from consent.tenancy.repository import TenancyRepository
 
 __all__ = [
+    "BANNER_IDENTIFIER_TYPES",
+    "BANNER_METHODS",
     "BANNER_SCOPES",
     "Principal",
     "authenticate",
@@ -39,6 +41,11 @@ _SCOPE_KEY: Final = "consent.principal"
 _UNAUTHORIZED: Final = Localized("api-key-required")
 _ORIGIN_NOT_ALLOWED: Final = Localized("key-origin-not-allowed")
 _BANNER_WRITES_ONLY: Final = Localized("banner-key-writes-only")
+# What a banner key may record: a visitor's own choice in the browser, on the device (its
+# secret is public: any client could otherwise grant consent for anyone's e-mail address).
+BANNER_METHODS: Final = frozenset({"explicit", "gpc"})
+BANNER_IDENTIFIER_TYPES: Final = frozenset({"device"})
+_BANNER_RECORDS_VISITORS: Final = Localized("banner-key-visitor-only")
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +69,18 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
         if named is not None and named != self.property_id:
             raise Forbidden(Localized("key-own-property-only"))
         return self.property_id
+
+    def check_banner_write(self, method: str, id_type: str | None) -> None:
+        """403 unless a banner key (one with `allowed_origins`) records what a banner can
+        prove: a visitor's own choice (`explicit`, or a `gpc` signal) about the device's
+        identifier (`device`, or a subject id the banner was given). `agent` and `import`
+        events and other identifiers (e-mail, phone, customer id) need a server key."""
+        if not self.allowed_origins:
+            return
+        if method not in BANNER_METHODS or (
+            id_type is not None and id_type not in BANNER_IDENTIFIER_TYPES
+        ):
+            raise Forbidden(_BANNER_RECORDS_VISITORS)
 
 
 def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:

@@ -207,3 +207,57 @@ async def test_a_gpc_signal_never_records_a_grant(
     )
     state = await catalog.post("/v1/subjects/lookup", {"identifier": device}, status=200)
     assert [(c["purpose"], c["choice"]) for c in state["consents"]] == [("ads", "withdrawn")]
+
+
+@pytest.mark.parametrize(
+    ("path", "change"),
+    [
+        ("/v1/consents", {"method": "import", "notice_version_id": None}),
+        ("/v1/consents", {"method": "agent", "agent_id": "agent-7"}),
+        ("/v1/consents", {"identifier": {"type": "email", "value": "victim@example.com"}}),
+        ("/v1/consents", {"identifier": {"type": "phone", "value": "+49 30 7654321"}}),
+        ("/v1/preferences", {"identifier": {"type": "email", "value": "victim@example.com"}}),
+        ("/v1/preferences", {"method": "import"}),
+    ],
+    ids=["import", "agent", "email", "phone", "preference-email", "preference-import"],
+)
+async def test_a_banner_key_records_only_a_visitors_own_choice_on_the_device(
+    client: Any, catalog: Catalog, db: Database, path: str, change: dict[str, Any]
+) -> None:
+    """A banner key's secret is public: with it anyone could record a grant of e-mail marketing
+    for anyone's address (`import` needs no notice; any e-mail is accepted), and decisions
+    would then allow mailing them. A banner key records what a banner proves: the visitor's
+    own click or GPC signal, about the device. The same body with a server key is recorded."""
+    banner = await catalog.post(
+        "/v1/api-keys",
+        {"name": "banner", "scopes": ["write"], "allowed_origins": ["https://shop.example"]},
+    )
+    page = {"Authorization": f"Bearer {banner['secret']}", "Origin": "https://shop.example"}
+    device = {"type": "device", "value": "cookie-2"}
+    if path == "/v1/consents":
+        body: dict[str, Any] = {
+            "identifier": device,
+            "choices": [{"purpose": "ads", "choice": "granted"}],
+            "notice_version_id": catalog.versions[max(catalog.versions)],
+            "surface": "banner",
+            "channel": "web",
+        }
+    else:
+        body = {
+            "identifier": device,
+            "items": [{"kind": "channel", "key": "email", "value": "opt_in"}],
+            "surface": "banner",
+            "channel": "web",
+        }
+    written = await client.post(path, json=body, headers=page)
+    assert written.status_code == 201, written.text  # what a banner does
+    refused_body = {k: v for k, v in {**body, **change}.items() if v is not None}
+    before = await _counts(db)
+    for headers in (page, {**page, "Accept-Language": "de"}):
+        response = await client.post(path, json=refused_body, headers=headers)
+        assert response.status_code == 403, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        detail = response.json()["detail"]
+        assert "device" in detail or "Gerät" in detail
+    assert await _counts(db) == before
+    await catalog.post(path, refused_body, status=201)  # from the tenant's server
