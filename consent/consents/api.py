@@ -123,7 +123,7 @@ class ConsentController(Controller):
         `explicit` or `gpc`, a `device` identifier or a subject id (else 403)."""
         evidence = request_evidence(request)
         caller = principal(request)
-        caller.check_banner_write(data.method, data.identifier and data.identifier.type)
+        caller.check_banner_write(data.method, data.identifier.type if data.identifier else None)
         data = msgspec.structs.replace(data, property_id=caller.property_for(data.property_id))
         return await _service(request).record(
             data,
