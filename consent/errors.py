@@ -206,7 +206,12 @@ _MISSING_PARAMETER: Final = re.compile(r"Missing required query parameter '([^']
 _QUERY_PARAMETER_MISSING: Final = Localized("query-parameter-missing")
 _ENUM_VALUE: Final = re.compile(r"^Invalid enum value .*$", re.DOTALL)  # msgspec quotes the value
 # Parameters named as clients send them, not as the handlers' Python arguments.
-_PARAMETER_NAMES: Final = {"idempotency_key": "Idempotency-Key"}
+_PARAMETER_NAMES: Final = {
+    "idempotency_key": "Idempotency-Key",
+    # GET /v1/audit/consistency's `from` and `to` (`from` cannot be a Python argument's name)
+    "first": "from",
+    "second": "to",
+}
 _EMPTY_BODY: Final = Localized("empty-body")
 _INVALID_INPUT: Final = Localized("invalid-input")
 _DATABASE_UNAVAILABLE: Final = Localized("database-unavailable")
