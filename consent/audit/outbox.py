@@ -102,9 +102,16 @@ class AuditWriter:
         conn: Conn, tenant_id: uuid.UUID, subject_ids: Collection[uuid.UUID]
     ) -> dict[uuid.UUID, str]:
         """The tokens of many subjects (base64url), each created on first use; one statement,
-        plus a second only when a concurrent transaction created some of them meanwhile."""
+        plus a second only when a concurrent transaction created some of them meanwhile.
+
+        A subject already erased (a decision read before its erasure and logged after it)
+        gets a fresh random token that is stored nowhere: its leaf stays in the log, and
+        nothing ties it to the subject. Each subject is locked FOR KEY SHARE until the caller's
+        transaction ends, so an erasure running meanwhile either comes first (and the subject
+        is erased here) or waits, then finds the token and deletes it."""
         ids = sorted(set(subject_ids))
         fresh = [os.urandom(_TOKEN_BYTES) for _ in ids]
+        # An erased subject's row carries the fresh token given for it (`erased`), never stored.
         tokens = {
             row["subject_id"]: token_text(bytes(row["token"]))
             for row in await conn.fetch(Q.subject_tokens, tenant_id, ids, fresh)

@@ -27,7 +27,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "key; nothing is sent anywhere.",
         "log": "Log",
         "log.hint": "Optional: the name of the log the record must be in. If empty, the log "
-        "named by the public key.",
+        "the record names.",
         "leaf": "Record (base64)",
         "proof": "Proof",
         "vkey": "Public key",
@@ -53,7 +53,7 @@ TEXTS: Final[dict[str, dict[str, str]]] = {
         "dem öffentlichen Schlüssel des Protokolls; nichts wird versendet.",
         "log": "Protokoll",
         "log.hint": "Optional: der Name des Protokolls, in dem der Eintrag stehen muss. Wenn leer, "
-        "das vom öffentlichen Schlüssel genannte Protokoll.",
+        "das Protokoll, das der Eintrag nennt.",
         "leaf": "Eintrag (Base64)",
         "proof": "Nachweis",
         "vkey": "Öffentlicher Schlüssel",

@@ -11,20 +11,37 @@ select log_id, origin from audit_log where tenant_id = $1;
 -- concurrent transaction inserted and committed while this insert waited on it is in neither
 -- half (a conflict, and not in this statement's snapshot): the caller reads those again with
 -- `subject_tokens_existing`, whose new snapshot sees them.
+-- A subject already erased gets no token row (nothing would ever delete it again, and it would
+-- tie the leaves that name it to the subject): it comes back with `erased` set and its fresh
+-- token, stored nowhere. Each live subject is locked FOR KEY SHARE (until the caller's
+-- transaction ends), which an erasure's FOR UPDATE (lock_for_erasure) conflicts with: a token
+-- created before an erasure is found and deleted by it, and one asked for while an erasure runs
+-- waits for its commit and then finds the subject erased (a decision read before the erasure and
+-- logged after it: consent/audit/decision_leaves.py). Merged members are locked before survivors,
+-- each in id order, as lock_for_erasure does, so the two cannot wait on each other in a cycle.
 with given as (
     select u.subject_id, u.token
     from unnest($2::uuid[], $3::bytea[]) as u (subject_id, token)
+), live as (
+    select g.subject_id, g.token
+    from given as g
+    join subject as s on s.tenant_id = $1 and s.id = g.subject_id and s.erased_at is null
+    order by s.merged_into is null, g.subject_id
+    for key share of s
 ), created as (
     insert into audit_subject_token (tenant_id, subject_id, token)
-    select $1, g.subject_id, g.token from given as g
+    select $1, l.subject_id, l.token from live as l
     on conflict (tenant_id, subject_id) do nothing
     returning subject_id, token
 )
-select subject_id, token from created
+select subject_id, token, false as erased from created
 union all
-select t.subject_id, t.token from audit_subject_token as t
-where t.tenant_id = $1 and t.subject_id = any($2::uuid[])
-  and t.subject_id not in (select subject_id from created);
+select t.subject_id, t.token, false from audit_subject_token as t
+where t.tenant_id = $1 and t.subject_id in (select subject_id from live)
+  and t.subject_id not in (select subject_id from created)
+union all
+select g.subject_id, g.token, true from given as g
+where g.subject_id not in (select subject_id from live);
 
 -- name: subject_tokens_existing
 select subject_id, token from audit_subject_token

@@ -9,6 +9,10 @@ consistency-proof JSON, leaf bytes) and a trusted verifier key (vkey). Standard 
 Malformed input (unparseable proof, note or vkey) raises ``MalformedInputError``. Well-formed
 input that fails a check (untrusted or invalid signature, wrong origin, proof or root mismatch)
 returns a result with ``ok=False`` and a ``reason``.
+
+Which log a checkpoint must be of (its origin): the ``origin`` given, else, for an inclusion
+proof, the log the leaf names (its ``log`` field), else the key's name or a log under it
+(``<key name>/<tenant>``: one key signs every tenant's log of a service).
 """
 
 from __future__ import annotations
@@ -118,10 +122,31 @@ def _open(note: str | bytes, keys: list[VerifierKey], origin: str | None) -> Che
         checkpoint = parse_checkpoint(text)
     except NoteError as exc:
         raise MalformedInputError(f"checkpoint body: {exc}") from exc
-    expected = keys[0].name if origin is None else origin
-    if checkpoint.origin != expected:
-        return f"checkpoint origin {checkpoint.origin!r} is not {expected!r}"
+    if origin is not None:
+        if checkpoint.origin != origin:
+            return f"checkpoint origin {checkpoint.origin!r} is not {origin!r}"
+    elif not _under_key(checkpoint.origin, keys[0].name):
+        return (
+            f"checkpoint origin {checkpoint.origin!r} is neither {keys[0].name!r}"
+            f" nor a log under it"
+        )
     return checkpoint
+
+
+def _under_key(origin: str, key_name: str) -> bool:
+    """Whether a log is the key's own or one under it (the service names each tenant's log
+    `<key name>/<tenant id>`, all signed with its one key)."""
+    return origin == key_name or origin.startswith(key_name.rstrip("/") + "/")
+
+
+def _leaf_log(leaf: bytes) -> str | None:
+    """The log a leaf names (every leaf of the service carries its log's origin as `log`)."""
+    try:
+        data = json.loads(leaf)
+    except (ValueError, RecursionError):  # not JSON (or nested beyond the parser's depth)
+        return None
+    log = data.get("log") if isinstance(data, dict) else None
+    return log if isinstance(log, str) else None
 
 
 def verify_inclusion_proof(
@@ -133,15 +158,16 @@ def verify_inclusion_proof(
 ) -> InclusionResult:
     """Check a tlog-proof for ``leaf`` (the auditor's own copy of the leaf bytes).
 
-    Checks the checkpoint's origin (default: the first key's name), key name and ID, signature,
-    then the inclusion of ``SHA-256(0x00 || leaf)`` at the proof's index.
+    Checks the checkpoint's origin (default: the log the leaf names, else the first key's name
+    or a log under it), key name and ID, signature, then the inclusion of
+    ``SHA-256(0x00 || leaf)`` at the proof's index.
     """
     try:
         proof = parse_tlog_proof(proof_text)
     except ProofFormatError as exc:
         raise MalformedInputError(f"tlog-proof: {exc}") from exc
     hashed = leaf_hash(leaf)
-    opened = _open(proof.checkpoint, _keys(vkey), origin)
+    opened = _open(proof.checkpoint, _keys(vkey), origin if origin is not None else _leaf_log(leaf))
     if isinstance(opened, str):
         return InclusionResult(
             ok=False, reason=opened, index=proof.index, leaf_hash=hashed, checkpoint=None
@@ -167,6 +193,7 @@ def verify_consistency_notes(
 ) -> ConsistencyResult:
     """Check both signed checkpoints and the consistency proof (JSON text or hashes) between them.
 
+    Both must be of one log (``origin``, by default the key's name or a log under it).
     Following RFC 9162 strictly, an old checkpoint of size 0 is rejected: it commits to nothing.
     """
     if isinstance(proof, str | bytes):
@@ -185,6 +212,9 @@ def verify_consistency_notes(
             old=None if isinstance(old, str) else old,
             new=None if isinstance(new, str) else new,
         )
+    if old.origin != new.origin:
+        mixed = f"the checkpoints are of two logs: {old.origin!r} and {new.origin!r}"
+        return ConsistencyResult(ok=False, reason=mixed, old=old, new=new)
     try:
         verify_consistency(old.size, new.size, hashes, old.root_hash, new.root_hash)
     except ProofError as exc:

@@ -156,12 +156,36 @@
     }
   }
 
+  // The log a leaf names (every leaf of the service carries its log's origin as "log"), or null.
+  function leafLog(leafBytes) {
+    try {
+      const data = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(leafBytes));
+      return data !== null && typeof data === "object" && typeof data.log === "string"
+        ? data.log
+        : null;
+    } catch (_) {
+      return null;
+    }
+  }
+
+  // Whether a checkpoint's origin is the expected log: the one given, else the one the leaf
+  // names, else the key's own or a log under it ("<key name>/<tenant>": one key signs every
+  // tenant's log of a service).
+  function expectedOrigin(checkpointOrigin, origin, leafBytes, keyName) {
+    const expected = origin ?? leafLog(leafBytes);
+    if (expected !== null) return checkpointOrigin === expected;
+    const under = keyName.replace(/\/$/, "") + "/";
+    return checkpointOrigin === keyName || checkpointOrigin.startsWith(under);
+  }
+
   // Verify a tlog-proof for the verifier's own copy of the leaf bytes against a vkey.
   async function verifyProof(proofText, leafBytes, vkey, origin) {
     const key = await parseVkey(vkey);
     const proof = parseTlogProof(proofText);
     const checkpoint = parseCheckpoint(await verifyNote(proof.checkpoint, key));
-    if (checkpoint.origin !== (origin ?? key.name)) fail("unexpected checkpoint origin", "origin");
+    if (!expectedOrigin(checkpoint.origin, origin, leafBytes, key.name)) {
+      fail("unexpected checkpoint origin", "origin");
+    }
     const hash = await leafHash(leafBytes);
     await verifyInclusion(hash, proof.index, checkpoint.size, proof.proof, checkpoint.rootHash);
     return { origin: checkpoint.origin, size: checkpoint.size, index: proof.index, leafHash: hash };

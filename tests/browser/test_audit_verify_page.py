@@ -71,6 +71,24 @@ async def test_tampered_record_fails_in_chromium(
     assert other_log == "Not verified: the proof belongs to another log.", other_log
 
 
+async def test_a_proof_verifies_with_the_log_field_left_empty(
+    client: Any, catalog: Catalog, integrator: Integrator, live_server: str, page: Any
+) -> None:
+    """The log field is optional: left empty, the record must be in the log it names itself
+    (each tenant's log is `<key name>/<tenant id>`, never the key's bare name)."""
+    leaf, proof, log = await _proof(client, catalog, integrator)
+    text = await _check(page, live_server, leaf, proof, "")
+    assert text.startswith("Verified: record"), text
+    assert log in text
+    # A record that names another log than the proof's checkpoint is refused as such.
+    elsewhere = base64.b64encode(
+        base64.b64decode(leaf).replace(log.encode(), b"consent.local/audit/someone-else")
+    ).decode()
+    assert elsewhere != leaf
+    other_log = await _check(page, live_server, elsewhere, proof, "")
+    assert other_log == "Not verified: the proof belongs to another log.", other_log
+
+
 async def test_page_is_labelled_for_assistive_technology(live_server: str, page: Any) -> None:
     await page.goto(f"{live_server}/audit/verify")
     assert await page.get_attribute("html", "lang") == "en"

@@ -225,7 +225,18 @@ async def test_a_token_another_transaction_creates_meanwhile_is_read_not_lost(
     """Two transactions give the same new subject its first use at once (two decision batches,
     or a decision and a link). The second waits on the first's insert; it must come back with
     the first one's token, not without a token (a KeyError that lost a whole decision batch)."""
-    tenant_id, subject_id = uuid.UUID(catalog.tenant.id), uuid.uuid4()
+    # A subject no leaf named yet (a link of identifiers the ledger did not know): no token.
+    linked = await catalog.post(
+        "/v1/subjects/link",
+        {
+            "subjects": [
+                {"identifier": {"type": "email", "value": "first.use@example.com"}},
+                {"identifier": {"type": "device", "value": "first-use"}},
+            ]
+        },
+        200,
+    )
+    tenant_id, subject_id = uuid.UUID(catalog.tenant.id), uuid.UUID(linked["subject_id"])
     async with db.tenant(tenant_id) as first:
         mine = await AuditWriter.subject_token(first, tenant_id, subject_id)
 

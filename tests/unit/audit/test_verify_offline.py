@@ -103,6 +103,57 @@ def test_origin_must_match() -> None:
     assert verify_inclusion_proof(text, LEAVES[1], other.vkey, origin=ORIGIN).ok
 
 
+SERVICE = NoteSigner.from_seed("consent.example.com/audit", bytes([9]) * 32)
+TENANT_LOG = "consent.example.com/audit/7d3c0f52-0a53-4c37-9d4b-1b0f3f4b1c11"
+
+
+def tenant_note(size: int, leaves: list[bytes], origin: str = TENANT_LOG) -> str:
+    return sign_checkpoint(
+        Checkpoint(origin, size, MemoryTree(leaf_hashes(leaves)).root(size)), [SERVICE]
+    )
+
+
+def test_a_tenant_log_verifies_without_naming_its_origin() -> None:
+    """The service signs every tenant's log (`<key name>/<tenant id>`) with its one key, and
+    every leaf names its log: an auditor who passes no origin checks the log the leaf names."""
+    leaves = [json.dumps({"log": TENANT_LOG, "n": i}).encode() for i in range(6)]
+    tree = MemoryTree(leaf_hashes(leaves))
+    text = format_tlog_proof(
+        TlogProof(
+            index=4, proof=tuple(tree.inclusion_proof(4, 6)), checkpoint=tenant_note(6, leaves)
+        )
+    )
+    result = verify_inclusion_proof(text, leaves[4], SERVICE.vkey)
+    assert result.ok, result.reason
+    # A leaf that names another log is not accepted under this one's checkpoint.
+    elsewhere = leaves[4].replace(TENANT_LOG.encode(), b"consent.example.com/audit/other")
+    refused = verify_inclusion_proof(text, elsewhere, SERVICE.vkey)
+    assert not refused.ok
+    assert "origin" in (refused.reason or "")
+    # A leaf that names no log: a log under the key's name is accepted, another is not.
+    plain = [b"plain-%d" % i for i in range(6)]
+    plain_tree = MemoryTree(leaf_hashes(plain))
+    for origin, ok in ((TENANT_LOG, True), ("consent.example.com/auditor", False)):
+        proof = format_tlog_proof(
+            TlogProof(
+                index=1,
+                proof=tuple(plain_tree.inclusion_proof(1, 6)),
+                checkpoint=tenant_note(6, plain, origin),
+            )
+        )
+        assert verify_inclusion_proof(proof, plain[1], SERVICE.vkey).ok is ok
+    # Consistency: both checkpoints of one log under the key's name.
+    consistency = format_consistency_proof(tree.consistency_proof(3, 6))
+    assert verify_consistency_notes(
+        tenant_note(3, leaves), tenant_note(6, leaves), consistency, SERVICE.vkey
+    ).ok
+    mixed = verify_consistency_notes(
+        tenant_note(3, leaves, TENANT_LOG + "x"), tenant_note(6, leaves), consistency, SERVICE.vkey
+    )
+    assert not mixed.ok
+    assert "two logs" in (mixed.reason or "")
+
+
 def test_malformed_inputs_raise() -> None:
     with pytest.raises(MalformedInputError, match="tlog-proof"):
         verify_inclusion_proof("garbage", LEAVES[0], LOG.vkey)
