@@ -43,6 +43,7 @@ __all__ = [
     "ValidationFailed",
     "exception_handlers",
     "language_headers",
+    "msgspec_field",
 ]
 
 PROBLEM_MEDIA_TYPE: Final = "application/problem+json"
@@ -233,22 +234,30 @@ def _validation_errors(extra: Any) -> list[FieldError]:
                 continue
             key = _PARAMETER_NAMES.get(key, key)
             at: str | None = None
-            path = _AT_PATH.search(message)
-            if path:
-                message = message[: path.start()]
-                at = path.group(1)
-            elif item.get("source") == "body" or key in _BODY:
+            if item.get("source") == "body" or key in _BODY:
                 at = "" if key in _BODY else key  # Litestar took the path out of the message
+            path, message = msgspec_field(message, at)
             message = _ENUM_VALUE.sub("Invalid enum value", message)
-            named = _UNKNOWN_FIELD.search(message) or _MISSING_FIELD.search(message)
-            if named and at is not None:
-                key = f"{at}.{named.group(1)}" if at else named.group(1)
-            elif at:
-                key = at
+            if path:
+                key = path
             elif key in _BODY:  # the whole body (a JSON array where an object belongs)
                 key = "body"
             errors.append(FieldError(key, message))
     return errors
+
+
+def msgspec_field(message: str, at: str | None = "") -> tuple[str | None, str]:
+    """The field msgspec's `message` about a decoded document is about, and the message
+    without the ` - at `$.a.b`` it appends: that path (else `at`: None when the message is not
+    about a document), with the field an "unknown field" or "missing required field" message
+    names appended (`context.jurisdiction`, `choices[1].purpose`)."""
+    found = _AT_PATH.search(message)
+    if found is not None:
+        message, at = message[: found.start()], found.group(1)
+    named = _UNKNOWN_FIELD.search(message) or _MISSING_FIELD.search(message)
+    if named is not None and at is not None:
+        return (f"{at}.{named.group(1)}" if at else named.group(1)), message
+    return at, message
 
 
 def _on_problem(request: Request[Any, Any, Any], exc: ProblemError) -> Response[Problem]:

@@ -37,6 +37,7 @@ __all__ = [
     "Database",
     "DatabaseUnavailable",
     "EmbeddedPostgres",
+    "postmaster_pid",
     "size_server_buffers",
 ]
 
@@ -149,8 +150,8 @@ def _forget_dead_handles(server: Any) -> None:
 _UP_WITHIN: Final = 60.0
 
 
-def _postmaster_pid(pgdata: Path) -> int | None:
-    """The pid in `pgdata`'s postmaster.pid (left behind by a server that was killed), if any."""
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in `pgdata`'s postmaster.pid (a running server's, or a killed one's), if any."""
     try:
         return int((pgdata / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -174,7 +175,7 @@ def _await_killed_postmaster(pgdata: Path, within: float = _UP_WITHIN) -> None:
     running server and hands back its socket, which refuses every connection, and PostgreSQL's
     own check of postmaster.pid (kill(pid, 0)) would refuse to start a new one beside it. Once
     the pid is gone, the library starts a new server, which recovers from its WAL."""
-    pid = _postmaster_pid(pgdata)
+    pid = postmaster_pid(pgdata)
     if pid is None or not _zombie(pid):
         return
     started = time.monotonic()

@@ -79,7 +79,7 @@ from consent.decisions.service import (
     uuid7,
 )
 from consent.decisions.shape import needed_purposes
-from consent.errors import ProblemError, ValidationFailed
+from consent.errors import ProblemError, ValidationFailed, msgspec_field
 from consent.locales import Localized, fields
 from consent.subjects.identifiers import BUILTIN_TYPES, InvalidIdentifier
 
@@ -112,9 +112,6 @@ _NO_DIGEST: Final = bytes(32)
 _BOM: Final = b"\xef\xbb\xbf"
 # PLAIN_EMAIL for each line of a text (no line break inside a match: `$` ends the line).
 _PLAIN_LINES: Final = re.compile(f"^(?:{PLAIN_EMAIL.pattern})$", re.MULTILINE)
-# msgspec's ` - at `$.path`` after a message, and the field a message names itself.
-_AT_PATH: Final = re.compile(r" - at `\$\.?([^`]{0,200})`\Z")
-_NAMED_FIELD: Final = re.compile(r"(?:unknown|missing required) field `([^`]{1,100})`")
 
 
 class _InvalidHeader(Localized):
@@ -130,14 +127,8 @@ def _header_field(message: str) -> tuple[str, str]:
     """The path of the header's field that msgspec's `message` is about (`header.context`,
     `header.context.jurisdiction`, as a body's fields are named), and the message without the
     path msgspec appended."""
-    path = ""
-    at = _AT_PATH.search(message)
-    if at is not None:
-        message, path = message[: at.start()], at.group(1)
-    named = _NAMED_FIELD.search(message)
-    if named is not None:
-        path = f"{path}.{named.group(1)}" if path else named.group(1)
-    path = checked_field(path, message)
+    named, message = msgspec_field(message)
+    path = checked_field(named or "", message)
     return (f"header.{path}" if path else "header"), message
 
 

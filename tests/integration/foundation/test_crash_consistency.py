@@ -28,7 +28,7 @@ import pytest
 
 from consent.audit.checkpoint import NoteSigner
 from consent.audit.integrator import Integrator
-from consent.db.database import Database
+from consent.db.database import Database, postmaster_pid
 from tests.integration.conftest import Catalog
 from tests.support.cli import ROOT, cli_env, free_port, process_running, run_consent
 
@@ -102,16 +102,9 @@ class Service:
             self.proc.wait()
 
 
-def _postmaster_pid(pgdata: Path) -> int | None:
-    try:
-        return int((pgdata / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 def _stop_embedded(pgdata: Path) -> None:
     """Leave no embedded server behind, even when the test fails."""
-    pid = _postmaster_pid(pgdata)
+    pid = postmaster_pid(pgdata)
     if pid is not None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGINT)
@@ -435,7 +428,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_write_or_decision(
         key, version = await _started_with_tenant(service, env)
 
         def crash() -> None:
-            postmaster = _postmaster_pid(pgdata) if embedded else None
+            postmaster = postmaster_pid(pgdata) if embedded else None
             service.kill_group()
             if postmaster is not None:
                 os.kill(postmaster, signal.SIGKILL)
@@ -475,7 +468,7 @@ async def test_sigterm_under_load_answers_or_refuses_and_loses_nothing_answered(
         assert seen.in_flight_at_interruption > 0, "nothing was in flight at the SIGTERM"
         assert not seen.unexpected, seen.unexpected[:5]
         if embedded:
-            assert _postmaster_pid(pgdata) is None, "the embedded PostgreSQL was not stopped"
+            assert postmaster_pid(pgdata) is None, "the embedded PostgreSQL was not stopped"
         await asyncio.to_thread(service.start)
         await _check_everything(service.base, key, seen, env)
     finally:
