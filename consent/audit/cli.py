@@ -9,6 +9,7 @@ import json
 import signal
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -181,14 +182,23 @@ def monitor_once(base_url: str, api_key: str, vkey: str, state_file: Path) -> tu
     return True, f"ok: {origin} at size {checkpoint.size}"
 
 
+def _monitor_failure(url: str, exc: Exception) -> str:
+    """What went wrong, in words: the service's answer, or why it could not be reached."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"{url} answered {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        return f"cannot reach {url}: {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _monitor(args: argparse.Namespace) -> int:
     while True:
         try:
             ok, message = monitor_once(args.url, args.api_key, args.vkey, Path(args.state))
         except (OSError, ValueError, KeyError, NoteError) as exc:
             # An unreachable or refusing service, a bad key or state file: one line, no
-            # traceback (an HTTPError is an OSError and names the status).
-            ok, message = False, f"consent audit monitor: {type(exc).__name__}: {exc}"
+            # traceback.
+            ok, message = False, f"consent audit monitor: {_monitor_failure(args.url, exc)}"
         (_result if ok else _out)(message)
         if not ok:
             return 1
@@ -241,7 +251,10 @@ def _verify_export(args: argparse.Namespace) -> int:
 
     try:
         result = verify_export(Path(args.file).read_bytes(), args.vkey, origin=args.origin)
-    except (OSError, MalformedInputError) as exc:
+    except OSError as exc:
+        _out(f"consent audit verify-export: cannot read {args.file}: {exc.strerror or exc}")
+        return 1
+    except MalformedInputError as exc:
         _out(f"consent audit verify-export: {exc}")
         return 1
     if not result.ok:

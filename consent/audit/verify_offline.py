@@ -253,7 +253,9 @@ def verify_export(
             )
             for e in entries
         ]
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except KeyError as exc:
+        raise MalformedInputError(f"export file: no {exc.args[0]!r} field") from exc
+    except (ValueError, TypeError, AttributeError) as exc:
         raise MalformedInputError(f"export file: {exc}") from exc
     if kind != "consent-audit-export/v1":
         raise MalformedInputError("not a consent-audit-export/v1 file")

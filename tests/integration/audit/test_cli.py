@@ -94,7 +94,8 @@ def test_monitor_of_an_unreachable_service_fails_in_one_line(
         tmp_path,
     )
     assert code == 1, err
-    assert err.startswith("consent audit monitor: URLError:"), err
+    assert err.startswith(f"consent audit monitor: cannot reach http://127.0.0.1:{port}: "), err
+    assert "URLError" not in err, err
     assert not state.exists()
 
 
@@ -210,3 +211,33 @@ def test_every_export_option_says_what_it_takes(
     for option in ("--tenant", "--subject", "--since", "--until", "--start", "--out"):
         # "  --out OUT   the JSON file to write": more than the option and its metavar
         assert len(described[option].split()) > 2, described[option]
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (None, "consent audit verify-export: cannot read {file}: No such file or directory"),
+        (
+            b'{"format": "consent-audit-export/v1", "tree_size": 1, "entries": []}',
+            "consent audit verify-export: export file: no 'checkpoint' field",
+        ),
+    ],
+    ids=["missing-file", "no-checkpoint"],
+)
+def test_verify_export_says_what_is_wrong_with_the_file_in_words(
+    content: bytes | None,
+    said: str,
+    database_dsn: str,
+    keys_dir: Path,
+    tmp_path: Path,
+    signer: NoteSigner,
+) -> None:
+    """`export file: 'checkpoint'` (a bare key name) and `[Errno 2] …` were what an auditor got."""
+    file = tmp_path / "export.json"
+    if content is not None:
+        file.write_bytes(content)
+    code, err = _run(
+        ["verify-export", str(file), "--vkey", signer.vkey], database_dsn, keys_dir, tmp_path
+    )
+    assert code == 1, err
+    assert err.strip() == said.format(file=file), err
