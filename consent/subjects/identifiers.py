@@ -6,9 +6,12 @@ Tenants may define custom types (`identifier_type`), normalised as opaque trimme
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from typing import Final
+
+import phonenumbers
 
 __all__ = ["BUILTIN_TYPES", "InvalidIdentifier", "normalize"]
 
@@ -20,6 +23,8 @@ _E164: Final = re.compile(r"^\+[1-9][0-9]{6,14}$")
 # hyphen, figure dash, en and em dash, minus sign: what word processors and phone apps put in).
 _PHONE_DECORATION: Final = re.compile(r"[\s().\-/\u2010-\u2015\u2212]")
 _TRUNK_ZERO: Final = re.compile(r"\(\s*0\s*\)")
+# The country calling codes libphonenumber knows (a prefix code: no one is the start of another).
+_COUNTRY_CODES: Final = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 # The full stops UTS 46 reads as a label separator (after NFKC only the ideographic one is left).
 _DOTS: Final = str.maketrans({"\u3002": "."})
 _OPAQUE: Final = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -81,7 +86,64 @@ def _phone(value: str) -> str:
         compact = "+" + compact[2:]
     if not _E164.match(compact):
         raise InvalidIdentifier("not a phone number in international format (+<country><number>)")
-    return compact
+    return _without_trunk_prefix(compact)
+
+
+def _country_code(number: str) -> str | None:
+    """The country calling code an E.164-shaped `number` (`+` and digits) starts with."""
+    for end in (2, 3, 4):
+        if number[1:end] in _COUNTRY_CODES:
+            return number[1:end]
+    return None
+
+
+@functools.cache
+def _has_trunk_prefix(code: str) -> bool:
+    """Whether libphonenumber knows a national (trunk) prefix for the country code `code`:
+    without one (Italy, Côte d'Ivoire) it never drops a digit, so the parser is skipped."""
+    country = int(code)
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        country, phonenumbers.region_code_for_country_code(country)
+    )
+    return metadata is not None and metadata.national_prefix_for_parsing is not None
+
+
+def _libphonenumber_e164(number: str) -> str | None:
+    """`number` as libphonenumber spells it in E.164, None where it cannot parse it."""
+    try:
+        return phonenumbers.format_number(
+            phonenumbers.parse(number, None), phonenumbers.PhoneNumberFormat.E164
+        )
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def _without_trunk_prefix(number: str) -> str:
+    """An E.164-shaped `number` without the national trunk prefix written after its country
+    code ("+49 030 1234567", as many people and call centres write a German number, is
+    +49301234567), where the country's rules (Google's libphonenumber) say it is one: Italy's
+    leading 0 is part of the number (+39 06 ... stays +3906...). Only a 0 right after the code
+    of a country that has a trunk prefix sends the number to the parser (which costs ten times
+    the rest of the normalisation); only digits right after the country code are ever dropped;
+    libphonenumber's view of what is a valid or possible number decides nothing (`+1 555 0100`
+    is taken as it is). Anything else (no parse, another country code, other digits, a result
+    that is not E.164-shaped or would change again) keeps `number`: so the result always
+    normalises to itself."""
+    code = _country_code(number)
+    if code is None or number[1 + len(code)] != "0" or not _has_trunk_prefix(code):
+        return number
+    spelt = _libphonenumber_e164(number)
+    if (
+        spelt is None
+        or spelt == number
+        or not _E164.match(spelt)
+        or _country_code(spelt) != code
+        or not number.endswith(spelt[1 + len(code) :])
+        # A 0 still after the country code: the spelling must be libphonenumber's own.
+        or (spelt[1 + len(code)] == "0" and _libphonenumber_e164(spelt) != spelt)
+    ):
+        return number
+    return spelt
 
 
 def _opaque(value: str) -> str:

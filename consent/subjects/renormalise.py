@@ -33,8 +33,10 @@ under the tenant's erasure lock and with its erasure epoch advanced (fence_decis
 migrations/0029_one_erasure_fence.sql), so such a decision is logged without its HMAC.
 
 What it reads back is the value as normalised when it was stored: where the old rules lost
-information (IDNA 2003 spelt `straße.de` as `strasse.de`; a `(0)` trunk prefix was kept as a
-`0`), the stored value is also someone else's real identifier, and it is left as it is.
+information (IDNA 2003 spelt `straße.de` as `strasse.de`), the stored value is also someone
+else's real identifier, and it is left as it is. A trunk `0` kept after the country code
+(`+49030…`) is re-spelt where the country's rules make it a trunk prefix (Germany, the UK,
+France, …: consent/subjects/identifiers.py), never where it is part of the number (Italy).
 
 Short transactions: one per batch of subjects, holding the tenant's link lock (links and
 erasures wait for it). A run that stops part-way leaves every batch either done or untouched,

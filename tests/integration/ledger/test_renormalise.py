@@ -7,9 +7,10 @@ the subject's real data key, as the resolver writes them (consent/subjects/resol
 the resolver encrypts is the value as normalised at the time (never the value as typed), so
 what the command can read back is that normalised value. The rules before commit 05ae932
 (`_old_email`, `_old_phone` below) lost information in it: IDNA 2003 spelt `straße.de` as
-`strasse.de`, and `+49 (0)30 ...` was kept as `+49030...`. Neither can be recovered from the
-stored value (`strasse.de` is another domain, and a leading 0 after the country code is part of
-some countries' numbers), and the command never guesses: see the first test. The re-spelling and
+`strasse.de`, and `+49 (0)30 ...` was kept as `+49030...`. The first cannot be recovered from
+the stored value (`strasse.de` is another domain), and the command never guesses; the second
+can, where the country's rules make a 0 after its code a trunk prefix (Germany: yes; Italy: no,
+its 0 is part of the number): see the first test. The re-spelling and
 linking tests store values as typed (`_store(..., stored=...)`), as a system that kept them that
 way would have: the real old code never wrote such rows.
 """
@@ -146,21 +147,22 @@ async def test_what_the_old_rules_lost_is_never_guessed(
     keys_dir: Path,
     tmp_path: Path,
 ) -> None:
-    """The old rules stored `anna@strasse.de` for `Anna@Straße.de` and `+49030123456` for
-    `+49 (0)30 123456`. Both are also real identifiers of other people (the domain strasse.de;
-    an Italian number keeps its 0), so the command leaves them as they are: the person who owns
-    them is still found by them, and nobody else becomes her."""
+    """The old rules stored `anna@strasse.de` for `Anna@Straße.de`: also a real identifier of
+    other people (the domain strasse.de), so the command leaves it as it is: the person who owns
+    it is still found by it, and nobody else becomes her. They stored `+49030123456` for
+    `+49 (0)30 123456`: a 0 after Germany's country code is always its trunk prefix, so that one
+    is re-spelt (`+4930123456`), and an Italian number's 0, part of the number, is kept."""
     subject = await _subject(catalog, "c-1")
     await _store(db, keyring, catalog.tenant, subject, "email", _old_email("Anna@Straße.de"))
     await _store(db, keyring, catalog.tenant, subject, "phone", _old_phone("+49 (0)30 123456"))
-    before = await _rows(db)
+    await _store(db, keyring, catalog.tenant, subject, "phone", _old_phone("+39 06 1234 5678"))
 
     done = _run(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert _summary(done) == "checked 2 identifiers: 0 re-spelt, 0 linked, 0 refused"
-    assert await _rows(db) == before
+    assert _summary(done) == "checked 3 identifiers: 1 re-spelt, 0 linked, 0 refused"
     assert await _lookup(catalog, "email", "anna@strasse.de") == subject
-    assert await _lookup(catalog, "phone", "+49030123456") == subject
+    assert await _lookup(catalog, "phone", "+49 30 123456") == subject
+    assert await _lookup(catalog, "phone", "+39 06 1234 5678") == subject
 
 
 async def test_an_address_the_current_rules_refuse_is_reported_by_subject_id_only(
