@@ -11,17 +11,20 @@ value of what the old rule made of the typed number."""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from consent.crypto.datakeys import DataKeys
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
-from tests.conftest import Catalog, Tenant
-from tests.support.cli import cli_env, run_consent
+from tests.conftest import Catalog
+from tests.support.stored_identifiers import (
+    customer_subject,
+    lookup_subject,
+    renormalise,
+    store_identifier,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -31,51 +34,12 @@ OLD_BERLIN = "+490301234567"
 ROME = "+390612345678"
 
 
-async def _subject(catalog: Catalog, customer: str) -> str:
-    written = await catalog.consent(
-        identifier={"type": "customer_id", "value": customer},
-        choices=[{"purpose": "newsletter", "choice": "granted"}],
-    )
-    return str(written["subject_id"])
-
-
-async def _store_old(
-    db: Database, keyring: KeyRing, tenant: Tenant, subject: str, stored: str
-) -> None:
-    """Give `subject` the phone identifier `stored`, as the resolver wrote it under the old
-    rule: found by the keyed HMAC of `stored`, `stored` encrypted under the subject's data key."""
-    tid, sid = uuid.UUID(tenant.id), uuid.UUID(subject)
-    async with db.tenant(tid) as conn:
-        dek = await DataKeys(keyring).get(conn, tid, sid)
-        enc = DataKeys.encrypt(dek, tid, sid, stored.encode(), b"identifier/phone")
-        await conn.execute(
-            "insert into subject_identifier (tenant_id, id_type, lookup_hmac, subject_id, "
-            "value_enc) values ($1, 'phone', $2, $3, $4)",
-            tid,
-            keyring.lookup_digest(tenant.id, "phone", stored),
-            sid,
-            enc,
-        )
-
-
-async def _lookup(catalog: Catalog, value: str) -> str | None:
-    response = await catalog.client.post(
-        "/v1/subjects/lookup",
-        json={"identifier": {"type": "phone", "value": value}},
-        headers=catalog.h,
-    )
-    if response.status_code == 404:
-        return None
-    assert response.status_code == 200, response.text
-    return str(response.json()["subject_id"])
+async def _lookup(catalog: Catalog, value: str) -> Any:
+    return await lookup_subject(catalog, "phone", value)
 
 
 def _renormalise(database_dsn: str, keys_dir: Path, tmp_path: Path) -> str:
-    done = run_consent(
-        "identifiers",
-        "renormalise",
-        env=cli_env(database_dsn, keys_dir, tmp_path / "data"),
-    )
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
@@ -118,10 +82,10 @@ async def test_a_number_stored_with_its_trunk_zero_is_found_after_renormalise(
     """The old rule stored `+49 030 1234567` as +490301234567: a lookup by today's spelling
     misses that person until the command re-spells the stored value. An Italian number keeps
     its 0 and is left alone."""
-    berlin = await _subject(catalog, "c-berlin")
-    rome = await _subject(catalog, "c-rome")
-    await _store_old(db, keyring, catalog.tenant, berlin, OLD_BERLIN)
-    await _store_old(db, keyring, catalog.tenant, rome, ROME)
+    berlin = await customer_subject(catalog, "c-berlin")
+    rome = await customer_subject(catalog, "c-rome")
+    await store_identifier(db, keyring, catalog.tenant, berlin, "phone", OLD_BERLIN)
+    await store_identifier(db, keyring, catalog.tenant, rome, "phone", ROME)
     assert await _lookup(catalog, "+49 30 1234567") is None
 
     assert _renormalise(database_dsn, keys_dir, tmp_path) == (
@@ -151,8 +115,8 @@ async def test_the_old_spelling_and_the_new_one_of_one_number_are_linked(
 ) -> None:
     """The person arrived once under the old rule (+490301234567) and again since, as
     `+49 30 1234567` (a second subject): the command links the two (the older survives)."""
-    first = await _subject(catalog, "c-1")
-    await _store_old(db, keyring, catalog.tenant, first, OLD_BERLIN)
+    first = await customer_subject(catalog, "c-1")
+    await store_identifier(db, keyring, catalog.tenant, first, "phone", OLD_BERLIN)
     second = await catalog.consent(
         identifier={"type": "phone", "value": "+49 30 1234567"},
         choices=[{"purpose": "ads", "choice": "granted"}],

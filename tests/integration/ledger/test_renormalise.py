@@ -10,9 +10,9 @@ what the command can read back is that normalised value. The rules before commit
 `strasse.de`, and `+49 (0)30 ...` was kept as `+49030...`. The first cannot be recovered from
 the stored value (`strasse.de` is another domain), and the command never guesses; the second
 can, where the country's rules make a 0 after its code a trunk prefix (Germany: yes; Italy: no,
-its 0 is part of the number): see the first test. The re-spelling and
-linking tests store values as typed (`_store(..., stored=...)`), as a system that kept them that
-way would have: the real old code never wrote such rows.
+its 0 is part of the number): see the first test. The re-spelling and linking tests store
+values as typed (`store_identifier(..., stored=...)`), as a system that kept them that way would
+have: the real old code never wrote such rows.
 """
 
 from __future__ import annotations
@@ -34,7 +34,13 @@ from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.subjects.resolver import SubjectResolver
 from tests.conftest import Catalog, Tenant
-from tests.support.cli import ROOT, cli_env, run_consent
+from tests.support.cli import ROOT, cli_env
+from tests.support.stored_identifiers import (
+    customer_subject,
+    lookup_subject,
+    renormalise,
+    store_identifier,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,63 +60,18 @@ def _old_phone(value: str) -> str:
     return "+" + compact[2:] if compact.startswith("00") else compact
 
 
-async def _subject(catalog: Catalog, customer: str) -> str:
-    """A subject with a consent (so a data key, audit token and state), by a customer id."""
-    written = await catalog.consent(
-        identifier={"type": "customer_id", "value": customer},
-        choices=[{"purpose": "newsletter", "choice": "granted"}],
-    )
-    return str(written["subject_id"])
-
-
-async def _store(
-    db: Database,
-    keyring: KeyRing,
-    tenant: Tenant,
-    subject: str,
-    id_type: str,
-    spelling: str,
-    stored: str | None = None,
-) -> None:
-    """Give `subject` an identifier found by the keyed HMAC of `spelling`, its value encrypted
-    as the resolver does: `stored` if given, else `spelling` (what the resolver stored)."""
-    tid, sid = uuid.UUID(tenant.id), uuid.UUID(subject)
-    async with db.tenant(tid) as conn:
-        dek = await DataKeys(keyring).get(conn, tid, sid)
-        value = (stored if stored is not None else spelling).encode()
-        enc = DataKeys.encrypt(dek, tid, sid, value, b"identifier/" + id_type.encode())
-        await conn.execute(
-            "insert into subject_identifier (tenant_id, id_type, lookup_hmac, subject_id, "
-            "value_enc) values ($1, $2, $3, $4, $5)",
-            tid,
-            id_type,
-            keyring.lookup_digest(tenant.id, id_type, spelling),
-            sid,
-            enc,
-        )
-
-
 async def _two_with_old_spellings(catalog: Catalog, db: Database, keyring: KeyRing) -> list[str]:
     """Two subjects, in id order, each with an e-mail stored under the old rules."""
     subjects = sorted(
-        [await _subject(catalog, "c-1"), await _subject(catalog, "c-2")], key=uuid.UUID
+        [await customer_subject(catalog, "c-1"), await customer_subject(catalog, "c-2")],
+        key=uuid.UUID,
     )
     for i, subject in enumerate(subjects):
         typed = f"p{i}@Straße.de"
-        await _store(db, keyring, catalog.tenant, subject, "email", _old_email(typed), stored=typed)
+        await store_identifier(
+            db, keyring, catalog.tenant, subject, "email", _old_email(typed), stored=typed
+        )
     return subjects
-
-
-async def _lookup(catalog: Catalog, id_type: str, value: str, tenant: Tenant | None = None) -> Any:
-    response = await catalog.client.post(
-        "/v1/subjects/lookup",
-        json={"identifier": {"type": id_type, "value": value}},
-        headers=(tenant or catalog.tenant).headers,
-    )
-    if response.status_code == 404:
-        return None
-    assert response.status_code == 200, response.text
-    return response.json()["subject_id"]
 
 
 async def _rows(db: Database) -> list[tuple[Any, ...]]:
@@ -123,13 +84,6 @@ async def _rows(db: Database) -> list[tuple[Any, ...]]:
         subjects = await conn.fetch("select id, merged_into from subject order by id")
         leaves = await conn.fetchval("select count(*) from audit_event")
     return [tuple(r) for r in ids] + [tuple(r) for r in subjects] + [(leaves,)]
-
-
-def _run(
-    database_dsn: str, keys_dir: Path, tmp_path: Path, *args: str
-) -> subprocess.CompletedProcess[str]:
-    env = cli_env(database_dsn, keys_dir, tmp_path / "data")
-    return run_consent("identifiers", "renormalise", *args, env=env)
 
 
 def _summary(done: subprocess.CompletedProcess[str]) -> str:
@@ -152,17 +106,23 @@ async def test_what_the_old_rules_lost_is_never_guessed(
     it is still found by it, and nobody else becomes her. They stored `+49030123456` for
     `+49 (0)30 123456`: a 0 after Germany's country code is always its trunk prefix, so that one
     is re-spelt (`+4930123456`), and an Italian number's 0, part of the number, is kept."""
-    subject = await _subject(catalog, "c-1")
-    await _store(db, keyring, catalog.tenant, subject, "email", _old_email("Anna@Straße.de"))
-    await _store(db, keyring, catalog.tenant, subject, "phone", _old_phone("+49 (0)30 123456"))
-    await _store(db, keyring, catalog.tenant, subject, "phone", _old_phone("+39 06 1234 5678"))
+    subject = await customer_subject(catalog, "c-1")
+    await store_identifier(
+        db, keyring, catalog.tenant, subject, "email", _old_email("Anna@Straße.de")
+    )
+    await store_identifier(
+        db, keyring, catalog.tenant, subject, "phone", _old_phone("+49 (0)30 123456")
+    )
+    await store_identifier(
+        db, keyring, catalog.tenant, subject, "phone", _old_phone("+39 06 1234 5678")
+    )
 
-    done = _run(database_dsn, keys_dir, tmp_path)
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 3 identifiers: 1 re-spelt, 0 linked, 0 refused"
-    assert await _lookup(catalog, "email", "anna@strasse.de") == subject
-    assert await _lookup(catalog, "phone", "+49 30 123456") == subject
-    assert await _lookup(catalog, "phone", "+39 06 1234 5678") == subject
+    assert await lookup_subject(catalog, "email", "anna@strasse.de") == subject
+    assert await lookup_subject(catalog, "phone", "+49 30 123456") == subject
+    assert await lookup_subject(catalog, "phone", "+39 06 1234 5678") == subject
 
 
 async def test_an_address_the_current_rules_refuse_is_reported_by_subject_id_only(
@@ -176,13 +136,17 @@ async def test_an_address_the_current_rules_refuse_is_reported_by_subject_id_onl
     """The old rules took a zero-width space or soft hyphen in the local part; the current
     ones refuse it (400), so that person is no longer found by any spelling. The command
     leaves the row, counts it and names the subject, never the address."""
-    subject = await _subject(catalog, "c-1")
-    other = await _subject(catalog, "c-2")
-    await _store(db, keyring, catalog.tenant, subject, "email", _old_email("Ann\u200b@Example.com"))
-    await _store(db, keyring, catalog.tenant, other, "email", _old_email("bo\u00adb@example.com"))
+    subject = await customer_subject(catalog, "c-1")
+    other = await customer_subject(catalog, "c-2")
+    await store_identifier(
+        db, keyring, catalog.tenant, subject, "email", _old_email("Ann\u200b@Example.com")
+    )
+    await store_identifier(
+        db, keyring, catalog.tenant, other, "email", _old_email("bo\u00adb@example.com")
+    )
     before = await _rows(db)
 
-    done = _run(database_dsn, keys_dir, tmp_path)
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 2 identifiers: 0 re-spelt, 0 linked, 2 refused"
     refused = [line for line in done.stdout.splitlines() if line.startswith("refused")]
@@ -208,11 +172,11 @@ async def test_a_value_the_current_rules_write_themselves_is_left_alone(
     )
     before = await _rows(db)
 
-    done = _run(database_dsn, keys_dir, tmp_path)
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 1 identifier: 0 re-spelt, 0 linked, 0 refused"
     assert await _rows(db) == before
-    assert await _lookup(catalog, "email", spelling) == written["subject_id"]
+    assert await lookup_subject(catalog, "email", spelling) == written["subject_id"]
 
 
 # -- re-spelling and linking -------------------------------------------------------------------
@@ -226,13 +190,17 @@ async def test_a_stored_spelling_is_respelt_and_found_by_the_current_one(
     keys_dir: Path,
     tmp_path: Path,
 ) -> None:
-    subject = await _subject(catalog, "c-1")
+    subject = await customer_subject(catalog, "c-1")
     email, phone = "Anna@Straße.de", "+49 (0)30 123456"
-    await _store(db, keyring, catalog.tenant, subject, "email", _old_email(email), stored=email)
-    await _store(db, keyring, catalog.tenant, subject, "phone", _old_phone(phone), stored=phone)
-    assert await _lookup(catalog, "email", "anna@xn--strae-oqa.de") is None
+    await store_identifier(
+        db, keyring, catalog.tenant, subject, "email", _old_email(email), stored=email
+    )
+    await store_identifier(
+        db, keyring, catalog.tenant, subject, "phone", _old_phone(phone), stored=phone
+    )
+    assert await lookup_subject(catalog, "email", "anna@xn--strae-oqa.de") is None
 
-    done = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    done = renormalise(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 2 identifiers: 2 re-spelt, 0 linked, 0 refused"
     assert "checked: 2/2" in done.stderr  # the progress line (not a terminal: the final one)
@@ -242,9 +210,9 @@ async def test_a_stored_spelling_is_respelt_and_found_by_the_current_one(
         ("phone", "+4930123456"),
         ("phone", phone),
     ):
-        assert await _lookup(catalog, id_type, spelling) == subject, spelling
+        assert await lookup_subject(catalog, id_type, spelling) == subject, spelling
     # The old spellings are gone: strasse.de is someone else's domain.
-    assert await _lookup(catalog, "email", "anna@strasse.de") is None
+    assert await lookup_subject(catalog, "email", "anna@strasse.de") is None
     # The value is the current spelling, under the same data key (what an access request reads).
     tid = uuid.UUID(catalog.tenant.id)
     async with db.tenant(tid) as conn:
@@ -257,7 +225,7 @@ async def test_a_stored_spelling_is_respelt_and_found_by_the_current_one(
         ("phone", "+4930123456"),
     ]
 
-    again = _run(database_dsn, keys_dir, tmp_path)
+    again = renormalise(database_dsn, keys_dir, tmp_path)
     assert again.returncode == 0, again.stderr
     assert _summary(again) == "checked 2 identifiers: 0 re-spelt, 0 linked, 0 refused"
 
@@ -273,17 +241,19 @@ async def test_a_respelling_that_belongs_to_another_subject_links_the_two(
     """Anna arrived once as `Anna@Straße.de` (stored under the old spelling) and once, from
     another system, as `anna@xn--strae-oqa.de` (a second subject): one person, linked as
     `POST /v1/subjects/link` links (the older subject survives, with both histories)."""
-    first = await _subject(catalog, "c-1")
+    first = await customer_subject(catalog, "c-1")
     second = await catalog.consent(
         identifier={"type": "email", "value": "anna@xn--strae-oqa.de"},
         choices=[{"purpose": "ads", "choice": "granted"}],
     )
     email = "Anna@Straße.de"
-    await _store(db, keyring, catalog.tenant, first, "email", _old_email(email), stored=email)
+    await store_identifier(
+        db, keyring, catalog.tenant, first, "email", _old_email(email), stored=email
+    )
     async with db.system() as conn:
         leaves = await conn.fetchval("select count(*) from audit_event")
 
-    done = _run(database_dsn, keys_dir, tmp_path)
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 2 identifiers: 0 re-spelt, 1 linked, 0 refused"
     for id_type, value in (
@@ -291,7 +261,7 @@ async def test_a_respelling_that_belongs_to_another_subject_links_the_two(
         ("email", email),
         ("customer_id", "c-1"),
     ):
-        assert await _lookup(catalog, id_type, value) == first
+        assert await lookup_subject(catalog, id_type, value) == first
     async with db.system() as conn:
         merged = await conn.fetchval(
             "select merged_into from subject where id = $1", uuid.UUID(second["subject_id"])
@@ -308,7 +278,7 @@ async def test_a_respelling_that_belongs_to_another_subject_links_the_two(
     assert state.status_code == 200, state.text
     assert {c["purpose"] for c in state.json()["consents"]} >= {"newsletter", "ads"}
 
-    again = _run(database_dsn, keys_dir, tmp_path)
+    again = renormalise(database_dsn, keys_dir, tmp_path)
     assert again.returncode == 0, again.stderr
     assert _summary(again) == "checked 1 identifier: 0 re-spelt, 0 linked, 0 refused"
 
@@ -321,18 +291,20 @@ async def test_a_dry_run_changes_nothing_and_says_what_it_would_do(
     keys_dir: Path,
     tmp_path: Path,
 ) -> None:
-    a, b = await _subject(catalog, "c-1"), await _subject(catalog, "c-2")
+    a, b = await customer_subject(catalog, "c-1"), await customer_subject(catalog, "c-2")
     await catalog.consent(
         identifier={"type": "phone", "value": "+4930123456"},
         choices=[{"purpose": "ads", "choice": "granted"}],
     )
     phone = "+49 (0)30 123456"
-    await _store(db, keyring, catalog.tenant, a, "email", "x@strasse.de", stored="x@Straße.de")
-    await _store(db, keyring, catalog.tenant, b, "phone", _old_phone(phone), stored=phone)
-    await _store(db, keyring, catalog.tenant, b, "email", "zw\u200b@example.com")
+    await store_identifier(
+        db, keyring, catalog.tenant, a, "email", "x@strasse.de", stored="x@Straße.de"
+    )
+    await store_identifier(db, keyring, catalog.tenant, b, "phone", _old_phone(phone), stored=phone)
+    await store_identifier(db, keyring, catalog.tenant, b, "email", "zw\u200b@example.com")
     before = await _rows(db)
 
-    done = _run(database_dsn, keys_dir, tmp_path, "--dry-run")
+    done = renormalise(database_dsn, keys_dir, tmp_path, "--dry-run")
     assert done.returncode == 0, done.stderr
     assert _summary(done) == (
         "dry run, nothing changed: checked 4 identifiers: would re-spell 1, would link 1, 1 refused"
@@ -349,9 +321,11 @@ async def test_another_tenant_is_untouched_and_bad_arguments_exit_2(
     keys_dir: Path,
     tmp_path: Path,
 ) -> None:
-    mine = await _subject(catalog, "c-1")
+    mine = await customer_subject(catalog, "c-1")
     email = "Anna@Straße.de"
-    await _store(db, keyring, catalog.tenant, mine, "email", _old_email(email), stored=email)
+    await store_identifier(
+        db, keyring, catalog.tenant, mine, "email", _old_email(email), stored=email
+    )
     other_id = uuid.UUID(other_tenant.id)
     async with db.tenant(other_id) as conn:
         theirs = str(
@@ -360,16 +334,18 @@ async def test_another_tenant_is_untouched_and_bad_arguments_exit_2(
             )
         )
         await DataKeys(keyring).ensure(conn, other_id, uuid.UUID(theirs))
-    await _store(db, keyring, other_tenant, theirs, "email", _old_email(email), stored=email)
+    await store_identifier(
+        db, keyring, other_tenant, theirs, "email", _old_email(email), stored=email
+    )
 
     async def snapshot(tenant: Tenant) -> list[Any]:
         return [r for r in await _rows(db) if r[0] == uuid.UUID(tenant.id)]
 
     before_theirs = await snapshot(other_tenant)
-    done = _run(database_dsn, keys_dir, tmp_path, "--tenant", catalog.tenant.id)
+    done = renormalise(database_dsn, keys_dir, tmp_path, "--tenant", catalog.tenant.id)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 1 identifier: 1 re-spelt, 0 linked, 0 refused"
-    assert await _lookup(catalog, "email", "anna@xn--strae-oqa.de") == mine
+    assert await lookup_subject(catalog, "email", "anna@xn--strae-oqa.de") == mine
     assert await snapshot(other_tenant) == before_theirs
 
     for args, message in (
@@ -377,12 +353,12 @@ async def test_another_tenant_is_untouched_and_bad_arguments_exit_2(
         (("--tenant", str(uuid.uuid4())), "no tenant"),
         (("--batch-size", "0"), "--batch-size"),
     ):
-        refused = _run(database_dsn, keys_dir, tmp_path, *args)
+        refused = renormalise(database_dsn, keys_dir, tmp_path, *args)
         assert refused.returncode == 2, (args, refused.stderr)
         assert message in refused.stderr
     assert await snapshot(other_tenant) == before_theirs
 
-    everyone = _run(database_dsn, keys_dir, tmp_path)
+    everyone = renormalise(database_dsn, keys_dir, tmp_path)
     assert everyone.returncode == 0, everyone.stderr
     assert _summary(everyone) == "checked 2 identifiers: 1 re-spelt, 0 linked, 0 refused"
     assert await snapshot(other_tenant) != before_theirs
@@ -410,23 +386,23 @@ async def test_a_run_that_stops_part_way_keeps_its_batches_and_a_rerun_finishes(
             "update subject_key set dek_wrapped = $2 where subject_id = $1", later, damaged
         )
 
-    stopped = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    stopped = renormalise(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
     assert stopped.returncode == 1, stopped.stderr
     assert "run the command again" in stopped.stderr
     assert f"subject {later}" in stopped.stderr  # which key: the operator can look at it
     assert "Traceback" not in stopped.stderr
-    assert await _lookup(catalog, "email", "p0@xn--strae-oqa.de") == subjects[0]
-    assert await _lookup(catalog, "email", "p1@xn--strae-oqa.de") is None
-    assert await _lookup(catalog, "email", "p1@strasse.de") == subjects[1]
+    assert await lookup_subject(catalog, "email", "p0@xn--strae-oqa.de") == subjects[0]
+    assert await lookup_subject(catalog, "email", "p1@xn--strae-oqa.de") is None
+    assert await lookup_subject(catalog, "email", "p1@strasse.de") == subjects[1]
 
     async with db.system() as conn:
         await conn.execute(
             "update subject_key set dek_wrapped = $2 where subject_id = $1", later, wrapped
         )
-    finished = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    finished = renormalise(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
     assert finished.returncode == 0, finished.stderr
     assert _summary(finished) == "checked 2 identifiers: 1 re-spelt, 0 linked, 0 refused"
-    assert await _lookup(catalog, "email", "p1@xn--strae-oqa.de") == subjects[1]
+    assert await lookup_subject(catalog, "email", "p1@xn--strae-oqa.de") == subjects[1]
 
 
 async def test_an_erasure_after_a_respelling_still_clears_the_old_spellings_decisions(
@@ -451,10 +427,10 @@ async def test_an_erasure_after_a_respelling_still_clears_the_old_spellings_deci
         },
         status=200,
     )
-    subject = await _subject(catalog, "c-1")
-    await _store(db, keyring, catalog.tenant, subject, "email", old, stored="x@Straße.de")
+    subject = await customer_subject(catalog, "c-1")
+    await store_identifier(db, keyring, catalog.tenant, subject, "email", old, stored="x@Straße.de")
 
-    done = _run(database_dsn, keys_dir, tmp_path)
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 1 identifier: 1 re-spelt, 0 linked, 0 refused"
     erased = await catalog.client.delete(f"/v1/subjects/{subject}", headers=catalog.h)
@@ -485,17 +461,21 @@ async def test_identifiers_a_link_brings_into_a_checked_subject_are_checked_too(
             await conn.execute("insert into subject (id, tenant_id) values ($1, $2)", sid, tid)
             await DataKeys(keyring).ensure(conn, tid, sid)
     email, phone = "Anna@Straße.de", "+49 (0)30 123456"
-    await _store(db, keyring, catalog.tenant, str(first), "email", _old_email(email), stored=email)
-    await _store(db, keyring, catalog.tenant, str(last), "email", "anna@xn--strae-oqa.de")
-    await _store(db, keyring, catalog.tenant, str(last), "phone", _old_phone(phone), stored=phone)
+    await store_identifier(
+        db, keyring, catalog.tenant, str(first), "email", _old_email(email), stored=email
+    )
+    await store_identifier(db, keyring, catalog.tenant, str(last), "email", "anna@xn--strae-oqa.de")
+    await store_identifier(
+        db, keyring, catalog.tenant, str(last), "phone", _old_phone(phone), stored=phone
+    )
 
-    done = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    done = renormalise(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
     assert done.returncode == 0, done.stderr
     assert _summary(done).endswith(": 1 re-spelt, 1 linked, 0 refused"), done.stdout
-    assert await _lookup(catalog, "phone", "+4930123456") == str(first)
-    assert await _lookup(catalog, "email", "anna@xn--strae-oqa.de") == str(first)
+    assert await lookup_subject(catalog, "phone", "+4930123456") == str(first)
+    assert await lookup_subject(catalog, "email", "anna@xn--strae-oqa.de") == str(first)
 
-    again = _run(database_dsn, keys_dir, tmp_path)
+    again = renormalise(database_dsn, keys_dir, tmp_path)
     assert again.returncode == 0, again.stderr
     assert _summary(again) == "checked 2 identifiers: 0 re-spelt, 0 linked, 0 refused"
 
@@ -526,15 +506,15 @@ async def test_two_stored_spellings_that_become_one_are_linked_and_the_dry_run_s
     then finds it held by the other subject, and the two are linked (nothing lost: both
     histories, every spelling finds the survivor). The dry run, which writes nothing, says
     exactly that, not "would re-spell 2"."""
-    first = await _subject(catalog, "c-1")
+    first = await customer_subject(catalog, "c-1")
     second = await catalog.consent(
         identifier={"type": "customer_id", "value": "c-2"},
         choices=[{"purpose": "ads", "choice": "granted"}],
     )
-    await _store(
+    await store_identifier(
         db, keyring, catalog.tenant, first, "email", "anna@strasse.de", stored="Anna@Straße.de"
     )
-    await _store(
+    await store_identifier(
         db,
         keyring,
         catalog.tenant,
@@ -545,10 +525,10 @@ async def test_two_stored_spellings_that_become_one_are_linked_and_the_dry_run_s
     )
     before = await _rows(db)
 
-    dry = _run(database_dsn, keys_dir, tmp_path, "--dry-run")
+    dry = renormalise(database_dsn, keys_dir, tmp_path, "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert await _rows(db) == before
-    done = _run(database_dsn, keys_dir, tmp_path)
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 2 identifiers: 1 re-spelt, 1 linked, 0 refused"
     assert _summary(dry) == _as_dry(_summary(done))
@@ -559,12 +539,12 @@ async def test_two_stored_spellings_that_become_one_are_linked_and_the_dry_run_s
         ("customer_id", "c-1"),
         ("customer_id", "c-2"),
     ):
-        assert await _lookup(catalog, id_type, value) == first, value
+        assert await lookup_subject(catalog, id_type, value) == first, value
     state = await catalog.client.get(f"/v1/subjects/{first}/consents", headers=catalog.h)
     assert state.status_code == 200, state.text
     assert {c["purpose"] for c in state.json()["consents"]} >= {"newsletter", "ads"}
 
-    again = _run(database_dsn, keys_dir, tmp_path)
+    again = renormalise(database_dsn, keys_dir, tmp_path)
     assert _summary(again) == "checked 1 identifier: 0 re-spelt, 0 linked, 0 refused"
 
 
@@ -579,19 +559,21 @@ async def test_the_dry_run_counts_a_link_it_would_have_made_earlier_in_the_run(
     """One person, two subjects, each holding the current spelling of an old one the other
     holds: the first re-spelling links them, so the second is one person's own (re-spelt, not
     a second link). The dry run, which links nothing, still counts one link."""
-    a, b = await _subject(catalog, "c-1"), await _subject(catalog, "c-2")
+    a, b = await customer_subject(catalog, "c-1"), await customer_subject(catalog, "c-2")
     email, phone = "Anna@Straße.de", "+49 (0)30 123456"
-    await _store(db, keyring, catalog.tenant, a, "email", _old_email(email), stored=email)
-    await _store(db, keyring, catalog.tenant, b, "email", "anna@xn--strae-oqa.de")
-    await _store(db, keyring, catalog.tenant, b, "phone", _old_phone(phone), stored=phone)
-    await _store(db, keyring, catalog.tenant, a, "phone", "+4930123456")
+    await store_identifier(db, keyring, catalog.tenant, a, "email", _old_email(email), stored=email)
+    await store_identifier(db, keyring, catalog.tenant, b, "email", "anna@xn--strae-oqa.de")
+    await store_identifier(db, keyring, catalog.tenant, b, "phone", _old_phone(phone), stored=phone)
+    await store_identifier(db, keyring, catalog.tenant, a, "phone", "+4930123456")
 
-    dry = _run(database_dsn, keys_dir, tmp_path, "--dry-run")
-    done = _run(database_dsn, keys_dir, tmp_path)
+    dry = renormalise(database_dsn, keys_dir, tmp_path, "--dry-run")
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 4 identifiers: 1 re-spelt, 1 linked, 0 refused"
     assert _summary(dry) == _as_dry(_summary(done))
-    assert await _lookup(catalog, "phone", phone) == await _lookup(catalog, "email", email)
+    assert await lookup_subject(catalog, "phone", phone) == await lookup_subject(
+        catalog, "email", email
+    )
 
 
 async def test_identifiers_a_link_moves_ahead_are_checked_and_reported_once(
@@ -613,12 +595,14 @@ async def test_identifiers_a_link_moves_ahead_are_checked_and_reported_once(
             await conn.execute("insert into subject (id, tenant_id) values ($1, $2)", sid, tid)
             await DataKeys(keyring).ensure(conn, tid, sid)
     phone = "+49 (0)30 123456"
-    await _store(db, keyring, catalog.tenant, str(first), "phone", _old_phone(phone), stored=phone)
-    await _store(db, keyring, catalog.tenant, str(first), "email", "zw\u200b@example.com")
-    await _store(db, keyring, catalog.tenant, str(last), "phone", "+4930123456")
+    await store_identifier(
+        db, keyring, catalog.tenant, str(first), "phone", _old_phone(phone), stored=phone
+    )
+    await store_identifier(db, keyring, catalog.tenant, str(first), "email", "zw\u200b@example.com")
+    await store_identifier(db, keyring, catalog.tenant, str(last), "phone", "+4930123456")
 
-    dry = _run(database_dsn, keys_dir, tmp_path, "--dry-run", "--batch-size", "1")
-    done = _run(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
+    dry = renormalise(database_dsn, keys_dir, tmp_path, "--dry-run", "--batch-size", "1")
+    done = renormalise(database_dsn, keys_dir, tmp_path, "--batch-size", "1")
     assert done.returncode == 0, done.stderr
     assert _summary(done) == "checked 3 identifiers: 0 re-spelt, 1 linked, 1 refused"
     assert _summary(dry) == _as_dry(_summary(done))
@@ -628,7 +612,7 @@ async def test_identifiers_a_link_moves_ahead_are_checked_and_reported_once(
         "left as it is"
     )
     assert refused == [line]
-    assert await _lookup(catalog, "phone", phone) == str(last)
+    assert await lookup_subject(catalog, "phone", phone) == str(last)
 
 
 async def _terminate_batch(db: Database) -> bool:
@@ -733,7 +717,7 @@ async def test_a_run_stopped_part_way_leaves_every_batch_done_or_untouched(
     assert len(finished) % batch == 0
     assert 0 < len(finished) < count, "not stopped part-way"
 
-    again = _run(database_dsn, keys_dir, tmp_path, "--batch-size", str(batch))
+    again = renormalise(database_dsn, keys_dir, tmp_path, "--batch-size", str(batch))
     assert again.returncode == 0, again.stderr
     left = 2 * (count - len(finished))
     assert (
@@ -762,7 +746,7 @@ async def test_a_damaged_stored_value_is_reported_by_subject_id_and_the_run_goes
             damaged,
         )
 
-    done = _run(database_dsn, keys_dir, tmp_path)
+    done = renormalise(database_dsn, keys_dir, tmp_path)
     assert done.returncode == 0, done.stderr
     assert _summary(done) == (
         "checked 2 identifiers: 1 re-spelt, 0 linked, 0 refused, 1 unreadable"
@@ -772,5 +756,5 @@ async def test_a_damaged_stored_value_is_reported_by_subject_id_and_the_run_goes
         "does not decrypt under the subject's data key (damaged), left as it is"
     )
     assert [x for x in done.stdout.splitlines() if x.startswith("unreadable")] == [line]
-    assert await _lookup(catalog, "email", "p1@xn--strae-oqa.de") == subjects[1]
-    assert await _lookup(catalog, "email", "p0@strasse.de") == subjects[0]
+    assert await lookup_subject(catalog, "email", "p1@xn--strae-oqa.de") == subjects[1]
+    assert await lookup_subject(catalog, "email", "p0@strasse.de") == subjects[0]
