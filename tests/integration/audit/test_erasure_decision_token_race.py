@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -29,33 +28,17 @@ from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.decisions.logwriter import write_decisions
-from consent.decisions.service import DecisionService
 from consent.subjects.erasure import erase_subject
 from consent.subjects.resolver import SubjectResolver
 from tests.conftest import Catalog
-from tests.support.held_decisions import HeldWriter, ask, held_decisions
+from tests.integration.audit.conftest import Deciding
+from tests.support.held_decisions import ask
 from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 
 EMAIL = {"type": "email", "value": "tara.token@example.org"}
 DEVICE = {"type": "device", "value": "cookie-tara"}
-
-
-class Deciding:
-    def __init__(self, service: DecisionService, writer: HeldWriter, tenant_id: UUID) -> None:
-        self.service = service
-        self.writer = writer
-        self.tenant_id = tenant_id
-
-
-@pytest.fixture
-async def deciding(
-    db: Database, settings: Settings, keyring: KeyRing, catalog: Catalog
-) -> AsyncIterator[Deciding]:
-    audit = AuditWriter(settings.audit_origin)
-    async with held_decisions(db, settings, keyring, audit) as (service, writer):
-        yield Deciding(service, writer, UUID(catalog.tenant.id))
 
 
 async def _tokenless_subject(catalog: Catalog, db: Database) -> UUID:
