@@ -97,6 +97,12 @@ class ValidationFailed(ProblemError):
     def field(cls, field: str, message: str) -> ValidationFailed:
         return cls(message, errors=[FieldError(field, message)])
 
+    @classmethod
+    def of(cls, errors: list[FieldError], summary: str) -> ValidationFailed:
+        """One problem listing every error: its detail the only error's message, else
+        `summary` (what kind of thing was refused)."""
+        return cls(errors[0].message if len(errors) == 1 else summary, errors=errors)
+
 
 class Unauthorized(ProblemError):
     status, slug = 401, "unauthorized"

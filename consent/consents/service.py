@@ -163,8 +163,7 @@ def validate_shape(data: ConsentCreate, now: datetime) -> None:
 
 def _refuse(errors: list[FieldError]) -> None:
     if errors:
-        detail = errors[0].message if len(errors) == 1 else _INVALID_CONSENT
-        raise ValidationFailed(detail, errors=errors)
+        raise ValidationFailed.of(errors, _INVALID_CONSENT)
 
 
 def _in_english(exc: ProblemError) -> None:

@@ -481,8 +481,7 @@ class DecisionService:
                 if t not in known
             ]
         ordered = [e for _, e in sorted(errors, key=lambda pair: pair[0])]  # stable per member
-        detail = ordered[0].message if len(ordered) == 1 else _INVALID_REFERENCES
-        raise ValidationFailed(detail, errors=ordered[:_MAX_FIELD_ERRORS])
+        raise ValidationFailed.of(ordered[:_MAX_FIELD_ERRORS], _INVALID_REFERENCES)
 
     # -- reading the ledger ----------------------------------------------------------------------
 

@@ -55,8 +55,7 @@ def validate_preferences(data: PreferenceCreate, now: datetime) -> str | None:
 
 def _refuse(errors: list[FieldError]) -> None:
     if errors:
-        detail = errors[0].message if len(errors) == 1 else _INVALID_PREFERENCES
-        raise ValidationFailed(detail, errors=errors)
+        raise ValidationFailed.of(errors, _INVALID_PREFERENCES)
 
 
 def preference_errors(data: PreferenceCreate, now: datetime) -> tuple[list[FieldError], str | None]:
