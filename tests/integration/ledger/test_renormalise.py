@@ -646,7 +646,7 @@ async def test_a_run_stopped_part_way_leaves_every_batch_done_or_untouched(
     traceback) and what to do; each batch of subjects is re-spelt whole or untouched, and a
     second run finishes the work."""
     tid = uuid.UUID(catalog.tenant.id)
-    count, batch = 400, 4
+    count, batch = 1000, 4  # long enough that the stop lands part-way (400 finished first once)
     subjects = [uuid.UUID(int=(1 << 78) | i) for i in range(1, count + 1)]  # version-4 bits
     emails = {s: f"p{i}@Straße.de" for i, s in enumerate(subjects)}
     phones = {s: f"+49 (0)30 {100000 + i}" for i, s in enumerate(subjects)}
