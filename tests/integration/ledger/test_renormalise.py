@@ -35,6 +35,7 @@ from consent.db.database import Database
 from consent.subjects.resolver import SubjectResolver
 from tests.conftest import Catalog, Tenant
 from tests.support.cli import ROOT, cli_env
+from tests.support.locks import waiting_for_a_lock
 from tests.support.stored_identifiers import (
     customer_subject,
     lookup_subject,
@@ -646,7 +647,7 @@ async def test_a_run_stopped_part_way_leaves_every_batch_done_or_untouched(
     traceback) and what to do; each batch of subjects is re-spelt whole or untouched, and a
     second run finishes the work."""
     tid = uuid.UUID(catalog.tenant.id)
-    count, batch = 1000, 4  # long enough that the stop lands part-way (400 finished first once)
+    count, batch = 200, 4
     subjects = [uuid.UUID(int=(1 << 78) | i) for i in range(1, count + 1)]  # version-4 bits
     emails = {s: f"p{i}@Straße.de" for i, s in enumerate(subjects)}
     phones = {s: f"+49 (0)30 {100000 + i}" for i, s in enumerate(subjects)}
@@ -684,28 +685,34 @@ async def test_a_run_stopped_part_way_leaves_every_batch_done_or_untouched(
 
     env = cli_env(database_dsn, keys_dir, tmp_path / "data")
     args = ["identifiers", "renormalise", "--batch-size", str(batch)]
-    with subprocess.Popen(
-        [sys.executable, "-m", "consent", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as run:
-        started = False
-        for _ in range(3000):
-            await asyncio.sleep(0.005)
-            if run.poll() is not None:
-                break
-            started = started or any((await respelt()).values())
-            if not started:
-                continue
-            if stop == "ctrl-c":
-                run.send_signal(signal.SIGINT)
-                break
-            if await _terminate_batch(db):
-                break
-        out, err = run.communicate(timeout=60)
+    held = subjects[count // 2]  # the first subject of a batch: the run stops there, no race
+    async with db.system() as holder, holder.transaction():
+        await holder.execute(
+            "select 1 from subject_identifier where subject_id = $1 for update", held
+        )
+        with subprocess.Popen(
+            [sys.executable, "-m", "consent", *args],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as run:
+            loop = asyncio.get_running_loop()
+            try:
+                exited = loop.run_in_executor(None, run.wait)
+                for _ in range(24):  # each look lasts ~5 s
+                    if await waiting_for_a_lock(db, exited, locktype=None):
+                        break
+                    assert not exited.done(), "the run ended before the held subject"
+                if stop == "ctrl-c":
+                    run.send_signal(signal.SIGINT)
+                else:
+                    assert await _terminate_batch(db)
+                out, err = await asyncio.wait_for(loop.run_in_executor(None, run.communicate), 60)
+            finally:
+                if run.poll() is None:  # a failed assertion: never leave it waiting on the lock
+                    run.kill()
     assert run.returncode == status, (out, err)
     assert "Traceback" not in err
     assert says in err
@@ -715,7 +722,7 @@ async def test_a_run_stopped_part_way_leaves_every_batch_done_or_untouched(
     finished = [s for s in subjects if done[s] == 2]
     assert finished == subjects[: len(finished)]  # batches in id order: a prefix
     assert len(finished) % batch == 0
-    assert 0 < len(finished) < count, "not stopped part-way"
+    assert len(finished) == count // 2, "not stopped at the held subject"
 
     again = renormalise(database_dsn, keys_dir, tmp_path, "--batch-size", str(batch))
     assert again.returncode == 0, again.stderr
