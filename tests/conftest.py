@@ -144,6 +144,12 @@ async def other_tenant(db: Database) -> Tenant:
 
 
 # -- a tenant with a small catalogue: purposes, a published notice (v1) ------------------------
+SHOWN_SINCE = "2000-01-01T00:00:00Z"
+"""When the catalogue's notice versions were first shown (their `shown_since`): before the
+tests' oldest consent (imports, expiry). A version first shown when it was published here
+refuses choices made before (test_notice_shown_since.py)."""
+
+
 class Catalog:
     def __init__(self, client: Any, tenant: Tenant) -> None:
         self.client = client
@@ -156,7 +162,12 @@ class Catalog:
         assert response.status_code == status, response.text
         return response.json()
 
-    async def publish_version(self, change_kind: str = "material", title: str = "Cookies") -> str:
+    async def publish_version(
+        self,
+        change_kind: str = "material",
+        title: str = "Cookies",
+        shown_since: str | None = SHOWN_SINCE,
+    ) -> str:
         draft = await self.post(
             "/v1/notices/main/versions",
             {
@@ -165,6 +176,7 @@ class Catalog:
                     "de": {"title": title, "body": "Wir verwenden Cookies."},
                 },
                 "change_kind": change_kind,
+                "shown_since": shown_since,
             },
         )
         published = await self.post(

@@ -163,8 +163,8 @@ class CatalogController(Controller):
         data: JSONBody[NoticeVersionUpdate],
         idempotency_key: IdemKey,
     ) -> NoticeVersion:
-        """Replace an unpublished draft's texts and change kind (a typo fixed before
-        publication): the content hash is computed again; the id and number stay. A published
+        """Replace an unpublished draft's texts, change kind and `shown_since` (a typo fixed
+        before publication): the content hash is computed again; the id and number stay. A published
         version is immutable: refused (409), draft a new version instead. Sending the same
         content again changes nothing; a retry with the same `Idempotency-Key` gets the first
         answer. A draft is never usable in consents until it is published."""

@@ -41,7 +41,7 @@ select id from notice where key = $1 for update;
 
 -- name: notice_versions
 select v.id, n.key as notice_key, v.version, v.texts, encode(v.content_hash, 'hex') as content_hash,
-       v.change_kind, v.material_version, v.published_at, v.created_at
+       v.change_kind, v.material_version, v.shown_since, v.published_at, v.created_at
 from notice_version v join notice n on n.id = v.notice_id
 where n.key = $1 and ($2::integer is null or v.version < $2)
 order by v.version desc
@@ -59,8 +59,9 @@ select coalesce(max(material_version), 0) from notice_version
 where notice_id = $1 and published_at is not null;
 
 -- name: insert_notice_version
-insert into notice_version (tenant_id, notice_id, version, texts, content_hash, change_kind)
-values ($1, $2, $3, $4, $5, $6)
+insert into notice_version (tenant_id, notice_id, version, texts, content_hash, change_kind,
+                            shown_since)
+values ($1, $2, $3, $4, $5, $6, $7)
 returning id;
 
 -- name: publish_version
@@ -70,10 +71,10 @@ where notice_id = $1 and version = $2 and published_at is null
 returning id;
 
 -- name: replace_draft
--- A draft's texts and change kind replaced (the trigger of migrations/0002 refuses a published
+-- A draft's texts, change kind and first showing replaced (the trigger of migrations/0002 refuses a published
 -- version; `published_at is null` makes a publication that won the lock a no-op here).
 update notice_version
-set texts = $3, content_hash = $4, change_kind = $5
+set texts = $3, content_hash = $4, change_kind = $5, shown_since = $6
 where notice_id = $1 and version = $2 and published_at is null
 returning id;
 
@@ -85,7 +86,7 @@ returning id;
 
 -- name: get_version
 select v.id, n.key as notice_key, v.version, v.texts, encode(v.content_hash, 'hex') as content_hash,
-       v.change_kind, v.material_version, v.published_at, v.created_at
+       v.change_kind, v.material_version, v.shown_since, v.published_at, v.created_at
 from notice_version v join notice n on n.id = v.notice_id
 where n.key = $1 and v.version = $2;
 

@@ -38,6 +38,13 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Text = Annotated[str, msgspec.Meta(max_length=20_000)]
 
 _CREATED_AT = "When the server created it: an ISO 8601 timestamp in UTC."
+_SHOWN_SINCE = (
+    "When this text was first shown to people, if before its publication here (ISO 8601 with a "
+    "time zone, not in the future): set it on a notice re-created from before, to record or "
+    "import consents given under it then. A consent under this version whose `occurred_at` is "
+    "more than five minutes before this (unset: before the publication) is refused "
+    "(400 `validation-error` on `occurred_at`)."
+)
 _NEXT_CURSOR = (
     "Opaque cursor of the next page: pass it as `cursor` to continue. Null on the last page: "
     "when it is set, at least one more item follows."
@@ -196,6 +203,9 @@ class NoticeVersionCreate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
         Literal["material", "editorial"],
         msgspec.Meta(description=_CHANGE_KIND + " Default `material`."),
     ] = "material"
+    shown_since: Annotated[
+        datetime | None, msgspec.Meta(description=_SHOWN_SINCE + " Optional.")
+    ] = None
 
 
 class NoticeVersionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -214,6 +224,10 @@ class NoticeVersionUpdate(msgspec.Struct, frozen=True, kw_only=True, forbid_unkn
         Literal["material", "editorial"],
         msgspec.Meta(description=_CHANGE_KIND + " Default `material`, as on creation."),
     ] = "material"
+    shown_since: Annotated[
+        datetime | None,
+        msgspec.Meta(description=_SHOWN_SINCE + " Omitted: unset, as on creation."),
+    ] = None
 
 
 class NoticeVersion(msgspec.Struct, frozen=True, kw_only=True):
@@ -259,6 +273,14 @@ class NoticeVersion(msgspec.Struct, frozen=True, kw_only=True):
             "notice are published up to this one (an editorial version keeps the previous "
             "number). A consent given under a lower number than the notice's latest is stale. "
             "Null while a draft."
+        ),
+    ]
+    shown_since: Annotated[
+        datetime | None,
+        msgspec.Meta(
+            description="When this text was first shown, if before its publication here "
+            "(ISO 8601, UTC; see the create request); null: since its publication. Consents "
+            "under this version cannot have been given before."
         ),
     ]
     published_at: Annotated[

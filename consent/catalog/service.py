@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Literal, TypeVar
 from uuid import UUID
 
@@ -47,6 +48,7 @@ from consent.pagination import (
 )
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.identifiers import BUILTIN_TYPES
+from consent.timestamps import past_time_errors
 
 __all__ = ["CatalogService", "content_hash", "missing_purposes"]
 
@@ -80,6 +82,13 @@ def _refuse_repeats(purposes: list[str]) -> None:
         if key in seen:
             raise ValidationFailed.field(f"purposes[{i}]", Localized("listed-twice", key=key))
         seen.add(key)
+
+
+def _refuse_bad_shown_since(shown_since: datetime | None) -> None:
+    """400 when a version's first showing is not a time in the past with a zone."""
+    errors = past_time_errors("shown_since", shown_since, datetime.now(UTC))
+    if errors:
+        raise ValidationFailed.field(errors[0].field, errors[0].message)
 
 
 def _row(row: asyncpg.Record | None) -> dict[str, object]:
@@ -229,6 +238,7 @@ class CatalogService:
     async def add_version(
         self, notice_key: str, data: NoticeVersionCreate, idem_key: str | None = None
     ) -> NoticeVersion:
+        _refuse_bad_shown_since(data.shown_since)
         async with self.db.tenant(self.tenant_id) as conn:
 
             async def produce() -> NoticeVersion:
@@ -259,6 +269,7 @@ class CatalogService:
             texts,
             content_hash(data.texts),
             "material" if version == 1 else data.change_kind,
+            data.shown_since,
         )
         created = await self._version(conn, notice_key, version)
         await self._changed(conn, "notice_version", str(created.id), "create", created)
@@ -311,8 +322,9 @@ class CatalogService:
         data: NoticeVersionUpdate,
         idem_key: str | None = None,
     ) -> NoticeVersion:
-        """A draft's texts and change kind replaced, its content hash computed again. The same
-        content again changes nothing (and logs nothing)."""
+        """A draft's texts, change kind and first showing replaced, its content hash computed
+        again. The same content again changes nothing (and logs nothing)."""
+        _refuse_bad_shown_since(data.shown_since)
         async with self.db.tenant(self.tenant_id) as conn:
 
             async def produce() -> NoticeVersion:
@@ -331,10 +343,16 @@ class CatalogService:
         notice_id, current = await self._draft(conn, notice_key, version)
         change_kind = "material" if version == 1 else data.change_kind
         digest = content_hash(data.texts)
-        if current.content_hash == digest.hex() and current.change_kind == change_kind:
+        if (current.content_hash, current.change_kind, current.shown_since) == (
+            digest.hex(),
+            change_kind,
+            data.shown_since,
+        ):
             return current
         texts = msgspec.to_builtins(data.texts)
-        await conn.execute(Q.replace_draft, notice_id, version, texts, digest, change_kind)
+        await conn.execute(
+            Q.replace_draft, notice_id, version, texts, digest, change_kind, data.shown_since
+        )
         replaced = await self._version(conn, notice_key, version)
         await self._changed(conn, "notice_version", str(replaced.id), "update", replaced)
         return replaced

@@ -6,6 +6,7 @@ select
         as known_purposes,
     v.id as version_id,
     v.published_at is not null as published,
+    coalesce(v.shown_since, v.published_at) as shown_since,
     encode(v.content_hash, 'hex') as content_hash,
     v.material_version,
     v.texts,

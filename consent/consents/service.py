@@ -16,7 +16,7 @@ the tenant's `store_network_evidence` setting, takes effect within the TTL.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 from uuid import UUID
 
@@ -46,9 +46,9 @@ from consent.locales import Localized, plain
 from consent.settings_defaults import DEFAULT_AUDIT_ORIGIN
 from consent.subjects.resolver import SubjectResolver, checked_reference
 from consent.subjects.schemas import IdentifierIn, SubjectRef
+from consent.timestamps import CLOCK_SKEW, EARLIEST, past_time_errors
 
 __all__ = [
-    "EARLIEST_OCCURRED_AT",
     "WRITE_CONTEXT_TTL",
     "ConsentService",
     "context_errors",
@@ -59,11 +59,6 @@ __all__ = [
 ]
 
 Q = SqlFile.beside(__file__)
-_CLOCK_SKEW = timedelta(minutes=5)
-EARLIEST_OCCURRED_AT: Final = datetime(1970, 1, 1, tzinfo=UTC)
-"""The earliest `occurred_at` accepted: no choice recorded here was made before the Unix epoch
-(decisions count time in nanoseconds since it), and a time near year 1 does not even convert to
-UTC (`0001-01-01T00:00:00+14:00` is in year 0)."""
 _enc = msgspec.json.Encoder()
 _EVIDENCE_CONTEXT = b"consent-evidence"
 _INVALID_CONSENT: Final = Localized("invalid-consent")
@@ -113,14 +108,7 @@ def proof_errors(
     errors: list[FieldError] = []
     if method == "agent" and agent_id is None:
         errors.append(FieldError("agent_id", Localized("agent-required")))
-    if occurred_at is not None:
-        if occurred_at.tzinfo is None:
-            errors.append(FieldError("occurred_at", Localized("time-zone-required")))
-        elif occurred_at > now + _CLOCK_SKEW:
-            errors.append(FieldError("occurred_at", Localized("in-the-future")))
-        elif occurred_at < EARLIEST_OCCURRED_AT:
-            errors.append(FieldError("occurred_at", Localized("before-1970")))
-    return errors
+    return errors + past_time_errors("occurred_at", occurred_at, now)
 
 
 def shape_errors(data: ConsentCreate, now: datetime) -> list[FieldError]:
@@ -201,7 +189,19 @@ def context_errors(data: ConsentCreate, ctx: dict[str, Any]) -> list[FieldError]
                 errors.append(FieldError("notice_hash", Localized("notice-hash-mismatch")))
             if data.language is not None and data.language not in ctx["texts"]:
                 errors.append(FieldError("language", Localized("notice-language-missing")))
+            errors += _before_shown(data.occurred_at, ctx["shown_since"])
     return errors
+
+
+def _before_shown(occurred_at: datetime | None, shown_since: datetime) -> list[FieldError]:
+    """A choice made before its notice version was first shown (its `shown_since`, else its
+    publication) proves nothing about what the person saw; a visitor's clock may be behind."""
+    if occurred_at is None or occurred_at.tzinfo is None or occurred_at < EARLIEST:
+        return []  # not sent, or refused as a time already (shape_errors)
+    if occurred_at >= shown_since - CLOCK_SKEW:
+        return []
+    since = shown_since.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return [FieldError("occurred_at", Localized("before-notice-shown", since=since))]
 
 
 class ConsentService:

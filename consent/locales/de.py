@@ -182,6 +182,11 @@ DETAILS: Final[dict[str, str]] = {
     "purpose-not-asked": "vom gezeigten Hinweis nicht erfragt",
     "notice-hash-mismatch": "passt nicht zur Version des Hinweises",
     "notice-language-missing": "die Version des Hinweises hat keinen Text in dieser Sprache",
+    "before-notice-shown": (
+        "liegt vor dem ersten Zeigen dieser Version des Hinweises ({since}): unter ihr kann die "
+        "Entscheidung damals nicht getroffen worden sein (eine Version, die vor ihrer "
+        "Veröffentlichung hier gezeigt wurde, nennt den Beginn in shown_since)"
+    ),
     "invalid-preferences": "Ungültige Präferenzen.",
     "preference-twice": "diese Präferenz kommt zweimal vor",
     "value-one-of": "muss einer dieser Werte sein: {allowed}",

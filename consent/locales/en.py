@@ -136,6 +136,11 @@ DETAILS: Final[dict[str, str]] = {
     "purpose-not-asked": "not asked by the notice shown",
     "notice-hash-mismatch": "does not match the notice version",
     "notice-language-missing": "the notice version has no text in it",
+    "before-notice-shown": (
+        "is before the notice version was first shown ({since}): a choice cannot have been made "
+        "under it then (a version shown before its publication here says since when in its "
+        "shown_since)"
+    ),
     "invalid-preferences": "Invalid preferences.",
     "preference-twice": "this preference appears twice",
     "value-one-of": "must be one of: {allowed}",

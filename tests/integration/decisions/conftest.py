@@ -19,7 +19,7 @@ from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
 from consent.decisions.engine import default_policy_root
-from tests.conftest import Tenant
+from tests.conftest import SHOWN_SINCE, Tenant
 from tests.support.opa_server import LocalOpaServer
 
 T = TypeVar("T")
@@ -118,6 +118,7 @@ class Ledger:
             {
                 "texts": {"en": {"title": "Privacy", "body": "How we use data."}},
                 "change_kind": change_kind,
+                "shown_since": SHOWN_SINCE,  # before the oldest consent a test records
             },
         )
         published = await self.post(

@@ -19,6 +19,7 @@ import pytest
 from consent.consents.importer import import_file
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
+from tests.conftest import SHOWN_SINCE
 from tests.integration.ledger.conftest import Catalog
 
 pytestmark = pytest.mark.integration
@@ -269,7 +270,8 @@ async def test_expiry_is_the_same_instant_whatever_the_database_time_zone(
         "/v1/notices", {"key": "club", "purposes": ["email_marketing", "sms_marketing"]}
     )
     draft = await catalog.post(
-        "/v1/notices/club/versions", {"texts": {"de": {"title": "Club", "body": "Angebote"}}}
+        "/v1/notices/club/versions",
+        {"texts": {"de": {"title": "Club", "body": "Angebote"}}, "shown_since": SHOWN_SINCE},
     )
     version = await catalog.post(
         f"/v1/notices/club/versions/{draft['version']}/publish", None, status=200

@@ -1,0 +1,12 @@
+-- When a notice version's text was first shown to people, if before its publication here.
+--
+-- A consent names the notice version it was given under, as proof of what the person saw. A
+-- consent whose `occurred_at` is before that version existed proves nothing: the service
+-- refuses it (consents/service.py, `context_errors`), with five minutes' tolerance for clocks.
+-- A business that moves to this service re-creates the notices it showed before and imports
+-- the consents given under them, years old: it sets the version's `shown_since` to when that
+-- text went live. Unset: the version was first shown when it was published here.
+--
+-- Part of the version like its texts: set on the draft, immutable once published (the trigger
+-- of migrations/0002 refuses any change to a published version).
+alter table notice_version add column shown_since timestamptz;
