@@ -86,10 +86,15 @@ class PreferenceController(Controller):
         summary="A subject's preferences",
     )
     async def state(
-        self, request: Request[Any, Any, Any], subject_id: _StateSubject
+        self,
+        request: Request[Any, Any, Any],
+        subject_id: _StateSubject,
+        cursor: CursorParam = None,
+        limit: Limit = 50,
     ) -> SubjectPreferences:
-        """Current value per channel, topic and frequency."""
-        return await _service(request).state(subject_id)
+        """Current value per channel, topic and frequency, by kind, then key, a page at a time
+        (a person's topics have no limit): follow `next_cursor` to the end for all of them."""
+        return await _service(request).state(subject_id, cursor, limit)
 
     @get(
         "/subjects/{subject_id:uuid}/preferences/history",

@@ -28,10 +28,14 @@ with ev as (
 select id, occurred_at, recorded_at from ev;
 
 -- name: subject_preferences
+-- One page of a subject's current preferences by (kind, key), after the position ($2, $3) of
+-- the previous page's last one; $4: the page size plus one.
 select kind, key, value, occurred_at, event_id
 from preference_state
 where subject_id = $1
-order by kind, key;
+  and ($2::text is null or (kind, key) > ($2::text, $3::text))
+order by kind, key
+limit $4;
 
 -- name: preference_history
 select id as event_id, subject_id, occurred_at, recorded_at, items, surface, channel, method,

@@ -148,7 +148,7 @@ class PreferenceState(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class SubjectPreferences(msgspec.Struct, frozen=True, kw_only=True):
-    """A subject's current preferences, one entry per preference ever set."""
+    """A page of a subject's current preferences, one entry per preference ever set."""
 
     subject_id: Annotated[
         UUID,
@@ -160,10 +160,19 @@ class SubjectPreferences(msgspec.Struct, frozen=True, kw_only=True):
     preferences: Annotated[
         list[PreferenceState],
         msgspec.Meta(
-            description="The current value of every preference ever set for the subject, "
-            "ordered by `kind`, then `key`; empty when there is none."
+            description="The current value of every preference ever set for the subject on "
+            "this page, ordered by `kind`, then `key` (`limit` of them at most; the rest on "
+            "the next pages: `next_cursor`); empty when there is none."
         ),
     ]
+    next_cursor: Annotated[
+        str | None,
+        msgspec.Meta(
+            description="Opaque cursor of the next page (the preferences after this page's "
+            "last by `kind`, then `key`): pass it as `cursor` to continue. Null on the last "
+            "page: when it is set, at least one more preference follows."
+        ),
+    ] = None
 
 
 class PreferenceEvent(msgspec.Struct, frozen=True, kw_only=True):

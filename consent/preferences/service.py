@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Final
 from uuid import UUID
@@ -22,6 +23,13 @@ from consent.db.sql import SqlFile
 from consent.errors import FieldError, NotFound, ValidationFailed
 from consent.idempotency import run_idempotent
 from consent.locales import Localized
+from consent.pagination import (
+    MAX_LIMIT,
+    check_limit,
+    decode_key_cursor,
+    encode_key_cursor,
+    page_of,
+)
 from consent.preferences.schemas import (
     ALLOWED_VALUES,
     CHANNELS,
@@ -42,6 +50,22 @@ Q = SqlFile.beside(__file__)
 _EVIDENCE_CONTEXT = b"preference-evidence"
 _enc = msgspec.json.Encoder()
 _INVALID_PREFERENCES: Final = Localized("invalid-preferences")
+# A cursor of the current preferences holds the last (kind, key) of its page: "kind/key" (a key
+# holds no "/", see PreferenceItem).
+_SEP: Final = "/"
+_KEY: Final = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
+
+
+def _decode_state_cursor(cursor: str | None) -> tuple[str, str] | None:
+    """The (kind, key) after which a page of current preferences begins; 400 for a cursor
+    that is not a `next_cursor` of that list."""
+    text = decode_key_cursor(cursor)
+    if text is None:
+        return None
+    kind, _, key = text.partition(_SEP)
+    if kind not in ALLOWED_VALUES or not _KEY.fullmatch(key):
+        raise ValidationFailed.field("cursor", Localized("cursor-not-ours"))
+    return kind, key
 
 
 def validate_preferences(data: PreferenceCreate, now: datetime) -> str | None:
@@ -178,17 +202,33 @@ class PreferenceService:
             )
             return result
 
-    async def state(self, subject_id: UUID) -> SubjectPreferences:
+    async def state(
+        self, subject_id: UUID, cursor: str | None = None, limit: int = MAX_LIMIT
+    ) -> SubjectPreferences:
+        """One page of the current preferences, by kind, then key, from `cursor` (a
+        `next_cursor` of this list) on."""
+        check_limit(limit)
+        after = _decode_state_cursor(cursor)
         async with self.db.tenant_hot(self.tenant_id) as conn:
             survivor = await self.subjects.resolve(
                 conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
             )
             if survivor is None:
                 raise NotFound(Localized("no-such-subject"))
-            rows = await conn.fetch(Q.subject_preferences, survivor)
+            rows = await conn.fetch(
+                Q.subject_preferences,
+                survivor,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit + 1,
+            )
+        page, next_cursor = page_of(
+            rows, limit, lambda r: encode_key_cursor(f"{r['kind']}{_SEP}{r['key']}")
+        )
         return SubjectPreferences(
             subject_id=survivor,
-            preferences=[msgspec.convert(dict(r), PreferenceState) for r in rows],
+            preferences=[msgspec.convert(dict(r), PreferenceState) for r in page],
+            next_cursor=next_cursor,
         )
 
     async def history(

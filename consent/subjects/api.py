@@ -107,7 +107,6 @@ async def _export(request: Request[Any, Any, Any], ref: SubjectRef) -> Stream:
         tenant_id=str(who.tenant_id),
         subject_id=str(document.subject_id),
         api_key_id=who.key_id,
-        linked_subjects=len(document.head.linked_subjects),
         audit_event=str(document.event_uuid),
     )
     return Stream(

@@ -3,20 +3,23 @@ service holds about one person, as one JSON document (`SubjectExport`).
 
 The document is written as it is read, a page of one list at a time, so that a person with
 millions of logged decisions costs no more memory than one page: `SubjectExporter.open` finds
-the subject (an unknown or erased one is a 404 before any byte is sent) and reads what is
-small (identifiers, current state, the latest checkpoint); `SubjectDocument.pieces` then walks
-the consent history, the preference history and the activity with the services that answer
-the paginated endpoints, so each list is exactly what walking those gives.
+the subject (an unknown or erased one is a 404 before any byte is sent) and records the export;
+`SubjectDocument.pieces` then reads the head (identifiers, current state, the latest
+checkpoint) and walks the consent history, the preference history and the activity with the
+services that answer the paginated endpoints, so each list is exactly what walking those gives.
 
 Every export is a disclosure of the person's data, accountable like every other use of it: the
 opening transaction appends a `subject.exported` audit leaf (the subject's pseudonymous token,
 who asked, when; never an identifier), so an export whose opening committed is always in the
 log, in the subject's activity, and so in this document's activity and every later one. The
 opening locks the subject as a write does: an erasure waits for it (and then erases the token
-the leaf names with the others), or the export finds the subject erased. Each page is read
-in a transaction of its own (no connection is held while the client reads): a subject erased
-while its document is being written fails the rest of it, and the answer ends before the
-document does (not valid JSON: never a complete-looking document that is not).
+the leaf names with the others), or the export finds the subject erased.
+
+The whole document is read in one REPEATABLE READ snapshot (consent/subjects/snapshot.py), on
+one connection held while the client downloads it: a consent or preference written meanwhile
+is in none of its lists or all of them, never in a history but not in the current state. A
+subject erased while its document is being written fails the rest of it, and the answer ends
+before the document does (not valid JSON: never a complete-looking document that is not).
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ from consent.errors import NotFound
 from consent.ids import uuid7
 from consent.locales import Localized
 from consent.pagination import MAX_LIMIT
-from consent.preferences.schemas import PreferenceEvent, SubjectPreferences
+from consent.preferences.schemas import PreferenceEvent, PreferenceState, SubjectPreferences
 from consent.preferences.service import PreferenceService
 from consent.subjects.resolver import SubjectResolver
 from consent.subjects.schemas import ExportedIdentifier, SubjectRef
+from consent.subjects.snapshot import HeldDatabase, snapshot, still_there
 
 __all__ = ["FORMAT", "AuditPointers", "SubjectDocument", "SubjectExport", "SubjectExporter"]
 
@@ -134,8 +138,9 @@ class ExportHead(msgspec.Struct, frozen=True, kw_only=True):
     preferences: Annotated[
         SubjectPreferences,
         msgspec.Meta(
-            description="The current preferences, as "
-            "`GET /v1/subjects/{subject_id}/preferences` answers them."
+            description="Every current preference, as "
+            "`GET /v1/subjects/{subject_id}/preferences` walked to its end gives them "
+            "(`next_cursor` null)."
         ),
     ]
     audit: Annotated[
@@ -178,50 +183,119 @@ class SubjectExport(ExportHead, frozen=True, kw_only=True):
 
 
 class SubjectDocument:
-    """An opened export: what was read before the answer began, and the rest as pieces."""
+    """An opened export (its `subject.exported` leaf committed): the document, as pieces."""
 
-    def __init__(self, exporter: SubjectExporter, head: ExportHead, event_uuid: UUID) -> None:
+    def __init__(
+        self, exporter: SubjectExporter, subject_id: UUID, exported_at: datetime, event_uuid: UUID
+    ) -> None:
         self._exporter = exporter
-        self.head = head
+        self.subject_id = subject_id
+        """The subject found when the export was opened (its survivor)."""
+        self.exported_at = exported_at
         self.event_uuid = event_uuid
         """The export's `subject.exported` audit event."""
 
-    @property
-    def subject_id(self) -> UUID:
-        return self.head.subject_id
-
     async def pieces(self) -> AsyncIterator[bytes]:
-        """The document's JSON: the head, then each list a page at a time."""
-        yield _enc.encode(self.head)[:-1]  # without its closing brace: the lists follow
-        exporter, subject = self._exporter, self.head.subject_id
-
-        async def consents(cursor: str | None) -> _Page:
-            page = await exporter.consents.history(subject, cursor, MAX_LIMIT)
-            return page.items, page.next_cursor
-
-        async def preferences(cursor: str | None) -> _Page:
-            page = await exporter.preferences.history(subject, cursor, MAX_LIMIT)
-            return page.items, page.next_cursor
-
-        async def activity(cursor: str | None) -> _Page:
-            page = await exporter.audit.activity(exporter.resolver, subject, cursor, MAX_LIMIT)
-            return page.items, page.next_cursor
-
+        """The document's JSON: the head, then each list a page at a time, all read in one
+        snapshot (consent/subjects/snapshot.py): the head's current state, the histories and
+        the activity are of one moment, whatever is written meanwhile."""
+        exporter = self._exporter
         try:
-            for name, pages in (
-                (b"consent_history", consents),
-                (b"preference_history", preferences),
-                (b"activity", activity),
-            ):
-                async for piece in _list(name, pages):
-                    yield piece
+            async with snapshot(exporter.db, exporter.tenant_id) as held:
+                reads = _SnapshotReads(exporter, held)
+                head = await reads.head(self.subject_id, self.exported_at)
+                yield _enc.encode(head)[:-1]  # without its closing brace: the lists follow
+                for name, pages in reads.lists(head.subject_id):
+                    async for piece in _list(name, pages):
+                        yield piece
         except Exception as exc:
             # The answer has begun: it can only end short (the server drops the connection).
             _log.warning(
-                "subject.export_incomplete", subject_id=str(subject), error=type(exc).__name__
+                "subject.export_incomplete",
+                subject_id=str(self.subject_id),
+                error=type(exc).__name__,
             )
             raise
         yield b"}"
+
+
+class _SnapshotReads:
+    """The reads of one document, every one in the snapshot `held`, through the services that
+    answer the subject endpoints (so each list is what walking its endpoint gives)."""
+
+    def __init__(self, exporter: SubjectExporter, held: HeldDatabase) -> None:
+        self.held = held
+        self.tenant_id = exporter.tenant_id
+        self.vkey = exporter.vkey
+        self.resolver = exporter.resolver
+        self.consents = ConsentService(held, exporter.keyring, exporter.tenant_id)
+        self.preferences = PreferenceService(held, exporter.keyring, exporter.tenant_id)
+        self.audit = AuditReader(held, exporter.tenant_id, exporter.vkey)
+
+    async def head(self, subject_id: UUID, exported_at: datetime) -> ExportHead:
+        """What the document holds before its lists; NotFound when the subject is gone."""
+        async with self.held.tenant(self.tenant_id) as conn:
+            survivor = await self.resolver.resolve(
+                conn, self.tenant_id, SubjectRef(subject_id=subject_id), create=False
+            )
+            if survivor is None:
+                raise NotFound(Localized("no-such-subject"))
+            members = await self.resolver.group(conn, survivor)
+            identifiers = await self.resolver.identifiers(conn, self.tenant_id, members)
+        consents = await self.consents.state(SubjectRef(subject_id=survivor))
+        preferences = await self._all_preferences(survivor)
+        try:
+            checkpoint: str | None = await self.audit.checkpoint()
+        except NotFound:  # no audit log, or nothing signed yet
+            checkpoint = None
+        return ExportHead(
+            format=FORMAT,
+            exported_at=exported_at,
+            subject_id=survivor,
+            linked_subjects=sorted((m for m in members if m != survivor), key=str),
+            identifiers=identifiers,
+            consents=consents,
+            preferences=preferences,
+            audit=AuditPointers(checkpoint=checkpoint, vkey=self.vkey, proof_path=PROOF_PATH),
+        )
+
+    async def _all_preferences(self, survivor: UUID) -> SubjectPreferences:
+        """Every current preference: the pages of `GET .../preferences` walked to the end."""
+        items: list[PreferenceState] = []
+        cursor: str | None = None
+        while True:
+            page = await self.preferences.state(survivor, cursor, MAX_LIMIT)
+            items += page.preferences
+            cursor = page.next_cursor
+            if cursor is None:
+                return SubjectPreferences(subject_id=survivor, preferences=items)
+
+    def lists(
+        self, subject: UUID
+    ) -> tuple[tuple[bytes, Callable[[str | None], Awaitable[_Page]]], ...]:
+        """The document's lists, each as the pages of its endpoint; before each page, the
+        subject is checked to be still there (an erasure since the snapshot ends it short)."""
+
+        async def consents(cursor: str | None) -> _Page:
+            await still_there(self.held, subject)
+            page = await self.consents.history(subject, cursor, MAX_LIMIT)
+            return page.items, page.next_cursor
+
+        async def preferences(cursor: str | None) -> _Page:
+            await still_there(self.held, subject)
+            page = await self.preferences.history(subject, cursor, MAX_LIMIT)
+            return page.items, page.next_cursor
+
+        async def activity(cursor: str | None) -> _Page:
+            await still_there(self.held, subject)
+            page = await self.audit.activity(self.resolver, subject, cursor, MAX_LIMIT)
+            return page.items, page.next_cursor
+
+        return (
+            (b"consent_history", consents),
+            (b"preference_history", preferences),
+            (b"activity", activity),
+        )
 
 
 async def _list(
@@ -257,20 +331,18 @@ class SubjectExporter:
         actor: str,
     ) -> None:
         self.db = db
+        self.keyring = keyring
         self.tenant_id = tenant_id
         self.vkey = vkey
         self.writer = writer
         self.actor = actor
         self.resolver = SubjectResolver(keyring)
-        self.consents = ConsentService(db, keyring, tenant_id)
-        self.preferences = PreferenceService(db, keyring, tenant_id)
-        self.audit = AuditReader(db, tenant_id, vkey)
 
     async def open(self, ref: SubjectRef) -> SubjectDocument:
         """The export of the subject `ref` names (its survivor's, with every subject linked
         into it); NotFound when there is none (unknown, erased, another tenant's). Its
-        `subject.exported` leaf is appended in the same transaction as the identifiers are read:
-        once this returns, the export is in the log."""
+        `subject.exported` leaf is appended and committed before this returns: once it has,
+        the export is in the log. The document itself is read in `SubjectDocument.pieces`."""
         exported_at = datetime.now(UTC)
         async with self.db.tenant(self.tenant_id) as conn:
             found = await self.resolver.resolve(conn, self.tenant_id, ref, create=False)
@@ -282,27 +354,8 @@ class SubjectExporter:
             subject = await self.resolver.resolve_for_write(
                 conn, self.tenant_id, SubjectRef(subject_id=found)
             )
-            survivor = subject.id
-            members = await self.resolver.group(conn, survivor)
-            identifiers = await self.resolver.identifiers(conn, self.tenant_id, members)
-            event_uuid = await self._record(conn, survivor, subject.token, exported_at)
-        consents = await self.consents.state(SubjectRef(subject_id=survivor))
-        preferences = await self.preferences.state(survivor)
-        try:
-            checkpoint: str | None = await self.audit.checkpoint()
-        except NotFound:  # no audit log, or nothing signed yet
-            checkpoint = None
-        head = ExportHead(
-            format=FORMAT,
-            exported_at=exported_at,
-            subject_id=survivor,
-            linked_subjects=sorted((m for m in members if m != survivor), key=str),
-            identifiers=identifiers,
-            consents=consents,
-            preferences=preferences,
-            audit=AuditPointers(checkpoint=checkpoint, vkey=self.vkey, proof_path=PROOF_PATH),
-        )
-        return SubjectDocument(self, head, event_uuid)
+            event_uuid = await self._record(conn, subject.id, subject.token, exported_at)
+        return SubjectDocument(self, subject.id, exported_at, event_uuid)
 
     async def _record(
         self, conn: Conn, survivor: UUID, token: bytes | None, exported_at: datetime

@@ -197,3 +197,15 @@ select id_type, subject_id, value_enc, created_at
 from subject_identifier
 where subject_id = any($1::uuid[])
 order by created_at, id_type, lookup_hmac;
+
+-- name: begin_snapshot
+-- The export's snapshot transaction (consent/subjects/snapshot.py): the tenant's row-level
+-- security, and an end to a session left idle between two pages ($2) by a client that stopped
+-- reading.
+select set_config('role', 'consent_app', true), set_config('app.tenant_id', $1, true),
+       set_config('idle_in_transaction_session_timeout', $2, true);
+
+-- name: lock_unchanged_subject
+-- The exported subject, locked: a serialization failure under REPEATABLE READ when it was
+-- erased or merged since the snapshot began. Run in a savepoint rolled back at once.
+select id from subject where id = $1 for share;
