@@ -90,12 +90,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     if ring is None:
         _load_keys(settings)  # a first start: the database belongs to no key ring yet
+    role_problem = asyncio.run(_prepare_database(settings))
+    if role_problem is not None:
+        print(f"consent serve: {role_problem}", file=sys.stderr)  # noqa: T201
+        return 1
     if settings.database_url is None:
         _size_embedded_buffers(settings)
     print(f"consent: serving on http://{host}:{port} (docs: /schema)", file=sys.stderr)  # noqa: T201
     print(f"consent: {_where_the_data_lives(settings)}", file=sys.stderr)  # noqa: T201
     serve(settings, host, port, args.workers or settings.workers)
     return 0
+
+
+async def _prepare_database(settings: Settings) -> str | None:
+    """Before any worker starts: apply pending migrations (CONSENT_MIGRATE_ON_START), so that
+    one that fails (a privilege the database user lacks) is one line of `consent serve` rather
+    than a traceback from every worker; then why tenant transactions would fail, or None."""
+    from consent.db.database import Database
+    from consent.db.migrate import app_role_problem, apply_migrations, default_migrations_dir
+
+    db = await Database.from_settings(settings)
+    try:
+        async with db.pool.acquire() as conn:
+            if settings.migrate_on_start:
+                applied = await apply_migrations(conn, default_migrations_dir())
+                if applied:
+                    names = [f"{m.version:04d}_{m.name}" for m in applied]
+                    span = names[0] if len(names) == 1 else f"{names[0]} … {names[-1]}"
+                    print(  # noqa: T201
+                        f"consent: applied {len(names)} migrations ({span})", file=sys.stderr
+                    )
+            return await app_role_problem(conn)
+    finally:
+        await db.close()
 
 
 def _load_keys(settings: Settings) -> KeyRing:

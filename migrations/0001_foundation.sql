@@ -5,7 +5,11 @@
 -- Roles are cluster-wide, so creating it tolerates a concurrent creator in another database.
 do $$
 begin
-    create role consent_app nologin;
+    -- A role that exists is left alone: creating one needs CREATEROLE, which the owner of a
+    -- production database often lacks (its DBA then creates the role and grants it).
+    if not exists (select from pg_roles where rolname = 'consent_app') then
+        create role consent_app nologin;
+    end if;
 exception
     when duplicate_object then null;
     when unique_violation then null;
@@ -17,6 +21,12 @@ begin
     if not (select rolsuper from pg_roles where rolname = current_user) then
         execute format('grant consent_app to %I', current_user);
     end if;
+exception
+    -- Already a member (granted by the DBA), without the right to grant it: nothing to do.
+    when insufficient_privilege then
+        if not pg_has_role(current_user, 'consent_app', 'member') then
+            raise;
+        end if;
 end
 $$;
 

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import re
+import socket
 import time
 import warnings
 from collections.abc import AsyncIterator
@@ -39,6 +40,7 @@ __all__ = [
     "EmbeddedPostgres",
     "postmaster_pid",
     "size_server_buffers",
+    "why_unreachable",
 ]
 
 # A connection, whether taken from the pool (a proxy) or opened directly.
@@ -110,6 +112,33 @@ async def _keep_session(_conn: asyncpg.Connection[asyncpg.Record]) -> None:
 
 class DatabaseUnavailable(Exception):
     """PostgreSQL cannot be reached or refused the connection."""
+
+
+# Why a connection failed, in an operator's words (the class name alone, say
+# `InvalidCatalogNameError`, left them to look it up). Never the URL: it may hold a password.
+_UNREACHABLE: Final[tuple[tuple[type[BaseException], str], ...]] = (
+    (asyncpg.InvalidPasswordError, "password authentication failed"),
+    (
+        asyncpg.InvalidAuthorizationSpecificationError,
+        "the server refused the user (no such role, or pg_hba.conf does not admit it)",
+    ),
+    (asyncpg.InvalidCatalogNameError, "no such database on that server"),
+    (asyncpg.CannotConnectNowError, "the server is starting up or shutting down"),
+    (asyncpg.TooManyConnectionsError, "the server has no connection slot left"),
+    (ConnectionRefusedError, "connection refused: no PostgreSQL listens at that host and port"),
+    (socket.gaierror, "the host name does not resolve"),
+    (FileNotFoundError, "no PostgreSQL socket at that path"),
+    (TimeoutError, "no answer in time"),
+)
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """`<reason in words> (<exception class>)` for a failed connection."""
+    name = type(exc).__name__
+    for kind, words in _UNREACHABLE:
+        if isinstance(exc, kind):
+            return f"{words}; {name}"
+    return name
 
 
 def _alive(pid: int) -> bool:
@@ -327,7 +356,7 @@ class Database:
                 reset=_keep_session,
             )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            raise DatabaseUnavailable(type(exc).__name__) from exc
+            raise DatabaseUnavailable(why_unreachable(exc)) from exc
         return cls(pool)
 
     @classmethod

@@ -247,19 +247,15 @@ async def test_every_line_it_logs_is_json_also_when_a_worker_fails(
 ) -> None:
     """granian's own lines (a worker that failed to start, with its traceback; a worker killed
     after the grace period) were plain text between the JSON lines: `[ERROR] ...`."""
-    # What only a worker finds: a migration whose recorded checksum is not its file's (the
-    # main process checks the keys, the policy and that the database answers, not this).
-    async with db.pool.acquire() as conn:
-        recorded = await conn.fetchval("select sha256 from schema_migrations where version = 1")
-        await conn.execute("update schema_migrations set sha256 = 'x' where version = 1")
-    env = cli_env(database_dsn, data_dir=tmp_path, CONSENT_PORT=str(free_port()))
-    try:
-        done = await asyncio.to_thread(_serve_until_it_exits, env)
-    finally:  # the database is the session's: every later test migrates it
-        async with db.pool.acquire() as conn:
-            await conn.execute(
-                "update schema_migrations set sha256 = $1 where version = 1", recorded
-            )
+    # What only a worker finds: an OPA server that does not answer (the main process checks
+    # the keys, the policy, the migrations and that the database answers, not this).
+    env = cli_env(
+        database_dsn,
+        data_dir=tmp_path,
+        CONSENT_PORT=str(free_port()),
+        CONSENT_OPA_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    done = await asyncio.to_thread(_serve_until_it_exits, env)
     assert done.returncode != 0, done.stderr
     lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert lines
@@ -272,6 +268,31 @@ async def test_every_line_it_logs_is_json_also_when_a_worker_fails(
     assert not_json == [], "\n".join(not_json[:20])
     logged = [json.loads(line) for line in lines]
     assert any("exception" in entry for entry in logged), logged
+
+
+async def test_a_migration_it_cannot_apply_is_one_line(
+    database_dsn: str, db: Database, tmp_path: Path
+) -> None:
+    """A migration edited after it was applied (or one the database user may not apply) was
+    found by every worker, each failing with a traceback in the log; now the main process
+    applies the migrations before any worker starts."""
+    async with db.pool.acquire() as conn:
+        recorded = await conn.fetchval("select sha256 from schema_migrations where version = 1")
+        await conn.execute("update schema_migrations set sha256 = 'x' where version = 1")
+    env = cli_env(database_dsn, data_dir=tmp_path, CONSENT_PORT=str(free_port()))
+    try:
+        done = await asyncio.to_thread(_serve_until_it_exits, env)
+    finally:  # the database is the session's: every later test migrates it
+        async with db.pool.acquire() as conn:
+            await conn.execute(
+                "update schema_migrations set sha256 = $1 where version = 1", recorded
+            )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "consent serve: 0001_foundation.sql was edited after it was applied"
+    )
+    assert "Traceback" not in done.stderr + done.stdout
+    assert "serving on" not in done.stderr
 
 
 def test_a_policy_directory_without_policies_is_one_line(tmp_path: Path) -> None:
