@@ -24,6 +24,7 @@ from consent.consents.evidence import parse_networks
 from consent.crypto.binding import KeyRingMismatch, bind_or_check
 from consent.crypto.keys import KeyRing, load_keyring
 from consent.db.database import Database
+from consent.db.listening import Listener
 from consent.db.migrate import apply_migrations, default_migrations_dir, discover
 from consent.decisions.api import DecisionController
 from consent.decisions.fastpath import DecisionFastPath
@@ -43,6 +44,7 @@ from consent.preferences.api import PreferenceController
 from consent.problems import problem_page
 from consent.subjects.api import SubjectController
 from consent.tenancy.api import TenancyController
+from consent.tenancy.revocations import follow_revocations
 
 __all__ = ["create_app"]
 
@@ -73,6 +75,19 @@ def _openapi() -> OpenAPIConfig:
             }
         ),
     )
+
+
+def _upkeep(app: Litestar, settings: Settings, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    """Background upkeep, until `stop`. It runs once per service, where the audit integrator
+    runs: here, or (under `consent serve`) in its integrator process rather than in every
+    worker."""
+    if not settings.audit_integrator:
+        return []
+    integrator = Integrator(app.state.db, app.state.audit_signer, sign_interval=1.0)
+    return [
+        asyncio.create_task(integrator.run(stop)),
+        asyncio.create_task(keep_pruned(app.state.db, settings.idempotency_retention_days, stop)),
+    ]
 
 
 def create_app(
@@ -109,26 +124,21 @@ def create_app(
             app.state.audit_signer = NoteSigner(
                 settings.audit_origin, app.state.keyring.signing_key
             )
-            decisions = await Decisions.open(settings, app.state.db, app.state.keyring)
+            # One connection per process follows the notifications: reloads, revocations.
+            listener = Listener(app.state.db)
+            decisions = await Decisions.open(settings, app.state.db, app.state.keyring, listener)
             decisions.install(app.state)
+            follow_revocations(listener)
+            listener.start()
             stop = asyncio.Event()
-            background: list[asyncio.Task[None]] = []
-            # Background upkeep runs once per service, where the audit integrator runs: here,
-            # or (under `consent serve`) in its integrator process rather than in every worker.
-            if settings.audit_integrator:
-                integrator = Integrator(app.state.db, app.state.audit_signer, sign_interval=1.0)
-                background.append(asyncio.create_task(integrator.run(stop)))
-                background.append(
-                    asyncio.create_task(
-                        keep_pruned(app.state.db, settings.idempotency_retention_days, stop)
-                    )
-                )
+            background = _upkeep(app, settings, stop)
             _log.info("service.started")
             try:
                 yield
             finally:
                 stop.set()
                 await asyncio.gather(*background, return_exceptions=True)
+                await listener.aclose()
                 await decisions.aclose()
         finally:
             if own_db:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import traceback
 from collections.abc import Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any, Final, TextIO
@@ -21,6 +22,7 @@ __all__ = [
     "REDACTED_KEYS",
     "JsonLineFormatter",
     "configure_logging",
+    "format_exc_info_without_values",
     "redact_personal_data",
 ]
 
@@ -84,6 +86,45 @@ def redact_personal_data(
     return event_dict
 
 
+def _exception_of(exc_info: Any) -> BaseException | None:
+    if isinstance(exc_info, BaseException):
+        return exc_info
+    if isinstance(exc_info, tuple):
+        return exc_info[1] if len(exc_info) > 1 else None
+    return sys.exc_info()[1] if exc_info else None
+
+
+def format_exc_info_without_values(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor in place of `format_exc_info`: the traceback of `exc_info` as
+    `exception` (each exception of the chain by its type, with its frames), never an
+    exception's message. Messages carry values: a `KeyError` names the key it missed (an
+    e-mail address), PostgreSQL's errors the row and key values of the failure, a decoding
+    error the text it could not read."""
+    exc = _exception_of(event_dict.pop("exc_info", None))
+    if exc is None:
+        return event_dict
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        kind = type(current)
+        name = (
+            kind.__qualname__
+            if kind.__module__ == "builtins"
+            else (f"{kind.__module__}.{kind.__qualname__}")
+        )
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{name} (message not logged)")
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    event_dict["exception"] = "\n\nwhile handling, or caused by:\n\n".join(parts)
+    return event_dict
+
+
 def _serialize(obj: Any, **_: Any) -> bytes:
     return _encoder.encode(obj)
 
@@ -99,7 +140,7 @@ def configure_logging(
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_personal_data,
-        structlog.processors.format_exc_info,
+        format_exc_info_without_values,
     ]
     if json:
         processors.append(structlog.processors.JSONRenderer(serializer=_serialize))

@@ -1,9 +1,11 @@
-"""ASGI middleware: a request id on every request, response and log line; JSON bodies only;
-only the query parameters an API operation takes; CORS for browsers calling the API from other
-origins."""
+"""ASGI middleware: a request id on every request, response and log line; security and cache
+headers on every answer; JSON bodies only; only the query parameters an API operation takes;
+CORS for browsers calling the API from other origins."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import re
 import time
@@ -24,9 +26,11 @@ __all__ = [
     "JsonBodyMiddleware",
     "KnownQueryMiddleware",
     "RequestIdMiddleware",
+    "content_security_policy",
     "index_query_parameters",
     "is_json",
     "request_id",
+    "secured",
 ]
 
 _HEADER: Final = b"x-request-id"
@@ -38,7 +42,7 @@ class RequestIdMiddleware:
     """Accepts a sane incoming `X-Request-ID` or makes one; echoes it and binds it to logs.
     Writes the access log line: method, route template (none for an unrouted request), status
     and time; the path itself is never logged (subject ids, or an e-mail address typed into
-    it)."""
+    it). Every answer it sends carries the security headers of `secured`."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -65,7 +69,7 @@ class RequestIdMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, secured(scope, send_with_id))
         finally:
             _log.info(  # the route taken, never the path: it holds ids and what was typed
                 "request",
@@ -74,6 +78,83 @@ class RequestIdMiddleware:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+_CACHE_CONTROL: Final = b"cache-control"
+_CONTENT_TYPE: Final = b"content-type"
+_EVERY_ANSWER: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+# An API answer holds a tenant's data (a person's consents, an API key's secret): no browser or
+# proxy cache keeps it (RFC 9111 5.2.2.5), unless its operation says otherwise.
+_NO_STORE: Final = (_CACHE_CONTROL, b"no-store")
+_HTML_SCRIPT: Final = re.compile(
+    rb"<script\b(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script\s*>", re.IGNORECASE | re.DOTALL
+)
+# The service's HTML pages (the proof checker, the API docs, the problem pages) load scripts,
+# styles and images from the service alone and may be framed by no page (clickjacking);
+# their inline scripts are allowed by hash, so an injected one would not run.
+_CSP: Final = (
+    "default-src 'none'; script-src 'self'{hashes}; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def _is_api(scope: Scope) -> bool:
+    return scope["path"].startswith(_API_PREFIX) or any(
+        k == b"authorization" for k, _ in scope["headers"]
+    )
+
+
+def content_security_policy(page: bytes) -> bytes:
+    """The `Content-Security-Policy` of an HTML page: `_CSP`, its inline scripts by hash."""
+    hashes = "".join(
+        f" 'sha256-{base64.b64encode(hashlib.sha256(body).digest()).decode()}'"
+        for body in _HTML_SCRIPT.findall(page)
+    )
+    return _CSP.format(hashes=hashes).encode()
+
+
+def secured(scope: Scope, send: Send) -> Send:
+    """`send` adding the security headers: `nosniff` and `no-referrer` on every answer;
+    `Cache-Control: no-store` on an API answer (a `/v1` path, or any request with an
+    `Authorization` header) that sets no `Cache-Control` of its own; on an HTML page a
+    `Content-Security-Policy` and `X-Frame-Options: DENY` (its body is held until complete,
+    to hash its inline scripts: the service's pages are small and made in one piece)."""
+    api = _is_api(scope)
+    page_start: list[HTTPResponseStartEvent] = []  # an HTML page's, held for its body
+    page: list[bytes] = []
+
+    async def send_secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            names = {k.lower() for k, _ in headers}
+            headers.extend(_EVERY_ANSWER)
+            if api and _CACHE_CONTROL not in names:
+                headers.append(_NO_STORE)
+            message["headers"] = headers
+            content_type = next((v for k, v in headers if k.lower() == _CONTENT_TYPE), b"")
+            if _media_type(content_type) == b"text/html":
+                page_start.append(message)
+                return
+        elif page_start and message["type"] == "http.response.body":
+            page.append(message.get("body", b""))
+            if message.get("more_body", False):
+                return
+            start, body = page_start.pop(), b"".join(page)
+            start["headers"] = [
+                *start.get("headers", []),
+                (b"content-security-policy", content_security_policy(body)),
+                (b"x-frame-options", b"DENY"),
+            ]
+            await send(start)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        await send(message)
+
+    return send_secured
 
 
 def request_id(scope: Scope) -> str:

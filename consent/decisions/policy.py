@@ -28,6 +28,7 @@ import structlog
 from consent.config import Settings
 from consent.db.database import Database, EmbeddedPostgres
 from consent.db.grouped import DB_UNAVAILABLE
+from consent.db.listening import Listener
 from consent.decisions.actions import (
     SUMMARY_SHOWN,
     UndefinedPurposes,
@@ -70,7 +71,6 @@ __all__ = [
 
 RELOAD_CHANNEL: Final = "consent_policy"
 STATUS_CHANNEL: Final = "consent_policy_status"
-_RETRY_SECONDS: Final = 1.0
 _log = structlog.get_logger(__name__)
 
 
@@ -151,7 +151,6 @@ class PolicyRuntime:
         self.kind: Literal["in-process", "opa-server"] = kind
         self.loaded_at = datetime.now(UTC)
         self._lock = asyncio.Lock()
-        self._listener: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # Called with each revision this process starts serving after a reload (the audit
         # log's admin.changed leaves); a failure there is logged, the new policy serves anyway.
@@ -203,47 +202,20 @@ class PolicyRuntime:
 
     # -- the reload listener ---------------------------------------------------------------------
 
-    def listen(self, db: Database) -> None:
-        """Start listening for reload requests (`consent policy reload`)."""
-        if self._listener is None:
-            self._listener = asyncio.get_running_loop().create_task(
-                self._listen(db), name="policy-reload-listener"
-            )
+    def listen(self, listener: Listener) -> None:
+        """Follow reload requests (`consent policy reload`) on `listener`, before it starts; a
+        listener back after a lost connection reloads (a request may have been sent while it
+        was not listening)."""
+        db = listener.db
 
-    async def _listen(self, db: Database) -> None:
-        reconnect = False
-        while True:
-            try:
-                await self._listen_once(db, catch_up=reconnect)
-            except DB_UNAVAILABLE as exc:
-                _log.debug("policy.listener_disconnected", error=type(exc).__name__)
-            reconnect = True
-            await asyncio.sleep(_RETRY_SECONDS)
-
-    async def _listen_once(self, db: Database, *, catch_up: bool) -> None:
-        """Hold one connection listening until it closes."""
-        closed = asyncio.Event()
-
-        def on_close(_conn: object) -> None:
-            closed.set()
-
-        def on_notify(_conn: object, _pid: int, _channel: str, _payload: object) -> None:
+        def reload(_payload: str) -> None:
             self._spawn(self._reload_and_answer(db))
 
-        async with db.pool.acquire() as conn:
-            conn.add_termination_listener(on_close)
-            await conn.add_listener(RELOAD_CHANNEL, on_notify)
-            if catch_up:  # a notification may have been sent while we were not listening
-                self._spawn(self._reload_and_answer(db))
-            try:
-                while not closed.is_set() and not conn.is_closed():
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(_RETRY_SECONDS):
-                            await closed.wait()
-            finally:
-                if not conn.is_closed():
-                    await conn.remove_listener(RELOAD_CHANNEL, on_notify)
-                conn.remove_termination_listener(on_close)
+        def listening(again: bool) -> None:
+            if again:
+                reload("")
+
+        listener.on(RELOAD_CHANNEL, reload, listening)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -278,10 +250,6 @@ class PolicyRuntime:
             _log.warning("policy.reload_ack_failed", error=type(exc).__name__)
 
     async def aclose(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._listener
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -10,6 +10,7 @@ from consent.audit.policy_leaves import record_policy_served
 from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
+from consent.db.listening import Listener
 from consent.decisions.audience import AudienceFilter
 from consent.decisions.logwriter import GroupCommitWriter
 from consent.decisions.policy import PolicyRuntime, warn_undefined_purposes
@@ -26,10 +27,13 @@ class Decisions:
     writers: tuple[GroupCommitWriter, ...]
 
     @classmethod
-    async def open(cls, settings: Settings, db: Database, keyring: KeyRing) -> Decisions:
+    async def open(
+        cls, settings: Settings, db: Database, keyring: KeyRing, listener: Listener
+    ) -> Decisions:
         """Load and check the policy (PolicyLoadError if refused: the service does not start),
         start the decision-log writers (one for decisions, one for audience chunks, so that a
-        big audience does not delay single decisions) and the reload listener. An action
+        big audience does not delay single decisions), and follow reload requests on
+        `listener` (the caller starts and closes it). An action
         that needs a purpose no tenant defines is a warning in the log (`policy.purpose_undefined`),
         not a refusal."""
         policy = await PolicyRuntime.open(settings)
@@ -52,7 +56,7 @@ class Decisions:
         bulk = GroupCommitWriter(db, name="audiences", linger=linger, audit=audit)
         for writer in (log, bulk):
             writer.start()
-        policy.listen(db)
+        policy.listen(listener)
         service = DecisionService(
             db,
             keyring,

@@ -92,8 +92,9 @@ def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
 class _KeyCache:
     """Verified keys for a few seconds, so the hot path makes no lookup per request.
 
-    Revoking a key through this process forgets it at once; another replica may accept a
-    revoked key for at most `ttl` seconds (stated in the API docs). A key read from the
+    Revoking a key through this process forgets it at once, and every other process listening
+    for revocations (consent.tenancy.revocations) when the notification arrives; a process
+    that is not listening may accept a revoked key for at most `ttl` seconds. A key read from the
     database before a revocation in this process and put here after it would be cached again:
     `put` takes the `generation` seen before the read and keeps nothing if a key was forgotten
     since.
@@ -123,6 +124,11 @@ class _KeyCache:
     def forget(self, key_id: str) -> None:
         self.generation += 1
         self._entries.pop(key_id, None)
+
+    def clear(self) -> None:
+        """Forget every key (a revocation may have been missed: consent.tenancy.revocations)."""
+        self.generation += 1
+        self._entries.clear()
 
 
 key_cache = _KeyCache()

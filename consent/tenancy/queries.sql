@@ -41,6 +41,10 @@ update api_key set revoked_at = coalesce(revoked_at, now())
 where id = $1
 returning id, key_id, property_id, name, scopes, allowed_origins, created_at, revoked_at;
 
+-- name: notify_revoked
+-- Every process forgets the key from its key cache (consent.tenancy.revocations), on commit.
+select pg_notify('consent_api_key_revoked', $1);
+
 -- name: find_api_key
 select tenant_id, property_id, secret_sha256, scopes, allowed_origins, revoked_at
 from api_key

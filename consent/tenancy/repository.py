@@ -76,8 +76,12 @@ class TenancyRepository:
         return [msgspec.convert(dict(r), ApiKey) for r in rows]
 
     async def revoke_api_key(self, api_key_id: UUID) -> ApiKey | None:
+        """Revoke the key and tell every process (when the transaction commits)."""
         row = await self.conn.fetchrow(Q.revoke_api_key, api_key_id)
-        return msgspec.convert(dict(row), ApiKey) if row else None
+        if row is None:
+            return None
+        await self.conn.execute(Q.notify_revoked, row["key_id"])
+        return msgspec.convert(dict(row), ApiKey)
 
     async def find_api_key(self, key_id: str) -> asyncpg.Record | None:
         return await self.conn.fetchrow(Q.find_api_key, key_id)

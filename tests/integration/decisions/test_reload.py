@@ -24,6 +24,7 @@ from consent.audit.leaf import AdminChanged, decode_leaf
 from consent.config import Settings
 from consent.crypto.keys import KeyRing
 from consent.db.database import Database
+from consent.db.listening import Listener
 from consent.db.scratch import create_database, drop_database
 from consent.decisions.policy import RELOAD_CHANNEL, STATUS_CHANNEL, ReloadAck
 from consent.tenancy.service import create_tenant_with_admin_key
@@ -264,14 +265,17 @@ async def test_the_cli_says_why_a_process_serves_another_bundle(
     elsewhere = tmp_path / "elsewhere"
     shutil.copytree(ROOT / "policies", elsewhere)
     stray = await PolicyRuntime.open(msgspec.structs.replace(settings, policy_dir=elsewhere))
-    stray.listen(lone_db)
+    listener = Listener(lone_db)
+    stray.listen(listener)
+    listener.start()
     try:
-        await asyncio.sleep(0.5)  # its listener is connected
+        await asyncio.wait_for(listener.listening.wait(), 10)
         _add_gpc_state(policy_copy, "US-UT")
         code, out, err = await _consent_cli(
             "policy", "reload", "--root", str(policy_copy), database_dsn=lone_dsn, tmp=tmp_path
         )
     finally:
+        await listener.aclose()
         await stray.aclose()
     assert code == 1, (out, err)
     assert f"serving {await _serving(served)}\n" in out  # the process reading policy_copy
