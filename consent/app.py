@@ -169,6 +169,7 @@ def create_app(
         openapi_config=_openapi(),
         request_max_body_size=MAX_BODY_BYTES,
         debug=False,
+        logging_config=None,  # the standard library logs as configure_logging set it up: JSON lines
     )
     document_problems(app)
     # In front of the router: answers the common single decision without Litestar's

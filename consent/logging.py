@@ -22,6 +22,7 @@ __all__ = [
     "REDACTED_KEYS",
     "JsonLineFormatter",
     "configure_logging",
+    "exception_without_values",
     "format_exc_info_without_values",
     "redact_personal_data",
 ]
@@ -103,8 +104,13 @@ def format_exc_info_without_values(
     e-mail address), PostgreSQL's errors the row and key values of the failure, a decoding
     error the text it could not read."""
     exc = _exception_of(event_dict.pop("exc_info", None))
-    if exc is None:
-        return event_dict
+    if exc is not None:
+        event_dict["exception"] = exception_without_values(exc)
+    return event_dict
+
+
+def exception_without_values(exc: BaseException) -> str:
+    """`exc`'s traceback: each exception of its chain by type, with its frames, no message."""
     parts: list[str] = []
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -121,8 +127,7 @@ def format_exc_info_without_values(
         current = current.__cause__ or (
             None if current.__suppress_context__ else current.__context__
         )
-    event_dict["exception"] = "\n\nwhile handling, or caused by:\n\n".join(parts)
-    return event_dict
+    return "\n\nwhile handling, or caused by:\n\n".join(parts)
 
 
 def _serialize(obj: Any, **_: Any) -> bytes:
@@ -148,6 +153,12 @@ def configure_logging(
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
         factory = structlog.PrintLoggerFactory(out)
+    if json:  # the standard library's records too (asyncpg's, a library's warning): JSON lines
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(JsonLineFormatter(messages=False))
+        root = logging.getLogger()
+        root.handlers = [handler]
+        root.setLevel(logging.WARNING)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
@@ -163,6 +174,12 @@ class JsonLineFormatter(logging.Formatter):
     start, one killed after the grace period) as JSON lines like the service's own, so that a
     log shipper reads every line of stdout; a traceback is a field of its line."""
 
+    def __init__(self, *, messages: bool = True) -> None:
+        super().__init__()
+        self.messages = messages
+        """Whether an exception's message is written: granian's start-up failures, yes (why
+        a worker did not start); other libraries' records, no (what a request sent)."""
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "event": record.getMessage(),
@@ -172,8 +189,12 @@ class JsonLineFormatter(logging.Formatter):
             .isoformat()
             .replace("+00:00", "Z"),
         }
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        if record.exc_info and record.exc_info[1] is not None:
+            line["exception"] = (
+                self.formatException(record.exc_info)
+                if self.messages
+                else exception_without_values(record.exc_info[1])
+            )
         return _encoder.encode(line).decode()
 
 

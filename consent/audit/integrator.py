@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -32,11 +33,42 @@ from consent.audit.nodes import stored, with_nodes
 from consent.db.database import Conn, Database
 from consent.db.sql import SqlFile
 
-__all__ = ["IntegrationResult", "Integrator", "SignerGuardError"]
+__all__ = ["IntegrationResult", "Integrator", "Outage", "SignerGuardError"]
 
 Q = SqlFile.beside(__file__, "queries.sql")
 DEFAULT_BATCH: Final = 5000
 _log = structlog.get_logger(__name__)
+_OUTAGE_RETRY: Final = 1.0  # seconds between attempts while the database is unavailable
+_OUTAGE_REPEAT: Final = 30.0  # seconds between two log lines about one outage
+
+
+class Outage:
+    """The database unavailable to the integrator: one warning when it begins, then one every
+    `_OUTAGE_REPEAT` seconds (not one per attempt: ~5 a second flooded the log), and one line
+    when it is over, with its length."""
+
+    retry_after: Final = _OUTAGE_RETRY
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.since: float | None = None
+        self._said = 0.0
+
+    def failed(self, error: str) -> None:
+        now = self.clock()
+        if self.since is None:
+            self.since = now
+        elif now - self._said < _OUTAGE_REPEAT:
+            return
+        self._said = now
+        _log.warning(
+            "audit.integrator_unavailable", error=error, seconds=round(now - self.since, 1)
+        )
+
+    def over(self) -> None:
+        if self.since is not None:
+            _log.info("audit.integrator_available", seconds=round(self.clock() - self.since, 1))
+            self.since = None
 
 
 class SignerGuardError(Exception):
@@ -204,6 +236,7 @@ class Integrator:
         """Integrate continuously until `stop` is set (the service runs this in the background);
         then sign what is integrated but not yet signed, so that a stopped service leaves every
         leaf under a checkpoint."""
+        outage = Outage()
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -214,13 +247,15 @@ class Integrator:
                 if count:
                     _log.debug("audit.integrated", leaves=count)
                 await self.sign_due()
+                outage.over()
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                _log.warning("audit.integrator_unavailable", error=type(exc).__name__)
+                outage.failed(type(exc).__name__)
             except SignerGuardError:
                 _log.exception("audit.signer_guard_refused")
             elapsed = time.monotonic() - started
+            wait = outage.retry_after if outage.since is not None else interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(0.0, interval - elapsed))
+                await asyncio.wait_for(stop.wait(), timeout=max(0.0, wait - elapsed))
         try:
             await self.sign_due(now=True)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
