@@ -21,7 +21,7 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -47,6 +47,9 @@ __all__ = [
 Conn: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 
 APP_ROLE: Final = "consent_app"
+IsolationLevel: TypeAlias = Literal[
+    "read_committed", "read_uncommitted", "serializable", "repeatable_read"
+]
 _SET_TENANT: Final = (
     "select set_config('role', 'consent_app', true), set_config('app.tenant_id', $1, true)"
 )
@@ -385,9 +388,12 @@ class Database:
             _log.info("embedded_postgres.left")
 
     @asynccontextmanager
-    async def tenant(self, tenant_id: UUID | str) -> AsyncIterator[Conn]:
-        """A transaction under row-level security for one tenant."""
-        async with self.pool.acquire() as conn, conn.transaction():
+    async def tenant(
+        self, tenant_id: UUID | str, isolation: IsolationLevel | None = None
+    ) -> AsyncIterator[Conn]:
+        """A transaction under row-level security for one tenant (at the server's default
+        isolation level, unless `isolation` says otherwise)."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation=isolation):
             await conn.execute(_SET_TENANT, str(tenant_id))
             yield conn
 

@@ -198,12 +198,10 @@ from subject_identifier
 where subject_id = any($1::uuid[])
 order by created_at, id_type, lookup_hmac;
 
--- name: begin_snapshot
--- The export's snapshot transaction (consent/subjects/snapshot.py): the tenant's row-level
--- security, and an end to a session left idle between two pages ($2) by a client that stopped
--- reading.
-select set_config('role', 'consent_app', true), set_config('app.tenant_id', $1, true),
-       set_config('idle_in_transaction_session_timeout', $2, true);
+-- name: idle_limit
+-- The export's snapshot transaction (consent/subjects/snapshot.py): an end to a session left
+-- idle between two pages ($1) by a client that stopped reading.
+select set_config('idle_in_transaction_session_timeout', $1, true);
 
 -- name: lock_unchanged_subject
 -- The exported subject, locked: a serialization failure under REPEATABLE READ when it was

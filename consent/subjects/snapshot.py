@@ -30,7 +30,7 @@ from uuid import UUID
 
 import asyncpg
 
-from consent.db.database import Conn, Database
+from consent.db.database import Conn, Database, IsolationLevel
 from consent.db.sql import SqlFile
 from consent.errors import NotFound
 from consent.locales import Localized
@@ -72,7 +72,11 @@ class HeldDatabase(Database):
         return self.conn
 
     @asynccontextmanager
-    async def tenant(self, tenant_id: UUID | str) -> AsyncIterator[Conn]:
+    async def tenant(
+        self,
+        tenant_id: UUID | str,
+        isolation: IsolationLevel | None = None,  # noqa: ARG002 - the snapshot's level holds
+    ) -> AsyncIterator[Conn]:
         yield self._held(tenant_id)
 
     @asynccontextmanager
@@ -93,8 +97,8 @@ async def snapshot(db: Database, tenant_id: UUID) -> AsyncIterator[HeldDatabase]
     """A REPEATABLE READ transaction under the tenant's row-level security, on a connection
     held until the block ends, as a `HeldDatabase`. It only reads, but is not READ ONLY:
     `still_there` takes (and at once gives up) a row lock."""
-    async with db.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-        await conn.execute(Q.begin_snapshot, str(tenant_id), IDLE_LIMIT)
+    async with db.tenant(tenant_id, isolation="repeatable_read") as conn:
+        await conn.execute(Q.idle_limit, IDLE_LIMIT)
         yield HeldDatabase(conn, tenant_id)
 
 
