@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from uuid import UUID
 
 import pytest
@@ -16,7 +18,7 @@ from consent.tenancy.auth import authenticate, key_cache
 from consent.tenancy.keys import parse_api_key
 from consent.tenancy.repository import TenancyRepository
 from consent.tenancy.revocations import follow_revocations
-from consent.tenancy.schemas import ApiKeyCreate
+from consent.tenancy.schemas import ApiKeyCreate, ApiKeyCreated
 from consent.tenancy.service import TenancyService
 from tests.conftest import Tenant
 
@@ -41,18 +43,31 @@ async def _refused_within(db: Database, header: str, seconds: float) -> bool:
     return False
 
 
-async def test_a_key_revoked_by_another_process_is_refused_at_once(
-    db: Database, keyring: KeyRing, tenant: Tenant
-) -> None:
-    tenant_id = UUID(tenant.id)
+async def _reader_key(db: Database, keyring: KeyRing, tenant_id: UUID) -> ApiKeyCreated:
     service = TenancyService(db, keyring, tenant_id)
-    created = await service.create_api_key(ApiKeyCreate(name="reader", scopes=["read"]), None)
-    header = f"Bearer {created.secret}"
+    return await service.create_api_key(ApiKeyCreate(name="reader", scopes=["read"]), None)
+
+
+@asynccontextmanager
+async def _following_revocations(db: Database) -> AsyncIterator[None]:
+    """This process follows revocations, as a worker of the service does, while the block runs."""
     listener = Listener(db)
     follow_revocations(listener)
     listener.start()
     try:
         await asyncio.wait_for(listener.listening.wait(), timeout=10)
+        yield
+    finally:
+        await listener.aclose()
+
+
+async def test_a_key_revoked_by_another_process_is_refused_at_once(
+    db: Database, keyring: KeyRing, tenant: Tenant
+) -> None:
+    tenant_id = UUID(tenant.id)
+    created = await _reader_key(db, keyring, tenant_id)
+    header = f"Bearer {created.secret}"
+    async with _following_revocations(db):
         who = await authenticate(db, header)  # verified, and cached for 5 seconds
         assert who.key_id == created.key.key_id
         parsed = parse_api_key(created.secret)
@@ -60,26 +75,18 @@ async def test_a_key_revoked_by_another_process_is_refused_at_once(
         assert key_cache.get(*parsed) is not None
         await _revoked_elsewhere(db, tenant_id, created.key.id)
         assert await _refused_within(db, header, 1.0)
-    finally:
-        await listener.aclose()
 
 
-async def test_a_listener_back_after_losing_its_connection_forgets_every_cached_key(
+async def test_a_listener_that_starts_listening_forgets_every_cached_key(
     db: Database, keyring: KeyRing, tenant: Tenant
 ) -> None:
-    """A notification may have been missed while no connection listened."""
+    """A revocation sent while no connection listened (before the first, or while a lost one
+    is taken again: the same callback) is not missed: listening begins with an empty cache."""
     tenant_id = UUID(tenant.id)
-    service = TenancyService(db, keyring, tenant_id)
-    created = await service.create_api_key(ApiKeyCreate(name="reader", scopes=["read"]), None)
+    created = await _reader_key(db, keyring, tenant_id)
     header = f"Bearer {created.secret}"
     await authenticate(db, header)
     await _revoked_elsewhere(db, tenant_id, created.key.id)  # nobody listening yet
-    listener = Listener(db)
-    follow_revocations(listener)
-    listener.start()
-    try:
-        await asyncio.wait_for(listener.listening.wait(), timeout=10)
+    async with _following_revocations(db):
         with pytest.raises(Unauthorized):
             await authenticate(db, header)
-    finally:
-        await listener.aclose()
